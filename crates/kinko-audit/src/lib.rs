@@ -15,5 +15,6 @@
 
 mod error;
 pub mod merkle;
+pub mod note;
 
 pub use error::Error;

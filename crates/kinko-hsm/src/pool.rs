@@ -1,0 +1,247 @@
+//! The session pool: sessions opened once and reused, one login per token, PKCS#11 calls run
+//! on tokio's blocking threads so they never stall the async runtime.
+//!
+//! A session the token invalidated (`CKR_SESSION_HANDLE_INVALID`, `CKR_SESSION_CLOSED`,
+//! `CKR_USER_NOT_LOGGED_IN`, `CKR_DEVICE_REMOVED`, `CKR_TOKEN_NOT_PRESENT`, …) is discarded and
+//! a fresh one opened, logging in again when the token dropped the login, up to
+//! [`MAX_ATTEMPTS`] times; then the caller gets [`HsmError::TokenUnavailable`]. A wrong PIN is
+//! never retried.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cryptoki::context::{Function, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::session::{Session, SessionState, UserType};
+use cryptoki::slot::Slot;
+use secrecy::SecretString;
+use tokio::sync::Semaphore;
+
+use crate::error::{HsmError, from_cryptoki, is_session_lost, is_stale_handle};
+
+/// Attempts per operation when the token invalidates sessions.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// Pause before attempt `n` (1-based) after a lost session.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(25 * u64::from(attempt) * u64::from(attempt))
+}
+
+pub(crate) struct Pool {
+    pub(crate) ctx: Pkcs11,
+    slot: Mutex<Slot>,
+    pub(crate) label: String,
+    pin: SecretString,
+    idle: Mutex<Vec<Session>>,
+    permits: Semaphore,
+    pub(crate) size: usize,
+    /// Incremented each time the token lost our sessions; object handles found before may be
+    /// stale (or, worse, reused for another object) and are looked up again.
+    generation: AtomicU64,
+}
+
+/// What an operation reports when it fails: either a PKCS#11 error (which may mean the session
+/// was lost) or a final error that must not be retried.
+pub(crate) enum OpError {
+    Ck(CkError),
+    Final(HsmError),
+}
+
+impl From<CkError> for OpError {
+    fn from(e: CkError) -> Self {
+        OpError::Ck(e)
+    }
+}
+
+impl From<HsmError> for OpError {
+    fn from(e: HsmError) -> Self {
+        OpError::Final(e)
+    }
+}
+
+impl Pool {
+    /// Opens the first session and logs in; fails fast on a wrong PIN.
+    pub(crate) fn open(
+        ctx: Pkcs11,
+        slot: Slot,
+        label: String,
+        pin: SecretString,
+        size: usize,
+    ) -> Result<Pool, HsmError> {
+        let pool = Pool {
+            ctx,
+            slot: Mutex::new(slot),
+            label,
+            pin,
+            idle: Mutex::new(Vec::with_capacity(size)),
+            permits: Semaphore::new(size),
+            size,
+            generation: AtomicU64::new(0),
+        };
+        let first = pool.new_session()?;
+        pool.put(first);
+        Ok(pool)
+    }
+
+    /// The slot the token was last seen in.
+    pub(crate) fn slot(&self) -> Result<Slot, HsmError> {
+        self.slot.lock().map(|s| *s).map_err(|_| poisoned())
+    }
+
+    /// Opens a read-write session, logging the user in if the token has no login. When the slot
+    /// is gone (token re-inserted, module re-initialized), the token is found again by label.
+    fn new_session(&self) -> Result<Session, HsmError> {
+        let mut slot = self.slot()?;
+        let opened = match self.ctx.open_rw_session(slot) {
+            Err(CkError::Pkcs11(
+                RvError::SlotIdInvalid | RvError::TokenNotPresent | RvError::TokenNotRecognized,
+                _,
+            )) => {
+                slot = crate::find_token(&self.ctx, &self.label)?;
+                *self.slot.lock().map_err(|_| poisoned())? = slot;
+                tracing::info!(token = %self.label, slot = slot.id(), "token found again");
+                self.ctx.open_rw_session(slot)
+            }
+            other => other,
+        };
+        let session = opened.map_err(|e| match e {
+            CkError::Pkcs11(rv, function) => HsmError::TokenUnavailable {
+                function,
+                rv,
+                attempts: 1,
+            },
+            other => from_cryptoki(other),
+        })?;
+        let logged_in = matches!(
+            session.get_session_info().map(|i| i.session_state()),
+            Ok(SessionState::RwUser | SessionState::RoUser)
+        );
+        if !logged_in {
+            match session.login(UserType::User, Some(&self.pin)) {
+                Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+                Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
+                    return Err(HsmError::PinIncorrect {
+                        label: self.label.clone(),
+                    });
+                }
+                Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
+                    return Err(HsmError::PinLocked {
+                        label: self.label.clone(),
+                    });
+                }
+                Err(e) => return Err(from_cryptoki(e)),
+            }
+        }
+        Ok(session)
+    }
+
+    fn take(&self) -> Result<Session, HsmError> {
+        let idle = self.idle.lock().map_err(|_| poisoned())?.pop();
+        match idle {
+            Some(s) => Ok(s),
+            None => self.new_session(),
+        }
+    }
+
+    fn put(&self, s: Session) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(s);
+        }
+    }
+
+    /// The current session generation (see the field).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Drops every idle session (after the token invalidated them all, they are useless).
+    fn discard_idle(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+
+    /// Runs `op` on a pooled session, on the current thread, retrying on lost sessions.
+    pub(crate) fn run_blocking<T>(
+        &self,
+        op: &mut dyn FnMut(&Session) -> Result<T, OpError>,
+    ) -> Result<T, HsmError> {
+        let mut last: Option<(Function, RvError)> = None;
+        for attempt in 1..=MAX_ATTEMPTS {
+            if attempt > 1 {
+                std::thread::sleep(backoff(attempt - 1));
+            }
+            let session = match self.take() {
+                Ok(s) => s,
+                Err(HsmError::TokenUnavailable { function, rv, .. }) => {
+                    last = Some((function, rv));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match op(&session) {
+                Ok(v) => {
+                    self.put(session);
+                    return Ok(v);
+                }
+                Err(OpError::Ck(e)) if is_session_lost(&e) => {
+                    tracing::warn!(token = %self.label, attempt, error = %e, "PKCS#11 session lost; reopening");
+                    if let CkError::Pkcs11(rv, function) = e {
+                        last = Some((function, rv));
+                    }
+                    // The other idle sessions are most likely gone too (token reset, logout).
+                    self.generation.fetch_add(1, Ordering::SeqCst);
+                    self.discard_idle();
+                    drop(session);
+                }
+                Err(OpError::Ck(e)) if is_stale_handle(&e) => {
+                    tracing::warn!(token = %self.label, attempt, error = %e, "stale object handle; looking the key up again");
+                    self.generation.fetch_add(1, Ordering::SeqCst);
+                    if let CkError::Pkcs11(rv, function) = e {
+                        last = Some((function, rv));
+                    }
+                    self.put(session);
+                }
+                Err(OpError::Ck(e)) => {
+                    self.put(session);
+                    return Err(from_cryptoki(e));
+                }
+                Err(OpError::Final(e)) => {
+                    self.put(session);
+                    return Err(e);
+                }
+            }
+        }
+        let (function, rv) = last.unwrap_or((Function::OpenSession, RvError::GeneralError));
+        Err(HsmError::TokenUnavailable {
+            function,
+            rv,
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// Runs `op` on a pooled session from async code: waits for a free session without blocking
+    /// the runtime, then runs the PKCS#11 calls on a blocking thread.
+    pub(crate) async fn run<T, F>(self: &Arc<Self>, mut op: F) -> Result<T, HsmError>
+    where
+        T: Send + 'static,
+        F: FnMut(&Session) -> Result<T, OpError> + Send + 'static,
+    {
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| HsmError::Worker("session pool closed".into()))?;
+        let pool = Arc::clone(self);
+        let out = tokio::task::spawn_blocking(move || pool.run_blocking(&mut op))
+            .await
+            .map_err(|e| HsmError::Worker(e.to_string()))?;
+        drop(permit);
+        out
+    }
+}
+
+fn poisoned() -> HsmError {
+    HsmError::Worker("session pool lock poisoned".into())
+}

@@ -14,7 +14,11 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod log;
 pub mod merkle;
 pub mod note;
+pub mod record;
+mod sigs;
+pub mod verify;
 
 pub use error::Error;

@@ -1,0 +1,874 @@
+//! The auditor's offline verifier.
+//!
+//! [`verify_dir`] re-checks a log directory without trusting the daemon, its operators, or the
+//! files: it recomputes every leaf and the tree, checks every checkpoint's signature by the
+//! log key and that each one's root is the root of the records at its size (which makes all
+//! checkpoints consistent with each other and with any checkpoint the auditor kept), and
+//! re-verifies what each record claims (intent digests, approval signatures, that every
+//! signature was authorized once and verifies over the authorized input, that every signature
+//! is covered by a signed checkpoint). The policy rules (officers of the policy in force,
+//! quorum, the intent the payload decodes to) plug in through [`AuthorizationCheck`].
+//!
+//! [`prove`] and [`consistency`] produce and check inclusion and consistency proofs.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::fs;
+use std::path::Path;
+
+use kinko_intent::{Intent, SigningInput};
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+use crate::log::{CHECKPOINTS_FILE, CheckpointLine, complete_len, io_err, list_segments};
+use crate::merkle::{
+    CompactRange, Hash, MerkleTree, empty_root, hashes_equal, leaf_hash, verify_consistency,
+    verify_inclusion,
+};
+use crate::note::{Checkpoint, VerifierKey};
+use crate::record::{Event, PolicyInstalled, Record, SigningAuthorized};
+
+/// The most findings kept in a report (the first is what matters).
+pub const MAX_FINDINGS: usize = 1000;
+
+/// The policy half of authorization re-verification, implemented over kinko-policy (and
+/// kinko-chain, to decode the payload): the verifier calls it in log order.
+pub trait AuthorizationCheck {
+    /// A policy was installed (`seq`): check the installation (hash of the text, the quorum
+    /// of the previous policy) and make it the policy in force.
+    fn policy_installed(&mut self, seq: u64, event: &PolicyInstalled) -> Result<(), String>;
+
+    /// Check a signing authorization under the policy in force: the payload decodes to
+    /// `intent`, every approval is by an officer of that policy over this request and intent,
+    /// unexpired, and together they meet its quorum. The verifier has already checked the
+    /// intent's digest, the approvals' signatures and the policy hash.
+    fn signing_authorized(
+        &mut self,
+        seq: u64,
+        event: &SigningAuthorized,
+        intent: &Intent,
+    ) -> Result<(), String>;
+}
+
+/// Options of [`verify_dir`].
+#[derive(Default)]
+pub struct VerifyOptions<'a> {
+    /// The expected checkpoint origin; the verifier key's name when `None`.
+    pub origin: Option<String>,
+    /// Signed checkpoints the auditor kept from earlier audits (or obtained elsewhere): the log
+    /// must extend each of them.
+    pub trusted_checkpoints: Vec<String>,
+    /// The policy check; without it the report says authorization was not re-verified.
+    pub authorization: Option<&'a mut dyn AuthorizationCheck>,
+}
+
+impl fmt::Debug for VerifyOptions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyOptions")
+            .field("origin", &self.origin)
+            .field("trusted_checkpoints", &self.trusted_checkpoints.len())
+            .field("authorization", &self.authorization.is_some())
+            .finish()
+    }
+}
+
+/// One problem found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The record concerned, if any.
+    pub seq: Option<u64>,
+    /// Where (file and line, or checkpoint).
+    pub location: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.seq {
+            Some(seq) => write!(f, "record {seq} ({}): {}", self.location, self.reason),
+            None => write!(f, "{}: {}", self.location, self.reason),
+        }
+    }
+}
+
+/// The result of [`verify_dir`].
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Report {
+    /// Records read.
+    pub records: u64,
+    /// Signed checkpoints in the log that verified.
+    pub checkpoints: u64,
+    /// `signature_produced` records.
+    pub signatures: u64,
+    /// `signing_authorized` records.
+    pub authorizations: u64,
+    /// `policy_installed` records.
+    pub policies: u64,
+    /// Officers seen in approvals.
+    pub officers: BTreeSet<String>,
+    /// The root of all records read.
+    pub root: Option<Hash>,
+    /// The latest checkpoint of the log that verified.
+    pub latest_checkpoint: Option<Checkpoint>,
+    /// Whether an [`AuthorizationCheck`] re-verified approvals and quorum.
+    pub authorization_checked: bool,
+    /// Failures: the log must not be trusted. The first is the first bad record.
+    pub failures: Vec<Finding>,
+    /// Observations that are not failures (a torn final line after a crash).
+    pub warnings: Vec<Finding>,
+}
+
+impl Report {
+    /// Whether the log verified.
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    fn fail(&mut self, seq: Option<u64>, location: impl Into<String>, reason: impl Into<String>) {
+        if self.failures.len() < MAX_FINDINGS {
+            self.failures.push(Finding {
+                seq,
+                location: location.into(),
+                reason: reason.into(),
+            });
+        }
+    }
+
+    fn warn(&mut self, seq: Option<u64>, location: impl Into<String>, reason: impl Into<String>) {
+        if self.warnings.len() < MAX_FINDINGS {
+            self.warnings.push(Finding {
+                seq,
+                location: location.into(),
+                reason: reason.into(),
+            });
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "records:        {}", self.records)?;
+        writeln!(f, "checkpoints:    {}", self.checkpoints)?;
+        if let Some(cp) = &self.latest_checkpoint {
+            writeln!(
+                f,
+                "latest:         size {} root {}",
+                cp.size,
+                hex::encode(cp.root)
+            )?;
+        }
+        writeln!(f, "signatures:     {}", self.signatures)?;
+        writeln!(f, "authorizations: {}", self.authorizations)?;
+        writeln!(f, "policies:       {}", self.policies)?;
+        let officers: Vec<&str> = self.officers.iter().map(String::as_str).collect();
+        writeln!(
+            f,
+            "officers:       {} ({})",
+            officers.len(),
+            officers.join(", ")
+        )?;
+        if !self.authorization_checked {
+            writeln!(
+                f,
+                "authorization:  approvals' officers and quorum NOT re-checked against the policy"
+            )?;
+        }
+        writeln!(
+            f,
+            "anomalies:      {}",
+            self.failures.len() + self.warnings.len()
+        )?;
+        for w in &self.warnings {
+            writeln!(f, "  warning: {w}")?;
+        }
+        for x in &self.failures {
+            writeln!(f, "  FAILURE: {x}")?;
+        }
+        match self.failures.first() {
+            None => write!(f, "result:         OK"),
+            Some(first) => write!(f, "result:         FAILED at {first}"),
+        }
+    }
+}
+
+/// A checkpoint the records must match at its size.
+struct Target {
+    size: u64,
+    root: Hash,
+    label: String,
+    from_log: bool,
+}
+
+/// What the verifier remembers of an authorization until its signature is produced.
+struct Authorized {
+    seq: u64,
+    key_name: String,
+    to_sign: Vec<SigningInput>,
+}
+
+/// Verifies the log in `dir` under the log key `key`. Returns `Err` only when the directory
+/// cannot be read at all; every problem with its contents is a finding in the [`Report`].
+pub fn verify_dir(
+    dir: &Path,
+    key: &VerifierKey,
+    options: VerifyOptions<'_>,
+) -> Result<Report, Error> {
+    let VerifyOptions {
+        origin,
+        trusted_checkpoints,
+        mut authorization,
+    } = options;
+    let origin = origin.unwrap_or_else(|| key.name().to_string());
+    let mut report = Report {
+        authorization_checked: authorization.is_some(),
+        ..Report::default()
+    };
+
+    // Checkpoints: the log's own, then the auditor's.
+    let mut targets: Vec<Target> = Vec::new();
+    let cps_path = dir.join(CHECKPOINTS_FILE);
+    let cps_data = match fs::read(&cps_path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            report.fail(None, CHECKPOINTS_FILE, "no checkpoints file");
+            Vec::new()
+        }
+        Err(e) => return Err(io_err("read", &cps_path, e)),
+    };
+    let complete = complete_len(&cps_data);
+    if complete < cps_data.len() {
+        report.warn(
+            None,
+            CHECKPOINTS_FILE,
+            format!(
+                "incomplete final line of {} bytes (interrupted write) ignored",
+                cps_data.len() - complete
+            ),
+        );
+    }
+    let mut prev: Option<(u64, Hash)> = None;
+    for (i, line) in cps_data
+        .get(..complete)
+        .unwrap_or_default()
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty())
+    {
+        let label = format!("{CHECKPOINTS_FILE}:{}", i + 1);
+        let cp = serde_json::from_slice::<CheckpointLine>(line)
+            .map_err(|e| e.to_string())
+            .and_then(|cl| {
+                Checkpoint::open(&cl.note, key, Some(&origin)).map_err(|e| e.to_string())
+            });
+        let cp = match cp {
+            Ok(cp) => cp,
+            Err(e) => {
+                report.fail(None, label, format!("checkpoint does not verify: {e}"));
+                continue;
+            }
+        };
+        if let Some((psize, proot)) = prev {
+            if cp.size < psize {
+                report.fail(
+                    None,
+                    label.clone(),
+                    format!("checkpoint size {} is smaller than the previous {psize}: the log went back", cp.size),
+                );
+            } else if cp.size == psize && !hashes_equal(&cp.root, &proot) {
+                report.fail(
+                    None,
+                    label.clone(),
+                    format!("two checkpoints of size {psize} with different roots: a fork"),
+                );
+            }
+        }
+        prev = Some((cp.size, cp.root));
+        report.checkpoints += 1;
+        targets.push(Target {
+            size: cp.size,
+            root: cp.root,
+            label,
+            from_log: true,
+        });
+        report.latest_checkpoint = Some(cp);
+    }
+    for (i, note) in trusted_checkpoints.iter().enumerate() {
+        let label = format!("auditor-held checkpoint {}", i + 1);
+        match Checkpoint::open(note, key, Some(&origin)) {
+            Ok(cp) => targets.push(Target {
+                size: cp.size,
+                root: cp.root,
+                label,
+                from_log: false,
+            }),
+            Err(e) => report.fail(None, label, format!("does not verify: {e}")),
+        }
+    }
+    targets.sort_by_key(|t| t.size);
+
+    // Records.
+    let mut range = CompactRange::new();
+    let mut next_target = 0usize;
+    let mut covered_by_log_checkpoint = 0u64;
+    let mut state = SemanticState::default();
+    let segments = list_segments(dir)?;
+    let count = segments.len();
+    if count == 0 {
+        report.warn(None, "log", "no segment files");
+    }
+    for (si, (first, path)) in segments.iter().enumerate() {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if *first != range.size() {
+            report.fail(
+                Some(range.size()),
+                name.clone(),
+                format!(
+                    "segment starts at record {first} but {} records precede it",
+                    range.size()
+                ),
+            );
+        }
+        let data = fs::read(path).map_err(|e| io_err("read segment", path, e))?;
+        let complete = complete_len(&data);
+        if complete < data.len() {
+            let msg = format!(
+                "incomplete final line of {} bytes (a write interrupted by a crash)",
+                data.len() - complete
+            );
+            if si + 1 == count {
+                report.warn(Some(range.size()), name.clone(), msg);
+            } else {
+                report.fail(Some(range.size()), name.clone(), msg);
+            }
+        }
+        let body = data.get(..complete).unwrap_or_default();
+        let lines = body.strip_suffix(b"\n").unwrap_or(body);
+        if lines.is_empty() {
+            continue;
+        }
+        for (li, line) in lines.split(|&b| b == b'\n').enumerate() {
+            // Match checkpoints at this size before adding the next leaf.
+            check_targets(
+                &mut report,
+                &range,
+                &targets,
+                &mut next_target,
+                &mut covered_by_log_checkpoint,
+            );
+            let seq = range.size();
+            let location = format!("{name}:{}", li + 1);
+            let h = leaf_hash(line);
+            range.push(h)?;
+            report.records += 1;
+            match Record::decode(line) {
+                Ok(record) => {
+                    let auth: Option<&mut dyn AuthorizationCheck> = match authorization.as_mut() {
+                        Some(a) => Some(&mut **a),
+                        None => None,
+                    };
+                    state.check(&mut report, seq, &location, &record, auth);
+                }
+                Err(e) => report.fail(Some(seq), location, format!("unreadable record: {e}")),
+            }
+        }
+    }
+    check_targets(
+        &mut report,
+        &range,
+        &targets,
+        &mut next_target,
+        &mut covered_by_log_checkpoint,
+    );
+    for t in targets.iter().skip(next_target) {
+        report.fail(
+            None,
+            t.label.clone(),
+            format!(
+                "covers {} records but the log holds only {}: records are missing (truncated log)",
+                t.size,
+                range.size()
+            ),
+        );
+    }
+    if let Some(seq) = state.last_signature_seq
+        && seq >= covered_by_log_checkpoint
+    {
+        report.fail(
+            Some(seq),
+            "signature_produced",
+            format!(
+                "signature record not covered by any signed checkpoint (the log's checkpoints cover {covered_by_log_checkpoint} records)"
+            ),
+        );
+    }
+    for (request, a) in &state.authorized {
+        report.warn(
+            Some(a.seq),
+            "signing_authorized",
+            format!("request {request} was authorized but no signature was recorded"),
+        );
+    }
+    report.signatures = state.signatures;
+    report.authorizations = state.authorizations;
+    report.policies = state.policies;
+    report.officers = state.officers;
+    report.root = Some(range.root());
+    Ok(report)
+}
+
+fn check_targets(
+    report: &mut Report,
+    range: &CompactRange,
+    targets: &[Target],
+    next: &mut usize,
+    covered: &mut u64,
+) {
+    while let Some(t) = targets.get(*next) {
+        if t.size != range.size() {
+            break;
+        }
+        let root = if t.size == 0 {
+            empty_root()
+        } else {
+            range.root()
+        };
+        if hashes_equal(&root, &t.root) {
+            if t.from_log {
+                *covered = (*covered).max(t.size);
+            }
+        } else {
+            report.fail(
+                t.size.checked_sub(1),
+                t.label.clone(),
+                format!(
+                    "the first {} records do not hash to this checkpoint's root: records were altered, removed, reordered or the history was rewritten",
+                    t.size
+                ),
+            );
+        }
+        *next += 1;
+    }
+}
+
+#[derive(Default)]
+struct SemanticState {
+    last_time: u64,
+    policy_in_force: Option<Vec<u8>>,
+    frozen: bool,
+    payloads: HashMap<String, [u8; 32]>,
+    keys: HashMap<String, Vec<u8>>,
+    authorized: HashMap<String, Authorized>,
+    signed: BTreeSet<String>,
+    last_signature_seq: Option<u64>,
+    signatures: u64,
+    authorizations: u64,
+    policies: u64,
+    officers: BTreeSet<String>,
+}
+
+impl SemanticState {
+    fn check(
+        &mut self,
+        report: &mut Report,
+        seq: u64,
+        location: &str,
+        record: &Record,
+        auth: Option<&mut dyn AuthorizationCheck>,
+    ) {
+        let mut fail = |reason: String| report.fail(Some(seq), location, reason);
+        if record.seq != seq {
+            fail(format!(
+                "carries sequence number {} at position {seq}: records were removed, inserted or reordered",
+                record.seq
+            ));
+        }
+        if record.time_ms < self.last_time {
+            fail(format!(
+                "time {} is earlier than the previous record's {}",
+                record.time_ms, self.last_time
+            ));
+        }
+        self.last_time = self.last_time.max(record.time_ms);
+        match &record.event {
+            Event::KeyCreated(e) => {
+                self.check_approvals(&e.approvals, &mut fail);
+                self.keys.insert(e.key_name.clone(), e.public_key.0.clone());
+            }
+            Event::PolicyInstalled(e) => {
+                self.policies += 1;
+                self.check_approvals(&e.approvals, &mut fail);
+                if let Some(a) = auth
+                    && let Err(reason) = a.policy_installed(seq, e)
+                {
+                    fail(format!("policy installation does not verify: {reason}"));
+                }
+                self.policy_in_force = Some(e.policy_hash.0.clone());
+            }
+            Event::RequestReceived(e) => {
+                if let Some(intent) = &e.intent
+                    && let Err(reason) = intent.check()
+                {
+                    fail(reason);
+                }
+                self.payloads
+                    .insert(e.request_id.clone(), Sha256::digest(&e.payload.0).into());
+            }
+            Event::Decision(e) => {
+                if self.policy_in_force.as_deref() != Some(&e.policy_hash.0[..]) {
+                    fail(format!(
+                        "decision under policy {} which is not the policy in force",
+                        hex::encode(&e.policy_hash.0)
+                    ));
+                }
+            }
+            Event::Approval(e) => {
+                self.check_approvals(std::slice::from_ref(&e.approval), &mut fail)
+            }
+            Event::Rejection(e) => {
+                if let Some(s) = &e.signed {
+                    self.check_approvals(std::slice::from_ref(s), &mut fail);
+                }
+            }
+            Event::Freeze(e) => {
+                if let Some(s) = &e.signed {
+                    self.check_approvals(std::slice::from_ref(s), &mut fail);
+                }
+                self.frozen = true;
+            }
+            Event::Unfreeze(e) => {
+                self.check_approvals(&e.approvals, &mut fail);
+                self.frozen = false;
+            }
+            Event::SigningAuthorized(e) => {
+                self.authorizations += 1;
+                let intent = match e.intent.check() {
+                    Ok(i) => Some(i),
+                    Err(reason) => {
+                        fail(reason);
+                        None
+                    }
+                };
+                if self.frozen {
+                    fail("signing authorized while signing was frozen".into());
+                }
+                match &self.policy_in_force {
+                    None => fail("signing authorized with no policy installed".into()),
+                    Some(p) if p[..] != e.policy_hash.0[..] => fail(format!(
+                        "authorized under policy {} but the policy in force is {}",
+                        hex::encode(&e.policy_hash.0),
+                        hex::encode(p)
+                    )),
+                    Some(_) => {}
+                }
+                match self.payloads.get(&e.request_id) {
+                    None => fail(format!("no request {} was received", e.request_id)),
+                    Some(h) => {
+                        let d: [u8; 32] = Sha256::digest(&e.payload.0).into();
+                        if *h != d {
+                            fail("authorized payload differs from the payload received".into());
+                        }
+                    }
+                }
+                self.check_approvals(&e.approvals, &mut fail);
+                if let (Some(a), Some(intent)) = (auth, &intent)
+                    && let Err(reason) = a.signing_authorized(seq, e, intent)
+                {
+                    fail(format!("authorization does not verify: {reason}"));
+                }
+                if let Some(intent) = intent {
+                    self.authorized.insert(
+                        e.request_id.clone(),
+                        Authorized {
+                            seq,
+                            key_name: e.key_name.clone(),
+                            to_sign: intent.to_sign,
+                        },
+                    );
+                }
+            }
+            Event::SignatureProduced(e) => {
+                self.signatures += 1;
+                self.last_signature_seq = Some(seq);
+                let Some(a) = self.authorized.remove(&e.request_id) else {
+                    if self.signed.contains(&e.request_id) {
+                        fail(format!("request {} signed a second time", e.request_id));
+                    } else {
+                        fail(format!(
+                            "signature for request {} without a signing authorization",
+                            e.request_id
+                        ));
+                    }
+                    return;
+                };
+                self.signed.insert(e.request_id.clone());
+                if a.key_name != e.key_name {
+                    fail(format!(
+                        "signed with key {} but key {} was authorized",
+                        e.key_name, a.key_name
+                    ));
+                }
+                let mut expected = a.to_sign;
+                if expected.len() != e.signatures.len() {
+                    fail(format!(
+                        "{} signatures for {} authorized signing inputs",
+                        e.signatures.len(),
+                        expected.len()
+                    ));
+                }
+                let known_key = self.keys.get(&e.key_name);
+                for s in &e.signatures {
+                    match expected.iter().position(|x| *x == s.input) {
+                        Some(i) => {
+                            expected.swap_remove(i);
+                        }
+                        None => {
+                            fail("signature over an input the intent did not authorize".into());
+                            continue;
+                        }
+                    }
+                    if let Some(k) = known_key {
+                        let pk = match &s.input {
+                            SigningInput::EcdsaSecp256k1 { public_key, .. }
+                            | SigningInput::Ed25519 { public_key, .. } => public_key,
+                        };
+                        if hex::encode(k) != *pk {
+                            fail(format!(
+                                "signing input key {pk} is not key {}'s public key",
+                                e.key_name
+                            ));
+                        }
+                    }
+                    if let Err(reason) = crate::sigs::signing_input_valid(&s.input, &s.signature.0)
+                    {
+                        fail(reason);
+                    }
+                }
+            }
+            Event::Refusal(_) => {}
+        }
+    }
+
+    fn check_approvals(
+        &mut self,
+        approvals: &[crate::record::Approval],
+        fail: &mut impl FnMut(String),
+    ) {
+        for a in approvals {
+            self.officers.insert(a.officer.clone());
+            if !a.signature_valid() {
+                fail(format!(
+                    "approval signature by officer {} does not verify",
+                    a.officer
+                ));
+            }
+        }
+    }
+}
+
+/// Reads a log directory into a tree, returning it with the verified latest checkpoint.
+/// The records are hashed as they are on disk; use [`verify_dir`] to check them.
+fn load(dir: &Path, key: &VerifierKey, want: Option<u64>) -> Result<Loaded, Error> {
+    let mut tree = MerkleTree::new();
+    let mut line_at = None;
+    for (first, path) in list_segments(dir)? {
+        if first != tree.size() {
+            return Err(Error::Corrupt {
+                path,
+                reason: format!("segment starts at {first}, expected {}", tree.size()),
+            });
+        }
+        let data = fs::read(&path).map_err(|e| io_err("read segment", &path, e))?;
+        let body = data.get(..complete_len(&data)).unwrap_or_default();
+        let lines = body.strip_suffix(b"\n").unwrap_or(body);
+        if lines.is_empty() {
+            continue;
+        }
+        for line in lines.split(|&b| b == b'\n') {
+            if want == Some(tree.size()) {
+                line_at = Some(String::from_utf8_lossy(line).into_owned());
+            }
+            tree.append(line);
+        }
+    }
+    let cps_path = dir.join(CHECKPOINTS_FILE);
+    let data = fs::read(&cps_path).map_err(|e| io_err("read", &cps_path, e))?;
+    let body = data.get(..complete_len(&data)).unwrap_or_default();
+    let last = body
+        .split(|&b| b == b'\n')
+        .rfind(|l| !l.is_empty())
+        .ok_or_else(|| Error::CheckpointMismatch("the log has no checkpoint".into()))?;
+    let cl: CheckpointLine = serde_json::from_slice(last)
+        .map_err(|e| Error::CheckpointMismatch(format!("last checkpoint line: {e}")))?;
+    let cp = Checkpoint::open(&cl.note, key, Some(key.name()))?;
+    if cp.size > tree.size() || !hashes_equal(&tree.root_at(cp.size)?, &cp.root) {
+        return Err(Error::CheckpointMismatch(
+            "the records do not match the log's latest checkpoint".into(),
+        ));
+    }
+    Ok(Loaded {
+        tree,
+        checkpoint: cp,
+        note: cl.note,
+        line: line_at,
+    })
+}
+
+struct Loaded {
+    tree: MerkleTree,
+    checkpoint: Checkpoint,
+    note: String,
+    line: Option<String>,
+}
+
+/// An inclusion proof of one record in a signed checkpoint.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct InclusionProof {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// The record line.
+    pub line: String,
+    /// The signed checkpoint (a signed note).
+    pub checkpoint: String,
+    /// The audit path (RFC 9162 §2.1.3.1).
+    pub proof: Vec<Hash>,
+}
+
+impl fmt::Display for InclusionProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "record {}", self.seq)?;
+        writeln!(f, "{}", self.line)?;
+        writeln!(
+            f,
+            "leaf hash {}",
+            hex::encode(leaf_hash(self.line.as_bytes()))
+        )?;
+        writeln!(f, "inclusion proof ({} hashes):", self.proof.len())?;
+        for h in &self.proof {
+            writeln!(f, "  {}", hex::encode(h))?;
+        }
+        writeln!(f, "checkpoint:")?;
+        write!(f, "{}", self.checkpoint)
+    }
+}
+
+/// Verifies an inclusion proof: the checkpoint is signed by `key` and the record line is at
+/// `seq` in the tree it commits to.
+pub fn verify_inclusion_proof(key: &VerifierKey, p: &InclusionProof) -> Result<Checkpoint, Error> {
+    let cp = Checkpoint::open(&p.checkpoint, key, Some(key.name()))?;
+    verify_inclusion(
+        p.seq,
+        cp.size,
+        &leaf_hash(p.line.as_bytes()),
+        &p.proof,
+        &cp.root,
+    )?;
+    Ok(cp)
+}
+
+/// Proves that record `seq` of the log in `dir` is included in the log's latest signed
+/// checkpoint; the proof is checked before it is returned.
+pub fn prove(dir: &Path, key: &VerifierKey, seq: u64) -> Result<InclusionProof, Error> {
+    let loaded = load(dir, key, Some(seq))?;
+    let size = loaded.checkpoint.size;
+    let line = loaded.line.ok_or(Error::LeafIndex { index: seq, size })?;
+    let proof = loaded.tree.inclusion_proof(seq, size)?;
+    let p = InclusionProof {
+        seq,
+        line,
+        checkpoint: loaded.note,
+        proof,
+    };
+    verify_inclusion_proof(key, &p)?;
+    Ok(p)
+}
+
+/// A verified consistency proof between two signed checkpoints.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConsistencyProof {
+    /// The older checkpoint.
+    pub old: Checkpoint,
+    /// The newer checkpoint.
+    pub new: Checkpoint,
+    /// The proof (RFC 9162 §2.1.4.1).
+    pub proof: Vec<Hash>,
+}
+
+impl fmt::Display for ConsistencyProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "checkpoint of {} records (root {}) is a prefix of checkpoint of {} records (root {})",
+            self.old.size,
+            hex::encode(self.old.root),
+            self.new.size,
+            hex::encode(self.new.root)
+        )?;
+        writeln!(f, "consistency proof ({} hashes):", self.proof.len())?;
+        for h in &self.proof {
+            writeln!(f, "  {}", hex::encode(h))?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks a consistency proof between two signed checkpoints (for example one kept from an
+/// earlier audit and the latest one), without the log.
+pub fn verify_consistency_proof(
+    key: &VerifierKey,
+    old_note: &str,
+    new_note: &str,
+    proof: &[Hash],
+) -> Result<ConsistencyProof, Error> {
+    let old = Checkpoint::open(old_note, key, Some(key.name()))?;
+    let new = Checkpoint::open(new_note, key, Some(key.name()))?;
+    verify_consistency(old.size, new.size, &old.root, &new.root, proof)?;
+    Ok(ConsistencyProof {
+        old,
+        new,
+        proof: proof.to_vec(),
+    })
+}
+
+/// Proves from the log in `dir` that the signed checkpoint `old_note` is a prefix of the
+/// signed checkpoint `new_note`, and checks the proof. Fails when the log's history differs
+/// from either checkpoint (a rewritten or forked history).
+pub fn consistency(
+    dir: &Path,
+    key: &VerifierKey,
+    old_note: &str,
+    new_note: &str,
+) -> Result<ConsistencyProof, Error> {
+    let old = Checkpoint::open(old_note, key, Some(key.name()))?;
+    let new = Checkpoint::open(new_note, key, Some(key.name()))?;
+    if old.size > new.size {
+        return Err(Error::SizesOutOfOrder {
+            old: old.size,
+            new: new.size,
+        });
+    }
+    let loaded = load(dir, key, None)?;
+    for (label, cp) in [("old", &old), ("new", &new)] {
+        let root = loaded.tree.root_at(cp.size).map_err(|_| {
+            Error::CheckpointMismatch(format!(
+                "the {label} checkpoint covers {} records but the log holds {}",
+                cp.size,
+                loaded.tree.size()
+            ))
+        })?;
+        if !hashes_equal(&root, &cp.root) {
+            return Err(Error::CheckpointMismatch(format!(
+                "the log's first {} records do not match the {label} checkpoint: the history was rewritten",
+                cp.size
+            )));
+        }
+    }
+    let proof = loaded.tree.consistency_proof(old.size, new.size)?;
+    verify_consistency_proof(key, old_note, new_note, &proof)
+}

@@ -1,0 +1,222 @@
+//! Shared test fixtures: a log signer, officers and an HSM key held in software (these are the
+//! signer trait's software implementation and real keys, not mocks of the HSM), and a
+//! withdrawal flow written the way the daemon writes it.
+#![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use ed25519_dalek::Signer as _;
+use k256::ecdsa::signature::hazmat::PrehashSigner as _;
+use sha2::{Digest, Sha256};
+
+use kinko_audit::log::{AuditLog, LogConfig};
+use kinko_audit::note::{CheckpointSigner, SoftwareSigner, VerifierKey};
+use kinko_audit::record::*;
+use kinko_intent::{
+    Address, Amount, Chain, Fee, FeeDetail, Intent, IntentKind, Network, SigningInput, Transfer,
+    native_asset,
+};
+
+pub const ORIGIN: &str = "kinko.test/audit";
+pub const KEY_NAME: &str = "eth-hot-1";
+
+pub fn log_signer() -> SoftwareSigner {
+    SoftwareSigner::from_seed(&[1; 32])
+}
+
+pub fn log_key() -> VerifierKey {
+    VerifierKey::new(ORIGIN, &log_signer().public_key()).unwrap()
+}
+
+pub fn config() -> LogConfig {
+    let mut c = LogConfig::new(ORIGIN);
+    c.checkpoint_interval = Duration::from_secs(3600);
+    c
+}
+
+pub fn open(dir: &Path) -> AuditLog {
+    AuditLog::open(dir, config(), log_signer()).unwrap()
+}
+
+pub fn officer_key(i: u8) -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[0x40 + i; 32])
+}
+
+pub fn officer_name(i: u8) -> String {
+    format!("officer-{i}")
+}
+
+pub fn approval(i: u8, message: &[u8]) -> Approval {
+    let k = officer_key(i);
+    Approval {
+        officer: officer_name(i),
+        public_key: k.verifying_key().to_bytes().to_vec().into(),
+        message: message.to_vec().into(),
+        signature: k.sign(message).to_bytes().to_vec().into(),
+    }
+}
+
+pub fn hsm_key() -> k256::ecdsa::SigningKey {
+    k256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap()
+}
+
+pub fn hsm_public_key() -> Vec<u8> {
+    hsm_key()
+        .verifying_key()
+        .to_sec1_point(true)
+        .as_bytes()
+        .to_vec()
+}
+
+pub const POLICY_TEXT: &str =
+    "officers = [\"officer-1\", \"officer-2\", \"officer-3\"]\nquorum = 2\n";
+
+pub fn policy_hash() -> Vec<u8> {
+    Sha256::digest(POLICY_TEXT.as_bytes()).to_vec()
+}
+
+pub fn intent(nonce: u64) -> Intent {
+    let digest = Sha256::digest(nonce.to_be_bytes());
+    Intent {
+        chain: Chain::Ethereum,
+        network: Network::new("1").unwrap(),
+        kind: IntentKind::Transfer,
+        signer: Address::new("0x9d8A62f656a8d1615C1294fd71e9CFb3E4855A4F").unwrap(),
+        asset: native_asset(Chain::Ethereum),
+        transfers: vec![Transfer {
+            to: Address::new("0x3535353535353535353535353535353535353535").unwrap(),
+            amount: Amount::from_u64(1_000_000_000_000_000_000),
+            change: false,
+        }],
+        fee: Fee {
+            max: Amount::from_u64(420_000_000_000_000),
+            detail: FeeDetail::Ethereum {
+                gas_limit: 21_000,
+                max_fee_per_gas: Amount::from_u64(20_000_000_000),
+                max_priority_fee_per_gas: None,
+            },
+        },
+        nonce: Some(nonce),
+        call: None,
+        replay_keys: vec![format!("nonce:{nonce}")],
+        to_sign: vec![SigningInput::EcdsaSecp256k1 {
+            digest: hex::encode(digest),
+            public_key: hex::encode(hsm_public_key()),
+            index: 0,
+        }],
+    }
+}
+
+pub fn bootstrap_events() -> Vec<Event> {
+    vec![
+        Event::PolicyInstalled(PolicyInstalled {
+            policy_hash: policy_hash().into(),
+            policy_text: POLICY_TEXT.into(),
+            approvals: vec![],
+        }),
+        Event::KeyCreated(KeyCreated {
+            key_name: KEY_NAME.into(),
+            chain: Chain::Ethereum,
+            public_key: hsm_public_key().into(),
+            address: "0x9d8A62f656a8d1615C1294fd71e9CFb3E4855A4F".into(),
+            approvals: vec![
+                approval(1, b"create eth-hot-1"),
+                approval(2, b"create eth-hot-1"),
+            ],
+        }),
+    ]
+}
+
+/// The approval message an officer signs in these tests: request id and intent digest.
+pub fn approval_message(request_id: &str, intent: &IntentRecord) -> Vec<u8> {
+    format!("approve {request_id} {}", intent.digest).into_bytes()
+}
+
+/// The events of one approved and signed withdrawal, approved by `officers`.
+pub fn withdrawal_events(n: u64, officers: &[u8]) -> Vec<Event> {
+    let request_id = format!("req-{n}");
+    let intent = intent(n);
+    let ir = IntentRecord::of(&intent).unwrap();
+    let payload = format!("unsigned-tx-{n}").into_bytes();
+    let msg = approval_message(&request_id, &ir);
+    let approvals: Vec<Approval> = officers.iter().map(|&i| approval(i, &msg)).collect();
+    let SigningInput::EcdsaSecp256k1 { digest, .. } = &intent.to_sign[0] else {
+        unreachable!()
+    };
+    let sig: k256::ecdsa::Signature = hsm_key()
+        .sign_prehash(&hex::decode(digest).unwrap())
+        .unwrap();
+    let mut events = vec![
+        Event::RequestReceived(RequestReceived {
+            request_id: request_id.clone(),
+            key_name: KEY_NAME.into(),
+            chain: Chain::Ethereum,
+            payload: payload.clone().into(),
+            idempotency_key: format!("idem-{n}"),
+            reference: format!("withdrawal {n}"),
+            requester_signature: None,
+            intent: Some(ir.clone()),
+        }),
+        Event::Decision(Decision {
+            request_id: request_id.clone(),
+            policy_hash: policy_hash().into(),
+            outcome: Outcome::NeedsApproval,
+            rules: vec!["large-withdrawal".into()],
+            explanation: "needs 2 of 3 officers".into(),
+        }),
+    ];
+    for a in &approvals {
+        events.push(Event::Approval(ApprovalRecorded {
+            request_id: request_id.clone(),
+            approval: a.clone(),
+        }));
+    }
+    events.push(Event::SigningAuthorized(SigningAuthorized {
+        request_id: request_id.clone(),
+        key_name: KEY_NAME.into(),
+        payload: payload.into(),
+        intent: ir,
+        policy_hash: policy_hash().into(),
+        approvals,
+    }));
+    events.push(Event::SignatureProduced(SignatureProduced {
+        request_id,
+        key_name: KEY_NAME.into(),
+        signatures: vec![ProducedSignature {
+            input: intent.to_sign[0].clone(),
+            signature: sig.to_bytes().to_vec().into(),
+        }],
+        signed_payload: None,
+    }));
+    events
+}
+
+/// Writes the bootstrap and `n` withdrawals approved by officers 1 and 2.
+pub fn populate(log: &AuditLog, n: u64) {
+    for e in bootstrap_events() {
+        log.append("kinkod", e).unwrap();
+    }
+    for i in 0..n {
+        for e in withdrawal_events(i, &[1, 2]) {
+            log.append("requester", e).unwrap();
+        }
+    }
+}
+
+/// The segment files' paths, sorted.
+pub fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("segment-")
+        })
+        .collect();
+    v.sort();
+    v
+}

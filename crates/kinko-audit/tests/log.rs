@@ -1,0 +1,280 @@
+//! The log on disk: durability, recovery, refusal to open a tampered log, group commit.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fs;
+use std::sync::Arc;
+
+use common::*;
+use kinko_audit::Error;
+use kinko_audit::log::{AuditLog, CHECKPOINTS_FILE};
+use kinko_audit::merkle::{leaf_hash, verify_consistency, verify_inclusion};
+use kinko_audit::note::{Checkpoint, SoftwareSigner};
+use kinko_audit::record::{Event, Freeze, Record, Refusal};
+
+fn refusal(i: u64) -> Event {
+    Event::Refusal(Refusal {
+        request_id: Some(format!("r{i}")),
+        code: "DENIED".into(),
+        message: "over the daily limit".into(),
+    })
+}
+
+#[test]
+fn appends_survive_reopen_and_proofs_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, size) = {
+        let log = open(dir.path());
+        populate(&log, 3);
+        (log.root_at(log.size()).unwrap(), log.size())
+    };
+    assert_eq!(size, 2 + 3 * 6);
+    let log = open(dir.path());
+    assert_eq!(log.size(), size);
+    let note = log.latest_checkpoint().unwrap();
+    let cp = Checkpoint::open(&note, &log_key(), Some(ORIGIN)).unwrap();
+    assert_eq!((cp.size, cp.root), (size, root));
+    let lines = log.read_lines(0, usize::MAX).unwrap();
+    assert_eq!(lines.len() as u64, size);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(Record::decode(line.as_bytes()).unwrap().seq, i as u64);
+        let p = log.inclusion_proof(i as u64, size).unwrap();
+        verify_inclusion(i as u64, size, &leaf_hash(line.as_bytes()), &p, &root).unwrap();
+    }
+    let p = log.consistency_proof(5, size).unwrap();
+    verify_consistency(5, size, &log.root_at(5).unwrap(), &root, &p).unwrap();
+    assert_eq!(log.read_lines(18, 10).unwrap().len(), 2);
+}
+
+#[test]
+fn signature_events_return_with_a_covering_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    for e in bootstrap_events() {
+        log.append("kinkod", e).unwrap();
+    }
+    for e in withdrawal_events(0, &[1, 2]) {
+        let needs = e.needs_checkpoint();
+        let a = log.append("requester", e).unwrap();
+        if needs {
+            let cp = Checkpoint::open(&a.checkpoint.unwrap(), &log_key(), Some(ORIGIN)).unwrap();
+            assert!(
+                cp.size > a.seq,
+                "checkpoint must cover the signature record"
+            );
+        }
+    }
+    // An event that needs none returns without one (no HSM call per record).
+    assert!(log.append("x", refusal(1)).unwrap().checkpoint.is_none());
+}
+
+#[test]
+fn torn_tail_is_truncated_at_every_byte_offset_and_never_more() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        populate(&log, 1);
+        log.checkpoint().unwrap();
+        // The last record is not covered by a checkpoint: a crash could tear it.
+        log.append("x", refusal(9)).unwrap();
+    }
+    let seg = segments(dir.path()).pop().unwrap();
+    let full = fs::read(&seg).unwrap();
+    let cps = fs::read(dir.path().join(CHECKPOINTS_FILE)).unwrap();
+    let n = full.iter().filter(|&&b| b == b'\n').count() as u64;
+    let last_start = full[..full.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
+    for cut in last_start..=full.len() {
+        fs::write(&seg, &full[..cut]).unwrap();
+        fs::write(dir.path().join(CHECKPOINTS_FILE), &cps).unwrap();
+        let log = open(dir.path());
+        let expected = if cut == full.len() { n } else { n - 1 };
+        assert_eq!(log.size(), expected, "cut at {cut}");
+        drop(log);
+        let kept = fs::read(&seg).unwrap();
+        let expected_len = if cut == full.len() {
+            full.len()
+        } else {
+            last_start
+        };
+        assert_eq!(kept.len(), expected_len, "cut at {cut}");
+        assert_eq!(kept[..], full[..expected_len]);
+    }
+    // A torn checkpoints line is dropped the same way.
+    fs::write(&seg, &full).unwrap();
+    let mut torn = cps.clone();
+    torn.extend_from_slice(b"{\"note\":\"kinko.te");
+    fs::write(dir.path().join(CHECKPOINTS_FILE), &torn).unwrap();
+    assert_eq!(open(dir.path()).size(), n);
+}
+
+fn expect_refused(dir: &std::path::Path) -> Error {
+    AuditLog::open(dir, config(), log_signer()).unwrap_err()
+}
+
+#[test]
+fn tampered_logs_refuse_to_open() {
+    let make = || {
+        let dir = tempfile::tempdir().unwrap();
+        populate(&open(dir.path()), 2);
+        let seg = segments(dir.path()).pop().unwrap();
+        let data = fs::read(&seg).unwrap();
+        (dir, seg, data)
+    };
+
+    // One byte edited, the line still canonical JSON: only the signed root catches it.
+    let (dir, seg, data) = make();
+    let text = String::from_utf8(data).unwrap();
+    fs::write(&seg, text.replacen("withdrawal 1", "withdrawal 7", 1)).unwrap();
+    assert!(matches!(
+        expect_refused(dir.path()),
+        Error::CheckpointMismatch(_)
+    ));
+
+    // One byte edited so the line is no longer valid.
+    let (dir, seg, mut data) = make();
+    data[10] = b'#';
+    fs::write(&seg, &data).unwrap();
+    assert!(matches!(expect_refused(dir.path()), Error::Corrupt { .. }));
+
+    // A record dropped from the middle.
+    let (dir, seg, data) = make();
+    let lines: Vec<&[u8]> = data.split_inclusive(|&b| b == b'\n').collect();
+    let dropped: Vec<u8> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3)
+        .flat_map(|(_, l)| l.iter().copied())
+        .collect();
+    fs::write(&seg, dropped).unwrap();
+    assert!(matches!(expect_refused(dir.path()), Error::Corrupt { .. }));
+
+    // Whole records cut off the end (covered by the last checkpoint).
+    let (dir, seg, data) = make();
+    let keep = lines_prefix(&data, 5);
+    fs::write(&seg, &data[..keep]).unwrap();
+    assert!(matches!(
+        expect_refused(dir.path()),
+        Error::CheckpointMismatch(_)
+    ));
+
+    // A log re-signed by another key.
+    let (dir, _, _) = make();
+    let other = AuditLog::open(dir.path(), config(), SoftwareSigner::from_seed(&[2; 32]));
+    assert!(matches!(other.unwrap_err(), Error::CheckpointMismatch(_)));
+
+    // Records without any checkpoint.
+    let (dir, _, _) = make();
+    fs::remove_file(dir.path().join(CHECKPOINTS_FILE)).unwrap();
+    assert!(matches!(
+        expect_refused(dir.path()),
+        Error::CheckpointMismatch(_)
+    ));
+}
+
+fn lines_prefix(data: &[u8], n: usize) -> usize {
+    data.iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(n - 1)
+        .unwrap()
+        .0
+        + 1
+}
+
+#[test]
+fn a_second_process_cannot_open_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let _log = open(dir.path());
+    assert!(matches!(expect_refused(dir.path()), Error::Locked(_)));
+}
+
+#[test]
+fn concurrent_appends_share_syncs_and_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path()));
+    for e in bootstrap_events() {
+        log.append("kinkod", e).unwrap();
+    }
+    let threads: Vec<_> = (0..16u64)
+        .map(|t| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                let mut seqs = Vec::new();
+                for i in 0..5 {
+                    for e in withdrawal_events(t * 100 + i, &[1, 2]) {
+                        let needs = e.needs_checkpoint();
+                        let a = log.append(&format!("requester-{t}"), e).unwrap();
+                        if needs {
+                            let cp =
+                                Checkpoint::open(&a.checkpoint.unwrap(), &log_key(), None).unwrap();
+                            assert!(cp.size > a.seq);
+                        }
+                        seqs.push(a.seq);
+                    }
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    all.sort();
+    assert_eq!(all, (2..2 + 16 * 5 * 6).collect::<Vec<_>>());
+    // At most one checkpoint per batch: fewer than one per signature.
+    let cps = fs::read_to_string(dir.path().join(CHECKPOINTS_FILE)).unwrap();
+    assert!(cps.lines().count() <= 2 + 16 * 5 + 1);
+    drop(log);
+    let report =
+        kinko_audit::verify::verify_dir(dir.path(), &log_key(), Default::default()).unwrap();
+    assert!(report.ok(), "{report}");
+    assert_eq!(report.signatures, 80);
+}
+
+#[test]
+fn a_checkpoint_is_made_periodically_while_the_log_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config();
+    c.checkpoint_interval = std::time::Duration::from_millis(200);
+    let log = AuditLog::open(dir.path(), c, log_signer()).unwrap();
+    log.append("x", refusal(1)).unwrap();
+    log.append("x", refusal(2)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let cp = Checkpoint::open(&log.latest_checkpoint().unwrap(), &log_key(), None).unwrap();
+    assert_eq!(cp.size, 2);
+}
+
+#[test]
+fn segments_rotate_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config();
+    c.segment_max_bytes = 2000;
+    {
+        let log = AuditLog::open(dir.path(), c.clone(), log_signer()).unwrap();
+        populate(&log, 4);
+        log.append(
+            "o",
+            Event::Freeze(Freeze {
+                reason: "r".into(),
+                signed: None,
+            }),
+        )
+        .unwrap();
+    }
+    assert!(segments(dir.path()).len() > 3);
+    let log = AuditLog::open(dir.path(), c, log_signer()).unwrap();
+    assert_eq!(log.size(), 2 + 4 * 6 + 1);
+    assert_eq!(log.read_lines(0, 1000).unwrap().len(), 27);
+    let tail = log.read_lines(20, 1000).unwrap();
+    assert_eq!(Record::decode(tail[0].as_bytes()).unwrap().seq, 20);
+    drop(log);
+    let report =
+        kinko_audit::verify::verify_dir(dir.path(), &log_key(), Default::default()).unwrap();
+    assert!(report.ok(), "{report}");
+}

@@ -312,6 +312,7 @@ pub fn verify_dir(
     let mut range = CompactRange::new();
     let mut next_target = 0usize;
     let mut covered_by_log_checkpoint = 0u64;
+    let mut last_ok = 0u64;
     let mut state = SemanticState::default();
     let segments = list_segments(dir)?;
     let count = segments.len();
@@ -359,6 +360,7 @@ pub fn verify_dir(
                 &targets,
                 &mut next_target,
                 &mut covered_by_log_checkpoint,
+                &mut last_ok,
             );
             let seq = range.size();
             let location = format!("{name}:{}", li + 1);
@@ -383,6 +385,7 @@ pub fn verify_dir(
         &targets,
         &mut next_target,
         &mut covered_by_log_checkpoint,
+        &mut last_ok,
     );
     for t in targets.iter().skip(next_target) {
         report.fail(
@@ -427,6 +430,7 @@ fn check_targets(
     targets: &[Target],
     next: &mut usize,
     covered: &mut u64,
+    last_ok: &mut u64,
 ) {
     while let Some(t) = targets.get(*next) {
         if t.size != range.size() {
@@ -441,13 +445,16 @@ fn check_targets(
             if t.from_log {
                 *covered = (*covered).max(t.size);
             }
+            *last_ok = (*last_ok).max(t.size);
         } else {
             report.fail(
                 t.size.checked_sub(1),
                 t.label.clone(),
                 format!(
-                    "the first {} records do not hash to this checkpoint's root: records were altered, removed, reordered or the history was rewritten",
-                    t.size
+                    "the first {} records do not hash to this checkpoint's root: a record among {}..={} was altered, removed or reordered, or the history was rewritten",
+                    t.size,
+                    *last_ok,
+                    t.size.saturating_sub(1)
                 ),
             );
         }

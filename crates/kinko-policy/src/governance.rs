@@ -100,6 +100,7 @@ fn valid_vetoes(
     by
 }
 
+#[allow(clippy::too_many_arguments)] // internal: the two public callers name every argument
 fn timed_change(
     policy: &Policy,
     subject: &Subject,

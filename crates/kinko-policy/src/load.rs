@@ -76,6 +76,9 @@ struct Loader<'t> {
     /// entry that has its own error is not reported a second time.
     declared_keys: BTreeSet<String>,
     declared_books: BTreeSet<String>,
+    /// Whether some officer entry was invalid (then quorum reachability is not judged, so one
+    /// bad key is not also reported as every quorum it belongs to).
+    officers_incomplete: bool,
 }
 
 impl<'t> Loader<'t> {
@@ -128,10 +131,10 @@ impl<'t> Loader<'t> {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             let s = item.span();
-            if what == "keys" {
-                if let Some(n) = peek_name(&item) {
-                    self.declared_keys.insert(n);
-                }
+            if what == "keys"
+                && let Some(n) = peek_name(&item)
+            {
+                self.declared_keys.insert(n);
             }
             if let Some(v) = self.de(item, what) {
                 out.push((s, v));
@@ -327,6 +330,7 @@ pub(crate) fn load(bytes: &[u8]) -> Result<Policy, PolicyError> {
         diags: Vec::new(),
         declared_keys: BTreeSet::new(),
         declared_books: BTreeSet::new(),
+        officers_incomplete: false,
     };
     let (root, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
@@ -353,7 +357,11 @@ pub(crate) fn load(bytes: &[u8]) -> Result<Policy, PolicyError> {
         match key.get_ref().as_ref() {
             "version" => version = l.de::<Spanned<u32>>(value, "version"),
             "description" => description = l.de::<Spanned<String>>(value, "description"),
-            "officers" => raw_officers = l.de_list::<RawOfficer>(value, "officers", MAX_OFFICERS),
+            "officers" => {
+                let n = value.get_ref().as_array().map_or(0, |a| a.len());
+                raw_officers = l.de_list::<RawOfficer>(value, "officers", MAX_OFFICERS);
+                l.officers_incomplete |= raw_officers.len() != n;
+            }
             "requesters" => {
                 raw_requesters = l.de_list::<RawRequester>(value, "requesters", MAX_REQUESTERS)
             }
@@ -435,10 +443,10 @@ fn finish(mut l: Loader<'_>) -> PolicyError {
     PolicyError::Invalid(Diagnostics(l.diags.into_iter().map(|(_, d)| d).collect()))
 }
 
-fn load_books_raw(
-    l: &mut Loader<'_>,
-    value: Spanned<DeValue<'_>>,
-) -> Vec<(Range<usize>, RawBook, Vec<(Range<usize>, RawEntry)>)> {
+/// An address book header and its entries, each with its span.
+type RawBookWithEntries = (Range<usize>, RawBook, Vec<(Range<usize>, RawEntry)>);
+
+fn load_books_raw(l: &mut Loader<'_>, value: Spanned<DeValue<'_>>) -> Vec<RawBookWithEntries> {
     let span = value.span();
     let DeValue::Array(items) = value.into_inner() else {
         l.err(
@@ -494,6 +502,7 @@ fn check_officers(
 ) -> BTreeMap<String, Officer> {
     let mut out = BTreeMap::new();
     let mut keys_seen: HashMap<[u8; 32], String> = HashMap::new();
+    let before = l.diags.len();
     for (span, o) in raw {
         let id = l.id(&o.id, "officer id");
         let name = l.text(&o.name, "officer name");
@@ -510,16 +519,21 @@ fn check_officers(
             }
         }
         let pk = l.public_key(&o.public_key);
-        if let Some(pk) = &pk {
-            if let Some(other) = keys_seen.insert(pk.to_bytes(), o.id.get_ref().clone()) {
-                l.err(&o.public_key.span(), format!("public_key is already the key of {other:?}: every officer needs its own key"));
-            }
+        if let Some(pk) = &pk
+            && let Some(other) = keys_seen.insert(pk.to_bytes(), o.id.get_ref().clone())
+        {
+            l.err(
+                &o.public_key.span(),
+                format!(
+                    "public_key is already the key of {other:?}: every officer needs its own key"
+                ),
+            );
         }
-        if let Some(id) = &id {
-            if out.contains_key(id) {
-                l.err(&o.id.span(), format!("officer id {id:?} is listed twice"));
-                continue;
-            }
+        if let Some(id) = &id
+            && out.contains_key(id)
+        {
+            l.err(&o.id.span(), format!("officer id {id:?} is listed twice"));
+            continue;
         }
         if let (Some(id), Some(name), Some(group), Some(public_key)) = (id, name, group, pk) {
             let line = l.line(&span);
@@ -535,6 +549,9 @@ fn check_officers(
                 },
             );
         }
+    }
+    if l.diags.len() > before {
+        l.officers_incomplete = true;
     }
     out
 }
@@ -559,19 +576,19 @@ fn check_keys(
             }
         };
         let label = l.text(&k.hsm_label, "hsm_label");
-        if let Some(label) = &label {
-            if !labels.insert(label.clone()) {
-                l.err(
-                    &k.hsm_label.span(),
-                    format!("hsm_label {label:?} is used by two keys"),
-                );
-            }
+        if let Some(label) = &label
+            && !labels.insert(label.clone())
+        {
+            l.err(
+                &k.hsm_label.span(),
+                format!("hsm_label {label:?} is used by two keys"),
+            );
         }
-        if let Some(n) = &name {
-            if out.contains_key(n) {
-                l.err(&k.name.span(), format!("key name {n:?} is listed twice"));
-                continue;
-            }
+        if let Some(n) = &name
+            && out.contains_key(n)
+        {
+            l.err(&k.name.span(), format!("key name {n:?} is listed twice"));
+            continue;
         }
         if let (Some(name), Some(chain), Some(network), Some(hsm_label)) =
             (name, chain, network, label)
@@ -631,18 +648,18 @@ fn check_requesters(
             }
         }
         let mut allowed = None;
-        if let Some(list) = &r.keys {
-            if l.list_len(&r.id.span(), list, "requester keys", true) {
-                let mut v = Vec::new();
-                for k in list {
-                    if keys.contains_key(k.get_ref()) {
-                        v.push(k.get_ref().clone());
-                    } else if !l.declared_keys.contains(k.get_ref()) {
-                        l.err(&k.span(), format!("unknown signing key {:?}", k.get_ref()));
-                    }
+        if let Some(list) = &r.keys
+            && l.list_len(&r.id.span(), list, "requester keys", true)
+        {
+            let mut v = Vec::new();
+            for k in list {
+                if keys.contains_key(k.get_ref()) {
+                    v.push(k.get_ref().clone());
+                } else if !l.declared_keys.contains(k.get_ref()) {
+                    l.err(&k.span(), format!("unknown signing key {:?}", k.get_ref()));
                 }
-                allowed = Some(v);
             }
+            allowed = Some(v);
         }
         if let (Some(id), Some(public_key)) = (id, pk) {
             let line = l.line(&span);
@@ -733,7 +750,7 @@ fn check_tokens(
 
 fn check_books(
     l: &mut Loader<'_>,
-    raw: Vec<(Range<usize>, RawBook, Vec<(Range<usize>, RawEntry)>)>,
+    raw: Vec<RawBookWithEntries>,
 ) -> BTreeMap<String, AddressBook> {
     let mut out = BTreeMap::new();
     for (span, b, entries) in raw {
@@ -780,14 +797,14 @@ fn check_books(
                 );
             }
         }
-        if let Some(n) = &name {
-            if out.contains_key(n) {
-                l.err(
-                    &b.name.span(),
-                    format!("address book {n:?} is listed twice"),
-                );
-                continue;
-            }
+        if let Some(n) = &name
+            && out.contains_key(n)
+        {
+            l.err(
+                &b.name.span(),
+                format!("address book {n:?} is listed twice"),
+            );
+            continue;
         }
         if let (Some(name), Some(chain), Some(cool_down)) = (name, chain, cool_down) {
             let line = l.line(&span);
@@ -856,6 +873,9 @@ fn check_quorum(
         .filter(|o| o.has_any_role(&roles))
         .collect();
     let eligible_groups: BTreeSet<&str> = eligible.iter().map(|o| o.group.as_str()).collect();
+    if l.officers_incomplete {
+        return None;
+    }
     if usize::try_from(count).unwrap_or(usize::MAX) > eligible.len() {
         l.err(&q.count.span(), format!(
             "count {count} can never be reached: only {} officer(s) hold one of the roles {roles:?}",
@@ -954,14 +974,14 @@ fn check_window(l: &mut Loader<'_>, w: &Spanned<RawWindow>) -> Option<TimeWindow
     }
     let from = parse_clock(l, &w.from, false);
     let until = parse_clock(l, &w.until, true);
-    if let (Some(f), Some(u)) = (from, until) {
-        if f >= u {
-            l.err(
-                &span,
-                "`from` must be earlier than `until` (write an overnight window as two windows)",
-            );
-            return None;
-        }
+    if let (Some(f), Some(u)) = (from, until)
+        && f >= u
+    {
+        l.err(
+            &span,
+            "`from` must be earlier than `until` (write an overnight window as two windows)",
+        );
+        return None;
     }
     if days.is_empty() {
         return None;
@@ -988,11 +1008,11 @@ fn check_rules(
     for (index, (span, r)) in raw.into_iter().enumerate() {
         let mut ok = true;
         let name = l.id(&r.name, "rule name");
-        if let Some(n) = &name {
-            if !names.insert(n.clone()) {
-                l.err(&r.name.span(), format!("rule name {n:?} is used twice"));
-                ok = false;
-            }
+        if let Some(n) = &name
+            && !names.insert(n.clone())
+        {
+            l.err(&r.name.span(), format!("rule name {n:?} is used twice"));
+            ok = false;
         }
         let chain = match &r.chain {
             Some(c) => match l.chain(c) {
@@ -1142,14 +1162,14 @@ fn check_rules(
         };
         let min_amount = amount(l, &r.min_amount, "min_amount");
         let max_amount = amount(l, &r.max_amount, "max_amount");
-        if let (Some(lo), Some(hi), Some(s)) = (min_amount, max_amount, &r.min_amount) {
-            if lo > hi {
-                l.err(
-                    &s.span(),
-                    "min_amount is larger than max_amount: the rule can never match",
-                );
-                ok = false;
-            }
+        if let (Some(lo), Some(hi), Some(s)) = (min_amount, max_amount, &r.min_amount)
+            && lo > hi
+        {
+            l.err(
+                &s.span(),
+                "min_amount is larger than max_amount: the rule can never match",
+            );
+            ok = false;
         }
         let mut windows = Vec::new();
         if let Some(ws) = &r.windows {
@@ -1267,7 +1287,7 @@ fn check_governance(
         for r in vr {
             if officers.values().any(|o| o.roles.contains(r.get_ref())) {
                 veto_roles.push(r.get_ref().clone());
-            } else {
+            } else if !l.officers_incomplete {
                 l.err(
                     &r.span(),
                     format!("no officer holds the role {:?}", r.get_ref()),

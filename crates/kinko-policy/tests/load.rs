@@ -246,3 +246,36 @@ fn amounts_need_an_asset_and_respect_its_decimals() {
     assert_eq!(errs[1].line, line_of(&text, "max_amount = \"1.0000001\""));
     assert!(errs[1].message.contains("6 decimals"));
 }
+
+#[test]
+fn small_order_and_invalid_officer_keys_are_refused() {
+    // The identity point (small order; listed among Ed25519 small-order encodings in
+    // "Taming the many EdDSAs", Chalkias et al. 2020) and a non-point.
+    let weak = "0100000000000000000000000000000000000000000000000000000000000000";
+    let alice = "247e8cff2e3993be58e9bc685b5b94709b7dec5c785d848164eb71b16569967c";
+    let text = EXAMPLE.replacen(alice, weak, 1);
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].message.contains("weak"));
+    assert_eq!(errs[0].line, line_of(&text, weak));
+}
+
+#[test]
+fn rfc8032_test_key_loads_as_an_officer_key() {
+    // RFC 8032 section 7.1, TEST 1: public key of secret 9d61b19d…7f60.
+    let rfc = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    let secret =
+        hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60").unwrap();
+    let sk = ed25519_dalek::SigningKey::from_bytes(&secret.try_into().unwrap());
+    assert_eq!(hex::encode(sk.verifying_key().to_bytes()), rfc);
+    let text = EXAMPLE.replacen(
+        "247e8cff2e3993be58e9bc685b5b94709b7dec5c785d848164eb71b16569967c",
+        rfc,
+        1,
+    );
+    let p = Policy::from_toml(text.as_bytes()).unwrap();
+    assert_eq!(
+        hex::encode(p.officer("alice").unwrap().public_key.to_bytes()),
+        rfc
+    );
+}

@@ -1,0 +1,185 @@
+//! Governance as requests: install with quorum, time-lock and veto; freeze; unfreeze.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use jiff::{SignedDuration, Timestamp};
+use kinko_policy::approval::Subject;
+use kinko_policy::governance::{GovernanceStatus, freeze_status, install_status, unfreeze_status};
+use kinko_policy::{Policy, PolicyHash, Verdict};
+
+fn t(s: i64) -> Timestamp {
+    Timestamp::from_second(s).unwrap()
+}
+
+const T0: i64 = 1_783_299_600;
+const H: i64 = 3600;
+
+fn new_policy_hash() -> PolicyHash {
+    let edited = EXAMPLE.replace("max_amount = \"500\"", "max_amount = \"400\"");
+    Policy::from_toml(edited.as_bytes()).unwrap().hash()
+}
+
+fn install(p: &Policy, who: &str, verdict: Verdict, issued: i64) -> kinko_policy::SignedApproval {
+    let s = Subject::InstallPolicy {
+        request_id: "gov-1".into(),
+        new_policy_hash: new_policy_hash(),
+    };
+    approve(p.hash(), &s, who, verdict, issued, issued + 24 * H)
+}
+
+#[test]
+fn install_needs_admin_quorum_then_waits_out_the_time_lock() {
+    let p = example();
+    let nh = new_policy_hash();
+    // Two admins: pending.
+    let two = vec![
+        install(&p, "alice", Verdict::Approve, T0),
+        install(&p, "carol", Verdict::Approve, T0),
+    ];
+    assert!(matches!(
+        install_status(&p, "gov-1", nh, &two, None, t(T0 + 60)),
+        GovernanceStatus::PendingQuorum { .. }
+    ));
+    // Approver bob is no admin: still pending.
+    let mut three = two.clone();
+    three.push(install(&p, "bob", Verdict::Approve, T0));
+    assert!(matches!(
+        install_status(&p, "gov-1", nh, &three, None, t(T0 + 60)),
+        GovernanceStatus::PendingQuorum { .. }
+    ));
+    // Erin (compliance, admin): quorum, then the 48 h time-lock from the quorum instant.
+    let mut q = two;
+    q.push(install(&p, "erin", Verdict::Approve, T0 + 600));
+    let reached = t(T0 + 700);
+    match install_status(&p, "gov-1", nh, &q, Some(reached), t(T0 + 700 + 48 * H - 1)) {
+        GovernanceStatus::Waiting { effective_at, .. } => {
+            assert_eq!(effective_at, t(T0 + 700 + 48 * H).to_string())
+        }
+        other => panic!("{other:?}"),
+    }
+    // Effective after 48 h, even though the approvals (24 h lifetime) have expired by then:
+    // they are judged at the recorded quorum instant.
+    let st = install_status(&p, "gov-1", nh, &q, Some(reached), t(T0 + 700 + 48 * H));
+    assert!(st.is_effective(), "{st:?}");
+    // The approvals bind the new hash: they do not install another policy.
+    assert!(matches!(
+        install_status(
+            &p,
+            "gov-1",
+            PolicyHash([1; 32]),
+            &q,
+            Some(reached),
+            t(T0 + 100 * H)
+        ),
+        GovernanceStatus::PendingQuorum { .. }
+    ));
+    // A database edit that back-dates the quorum instant cannot start the lock before the last
+    // counted approval was issued.
+    match install_status(&p, "gov-1", nh, &q, Some(t(T0 - 10 * H)), t(T0 + H)) {
+        GovernanceStatus::PendingQuorum { .. } | GovernanceStatus::Waiting { .. } => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn any_one_officer_vetoes_during_the_time_lock() {
+    let p = example();
+    let nh = new_policy_hash();
+    let mut q = vec![
+        install(&p, "alice", Verdict::Approve, T0),
+        install(&p, "carol", Verdict::Approve, T0),
+        install(&p, "erin", Verdict::Approve, T0),
+    ];
+    let reached = Some(t(T0 + 60));
+    // Frank holds only the freezer role; veto_roles is empty, so any officer may veto.
+    q.push(install(&p, "frank", Verdict::Reject, T0 + 47 * H));
+    match install_status(&p, "gov-1", nh, &q, reached, t(T0 + 49 * H)) {
+        GovernanceStatus::Vetoed { by } => assert_eq!(by, vec!["frank".to_string()]),
+        other => panic!("{other:?}"),
+    }
+    // A "veto" issued after the change took effect is too late.
+    q.pop();
+    q.push(install(&p, "frank", Verdict::Reject, T0 + 60 + 48 * H));
+    assert!(install_status(&p, "gov-1", nh, &q, reached, t(T0 + 60 + 48 * H + 10)).is_effective());
+    // A veto with a bad signature is no veto.
+    q.pop();
+    let mut forged = install(&p, "frank", Verdict::Reject, T0 + H);
+    forged.signature[0] ^= 1;
+    q.push(forged);
+    assert!(install_status(&p, "gov-1", nh, &q, reached, t(T0 + 49 * H)).is_effective());
+}
+
+#[test]
+fn one_freezer_freezes() {
+    let p = example();
+    let s = Subject::Freeze {
+        request_id: "frz-1".into(),
+    };
+    let frank = approve(p.hash(), &s, "frank", Verdict::Approve, T0, T0 + 600);
+    assert!(freeze_status(&p, "frz-1", &[frank], t(T0 + 1)).is_satisfied());
+    // An approver without the freezer role cannot.
+    let bob = approve(p.hash(), &s, "bob", Verdict::Approve, T0, T0 + 600);
+    assert!(!freeze_status(&p, "frz-1", &[bob], t(T0 + 1)).is_satisfied());
+    // A withdrawal approval is not a freeze.
+    let w = approve(
+        p.hash(),
+        &withdrawal("frz-1", eth_transfer(HOT1, eth(1)).digest().unwrap()),
+        "frank",
+        Verdict::Approve,
+        T0,
+        T0 + 600,
+    );
+    assert!(!freeze_status(&p, "frz-1", &[w], t(T0 + 1)).is_satisfied());
+    // Freeze approvals live at most 1 h.
+    let long = approve(p.hash(), &s, "frank", Verdict::Approve, T0, T0 + 2 * H);
+    assert!(!freeze_status(&p, "frz-1", &[long], t(T0 + 1)).is_satisfied());
+}
+
+#[test]
+fn unfreeze_needs_quorum_and_delay_and_a_freezer_can_veto() {
+    let p = example();
+    let s = Subject::Unfreeze {
+        request_id: "unf-1".into(),
+    };
+    let q: Vec<_> = ["alice", "carol", "erin"]
+        .iter()
+        .map(|w| approve(p.hash(), &s, w, Verdict::Approve, T0, T0 + 12 * H))
+        .collect();
+    let reached = Some(t(T0 + 10));
+    assert!(matches!(
+        unfreeze_status(&p, "unf-1", &q[..2], None, t(T0 + 10)),
+        GovernanceStatus::PendingQuorum { .. }
+    ));
+    assert!(matches!(
+        unfreeze_status(&p, "unf-1", &q, reached, t(T0 + 10 + 24 * H - 1)),
+        GovernanceStatus::Waiting { .. }
+    ));
+    assert!(unfreeze_status(&p, "unf-1", &q, reached, t(T0 + 10 + 24 * H)).is_effective());
+    let mut vetoed = q.clone();
+    vetoed.push(approve(
+        p.hash(),
+        &s,
+        "dave",
+        Verdict::Reject,
+        T0 + H,
+        T0 + 2 * H,
+    ));
+    assert!(matches!(
+        unfreeze_status(&p, "unf-1", &vetoed, reached, t(T0 + 30 * H)),
+        GovernanceStatus::Vetoed { .. }
+    ));
+    // Bob (no freezer role) cannot veto an unfreeze.
+    let mut not_veto = q;
+    not_veto.push(approve(
+        p.hash(),
+        &s,
+        "bob",
+        Verdict::Reject,
+        T0 + H,
+        T0 + 2 * H,
+    ));
+    assert!(unfreeze_status(&p, "unf-1", &not_veto, reached, t(T0 + 30 * H)).is_effective());
+    let _ = SignedDuration::ZERO;
+}

@@ -1,1 +1,668 @@
-//! kinko-store (being written).
+//! `kinko-store`: Kinko's durable state in one SQLite file.
+//!
+//! What lives here: withdrawal requests and their lifecycle state, officers' signed approvals
+//! (stored as the signed bytes, never as an "approved" flag — the daemon re-verifies them from
+//! their signatures before signing), velocity reservations, the replay guards (nonces,
+//! outpoints, signed digests) that stop a key from signing two different transactions that
+//! consume the same resource, and the freeze state.
+//!
+//! Durability: WAL journal, `synchronous=FULL` (a commit is on disk when it returns), foreign
+//! keys on, versioned migrations in `PRAGMA user_version`. Every multi-row change is one
+//! `BEGIN IMMEDIATE` transaction, so a crash leaves either all of it or none.
+//!
+//! The API is synchronous; the daemon calls it from blocking threads.
+
+#![forbid(unsafe_code)]
+
+mod migrations;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+/// Errors of the store. Each is either the caller's mistake (a conflict it must resolve) or a
+/// storage failure (fail closed).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite failed (disk full, I/O error, corruption). Nothing was changed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database was written by a newer Kinko (schema version too high).
+    #[error("database schema version {found} is newer than this build supports ({supported})")]
+    SchemaTooNew {
+        /// Version on disk.
+        found: i64,
+        /// Highest version this build knows.
+        supported: i64,
+    },
+    /// No request with this id.
+    #[error("no request {0}")]
+    NotFound(String),
+    /// The idempotency key was used before for a different payload.
+    #[error(
+        "idempotency key {key:?} was already used by request {existing} for a different payload"
+    )]
+    IdempotencyConflict {
+        /// The idempotency key.
+        key: String,
+        /// The request that owns it.
+        existing: String,
+    },
+    /// The request is not in a state that allows this transition.
+    #[error("request {id} is {actual}, expected one of {expected:?}")]
+    WrongState {
+        /// The request id.
+        id: String,
+        /// Its current state.
+        actual: RequestState,
+        /// The states the transition needs.
+        expected: Vec<RequestState>,
+    },
+    /// The officer already submitted a verdict on this request.
+    #[error("officer {officer} already decided on request {request}")]
+    DuplicateApproval {
+        /// The request id.
+        request: String,
+        /// The officer id.
+        officer: String,
+    },
+    /// A replay guard (nonce, outpoint, digest) is already held by another request of the key.
+    #[error("{what} {value} of key {key} is already used by request {other}")]
+    ReplayConflict {
+        /// What kind of guard (`replay key` or `digest`).
+        what: &'static str,
+        /// The key name.
+        key: String,
+        /// The guard value.
+        value: String,
+        /// The request that holds it.
+        other: String,
+    },
+    /// A stored value could not be read back (corrupt row).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The connection lock was poisoned by a panic in another thread.
+    #[error("store lock poisoned")]
+    Poisoned,
+}
+
+/// Lifecycle states (see docs/operations.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RequestState {
+    /// Decoded and recorded; being evaluated.
+    Received,
+    /// Denied by policy. Final.
+    Denied,
+    /// Waiting for approvals.
+    PendingApproval,
+    /// Quorum reached.
+    Approved,
+    /// Signing authorized and logged; the HSM is (or was, before a crash) being asked.
+    Signing,
+    /// Signed. Final.
+    Signed,
+    /// Rejected by an officer. Final.
+    Rejected,
+    /// Expired. Final.
+    Expired,
+    /// Cancelled by the requester. Final.
+    Cancelled,
+    /// Signing failed after authorization. Final.
+    Failed,
+}
+
+impl RequestState {
+    /// Every state.
+    pub const ALL: [RequestState; 10] = [
+        RequestState::Received,
+        RequestState::Denied,
+        RequestState::PendingApproval,
+        RequestState::Approved,
+        RequestState::Signing,
+        RequestState::Signed,
+        RequestState::Rejected,
+        RequestState::Expired,
+        RequestState::Cancelled,
+        RequestState::Failed,
+    ];
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Received => "received",
+            RequestState::Denied => "denied",
+            RequestState::PendingApproval => "pending_approval",
+            RequestState::Approved => "approved",
+            RequestState::Signing => "signing",
+            RequestState::Signed => "signed",
+            RequestState::Rejected => "rejected",
+            RequestState::Expired => "expired",
+            RequestState::Cancelled => "cancelled",
+            RequestState::Failed => "failed",
+        }
+    }
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<RequestState> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+    /// Whether no transition leaves this state.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RequestState::Denied
+                | RequestState::Signed
+                | RequestState::Rejected
+                | RequestState::Expired
+                | RequestState::Cancelled
+                | RequestState::Failed
+        )
+    }
+}
+
+impl fmt::Display for RequestState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request as submitted, before the store assigns anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRequest {
+    /// Unique id (the daemon makes it).
+    pub id: String,
+    /// The requester's principal.
+    pub requester: String,
+    /// Scoped to the requester.
+    pub idempotency_key: String,
+    /// The signing key's name in the policy.
+    pub key_name: String,
+    /// `ethereum`, `bitcoin`, `solana`.
+    pub chain: String,
+    /// The network.
+    pub network: String,
+    /// The unsigned payload.
+    pub payload: Vec<u8>,
+    /// Free-text reference from the requester.
+    pub reference: String,
+    /// The requester system's signature over payload and reference.
+    pub requester_signature: Vec<u8>,
+    /// Canonical intent JSON.
+    pub intent_json: String,
+    /// The intent digest.
+    pub intent_digest: Vec<u8>,
+    /// Hash of the policy that evaluated it.
+    pub policy_hash: Vec<u8>,
+    /// The decision, as JSON.
+    pub decision_json: String,
+    /// Initial state (`Denied` or `PendingApproval`, or `Received`).
+    pub state: RequestState,
+    /// Reason when final at once (denial).
+    pub final_reason: Option<String>,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// A stored request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The request as submitted.
+    pub new: NewRequest,
+    /// Current state.
+    pub state: RequestState,
+    /// Why it is final.
+    pub final_reason: Option<String>,
+    /// The signed transaction once signed.
+    pub signed_transaction: Option<Vec<u8>>,
+    /// Its id (hash, txid, signature).
+    pub transaction_id: Option<String>,
+    /// Unix seconds of the last change.
+    pub updated_at: i64,
+}
+
+/// Whether [`Store::insert_request`] created the request or found it by idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// A new request.
+    Created(Request),
+    /// The same requester already submitted the same payload under this idempotency key.
+    Existing(Request),
+}
+
+/// An officer's verdict, stored as the exact signed bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredApproval {
+    /// The request.
+    pub request_id: String,
+    /// The officer.
+    pub officer_id: String,
+    /// True for approve, false for reject.
+    pub approve: bool,
+    /// The canonical approval message the officer signed.
+    pub message: Vec<u8>,
+    /// The Ed25519 signature.
+    pub signature: Vec<u8>,
+    /// Unix seconds when received.
+    pub received_at: i64,
+}
+
+/// A velocity reservation: an amount of an asset committed by a key at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The key name.
+    pub key_name: String,
+    /// The asset id (e.g. `ethereum:native`, `ethereum:0xa0b8…`).
+    pub asset: String,
+    /// Decimal amount in base units.
+    pub amount: String,
+    /// Unix seconds.
+    pub at: i64,
+    /// The request.
+    pub request_id: String,
+}
+
+/// What the signing step claims atomically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningClaim {
+    /// The request.
+    pub request_id: String,
+    /// The key.
+    pub key_name: String,
+    /// One-time resources (nonces, outpoints) the transaction consumes.
+    pub replay_keys: Vec<String>,
+    /// Digests (hex) that will be signed.
+    pub digests: Vec<String>,
+    /// Velocity reservations.
+    pub reservations: Vec<Reservation>,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// The freeze switch.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FreezeState {
+    /// Whether signing is frozen.
+    pub frozen: bool,
+    /// Who froze it.
+    pub by: String,
+    /// Why.
+    pub reason: String,
+    /// Unix seconds.
+    pub since: i64,
+}
+
+/// The store. One connection behind a mutex: SQLite serializes writers anyway, and Kinko's
+/// write rate is bounded by the HSM.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+const REQUEST_COLUMNS: &str = "id, requester, idempotency_key, key_name, chain, network, payload, reference, \
+     requester_signature, intent_json, intent_digest, policy_hash, decision_json, state, final_reason, \
+     signed_transaction, transaction_id, created_at, updated_at";
+
+fn row_to_request(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Request, StoreError>> {
+    let state: String = row.get(13)?;
+    let Some(state) = RequestState::parse(&state) else {
+        return Ok(Err(StoreError::Corrupt(format!("unknown state {state:?}"))));
+    };
+    let final_reason: Option<String> = row.get(14)?;
+    Ok(Ok(Request {
+        new: NewRequest {
+            id: row.get(0)?,
+            requester: row.get(1)?,
+            idempotency_key: row.get(2)?,
+            key_name: row.get(3)?,
+            chain: row.get(4)?,
+            network: row.get(5)?,
+            payload: row.get(6)?,
+            reference: row.get(7)?,
+            requester_signature: row.get(8)?,
+            intent_json: row.get(9)?,
+            intent_digest: row.get(10)?,
+            policy_hash: row.get(11)?,
+            decision_json: row.get(12)?,
+            state,
+            final_reason: final_reason.clone(),
+            now: row.get(17)?,
+        },
+        state,
+        final_reason,
+        signed_transaction: row.get(15)?,
+        transaction_id: row.get(16)?,
+        updated_at: row.get(18)?,
+    }))
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and applies migrations.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrations::apply(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        self.conn.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    /// Inserts a request, or returns the existing one when the same requester reuses an
+    /// idempotency key for the same payload. The same key with a different payload is refused.
+    pub fn insert_request(&self, new: &NewRequest) -> Result<Inserted, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existing = tx
+            .query_row(
+                &format!(
+                    "SELECT {REQUEST_COLUMNS} FROM requests WHERE requester = ?1 AND idempotency_key = ?2"
+                ),
+                params![new.requester, new.idempotency_key],
+                row_to_request,
+            )
+            .optional()?
+            .transpose()?;
+        if let Some(existing) = existing {
+            return if existing.new.payload == new.payload
+                && existing.new.key_name == new.key_name
+                && existing.new.reference == new.reference
+            {
+                Ok(Inserted::Existing(existing))
+            } else {
+                Err(StoreError::IdempotencyConflict {
+                    key: new.idempotency_key.clone(),
+                    existing: existing.new.id,
+                })
+            };
+        }
+        tx.execute(
+            &format!("INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, NULL, NULL, ?16, ?16)"),
+            params![
+                new.id,
+                new.requester,
+                new.idempotency_key,
+                new.key_name,
+                new.chain,
+                new.network,
+                new.payload,
+                new.reference,
+                new.requester_signature,
+                new.intent_json,
+                new.intent_digest,
+                new.policy_hash,
+                new.decision_json,
+                new.state.as_str(),
+                new.final_reason,
+                new.now,
+            ],
+        )?;
+        tx.commit()?;
+        drop(conn);
+        Ok(Inserted::Created(self.get_request(&new.id)?))
+    }
+
+    /// Reads a request.
+    pub fn get_request(&self, id: &str) -> Result<Request, StoreError> {
+        let conn = self.conn()?;
+        conn.query_row(
+            &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"),
+            params![id],
+            row_to_request,
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(id.to_string()))?
+    }
+
+    /// Requests in `state`, oldest first.
+    pub fn list_by_state(&self, state: RequestState) -> Result<Vec<Request>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE state = ?1 ORDER BY created_at, id"
+        ))?;
+        let rows = stmt.query_map(params![state.as_str()], row_to_request)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r??);
+        }
+        Ok(out)
+    }
+
+    /// Moves a request from one of `from` to `to`, atomically (compare and set).
+    pub fn transition(
+        &self,
+        id: &str,
+        from: &[RequestState],
+        to: RequestState,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<Request, StoreError> {
+        {
+            let mut conn = self.conn()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            check_state(&tx, id, from)?;
+            tx.execute(
+                "UPDATE requests SET state = ?2, final_reason = COALESCE(?3, final_reason), updated_at = ?4 WHERE id = ?1",
+                params![id, to.as_str(), reason, now],
+            )?;
+            tx.commit()?;
+        }
+        self.get_request(id)
+    }
+
+    /// Stores an officer's signed verdict. One verdict per officer per request. The request must
+    /// be pending approval.
+    pub fn add_approval(&self, a: &StoredApproval) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        check_state(&tx, &a.request_id, &[RequestState::PendingApproval])?;
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO approvals (request_id, officer_id, approve, message, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![a.request_id, a.officer_id, a.approve, a.message, a.signature, a.received_at],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::DuplicateApproval {
+                request: a.request_id.clone(),
+                officer: a.officer_id.clone(),
+            });
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The verdicts on a request, in the order received.
+    pub fn approvals(&self, request_id: &str) -> Result<Vec<StoredApproval>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT request_id, officer_id, approve, message, signature, received_at FROM approvals WHERE request_id = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![request_id], |r| {
+            Ok(StoredApproval {
+                request_id: r.get(0)?,
+                officer_id: r.get(1)?,
+                approve: r.get(2)?,
+                message: r.get(3)?,
+                signature: r.get(4)?,
+                received_at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Claims everything signing needs, atomically: the request moves from `Approved` to
+    /// `Signing`, its replay keys and digests are bound to it (refused when another request of
+    /// the same key holds one), and its velocity reservations are recorded. After a crash, a
+    /// request found in `Signing` was authorized and possibly signed: the daemon completes or
+    /// fails it explicitly, and never signs a conflicting request in the meantime.
+    pub fn claim_signing(&self, claim: &SigningClaim) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        check_state(&tx, &claim.request_id, &[RequestState::Approved])?;
+        for (what, table, column, values) in [
+            (
+                "replay key",
+                "replay_keys",
+                "replay_key",
+                &claim.replay_keys,
+            ),
+            ("digest", "signed_digests", "digest", &claim.digests),
+        ] {
+            for v in values {
+                let other: Option<String> = tx
+                    .query_row(
+                        &format!(
+                            "SELECT request_id FROM {table} WHERE key_name = ?1 AND {column} = ?2"
+                        ),
+                        params![claim.key_name, v],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                match other {
+                    Some(other) if other != claim.request_id => {
+                        return Err(StoreError::ReplayConflict {
+                            what,
+                            key: claim.key_name.clone(),
+                            value: v.clone(),
+                            other,
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        tx.execute(
+                            &format!("INSERT INTO {table} (key_name, {column}, request_id, at) VALUES (?1, ?2, ?3, ?4)"),
+                            params![claim.key_name, v, claim.request_id, claim.now],
+                        )?;
+                    }
+                }
+            }
+        }
+        for r in &claim.reservations {
+            tx.execute(
+                "INSERT INTO reservations (key_name, asset, amount, at, request_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![r.key_name, r.asset, r.amount, r.at, r.request_id],
+            )?;
+        }
+        tx.execute(
+            "UPDATE requests SET state = 'signing', updated_at = ?2 WHERE id = ?1",
+            params![claim.request_id, claim.now],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records the signed transaction: `Signing` → `Signed`.
+    pub fn record_signed(
+        &self,
+        id: &str,
+        signed_transaction: &[u8],
+        transaction_id: &str,
+        now: i64,
+    ) -> Result<Request, StoreError> {
+        {
+            let mut conn = self.conn()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            check_state(&tx, id, &[RequestState::Signing])?;
+            tx.execute(
+                "UPDATE requests SET state = 'signed', signed_transaction = ?2, transaction_id = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, signed_transaction, transaction_id, now],
+            )?;
+            tx.commit()?;
+        }
+        self.get_request(id)
+    }
+
+    /// Velocity reservations of `key_name` for `asset` at or after `since`, oldest first.
+    pub fn reservations_since(
+        &self,
+        key_name: &str,
+        asset: &str,
+        since: i64,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT key_name, asset, amount, at, request_id FROM reservations WHERE key_name = ?1 AND asset = ?2 AND at >= ?3 ORDER BY at, id",
+        )?;
+        let rows = stmt.query_map(params![key_name, asset, since], |r| {
+            Ok(Reservation {
+                key_name: r.get(0)?,
+                asset: r.get(1)?,
+                amount: r.get(2)?,
+                at: r.get(3)?,
+                request_id: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The freeze switch.
+    pub fn freeze_state(&self) -> Result<FreezeState, StoreError> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                "SELECT frozen, frozen_by, reason, since FROM freeze WHERE id = 1",
+                [],
+                |r| {
+                    Ok(FreezeState {
+                        frozen: r.get(0)?,
+                        by: r.get(1)?,
+                        reason: r.get(2)?,
+                        since: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// Sets the freeze switch.
+    pub fn set_freeze(&self, state: &FreezeState) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO freeze (id, frozen, frozen_by, reason, since) VALUES (1, ?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET frozen = excluded.frozen, frozen_by = excluded.frozen_by, reason = excluded.reason, since = excluded.since",
+            params![state.frozen, state.by, state.reason, state.since],
+        )?;
+        Ok(())
+    }
+}
+
+fn check_state(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    expected: &[RequestState],
+) -> Result<RequestState, StoreError> {
+    let state: Option<String> = tx
+        .query_row(
+            "SELECT state FROM requests WHERE id = ?1",
+            params![id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let state = state.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+    let actual = RequestState::parse(&state)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state:?}")))?;
+    if expected.contains(&actual) {
+        Ok(actual)
+    } else {
+        Err(StoreError::WrongState {
+            id: id.to_string(),
+            actual,
+            expected: expected.to_vec(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

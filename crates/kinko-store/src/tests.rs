@@ -1,0 +1,287 @@
+use super::*;
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("kinko.db")).unwrap();
+    (dir, s)
+}
+
+fn new_request(id: &str, idem: &str, payload: &[u8]) -> NewRequest {
+    NewRequest {
+        id: id.into(),
+        requester: "ledger".into(),
+        idempotency_key: idem.into(),
+        key_name: "eth-cold".into(),
+        chain: "ethereum".into(),
+        network: "1".into(),
+        payload: payload.to_vec(),
+        reference: "withdrawal 42".into(),
+        requester_signature: vec![7; 64],
+        intent_json: "{}".into(),
+        intent_digest: vec![1; 32],
+        policy_hash: vec![2; 32],
+        decision_json: "{}".into(),
+        state: RequestState::PendingApproval,
+        final_reason: None,
+        now: 1_700_000_000,
+    }
+}
+
+fn approval(req: &str, officer: &str) -> StoredApproval {
+    StoredApproval {
+        request_id: req.into(),
+        officer_id: officer.into(),
+        approve: true,
+        message: b"signed approval message".to_vec(),
+        signature: vec![9; 64],
+        received_at: 1_700_000_100,
+    }
+}
+
+#[test]
+fn requests_round_trip_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kinko.db");
+    {
+        let s = Store::open(&path).unwrap();
+        let Inserted::Created(r) = s
+            .insert_request(&new_request("r1", "i1", b"payload"))
+            .unwrap()
+        else {
+            panic!("expected a new request")
+        };
+        assert_eq!(r.state, RequestState::PendingApproval);
+        s.add_approval(&approval("r1", "alice")).unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    let r = s.get_request("r1").unwrap();
+    assert_eq!(r.new, new_request("r1", "i1", b"payload"));
+    assert_eq!(s.approvals("r1").unwrap(), vec![approval("r1", "alice")]);
+    assert_eq!(
+        s.list_by_state(RequestState::PendingApproval)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(matches!(
+        s.get_request("nope"),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn idempotency_returns_the_same_request_and_refuses_a_different_payload() {
+    let (_d, s) = store();
+    s.insert_request(&new_request("r1", "i1", b"payload"))
+        .unwrap();
+    let again = s
+        .insert_request(&new_request("r2", "i1", b"payload"))
+        .unwrap();
+    assert!(
+        matches!(again, Inserted::Existing(ref r) if r.new.id == "r1"),
+        "{again:?}"
+    );
+    let err = s
+        .insert_request(&new_request("r3", "i1", b"other payload"))
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::IdempotencyConflict { ref existing, .. } if existing == "r1")
+    );
+    // Another requester may use the same idempotency key.
+    let mut other = new_request("r4", "i1", b"payload");
+    other.requester = "other-ledger".into();
+    assert!(matches!(
+        s.insert_request(&other).unwrap(),
+        Inserted::Created(_)
+    ));
+}
+
+#[test]
+fn transitions_are_compare_and_set() {
+    let (_d, s) = store();
+    s.insert_request(&new_request("r1", "i1", b"p")).unwrap();
+    let err = s
+        .transition(
+            "r1",
+            &[RequestState::Approved],
+            RequestState::Signing,
+            None,
+            1,
+        )
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::WrongState {
+            actual: RequestState::PendingApproval,
+            ..
+        }
+    ));
+    let r = s
+        .transition(
+            "r1",
+            &[RequestState::PendingApproval],
+            RequestState::Rejected,
+            Some("officer bob rejected"),
+            5,
+        )
+        .unwrap();
+    assert_eq!(r.state, RequestState::Rejected);
+    assert_eq!(r.final_reason.as_deref(), Some("officer bob rejected"));
+    assert_eq!(r.updated_at, 5);
+    // Approvals after a final state are refused.
+    assert!(matches!(
+        s.add_approval(&approval("r1", "alice")),
+        Err(StoreError::WrongState { .. })
+    ));
+}
+
+#[test]
+fn one_verdict_per_officer() {
+    let (_d, s) = store();
+    s.insert_request(&new_request("r1", "i1", b"p")).unwrap();
+    s.add_approval(&approval("r1", "alice")).unwrap();
+    assert!(matches!(
+        s.add_approval(&approval("r1", "alice")),
+        Err(StoreError::DuplicateApproval { .. })
+    ));
+    s.add_approval(&approval("r1", "bob")).unwrap();
+    let officers: Vec<_> = s
+        .approvals("r1")
+        .unwrap()
+        .into_iter()
+        .map(|a| a.officer_id)
+        .collect();
+    assert_eq!(officers, ["alice", "bob"]);
+}
+
+fn claim(req: &str, replay: &str, digest: &str) -> SigningClaim {
+    SigningClaim {
+        request_id: req.into(),
+        key_name: "eth-cold".into(),
+        replay_keys: vec![replay.into()],
+        digests: vec![digest.into()],
+        reservations: vec![Reservation {
+            key_name: "eth-cold".into(),
+            asset: "ethereum:native".into(),
+            amount: "1000".into(),
+            at: 100,
+            request_id: req.into(),
+        }],
+        now: 100,
+    }
+}
+
+#[test]
+fn signing_claims_refuse_reused_nonces_and_digests_and_change_nothing() {
+    let (_d, s) = store();
+    for (id, idem) in [("r1", "i1"), ("r2", "i2"), ("r3", "i3")] {
+        s.insert_request(&new_request(id, idem, id.as_bytes()))
+            .unwrap();
+        s.transition(
+            id,
+            &[RequestState::PendingApproval],
+            RequestState::Approved,
+            None,
+            1,
+        )
+        .unwrap();
+    }
+    s.claim_signing(&claim("r1", "nonce:5", "aa")).unwrap();
+    assert_eq!(s.get_request("r1").unwrap().state, RequestState::Signing);
+    // A claim is made once: the request left Approved.
+    assert!(matches!(
+        s.claim_signing(&claim("r1", "nonce:5", "aa")),
+        Err(StoreError::WrongState { .. })
+    ));
+    // Same nonce, other request.
+    let err = s.claim_signing(&claim("r2", "nonce:5", "bb")).unwrap_err();
+    assert!(
+        matches!(err, StoreError::ReplayConflict { what: "replay key", ref other, .. } if other == "r1"),
+        "{err:?}"
+    );
+    // Same digest, other request.
+    let err = s.claim_signing(&claim("r3", "nonce:6", "aa")).unwrap_err();
+    assert!(
+        matches!(err, StoreError::ReplayConflict { what: "digest", .. }),
+        "{err:?}"
+    );
+    // The refused claims changed nothing: states, reservations, guards.
+    assert_eq!(s.get_request("r2").unwrap().state, RequestState::Approved);
+    assert_eq!(s.get_request("r3").unwrap().state, RequestState::Approved);
+    assert_eq!(
+        s.reservations_since("eth-cold", "ethereum:native", 0)
+            .unwrap()
+            .len(),
+        1
+    );
+    s.claim_signing(&claim("r3", "nonce:6", "cc")).unwrap();
+    let signed = s.record_signed("r1", b"raw tx", "0xhash", 101).unwrap();
+    assert_eq!(signed.state, RequestState::Signed);
+    assert_eq!(signed.signed_transaction.as_deref(), Some(&b"raw tx"[..]));
+    assert!(matches!(
+        s.record_signed("r1", b"raw tx", "0xhash", 102),
+        Err(StoreError::WrongState { .. })
+    ));
+}
+
+#[test]
+fn reservations_are_selected_by_window() {
+    let (_d, s) = store();
+    for (i, at) in [(1, 10), (2, 20), (3, 30)] {
+        let id = format!("r{i}");
+        s.insert_request(&new_request(&id, &id, id.as_bytes()))
+            .unwrap();
+        s.transition(
+            &id,
+            &[RequestState::PendingApproval],
+            RequestState::Approved,
+            None,
+            1,
+        )
+        .unwrap();
+        let mut c = claim(&id, &format!("nonce:{i}"), &format!("d{i}"));
+        c.reservations[0].at = at;
+        s.claim_signing(&c).unwrap();
+    }
+    let got: Vec<i64> = s
+        .reservations_since("eth-cold", "ethereum:native", 20)
+        .unwrap()
+        .iter()
+        .map(|r| r.at)
+        .collect();
+    assert_eq!(got, [20, 30]);
+    assert!(
+        s.reservations_since("eth-cold", "bitcoin:native", 0)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn freeze_state_persists() {
+    let (_d, s) = store();
+    assert!(!s.freeze_state().unwrap().frozen);
+    let f = FreezeState {
+        frozen: true,
+        by: "carol".into(),
+        reason: "incident".into(),
+        since: 9,
+    };
+    s.set_freeze(&f).unwrap();
+    assert_eq!(s.freeze_state().unwrap(), f);
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kinko.db");
+    drop(Store::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", migrations::CURRENT + 1)
+        .unwrap();
+    drop(conn);
+    assert!(matches!(
+        Store::open(&path),
+        Err(StoreError::SchemaTooNew { .. })
+    ));
+}

@@ -656,3 +656,75 @@ fn finalize_refuses_bad_signatures() {
         BitcoinError::WrongSignatureScheme { index: 0 }
     ));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fuzz seeds
+// ---------------------------------------------------------------------------------------------
+
+/// Writes a seed file named by the SHA-256 of its content (as libFuzzer names corpus files).
+fn write_seed(dir: &str, bytes: &[u8]) {
+    use sha2::Digest as _;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = hex::encode(sha2::Sha256::digest(bytes));
+    std::fs::write(dir.join(&name[..40]), bytes).unwrap();
+}
+
+/// Regenerates the committed seed corpus of the `bitcoin` fuzz target:
+/// `cargo test -p kinko-chain --test bitcoin -- --ignored write_fuzz_seeds`.
+#[test]
+#[ignore = "writes files; run by hand to regenerate fuzz/corpus/bitcoin"]
+fn write_fuzz_seeds() {
+    let k = key(TEST_PRIVKEY);
+    // The fuzz body signs with this key.
+    assert_eq!(
+        hex::encode(&k.sec1),
+        "031b84c5567b126440995d3ed5aaba0565d71e1834604819ff9c17f5e9d5dd078f"
+    );
+    for name in ["bip174_invalid.txt", "bip174_valid.txt"] {
+        for (_, bytes) in read_vectors(name) {
+            write_seed("bitcoin", &bytes);
+        }
+    }
+    write_seed("bitcoin", &bip143_psbt().1.serialize());
+    let psbt = standard_psbt(&k);
+    write_seed("bitcoin", &psbt.serialize());
+    let mut p = psbt.clone();
+    p.inputs[0].sighash_type = Some(PsbtSighashType::from(EcdsaSighashType::All));
+    write_seed("bitcoin", &p.serialize());
+    let mut p = psbt.clone();
+    let secp = Secp256k1::new();
+    let xpriv = Xpriv::new_master(NetworkKind::Main, &[7u8; 32]).unwrap();
+    p.xpub.insert(
+        Xpub::from_priv(&secp, &xpriv),
+        (xpriv.fingerprint(&secp), "m/84'/0'/0'".parse().unwrap()),
+    );
+    write_seed("bitcoin", &p.serialize());
+    let p = psbt_for(
+        &k,
+        &[(outpoint(1, 0), 10_000)],
+        &[
+            (ScriptBuf::new_op_return([1u8, 2, 3]), 0),
+            (other_script(), 9_000),
+        ],
+    );
+    write_seed("bitcoin", &p.serialize());
+    let prev = Transaction {
+        version: transaction::Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: vec![],
+        output: vec![TxOut {
+            value: BtcAmount::from_sat(50_000),
+            script_pubkey: p2wpkh(&k.pk),
+        }],
+    };
+    let op = OutPoint {
+        txid: prev.compute_txid(),
+        vout: 0,
+    };
+    let mut p = psbt_for(&k, &[(op, 50_000)], &[(other_script(), 49_000)]);
+    p.inputs[0].non_witness_utxo = Some(prev);
+    write_seed("bitcoin", &p.serialize());
+}

@@ -777,3 +777,87 @@ fn refuses_bad_context_and_bad_signatures() {
         ));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fuzz seeds
+// ---------------------------------------------------------------------------------------------
+
+/// Writes a seed file named by the SHA-256 of its content (as libFuzzer names corpus files).
+fn write_seed(bytes: &[u8]) {
+    use sha2::Digest as _;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/solana");
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = hex::encode(sha2::Sha256::digest(bytes));
+    std::fs::write(dir.join(&name[..40]), bytes).unwrap();
+}
+
+/// Regenerates the committed seed corpus of the `solana` fuzz target:
+/// `cargo test -p kinko-chain --test solana -- --ignored write_fuzz_seeds`.
+#[test]
+#[ignore = "writes files; run by hand to regenerate fuzz/corpus/solana"]
+fn write_fuzz_seeds() {
+    let pk = signer().verifying_key().to_bytes();
+    // The fuzz body signs with this key.
+    assert_eq!(
+        hex::encode(pk),
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+    );
+    for name in [
+        "mainnet_spl_transfer_checked_3vZ67C.txt",
+        "trustwallet_sol_transfer_42.txt",
+    ] {
+        write_seed(&split_signed(&vector(name)).1);
+    }
+    write_seed(&sol_transfer(pk, 1_000_000));
+    let budget = program("ComputeBudget111111111111111111111111111111");
+    let token = program("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb");
+    let mut limit = vec![2u8];
+    limit.extend_from_slice(&300_000u32.to_le_bytes());
+    let mut price = vec![3u8];
+    price.extend_from_slice(&10_000u64.to_le_bytes());
+    write_seed(&message(
+        true,
+        [1, 0, 3],
+        &[pk, recipient(), SYSTEM, budget, [0x99; 32]],
+        [9; 32],
+        &[
+            Ix {
+                program: 3,
+                accounts: vec![],
+                data: limit,
+            },
+            Ix {
+                program: 3,
+                accounts: vec![],
+                data: price,
+            },
+            Ix {
+                program: 2,
+                accounts: vec![0, 1],
+                data: transfer_data(1_500_000_000),
+            },
+            Ix {
+                program: 4,
+                accounts: vec![0, 5],
+                data: vec![0xab, 1, 2],
+            },
+        ],
+        &[Lookup {
+            table: [5; 32],
+            writable: vec![1],
+            readonly: vec![0, 1],
+        }],
+    ));
+    write_seed(&message(
+        false,
+        [1, 0, 2],
+        &[pk, [0x11; 32], [0x13; 32], [0x12; 32], token],
+        [1; 32],
+        &[Ix {
+            program: 4,
+            accounts: vec![1, 3, 2, 0],
+            data: transfer_checked_data(5, 6),
+        }],
+        &[],
+    ));
+}

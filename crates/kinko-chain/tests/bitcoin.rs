@@ -253,6 +253,29 @@ fn bip143_native_p2wpkh_sighash_and_signature() {
     assert_eq!(hex::encode(w[1]), BIP143_PUBKEY);
 }
 
+/// The worked example of `docs/intents.md`: the committed PSBT (base64) decodes to exactly the
+/// committed canonical intent, whose digest is `SHA-256("kinko/intent/v1\n" || json)` — the
+/// digest file was checked with Python's `hashlib`, independently of this crate.
+#[test]
+fn worked_example_of_the_docs() {
+    use base64::Engine as _;
+    let dir = vectors_dir();
+    let b64 = std::fs::read_to_string(dir.join("bip143_example.psbt.base64")).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .unwrap();
+    // It is the BIP-143 PSBT built above.
+    assert_eq!(bytes, bip143_psbt().1.serialize());
+    let canonical = std::fs::read(dir.join("bip143_example.intent.canonical.json")).unwrap();
+    let digest = std::fs::read_to_string(dir.join("bip143_example.intent.digest")).unwrap();
+    let net = Network::new("bitcoin").unwrap();
+    let tokens = TokenRegistry::new();
+    let pk = hex::decode(BIP143_PUBKEY).unwrap();
+    let intent = decode(Chain::Bitcoin, &bytes, &ctx(&net, &pk, &tokens)).unwrap();
+    assert_eq!(intent.canonical_bytes().unwrap(), canonical);
+    assert_eq!(intent.digest().unwrap().to_hex(), digest.trim());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Round trip
 // ---------------------------------------------------------------------------------------------

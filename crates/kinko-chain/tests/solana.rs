@@ -276,6 +276,31 @@ fn mainnet_spl_transfer_checked() {
     ));
 }
 
+/// The worked example of `docs/intents.md`: the mainnet message decodes to exactly the committed
+/// canonical intent, whose digest is `SHA-256("kinko/intent/v1\n" || json)` — the digest file was
+/// checked with Python's `hashlib`, independently of this crate.
+#[test]
+fn worked_example_of_the_docs() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/solana");
+    let (_, msg) = split_signed(&vector("mainnet_spl_transfer_checked_3vZ67C.txt"));
+    let canonical = std::fs::read(dir.join("mainnet_3vZ67C.intent.canonical.json")).unwrap();
+    let digest = std::fs::read_to_string(dir.join("mainnet_3vZ67C.intent.digest")).unwrap();
+    let owner = key32("B1iGmDJdvmxyUiYM8UEo2Uw2D58EmUrw4KyLYMmrhf8V");
+    let net = Network::new("mainnet-beta").unwrap();
+    let mut tokens = TokenRegistry::new();
+    tokens.insert(
+        Chain::Solana,
+        "SRMuApVNdxXokk5GT7XD5cUUgXMBCoAz2LHeuAoKWRt",
+        TokenInfo {
+            symbol: "SRM".to_string(),
+            decimals: 6,
+        },
+    );
+    let intent = decode(Chain::Solana, &msg, &ctx(&net, &owner, &tokens)).unwrap();
+    assert_eq!(intent.canonical_bytes().unwrap(), canonical);
+    assert_eq!(intent.digest().unwrap().to_hex(), digest.trim());
+}
+
 /// Trust Wallet's signed System transfer vector: 42 lamports.
 #[test]
 fn trust_wallet_system_transfer() {

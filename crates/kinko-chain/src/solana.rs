@@ -27,6 +27,8 @@
 //! # Instructions
 //!
 //! * System Program `Transfer` (index 2, `u64` lamports): the source must be the signing key.
+//!   A Transfer with extra data bytes or accounts is refused, not shown as a call: the runtime
+//!   ignores trailing bytes, so it would still move lamports. Likewise for `TransferChecked`.
 //! * SPL Token / Token-2022 `TransferChecked` (index 12, `u64` amount, `u8` decimals; accounts
 //!   source, mint, destination, owner): the owner must be the signing key. The asset is the mint,
 //!   named from the token registry; the decimals come from the instruction and must agree with
@@ -500,11 +502,14 @@ fn decode_inner(payload: &[u8], ctx: &DecodeContext<'_>) -> Result<Decoded, Sola
                     return Err(SolanaError::DuplicateComputeBudget(i));
                 }
             }
-            SYSTEM_PROGRAM
-                if ix.data.len() == 12 && le_u32(&ix.data[..4]) == Some(SYSTEM_TRANSFER) =>
-            {
+            SYSTEM_PROGRAM if ix.data.get(..4).and_then(le_u32) == Some(SYSTEM_TRANSFER) => {
                 non_budget_instructions += 1;
-                let lamports = le_u64(&ix.data[4..])
+                // Exactly index + u64: the runtime ignores trailing bytes, so a longer Transfer
+                // would still move lamports; it is refused rather than shown as a call.
+                let lamports = ix
+                    .data
+                    .get(4..)
+                    .and_then(le_u64)
                     .ok_or(SolanaError::MalformedInstruction(i, "system transfer"))?;
                 let [from, to] = ix.accounts else {
                     return Err(SolanaError::MalformedInstruction(i, "system transfer"));
@@ -524,12 +529,18 @@ fn decode_inner(payload: &[u8], ctx: &DecodeContext<'_>) -> Result<Decoded, Sola
                 });
             }
             TOKEN_PROGRAM | TOKEN_2022_PROGRAM
-                if ix.data.len() == 10 && ix.data[0] == TOKEN_TRANSFER_CHECKED =>
+                if ix.data.first() == Some(&TOKEN_TRANSFER_CHECKED) =>
             {
                 non_budget_instructions += 1;
-                let amount = le_u64(&ix.data[1..9])
-                    .ok_or(SolanaError::MalformedInstruction(i, "TransferChecked"))?;
-                let decimals = ix.data[9];
+                // Exactly tag + u64 amount + u8 decimals.
+                let bad = || SolanaError::MalformedInstruction(i, "TransferChecked");
+                let (amount, decimals) = match ix.data.get(1..) {
+                    Some(rest) if rest.len() == 9 => {
+                        let (a, d) = rest.split_at(8);
+                        (le_u64(a).ok_or_else(bad)?, *d.first().ok_or_else(bad)?)
+                    }
+                    _ => return Err(bad()),
+                };
                 // Exactly source, mint, destination, owner (no multisig signers).
                 let [source, mint, dest, owner] = ix.accounts else {
                     return Err(SolanaError::MalformedInstruction(i, "TransferChecked"));

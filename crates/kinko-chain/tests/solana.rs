@@ -683,6 +683,51 @@ fn refuses_malformed_structures() {
         refuse(&msg, &pk),
         SolanaError::AccountIndexOutOfRange { .. }
     ));
+    // A Transfer with a trailing byte: the runtime would still execute it (bincode ignores
+    // trailing bytes), so it is refused rather than shown as a call to the System Program.
+    let mut data = transfer_data(1);
+    data.push(0);
+    let msg = message(
+        false,
+        [1, 0, 1],
+        &[pk, recipient(), SYSTEM],
+        [1; 32],
+        &[Ix {
+            program: 2,
+            accounts: vec![0, 1],
+            data,
+        }],
+        &[],
+    );
+    assert!(matches!(
+        refuse(&msg, &pk),
+        SolanaError::MalformedInstruction(0, _)
+    ));
+    // A TransferChecked with a byte too many, or with a fifth (multisig signer) account.
+    let token = program("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA");
+    let mut data = transfer_checked_data(5, 6);
+    data.push(0);
+    for (data, accounts) in [
+        (data, vec![1, 3, 2, 0]),
+        (transfer_checked_data(5, 6), vec![1, 3, 2, 0, 0]),
+    ] {
+        let msg = message(
+            false,
+            [1, 0, 2],
+            &[pk, [0x11; 32], [0x13; 32], [0x12; 32], token],
+            [1; 32],
+            &[Ix {
+                program: 4,
+                accounts,
+                data,
+            }],
+            &[],
+        );
+        assert!(matches!(
+            refuse(&msg, &pk),
+            SolanaError::MalformedInstruction(0, _)
+        ));
+    }
     // No instructions.
     let msg = message(false, [1, 0, 0], &[pk], [1; 32], &[], &[]);
     assert!(matches!(refuse(&msg, &pk), SolanaError::NoInstructions));

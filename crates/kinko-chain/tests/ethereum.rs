@@ -858,3 +858,39 @@ mod properties {
         }
     }
 }
+
+/// The worked examples of docs/intents.md: the canonical bytes (written by Python's
+/// `json.dumps(sort_keys=True, separators=(",", ":"))`) and the digests (Python's `hashlib`)
+/// are reproduced by Kinko.
+#[test]
+fn worked_examples_of_the_docs() {
+    // The EIP-155 example's key, 0x4646…46, compressed.
+    let key = "024bc2a31265153f07e70e0bab08724e6b85e217f8cd628ceb62974247bb493382";
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let safe_td =
+        std::fs::read(root.join("tests/vectors/safe/mainnet_nonce434.typed_data.json")).unwrap();
+    let cases: [(Vec<u8>, &str, &str); 2] = [
+        (
+            eip155_payload(),
+            "tests/vectors/ethereum/eip155_example.intent.canonical.json",
+            "2baaa5d3d7ec3dd25ee3727891bec36cab55b7024092153187c74f9eb97ea9c4",
+        ),
+        (
+            safe_td,
+            "tests/vectors/safe/mainnet_nonce434.intent.canonical.json",
+            "5a86ed8392346a0fa85de5749f3b11d917aae7b120a58353f4309c142ef8a80f",
+        ),
+    ];
+    for (payload, canonical, digest) in cases {
+        let c = Ctx::new("1", hex::decode(key).unwrap());
+        let intent = kinko_chain::decode(Chain::Ethereum, &payload, &c.ctx()).unwrap();
+        assert_eq!(
+            intent.canonical_bytes().unwrap(),
+            std::fs::read(root.join(canonical)).unwrap(),
+            "{canonical}"
+        );
+        assert_eq!(intent.digest().unwrap().to_hex(), digest);
+        let docs = std::fs::read_to_string(root.join("docs/intents.md")).unwrap();
+        assert!(docs.contains(digest), "docs/intents.md shows {digest}");
+    }
+}

@@ -1,0 +1,7 @@
+//! Fuzzes the Safe{Wallet} SafeTx decoder and finalizer: any byte string → intent or typed error.
+#![no_main]
+
+#[path = "../bodies/safe.rs"]
+mod body;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| body::run(data));

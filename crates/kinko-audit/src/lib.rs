@@ -17,6 +17,7 @@ mod error;
 pub mod log;
 pub mod merkle;
 pub mod note;
+pub mod policy_check;
 pub mod record;
 mod sigs;
 pub mod verify;

@@ -34,19 +34,21 @@ pub const MAX_FINDINGS: usize = 1000;
 /// The policy half of authorization re-verification, implemented over kinko-policy (and
 /// kinko-chain, to decode the payload): the verifier calls it in log order.
 pub trait AuthorizationCheck {
-    /// A policy was installed (`seq`): check the installation (hash of the text, the quorum
-    /// of the previous policy) and make it the policy in force.
-    fn policy_installed(&mut self, seq: u64, event: &PolicyInstalled) -> Result<(), String>;
+    /// A policy was installed by `record`: check the installation (the hash of the text, the
+    /// install quorum of the previous policy) and make it the policy in force.
+    fn policy_installed(&mut self, record: &Record, event: &PolicyInstalled) -> Result<(), String>;
 
-    /// Check a signing authorization under the policy in force: the payload decodes to
-    /// `intent`, every approval is by an officer of that policy over this request and intent,
-    /// unexpired, and together they meet its quorum. The verifier has already checked the
-    /// intent's digest, the approvals' signatures and the policy hash.
+    /// Check the signing authorization `record` under the policy in force: the intent is
+    /// allowed for `requester` (the principal of the request's `request_received` record), every
+    /// approval is by an officer of that policy over this request and intent, unexpired, and
+    /// together they meet its quorum. The verifier has already checked the intent's digest, the
+    /// approvals' signatures, the freeze state and the policy hash.
     fn signing_authorized(
         &mut self,
-        seq: u64,
+        record: &Record,
         event: &SigningAuthorized,
         intent: &Intent,
+        requester: Option<&str>,
     ) -> Result<(), String>;
 }
 
@@ -467,7 +469,8 @@ struct SemanticState {
     last_time: u64,
     policy_in_force: Option<Vec<u8>>,
     frozen: bool,
-    payloads: HashMap<String, [u8; 32]>,
+    /// Per request: the payload's SHA-256 and the requester principal.
+    payloads: HashMap<String, ([u8; 32], String)>,
     keys: HashMap<String, Vec<u8>>,
     authorized: HashMap<String, Authorized>,
     signed: BTreeSet<String>,
@@ -510,7 +513,7 @@ impl SemanticState {
                 self.policies += 1;
                 self.check_approvals(&e.approvals, &mut fail);
                 if let Some(a) = auth
-                    && let Err(reason) = a.policy_installed(seq, e)
+                    && let Err(reason) = a.policy_installed(record, e)
                 {
                     fail(format!("policy installation does not verify: {reason}"));
                 }
@@ -522,8 +525,13 @@ impl SemanticState {
                 {
                     fail(reason);
                 }
-                self.payloads
-                    .insert(e.request_id.clone(), Sha256::digest(&e.payload.0).into());
+                self.payloads.insert(
+                    e.request_id.clone(),
+                    (
+                        Sha256::digest(&e.payload.0).into(),
+                        record.principal.clone(),
+                    ),
+                );
             }
             Event::Decision(e) => {
                 if self.policy_in_force.as_deref() != Some(&e.policy_hash.0[..]) {
@@ -574,7 +582,7 @@ impl SemanticState {
                 }
                 match self.payloads.get(&e.request_id) {
                     None => fail(format!("no request {} was received", e.request_id)),
-                    Some(h) => {
+                    Some((h, _)) => {
                         let d: [u8; 32] = Sha256::digest(&e.payload.0).into();
                         if *h != d {
                             fail("authorized payload differs from the payload received".into());
@@ -582,8 +590,9 @@ impl SemanticState {
                     }
                 }
                 self.check_approvals(&e.approvals, &mut fail);
+                let requester = self.payloads.get(&e.request_id).map(|(_, p)| p.as_str());
                 if let (Some(a), Some(intent)) = (auth, &intent)
-                    && let Err(reason) = a.signing_authorized(seq, e, intent)
+                    && let Err(reason) = a.signing_authorized(record, e, intent, requester)
                 {
                     fail(format!("authorization does not verify: {reason}"));
                 }

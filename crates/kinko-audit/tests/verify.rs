@@ -10,7 +10,7 @@ use common::*;
 use kinko_audit::log::CHECKPOINTS_FILE;
 use kinko_audit::merkle::Hash;
 use kinko_audit::note::{Checkpoint, CheckpointSigner, SoftwareSigner, VerifierKey};
-use kinko_audit::record::{Event, PolicyInstalled, SigningAuthorized};
+use kinko_audit::record::{Event, PolicyInstalled, Record, SigningAuthorized};
 use kinko_audit::verify::{
     AuthorizationCheck, Report, VerifyOptions, consistency, prove, verify_consistency_proof,
     verify_dir, verify_inclusion_proof,
@@ -302,7 +302,7 @@ struct TestPolicy {
 }
 
 impl AuthorizationCheck for TestPolicy {
-    fn policy_installed(&mut self, _seq: u64, e: &PolicyInstalled) -> Result<(), String> {
+    fn policy_installed(&mut self, _record: &Record, e: &PolicyInstalled) -> Result<(), String> {
         let v: toml_like::Policy = toml_like::parse(&e.policy_text)?;
         self.officers = v.officers;
         self.quorum = v.quorum;
@@ -310,9 +310,10 @@ impl AuthorizationCheck for TestPolicy {
     }
     fn signing_authorized(
         &mut self,
-        _seq: u64,
+        _record: &Record,
         e: &SigningAuthorized,
         _intent: &Intent,
+        _requester: Option<&str>,
     ) -> Result<(), String> {
         let mut counted = std::collections::BTreeSet::new();
         for a in &e.approvals {

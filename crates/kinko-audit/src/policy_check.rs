@@ -1,0 +1,163 @@
+//! The authorization check over kinko-policy: re-verifies, in log order, that every policy was
+//! installed by the install quorum of the policy before it, and that every signing
+//! authorization was allowed by the policy in force at that time with approvals by its officers
+//! meeting its quorum. Velocity limits are re-evaluated from the signing authorizations that
+//! precede each one in the log.
+
+use jiff::Timestamp;
+use kinko_intent::Intent;
+use kinko_policy::governance::install_status;
+use kinko_policy::{
+    ApprovalMessage, Context, Policy, PolicyHash, SignedApproval, Subject, VelocityLedger, Verdict,
+    evaluate, evaluate_quorum, velocity_entry,
+};
+
+use crate::record::{Approval, PolicyInstalled, Record, SigningAuthorized};
+use crate::verify::AuthorizationCheck;
+
+/// [`AuthorizationCheck`] implemented with kinko-policy.
+#[derive(Debug, Default)]
+pub struct PolicyCheck {
+    current: Option<Policy>,
+    ledger: VelocityLedger,
+}
+
+impl PolicyCheck {
+    /// A check with no policy in force yet (the log's first `policy_installed` is the bootstrap
+    /// policy).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A check that starts from `policy` (an auditor verifying a log that starts after it).
+    pub fn starting_with(policy: Policy) -> Self {
+        Self {
+            current: Some(policy),
+            ledger: VelocityLedger::new(),
+        }
+    }
+}
+
+fn signed(approvals: &[Approval]) -> Result<Vec<SignedApproval>, String> {
+    approvals
+        .iter()
+        .map(|a| {
+            let signature: [u8; 64] = a.signature.0.as_slice().try_into().map_err(|_| {
+                format!(
+                    "approval by {} has a signature that is not 64 bytes",
+                    a.officer
+                )
+            })?;
+            Ok(SignedApproval {
+                message: a.message.0.clone(),
+                signature,
+            })
+        })
+        .collect()
+}
+
+fn timestamp(record: &Record) -> Result<Timestamp, String> {
+    i64::try_from(record.time_ms)
+        .ok()
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+        .ok_or_else(|| format!("record time {} is out of range", record.time_ms))
+}
+
+fn one_line(text: &str) -> String {
+    text.trim_end().replace('\n', "; ")
+}
+
+impl AuthorizationCheck for PolicyCheck {
+    fn policy_installed(&mut self, record: &Record, event: &PolicyInstalled) -> Result<(), String> {
+        let hash = PolicyHash::of_file(event.policy_text.as_bytes());
+        if hash.0[..] != event.policy_hash.0[..] {
+            return Err(format!(
+                "recorded policy hash {} is not the hash {} of the recorded policy text",
+                hex::encode(&event.policy_hash.0),
+                hash.to_hex()
+            ));
+        }
+        let policy = Policy::from_toml(event.policy_text.as_bytes())
+            .map_err(|e| format!("the recorded policy text does not load: {e}"))?;
+        if let Some(current) = &self.current {
+            let approvals = signed(&event.approvals)?;
+            let messages: Vec<ApprovalMessage> = approvals
+                .iter()
+                .filter_map(|a| ApprovalMessage::from_bytes(&a.message).ok())
+                .collect();
+            let request_id = messages
+                .first()
+                .map(|m| m.subject.request_id().to_string())
+                .ok_or("a policy change without approvals")?;
+            // The quorum was reached, at the latest, when the last approval was issued.
+            let reached = messages
+                .iter()
+                .filter(|m| m.verdict == Verdict::Approve)
+                .map(|m| m.issued_at)
+                .max()
+                .and_then(|s| Timestamp::from_second(s).ok());
+            let now = timestamp(record)?;
+            let status = install_status(current, &request_id, hash, &approvals, reached, now);
+            if !status.is_effective() {
+                return Err(format!(
+                    "not installed by the install quorum of the policy in force: {status:?}"
+                ));
+            }
+        }
+        self.current = Some(policy);
+        Ok(())
+    }
+
+    fn signing_authorized(
+        &mut self,
+        record: &Record,
+        event: &SigningAuthorized,
+        intent: &Intent,
+        requester: Option<&str>,
+    ) -> Result<(), String> {
+        let policy = self
+            .current
+            .as_ref()
+            .ok_or("no policy in force to check the approvals against")?;
+        let now = timestamp(record)?;
+        let requester = requester.ok_or("no request_received record names the requester")?;
+        let ctx = Context {
+            now,
+            requester,
+            key: &event.key_name,
+            frozen: false,
+            history: &self.ledger,
+        };
+        let decision = evaluate(policy, intent, &ctx);
+        let Some(quorum) = decision.quorum() else {
+            return Err(format!(
+                "the policy in force denies this intent at signing time: {}",
+                one_line(&decision.to_text())
+            ));
+        };
+        let subject = Subject::Withdrawal {
+            request_id: event.request_id.clone(),
+            intent_digest: event.intent.digest,
+        };
+        let result = evaluate_quorum(
+            policy,
+            quorum,
+            &subject,
+            Some(requester),
+            &signed(&event.approvals)?,
+            now,
+        );
+        if !result.is_satisfied() {
+            return Err(format!(
+                "approvals do not meet the quorum of the policy in force: {}",
+                one_line(&result.to_text())
+            ));
+        }
+        if let Some((asset, amount)) = velocity_entry(intent) {
+            self.ledger
+                .record(&event.key_name, &asset, now, amount)
+                .map_err(|e| format!("velocity history: {e}"))?;
+        }
+        Ok(())
+    }
+}

@@ -751,3 +751,28 @@ fn write_fuzz_seeds() {
     p.inputs[0].non_witness_utxo = Some(prev);
     write_seed("bitcoin", &p.serialize());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------------------------
+
+proptest::proptest! {
+    /// Any single-byte change of a valid PSBT decodes to an intent or a typed error; an intent
+    /// always has one digest per input and fee = inputs − outputs.
+    #[test]
+    fn mutated_psbts_never_panic(pos in 0usize..400, byte in 0u8..=255) {
+        let k = key(TEST_PRIVKEY);
+        let mut bytes = standard_psbt(&k).serialize();
+        let at = pos % bytes.len();
+        bytes[at] = byte;
+        let net = Network::new("bitcoin").unwrap();
+        let tokens = TokenRegistry::new();
+        if let Ok(intent) = decode(Chain::Bitcoin, &bytes, &ctx(&net, &k.sec1, &tokens)) {
+            let psbt = parse_psbt(&bytes).unwrap();
+            proptest::prop_assert_eq!(intent.to_sign.len(), psbt.unsigned_tx.input.len());
+            let ins: u64 = psbt.inputs.iter().map(|i| i.witness_utxo.as_ref().unwrap().value.to_sat()).sum();
+            let outs: u64 = psbt.unsigned_tx.output.iter().map(|o| o.value.to_sat()).sum();
+            proptest::prop_assert_eq!(intent.fee.max, Amount::from_u64(ins - outs));
+        }
+    }
+}

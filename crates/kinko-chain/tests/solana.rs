@@ -931,3 +931,27 @@ fn write_fuzz_seeds() {
         &[],
     ));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------------------------
+
+proptest::proptest! {
+    /// Any single-byte change of a valid message decodes to an intent or a typed error, and an
+    /// intent always carries the exact payload as the message to sign.
+    #[test]
+    fn mutated_messages_never_panic(pos in 0usize..200, byte in 0u8..=255) {
+        let pk = signer().verifying_key().to_bytes();
+        let mut msg = sol_transfer(pk, 1_000);
+        let at = pos % msg.len();
+        msg[at] = byte;
+        let net = Network::new("mainnet-beta").unwrap();
+        let tokens = TokenRegistry::new();
+        if let Ok(intent) = decode(Chain::Solana, &msg, &ctx(&net, &pk, &tokens)) {
+            let SigningInput::Ed25519 { message, .. } = &intent.to_sign[0] else {
+                panic!("expected Ed25519")
+            };
+            proptest::prop_assert_eq!(message, &hex::encode(&msg));
+        }
+    }
+}

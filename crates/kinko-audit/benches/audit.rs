@@ -256,6 +256,9 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
+    if n == 0 {
+        return;
+    }
     let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
     let t = Instant::now();
     let (records, lines, notes) = generate(dir.path(), n);

@@ -7,7 +7,7 @@
 //!   through the [`note::CheckpointSigner`] trait (the daemon plugs its HSM key in);
 //! * [`log`]: the append-only, group-committed, fsync'd log on disk;
 //! * [`verify`]: the auditor's offline verifier ([`verify::verify_dir`], [`verify::prove`],
-//!   [`verify::consistency`]).
+//!   [`verify::consistency`]), with the policy check of [`policy_check`] plugged in.
 //!
 //! See `docs/audit.md` for the formats and the auditor's procedure.
 

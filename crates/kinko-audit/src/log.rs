@@ -52,6 +52,10 @@ pub const LOCK_FILE: &str = "LOCK";
 const SEGMENT_PREFIX: &str = "segment-";
 const SEGMENT_SUFFIX: &str = ".jsonl";
 
+/// How long the writer waits for the rest of a group before syncing (a sync takes
+/// milliseconds on disks that honour it).
+const LINGER: Duration = Duration::from_micros(500);
+
 /// The longest line of the checkpoints file.
 const MAX_CHECKPOINT_LINE: usize = crate::note::MAX_NOTE_LEN * 2;
 
@@ -387,6 +391,11 @@ impl AuditLog {
 
     /// Appends a record for `event` caused by `principal`; returns once it is durable (and, if
     /// the event needs one, covered by a durable signed checkpoint).
+    ///
+    /// On `Err` the caller must act as if nothing was recorded (for `signing_authorized`: do not
+    /// sign; for `signature_produced`: do not release the signature). The record may still be in
+    /// the log — a failed checkpoint signature leaves a durable record that the next checkpoint
+    /// covers — which an auditor sees as an authorization or signature that was never used.
     pub fn append(&self, principal: &str, event: Event) -> Result<Appended, Error> {
         let (reply, rx) = mpsc::sync_channel(1);
         self.send(Msg::Append {
@@ -528,6 +537,7 @@ fn copy_err(e: &Error) -> Error {
 impl<S: CheckpointSigner> Writer<S> {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
         let tick = self.config.checkpoint_interval.min(Duration::from_secs(1));
+        let mut last_batch = 1usize;
         loop {
             let first = match rx.recv_timeout(tick) {
                 Ok(m) => m,
@@ -541,13 +551,29 @@ impl<S: CheckpointSigner> Writer<S> {
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             };
+            let max = self.config.max_batch.max(1);
             let mut batch = vec![first];
-            while batch.len() < self.config.max_batch.max(1) {
+            while batch.len() < max {
                 match rx.try_recv() {
                     Ok(m) => batch.push(m),
                     Err(_) => break,
                 }
             }
+            // Group commit: the waiters of the previous batch were all woken together and
+            // are submitting again. Linger briefly (far less than one sync) until as many as
+            // last time have arrived, so they share this sync instead of the next one.
+            let expected = last_batch.min(max);
+            let started = Instant::now();
+            while batch.len() < expected {
+                let Some(left) = LINGER.checked_sub(started.elapsed()) else {
+                    break;
+                };
+                match rx.recv_timeout(left) {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            last_batch = batch.len();
             self.process(batch);
         }
     }

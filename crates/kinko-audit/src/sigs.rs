@@ -69,3 +69,40 @@ pub(crate) fn signing_input_valid(input: &SigningInput, sig: &[u8]) -> Result<()
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use k256::ecdsa::signature::hazmat::PrehashSigner as _;
+
+    #[test]
+    fn secp256k1_accepts_low_s_and_refuses_high_s_and_other_digests() {
+        let sk = k256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+        let pk = sk.verifying_key().to_sec1_point(true).as_bytes().to_vec();
+        let digest = [0x42u8; 32];
+        let sig: k256::ecdsa::Signature = sk.sign_prehash(&digest).unwrap();
+        let bytes = sig.to_bytes();
+        assert!(secp256k1_valid(&pk, &digest, &bytes));
+        assert!(!secp256k1_valid(&pk, &[0x43; 32], &bytes));
+        assert!(!secp256k1_valid(&pk, &digest[..31], &bytes));
+        // (r, n - s) verifies mathematically but is the malleated twin: refused.
+        let (r, s) = sig.split_scalars();
+        let high = k256::ecdsa::Signature::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
+        assert!(!secp256k1_valid(&pk, &digest, &high.to_bytes()));
+        assert!(!secp256k1_valid(&pk[1..], &digest, &bytes));
+    }
+
+    #[test]
+    fn ed25519_refuses_malformed_inputs() {
+        use ed25519_dalek::Signer as _;
+        let sk = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let pk = sk.verifying_key().to_bytes();
+        let sig = sk.sign(b"m").to_bytes();
+        assert!(ed25519_valid(&pk, b"m", &sig));
+        assert!(!ed25519_valid(&pk, b"n", &sig));
+        assert!(!ed25519_valid(&pk[..31], b"m", &sig));
+        assert!(!ed25519_valid(&pk, b"m", &sig[..63]));
+    }
+}

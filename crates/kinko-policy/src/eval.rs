@@ -180,7 +180,7 @@ impl Decision {
             let _ = writeln!(
                 s,
                 "  [{}] {:<11} wants {}; saw {}",
-                if c.passed { "ok" } else { "FAIL" },
+                if c.passed { "ok  " } else { "FAIL" },
                 c.condition,
                 c.expected,
                 c.saw

@@ -24,9 +24,9 @@ pub use load::{
     MAX_POLICY_BYTES, MAX_REQUESTERS, MAX_RULES, MAX_TEXT, MAX_TOKENS,
 };
 pub use model::{
-    AddressBook, AssetId, BookEntry, FreezeGovernance, Governance, InstallGovernance, Officer,
-    POLICY_HASH_DOMAIN, Policy, PolicyHash, QuorumRequirement, Requester, Rule, RuleAction,
-    SigningKey, TimeWindow, UnfreezeGovernance, VelocityLimit, normalize_address,
+    AddressBook, AssetId, BookEntry, FreezeGovernance, Governance, InstallGovernance, KeyEntry,
+    Officer, POLICY_HASH_DOMAIN, Policy, PolicyHash, QuorumRequirement, Requester, Rule,
+    RuleAction, TimeWindow, UnfreezeGovernance, VelocityLimit, normalize_address,
 };
 pub use velocity::{
     EmptyHistory, HistoryUnavailable, VelocityHistory, VelocityLedger, WindowTotals,

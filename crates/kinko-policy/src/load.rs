@@ -14,8 +14,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::error::{Diagnostic, Diagnostics, PolicyError};
 use crate::model::{
-    AddressBook, AssetId, BookEntry, FreezeGovernance, Governance, InstallGovernance, Officer,
-    Policy, PolicyHash, QuorumRequirement, Requester, Rule, RuleAction, SigningKey, TimeWindow,
+    AddressBook, AssetId, BookEntry, FreezeGovernance, Governance, InstallGovernance, KeyEntry,
+    Officer, Policy, PolicyHash, QuorumRequirement, Requester, Rule, RuleAction, TimeWindow,
     UnfreezeGovernance, VelocityLimit, normalize_address,
 };
 use crate::raw::{
@@ -556,10 +556,7 @@ fn check_officers(
     out
 }
 
-fn check_keys(
-    l: &mut Loader<'_>,
-    raw: Vec<(Range<usize>, RawKey)>,
-) -> BTreeMap<String, SigningKey> {
+fn check_keys(l: &mut Loader<'_>, raw: Vec<(Range<usize>, RawKey)>) -> BTreeMap<String, KeyEntry> {
     let mut out = BTreeMap::new();
     let mut labels = BTreeSet::new();
     for (span, k) in raw {
@@ -596,7 +593,7 @@ fn check_keys(
             let line = l.line(&span);
             out.insert(
                 name.clone(),
-                SigningKey {
+                KeyEntry {
                     name,
                     chain,
                     network,
@@ -613,7 +610,7 @@ fn check_requesters(
     l: &mut Loader<'_>,
     raw: Vec<(Range<usize>, RawRequester)>,
     officers: &BTreeMap<String, Officer>,
-    keys: &BTreeMap<String, SigningKey>,
+    keys: &BTreeMap<String, KeyEntry>,
 ) -> BTreeMap<String, Requester> {
     let mut out = BTreeMap::new();
     let officer_keys: HashMap<[u8; 32], &str> = officers
@@ -748,10 +745,7 @@ fn check_tokens(
     (reg, count, symbols)
 }
 
-fn check_books(
-    l: &mut Loader<'_>,
-    raw: Vec<RawBookWithEntries>,
-) -> BTreeMap<String, AddressBook> {
+fn check_books(l: &mut Loader<'_>, raw: Vec<RawBookWithEntries>) -> BTreeMap<String, AddressBook> {
     let mut out = BTreeMap::new();
     for (span, b, entries) in raw {
         let name = l.id(&b.name, "address book name");
@@ -999,7 +993,7 @@ fn check_rules(
     l: &mut Loader<'_>,
     raw: Vec<(Range<usize>, RawRule)>,
     officers: &BTreeMap<String, Officer>,
-    keys: &BTreeMap<String, SigningKey>,
+    keys: &BTreeMap<String, KeyEntry>,
     symbols: &Symbols,
     books: &BTreeMap<String, AddressBook>,
 ) -> Vec<Rule> {

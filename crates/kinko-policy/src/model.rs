@@ -142,7 +142,7 @@ pub struct Requester {
 
 /// A signing key in the HSM.
 #[derive(Debug, Clone)]
-pub struct SigningKey {
+pub struct KeyEntry {
     /// Unique name used by requests.
     pub name: String,
     /// The chain it signs for.
@@ -319,7 +319,7 @@ pub struct Policy {
     pub(crate) description: String,
     pub(crate) officers: BTreeMap<String, Officer>,
     pub(crate) requesters: BTreeMap<String, Requester>,
-    pub(crate) keys: BTreeMap<String, SigningKey>,
+    pub(crate) keys: BTreeMap<String, KeyEntry>,
     pub(crate) tokens: TokenRegistry,
     pub(crate) token_count: usize,
     pub(crate) books: BTreeMap<String, AddressBook>,
@@ -353,11 +353,11 @@ impl Policy {
         self.requesters.values()
     }
     /// A signing key by name.
-    pub fn key(&self, name: &str) -> Option<&SigningKey> {
+    pub fn key(&self, name: &str) -> Option<&KeyEntry> {
         self.keys.get(name)
     }
     /// All signing keys, by name.
-    pub fn keys(&self) -> impl Iterator<Item = &SigningKey> {
+    pub fn keys(&self) -> impl Iterator<Item = &KeyEntry> {
         self.keys.values()
     }
     /// The token registry for `kinko-chain`'s decoders.

@@ -279,3 +279,61 @@ fn rfc8032_test_key_loads_as_an_officer_key() {
         rfc
     );
 }
+
+#[test]
+fn durations_use_jiffs_friendly_format() {
+    for (d, ok) in [
+        ("1h 30m", true),
+        ("90m", true),
+        ("PT2H", true),
+        ("1.5h", true),
+        ("1.5s", false),
+        ("0s", false),
+        ("-1h", false),
+        ("9601h", false),
+    ] {
+        let text = EXAMPLE.replacen("lifetime = \"1h\"", &format!("lifetime = \"{d}\""), 1);
+        assert_eq!(Policy::from_toml(text.as_bytes()).is_ok(), ok, "{d}");
+    }
+}
+
+mod no_panic {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        /// Cutting, splicing or corrupting the example never panics the loader; every error
+        /// names a line inside the file.
+        #[test]
+        fn mutated_examples_load_or_fail_cleanly(
+            at in 0usize..EXAMPLE.len(),
+            len in 0usize..200,
+            insert in "[ -~\n\"\\[\\]=]{0,40}",
+        ) {
+            let mut bytes = EXAMPLE.as_bytes().to_vec();
+            let end = (at + len).min(bytes.len());
+            bytes.splice(at..end, insert.bytes());
+            let lines = bytes.iter().filter(|&&b| b == b'\n').count() + 1;
+            match Policy::from_toml(&bytes) {
+                Ok(_) => {}
+                Err(PolicyError::Invalid(d)) => {
+                    prop_assert!(!d.0.is_empty());
+                    for e in d.0 {
+                        prop_assert!(e.line >= 1 && e.line <= lines, "{e}");
+                    }
+                }
+                Err(e) => prop_assert!(false, "unexpected {e}"),
+            }
+        }
+
+        /// Arbitrary bytes never panic the loader or the approval decoder.
+        #[test]
+        fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = Policy::from_toml(&bytes);
+            if let Ok(m) = kinko_policy::ApprovalMessage::from_bytes(&bytes) {
+                prop_assert_eq!(m.to_bytes().unwrap(), bytes);
+            }
+        }
+    }
+}

@@ -269,24 +269,42 @@ fn main() {
         notes.len(),
         t.elapsed().as_secs_f64()
     );
-    let base = baseline(&lines, &notes);
-    drop(lines);
-    let t = Instant::now();
-    let report = verify_dir(dir.path(), &log_key(), VerifyOptions::default()).unwrap();
-    let full = t.elapsed();
-    assert!(report.ok(), "{report}");
-    assert_eq!(report.records, records);
-    println!("| pass | time | records/s |");
-    println!("|---|---|---|");
+    // The machine may be shared: alternate the two passes and keep the fastest of each.
+    let rounds: usize = std::env::var("KINKO_AUDIT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let mut bases = Vec::new();
+    let mut fulls = Vec::new();
+    for _ in 0..rounds.max(1) {
+        bases.push(baseline(&lines, &notes));
+        let t = Instant::now();
+        let report = verify_dir(dir.path(), &log_key(), VerifyOptions::default()).unwrap();
+        fulls.push(t.elapsed());
+        assert!(report.ok(), "{report}");
+        assert_eq!(report.records, records);
+    }
+    let base = bases.iter().min().copied().unwrap_or_default();
+    let full = fulls.iter().min().copied().unwrap_or_default();
+    println!("| pass | fastest of {} | records/s | all runs |", bases.len());
+    println!("|---|---|---|---|");
+    let all = |v: &[Duration]| {
+        v.iter()
+            .map(|d| format!("{:.1}s", d.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
-        "| hashing + signature verification only (floor) | {:.2}s | {:.0} |",
+        "| hashing + signature verification only (floor) | {:.2}s | {:.0} | {} |",
         base.as_secs_f64(),
-        records as f64 / base.as_secs_f64()
+        records as f64 / base.as_secs_f64(),
+        all(&bases)
     );
     println!(
-        "| verify_dir (read, parse, canonical check, tree, checkpoints, signatures, semantics) | {:.2}s | {:.0} |",
+        "| verify_dir (read, parse, canonical check, tree, checkpoints, signatures, semantics) | {:.2}s | {:.0} | {} |",
         full.as_secs_f64(),
-        records as f64 / full.as_secs_f64()
+        records as f64 / full.as_secs_f64(),
+        all(&fulls)
     );
     println!(
         "verify_dir / floor: {:.2}x",

@@ -65,6 +65,18 @@ pub enum PolicyError {
     /// A request names a requester the policy does not list.
     #[error("requester {0:?} is not listed in the policy")]
     UnknownRequester(String),
+    /// The policy denies the intent (see [`crate::Decision`] for the explanation).
+    #[error("denied by policy ({code:?}): {reason}")]
+    Denied {
+        /// Stable code.
+        code: crate::DenyCode,
+        /// Why.
+        reason: String,
+    },
+    /// The approvals do not satisfy the quorum; the text explains which counted and why others
+    /// did not.
+    #[error("the approval quorum is not satisfied:\n{0}")]
+    QuorumNotSatisfied(String),
     /// A velocity series would exceed 2^256 − 1 base units in total.
     #[error("velocity history total overflows 256 bits for key {key:?}, asset {asset}")]
     VelocityOverflow {

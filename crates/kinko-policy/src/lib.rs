@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod approval;
+mod authorize;
 mod error;
 mod eval;
 pub mod governance;
@@ -14,6 +15,7 @@ pub mod velocity;
 pub use approval::{
     ApprovalMessage, QuorumResult, QuorumState, SignedApproval, Subject, Verdict, evaluate_quorum,
 };
+pub use authorize::{Authorization, authorize};
 pub use error::{Diagnostic, Diagnostics, PolicyError};
 pub use eval::{
     Check, Context, Decision, DenyCode, Outcome, RuleRef, Skipped, evaluate, velocity_entry,

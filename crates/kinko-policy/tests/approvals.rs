@@ -398,3 +398,36 @@ proptest! {
         prop_assert!(!r.is_satisfied());
     }
 }
+
+#[test]
+fn authorize_needs_the_rule_and_the_quorum_together() {
+    use kinko_policy::{PolicyError, authorize};
+    let p = example();
+    let intent = eth_transfer(HOT1, eth(100));
+    let d = intent.digest().unwrap();
+    let c = ctx(now(), "eth-cold-1", &EMPTY);
+    let s = withdrawal("req-9", d);
+    let one = vec![ok(&p, &s, "alice")];
+    assert!(matches!(
+        authorize(&p, &intent, &c, "req-9", &one),
+        Err(PolicyError::QuorumNotSatisfied(_))
+    ));
+    let two = vec![ok(&p, &s, "alice"), ok(&p, &s, "carol")];
+    let a = authorize(&p, &intent, &c, "req-9", &two).unwrap();
+    assert_eq!(a.intent_digest(), d);
+    assert_eq!(a.policy_hash(), p.hash());
+    assert_eq!(a.decision().rule.as_ref().unwrap().name, "eth-hot-refill");
+    assert_eq!(a.quorum().counted.len(), 2);
+    // The same approvals do not authorize a different intent under the same request id.
+    let other = eth_transfer(HOT2, eth(100));
+    assert!(matches!(
+        authorize(&p, &other, &c, "req-9", &two),
+        Err(PolicyError::QuorumNotSatisfied(_))
+    ));
+    // A denied intent is refused whatever the approvals.
+    let denied = eth_transfer(STRANGER, eth(1));
+    assert!(matches!(
+        authorize(&p, &denied, &c, "req-9", &two),
+        Err(PolicyError::Denied { .. })
+    ));
+}

@@ -337,3 +337,17 @@ mod no_panic {
         }
     }
 }
+
+#[test]
+fn deeply_nested_input_is_refused_without_overflowing_the_stack() {
+    let n = 100_000;
+    for text in [
+        format!("a = {}{}\n", "[".repeat(n), "]".repeat(n)),
+        format!("a = {}1{}\n", "{b=".repeat(n), "}".repeat(n)),
+    ] {
+        assert!(matches!(
+            Policy::from_toml(text.as_bytes()),
+            Err(PolicyError::Invalid(_))
+        ));
+    }
+}

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use kinko_policy::approval::Subject;
 use kinko_policy::governance::{GovernanceStatus, freeze_status, install_status, unfreeze_status};
 use kinko_policy::{Policy, PolicyHash, Verdict};
@@ -75,10 +75,17 @@ fn install_needs_admin_quorum_then_waits_out_the_time_lock() {
         ),
         GovernanceStatus::PendingQuorum { .. }
     ));
-    // A database edit that back-dates the quorum instant cannot start the lock before the last
-    // counted approval was issued.
-    match install_status(&p, "gov-1", nh, &q, Some(t(T0 - 10 * H)), t(T0 + H)) {
-        GovernanceStatus::PendingQuorum { .. } | GovernanceStatus::Waiting { .. } => {}
+    // A database edit that back-dates the quorum instant cannot shorten the lock: before the
+    // approvals were issued there was no quorum, and within the clock skew the lock still runs
+    // from the newest counted approval (erin's, at T0 + 600).
+    assert!(matches!(
+        install_status(&p, "gov-1", nh, &q, Some(t(T0 - 10 * H)), t(T0 + H)),
+        GovernanceStatus::PendingQuorum { .. }
+    ));
+    match install_status(&p, "gov-1", nh, &q, Some(t(T0 + 570)), t(T0 + H)) {
+        GovernanceStatus::Waiting { effective_at, .. } => {
+            assert_eq!(effective_at, t(T0 + 600 + 48 * H).to_string())
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -181,5 +188,4 @@ fn unfreeze_needs_quorum_and_delay_and_a_freezer_can_veto() {
         T0 + 2 * H,
     ));
     assert!(unfreeze_status(&p, "unf-1", &not_veto, reached, t(T0 + 30 * H)).is_effective());
-    let _ = SignedDuration::ZERO;
 }

@@ -144,6 +144,25 @@ pub struct Capabilities {
     pub ed25519: bool,
 }
 
+/// The PKCS#11 name of the mechanisms Kinko uses, hex for the rest. (cryptoki's `Display`
+/// logs an error for every vendor mechanism it does not know, which floods the log.)
+fn mechanism_name(m: MechanismType) -> String {
+    for (known, name) in [
+        (MechanismType::ECDSA, "CKM_ECDSA"),
+        (MechanismType::EDDSA, "CKM_EDDSA"),
+        (MechanismType::ECC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN"),
+        (
+            MechanismType::ECC_EDWARDS_KEY_PAIR_GEN,
+            "CKM_EC_EDWARDS_KEY_PAIR_GEN",
+        ),
+    ] {
+        if m == known {
+            return name.to_string();
+        }
+    }
+    format!("0x{:08x}", u64::from(m))
+}
+
 impl Capabilities {
     /// An error naming what is missing, if anything Kinko needs is.
     pub fn require_all(&self) -> Result<(), HsmError> {
@@ -290,6 +309,29 @@ impl Hsm {
         })
     }
 
+    /// Blocking variant of [`Hsm::sign_ed25519`] for callers on their own thread (not a tokio
+    /// worker), such as the audit log's checkpoint writer. The key must have been used (or
+    /// looked up with [`Hsm::public_key`]) once before.
+    pub fn sign_ed25519_blocking(&self, label: &str, message: &[u8]) -> Result<[u8; 64], HsmError> {
+        let key = self
+            .cached(label)?
+            .ok_or_else(|| HsmError::KeyNotFound(label.to_string()))?;
+        let vk = key.ed25519_key().ok_or(HsmError::WrongKeyType {
+            label: label.to_string(),
+            expected: KeyKind::Ed25519.name(),
+            actual: key.public.kind().name(),
+        })?;
+        let handle = key.handle;
+        let raw = self.pool.run_blocking(&mut |s| {
+            let mech = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+            Ok(s.sign(&mech, handle, message)?)
+        })?;
+        verify::finish_ed25519(&vk, message, &raw).map_err(|reason| HsmError::BadHsmSignature {
+            label: label.to_string(),
+            reason,
+        })
+    }
+
     /// Runs `C_Sign` with the key's mechanism. A key handle the token no longer knows (after a
     /// token reset) is looked up again by label, re-checked, and must carry the same public key.
     async fn sign_raw(&self, key: &Arc<KeyEntry>, data: Vec<u8>) -> Result<Vec<u8>, HsmError> {
@@ -343,7 +385,7 @@ impl Hsm {
             .map_err(error::from_cryptoki)?;
         let has = |m: MechanismType| mechs.contains(&m);
         let mut caps = Capabilities {
-            mechanisms: mechs.iter().map(|m| m.to_string()).collect(),
+            mechanisms: mechs.iter().map(|m| mechanism_name(*m)).collect(),
             secp256k1_ecdsa: false,
             ed25519: false,
         };

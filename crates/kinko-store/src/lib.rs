@@ -606,6 +606,24 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Every reservation at or after `since` (to rebuild the in-memory ledger at start-up).
+    pub fn all_reservations_since(&self, since: i64) -> Result<Vec<Reservation>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT key_name, asset, amount, at, request_id FROM reservations WHERE at >= ?1 ORDER BY at, id",
+        )?;
+        let rows = stmt.query_map(params![since], |r| {
+            Ok(Reservation {
+                key_name: r.get(0)?,
+                asset: r.get(1)?,
+                amount: r.get(2)?,
+                at: r.get(3)?,
+                request_id: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The freeze switch.
     pub fn freeze_state(&self) -> Result<FreezeState, StoreError> {
         let conn = self.conn()?;

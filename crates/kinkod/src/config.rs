@@ -1,0 +1,160 @@
+//! kinkod's one configuration file (TOML, unknown keys refused).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use kinko_hsm::HsmConfig;
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    /// Listeners.
+    pub(crate) server: ServerConfig,
+    /// TLS files.
+    pub(crate) tls: TlsConfig,
+    /// Certificate subjects and their roles.
+    #[serde(default)]
+    pub(crate) principals: Vec<PrincipalConfig>,
+    /// The HSM.
+    pub(crate) hsm: HsmConfig,
+    /// The SQLite file.
+    pub(crate) store: StoreConfig,
+    /// The audit log.
+    pub(crate) audit: AuditConfig,
+    /// The policy in force.
+    pub(crate) policy: PolicyConfig,
+    /// Limits.
+    #[serde(default)]
+    pub(crate) limits: Limits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServerConfig {
+    /// gRPC listener (TLS 1.3, client certificates required).
+    pub(crate) listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsConfig {
+    /// PEM CA bundle that client certificates must chain to.
+    pub(crate) client_ca: PathBuf,
+    /// PEM server certificate chain.
+    pub(crate) cert: PathBuf,
+    /// PEM server private key (refused when other users can read it).
+    pub(crate) key: PathBuf,
+}
+
+/// Roles a principal can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Role {
+    /// Submits withdrawals (an exchange's withdrawal pipeline).
+    Requester,
+    /// Approves, rejects, freezes.
+    Officer,
+    /// Proposes policies, lists and creates keys.
+    Admin,
+    /// Reads the log and proofs.
+    Auditor,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PrincipalConfig {
+    /// The principal's name: a requester or officer id of the policy.
+    pub(crate) name: String,
+    /// The certificate subject common name that identifies it.
+    pub(crate) certificate_cn: String,
+    /// Its roles.
+    pub(crate) roles: Vec<Role>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StoreConfig {
+    /// Path of the SQLite database.
+    pub(crate) path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditConfig {
+    /// Directory of the log segments and checkpoints.
+    pub(crate) dir: PathBuf,
+    /// The checkpoint origin line (the log's name), e.g. `kinko.example.com/log`.
+    pub(crate) origin: String,
+    /// Label of the Ed25519 log key in the HSM.
+    pub(crate) log_key_label: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PolicyConfig {
+    /// The policy file in force.
+    pub(crate) path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Limits {
+    /// Largest gRPC message, bytes.
+    pub(crate) max_message_bytes: usize,
+    /// Requests allowed in flight per principal (each waits at most `request_timeout_secs`).
+    pub(crate) max_concurrent_per_principal: usize,
+    /// Pending requests per requester.
+    pub(crate) max_pending_per_requester: usize,
+    /// Deadline of every call.
+    pub(crate) request_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 512 * 1024,
+            max_concurrent_per_principal: 32,
+            max_pending_per_requester: 1000,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and parses the file; paths are taken relative to the file's directory.
+    pub(crate) fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut c: Config =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut c.tls.client_ca,
+            &mut c.tls.cert,
+            &mut c.tls.key,
+            &mut c.store.path,
+            &mut c.audit.dir,
+            &mut c.policy.path,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if let kinko_hsm::PinSource::File(p) = &mut c.hsm.pin
+            && p.is_relative()
+        {
+            *p = base.join(&*p);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in &c.principals {
+            if !seen.insert(p.certificate_cn.clone()) {
+                return Err(format!(
+                    "certificate_cn {:?} is mapped twice",
+                    p.certificate_cn
+                ));
+            }
+        }
+        Ok(c)
+    }
+}

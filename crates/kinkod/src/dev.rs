@@ -1,0 +1,366 @@
+//! `kinkod dev`: a complete development set-up under one directory, made on first run.
+//!
+//! Everything here is for development only: keys in a software token whose PIN sits in a file,
+//! a local CA, officer keys in plain files. It says so loudly.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use kinko_hsm::{Hsm, KeyKind, PinSource};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use secrecy::SecretString;
+
+/// Officers of the development policy: id, roles, group.
+pub(crate) const OFFICERS: [(&str, &str, &str); 3] = [
+    ("alice", "\"approver\", \"admin\", \"freezer\"", "treasury"),
+    ("bob", "\"approver\", \"admin\"", "treasury"),
+    ("carol", "\"approver\", \"admin\", \"freezer\"", "risk"),
+];
+/// The development requester.
+pub(crate) const REQUESTER: &str = "ledger";
+
+/// Signing keys: policy name, chain, network, HSM label, kind.
+const KEYS: [(&str, &str, &str, &str, KeyKind); 3] = [
+    (
+        "eth-dev",
+        "ethereum",
+        "11155111",
+        "kinko-eth-dev",
+        KeyKind::Secp256k1,
+    ),
+    (
+        "btc-dev",
+        "bitcoin",
+        "testnet",
+        "kinko-btc-dev",
+        KeyKind::Secp256k1,
+    ),
+    (
+        "sol-dev",
+        "solana",
+        "devnet",
+        "kinko-sol-dev",
+        KeyKind::Ed25519,
+    ),
+];
+const LOG_KEY: &str = "kinko-log";
+
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
+    std::fs::write(path, contents).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write_public(path: &Path, contents: &[u8]) -> Result<(), String> {
+    std::fs::write(path, contents).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn random_hex(n: usize) -> Result<String, String> {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).map_err(|e| e.to_string())?;
+    Ok(hex::encode(b))
+}
+
+fn mkdir(path: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Makes the set-up if `dir/kinkod.toml` does not exist yet; returns the config path.
+pub(crate) async fn ensure(
+    dir: &Path,
+    listen: SocketAddr,
+    token_label: &str,
+) -> Result<PathBuf, String> {
+    let config_path = dir.join("kinkod.toml");
+    if config_path.exists() {
+        eprintln!(
+            "kinkod dev: using the existing development set-up in {}",
+            dir.display()
+        );
+        return Ok(config_path);
+    }
+    let conf = std::env::var_os("SOFTHSM2_CONF").ok_or(
+        "kinkod dev needs SOFTHSM2_CONF pointing at a SoftHSM2 configuration of its own; run scripts/dev.sh",
+    )?;
+    if Path::new(&conf).starts_with("/etc") {
+        return Err(
+            "kinkod dev refuses the system-wide SoftHSM2 configuration; run scripts/dev.sh".into(),
+        );
+    }
+    mkdir(dir)?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    for sub in ["tls", "officers", "requesters", "hsm", "audit"] {
+        mkdir(&dir.join(sub))?;
+    }
+
+    // The token and its keys.
+    let module = std::env::var_os("KINKO_PKCS11_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"));
+    let pin_path = dir.join("hsm/user.pin");
+    let user_pin = random_hex(16)?;
+    let so_pin = random_hex(16)?;
+    write_private(&pin_path, user_pin.as_bytes())?;
+    write_private(&dir.join("hsm/so.pin"), so_pin.as_bytes())?;
+    {
+        let (module, label) = (module.clone(), token_label.to_string());
+        let (so, user) = (SecretString::from(so_pin), SecretString::from(user_pin));
+        tokio::task::spawn_blocking(move || {
+            kinko_hsm::provision::init_token(&module, &label, &so, &user)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("creating SoftHSM2 token {token_label}: {e}"))?;
+    }
+    let hsm_config = kinko_hsm::HsmConfig {
+        module: module.clone(),
+        token_label: token_label.to_string(),
+        pin: PinSource::File(pin_path.clone()),
+        pool_size: 4,
+    };
+    let hsm = Hsm::open(&hsm_config).await.map_err(|e| e.to_string())?;
+    let mut key_lines = String::new();
+    for (name, chain, network, label, kind) in KEYS {
+        let pk = hsm
+            .generate_key(label, kind)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = writeln!(
+            key_lines,
+            "{name}: {chain} {network}, public key {}",
+            hex::encode(pk.to_bytes())
+        );
+    }
+    hsm.generate_key(LOG_KEY, KeyKind::Ed25519)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    // The CA and certificates.
+    let ca_key = KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    ca_params.distinguished_name.push(
+        DnType::CommonName,
+        "Kinko development CA (NOT FOR PRODUCTION)",
+    );
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(|e| e.to_string())?;
+    write_public(&dir.join("tls/ca.pem"), ca_cert.pem().as_bytes())?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |cn: &str, server: bool| -> Result<(String, String), String> {
+        let key = KeyPair::generate().map_err(|e| e.to_string())?;
+        let sans = if server {
+            vec!["localhost".to_string()]
+        } else {
+            Vec::new()
+        };
+        let mut p = CertificateParams::new(sans).map_err(|e| e.to_string())?;
+        if server {
+            p.subject_alt_names
+                .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+        }
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.extended_key_usages = vec![if server {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        let cert = p.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
+        Ok((cert.pem(), key.serialize_pem()))
+    };
+    let (cert, key) = leaf("localhost", true)?;
+    write_public(&dir.join("tls/server.pem"), cert.as_bytes())?;
+    write_private(&dir.join("tls/server.key"), key.as_bytes())?;
+    let mut clients = vec![(REQUESTER.to_string(), "requester")];
+    clients.extend(OFFICERS.iter().map(|(id, ..)| (id.to_string(), "officer")));
+    clients.push(("auditor".to_string(), "auditor"));
+    let mut principals = String::new();
+    for (cn, role) in &clients {
+        let (cert, key) = leaf(cn, false)?;
+        write_public(&dir.join(format!("tls/{cn}.pem")), cert.as_bytes())?;
+        write_private(&dir.join(format!("tls/{cn}.key")), key.as_bytes())?;
+        let _ = writeln!(
+            principals,
+            "[[principals]]\nname = \"{cn}\"\ncertificate_cn = \"{cn}\"\nroles = [\"{role}\"]\n"
+        );
+    }
+
+    // Officer and requester Ed25519 keys (seeds in files: development only).
+    let mut officers = String::new();
+    for (id, roles, group) in OFFICERS {
+        let vk = new_ed25519_key(&dir.join(format!("officers/{id}.key")))?;
+        let _ = writeln!(
+            officers,
+            "[[officers]]\nid = \"{id}\"\nname = \"{id} (development)\"\nroles = [{roles}]\ngroup = \"{group}\"\npublic_key = \"{vk}\"\n"
+        );
+    }
+    let requester_vk = new_ed25519_key(&dir.join(format!("requesters/{REQUESTER}.key")))?;
+
+    let policy = dev_policy(&officers, &requester_vk);
+    write_public(&dir.join("policy.toml"), policy.as_bytes())?;
+    kinko_policy::Policy::from_toml(policy.as_bytes())
+        .map_err(|e| format!("the generated development policy does not load: {e}"))?;
+
+    let config = format!(
+        "# kinkod development configuration, made by `kinkod dev`. NOT FOR PRODUCTION.\n\n\
+         [server]\nlisten = \"{listen}\"\n\n\
+         [tls]\nclient_ca = \"tls/ca.pem\"\ncert = \"tls/server.pem\"\nkey = \"tls/server.key\"\n\n\
+         {principals}\
+         [hsm]\nmodule = \"{module}\"\ntoken_label = \"{token_label}\"\npin = {{ file = \"hsm/user.pin\" }}\npool_size = 4\n\n\
+         [store]\npath = \"kinko.db\"\n\n\
+         [audit]\ndir = \"audit\"\norigin = \"kinko.dev/log\"\nlog_key_label = \"{LOG_KEY}\"\n\n\
+         [policy]\npath = \"policy.toml\"\n",
+        module = module.display(),
+    );
+    write_public(&config_path, config.as_bytes())?;
+    eprintln!(
+        "\n*** DEVELOPMENT SET-UP — NOT FOR PRODUCTION ***\n\
+         Keys live in a SoftHSM2 software token whose PIN is in a file, the CA is local, and the\n\
+         officers' keys are plain files. Made in {dir}:\n  \
+         config          {dir}/kinkod.toml\n  \
+         policy          {dir}/policy.toml\n  \
+         TLS             {dir}/tls/ (ca.pem, server, ledger, alice, bob, carol, auditor)\n  \
+         officer keys    {dir}/officers/*.key\n  \
+         requester key   {dir}/requesters/{REQUESTER}.key\n  \
+         HSM token       {token_label} (SOFTHSM2_CONF={conf}), PIN {dir}/hsm/user.pin\n  \
+         audit log       {dir}/audit (log key {LOG_KEY})\n  \
+         signing keys:\n    {keys}\n",
+        dir = dir.display(),
+        conf = Path::new(&conf).display(),
+        keys = key_lines.trim_end().replace('\n', "\n    "),
+    );
+    Ok(config_path)
+}
+
+/// Writes a fresh Ed25519 seed (hex) to `path` (mode 600) and returns the public key (hex).
+fn new_ed25519_key(path: &Path) -> Result<String, String> {
+    let mut seed = zeroize_seed()?;
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    write_private(path, hex::encode(seed).as_bytes())?;
+    seed.fill(0);
+    Ok(hex::encode(key.verifying_key().to_bytes()))
+}
+
+fn zeroize_seed() -> Result<[u8; 32], String> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| e.to_string())?;
+    Ok(seed)
+}
+
+fn dev_policy(officers: &str, requester_vk: &str) -> String {
+    format!(
+        r#"# Development policy made by `kinkod dev`. NOT FOR PRODUCTION.
+version = 1
+description = "Development: refills of allowlisted hot wallets need 2 approvers; everything else is denied"
+
+{officers}
+[[requesters]]
+id = "{REQUESTER}"
+public_key = "{requester_vk}"
+keys = ["eth-dev", "btc-dev", "sol-dev"]
+
+[[keys]]
+name = "eth-dev"
+chain = "ethereum"
+network = "11155111"
+hsm_label = "kinko-eth-dev"
+
+[[keys]]
+name = "btc-dev"
+chain = "bitcoin"
+network = "testnet"
+hsm_label = "kinko-btc-dev"
+
+[[keys]]
+name = "sol-dev"
+chain = "solana"
+network = "devnet"
+hsm_label = "kinko-sol-dev"
+
+[[address_books]]
+name = "eth-hot"
+chain = "ethereum"
+cool_down = "72h"
+
+[[address_books.entries]]
+address = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+label = "development hot wallet"
+added_at = "2026-01-01T00:00:00Z"
+
+[[address_books]]
+name = "btc-hot"
+chain = "bitcoin"
+cool_down = "72h"
+
+[[address_books.entries]]
+address = "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx"
+label = "development hot wallet"
+added_at = "2026-01-01T00:00:00Z"
+
+[[address_books]]
+name = "sol-hot"
+chain = "solana"
+cool_down = "72h"
+
+[[address_books.entries]]
+address = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM"
+label = "development hot wallet"
+added_at = "2026-01-01T00:00:00Z"
+
+[[rules]]
+name = "deny-contract-calls"
+kinds = ["token_approve", "contract_call", "safe_delegate_call", "safe_self_call"]
+deny = "contract calls and token approvals are never signed"
+
+[[rules]]
+name = "eth-hot-refill"
+chain = "ethereum"
+asset = "ETH"
+kinds = ["transfer"]
+destination_book = "eth-hot"
+max_amount = "100"
+approvals = {{ count = 2, roles = ["approver"], lifetime = "4h" }}
+velocity = [{{ window = "24h", max_total = "500", max_count = 50 }}]
+
+[[rules]]
+name = "btc-hot-refill"
+chain = "bitcoin"
+asset = "BTC"
+kinds = ["transfer"]
+destination_book = "btc-hot"
+max_amount = "10"
+approvals = {{ count = 2, roles = ["approver"], lifetime = "4h" }}
+
+[[rules]]
+name = "sol-hot-refill"
+chain = "solana"
+asset = "SOL"
+kinds = ["transfer"]
+destination_book = "sol-hot"
+max_amount = "1000"
+approvals = {{ count = 2, roles = ["approver"], lifetime = "4h" }}
+
+[governance.install]
+quorum = {{ count = 2, roles = ["admin"], distinct_groups = 2, lifetime = "72h" }}
+time_lock = "1h"
+veto_roles = []
+
+[governance.freeze]
+roles = ["freezer"]
+lifetime = "1h"
+
+[governance.unfreeze]
+quorum = {{ count = 2, roles = ["admin"], distinct_groups = 2, lifetime = "24h" }}
+delay = "1h"
+"#
+    )
+}

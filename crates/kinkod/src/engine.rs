@@ -1,0 +1,785 @@
+//! The request lifecycle, top to bottom:
+//! requester signature → decode → policy → store → audit; approvals → quorum; then, atomically
+//! for signing: freeze check → re-decode → re-evaluate the policy in force now → re-verify every
+//! approval from its signed bytes → claim nonces, digests and velocity → durable *signing
+//! authorized* record → HSM → verify → finalize → *signature produced* → signed.
+//!
+//! Nothing here trusts a stored flag: the signing step recomputes everything from the payload
+//! and the officers' signatures.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use kinko_audit::log::AuditLog;
+use kinko_audit::record::{self as rec, Event, HexBytes, IntentRecord};
+use kinko_chain::{DecodeContext, ProducedSignature};
+use kinko_hsm::Hsm;
+use kinko_intent::{Chain, Intent, SigningInput};
+use kinko_policy::approval::NotCounted;
+use kinko_policy::request::RequestToSign;
+use kinko_policy::{
+    ApprovalMessage, Context, Policy, SignedApproval, Subject, VelocityLedger, Verdict, evaluate,
+    evaluate_quorum, velocity_entry,
+};
+use kinko_store::{
+    Inserted, NewRequest, Request, RequestState, Reservation, SigningClaim, Store, StoredApproval,
+};
+use tokio::sync::broadcast;
+
+use crate::status::{Reason, Refused};
+
+/// Largest payload accepted from a client.
+pub(crate) const MAX_PAYLOAD: usize = kinko_chain::MAX_PAYLOAD_LEN;
+
+/// A signing key as the daemon knows it: its policy entry and its public key from the HSM.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyInfo {
+    pub(crate) name: String,
+    pub(crate) chain: Chain,
+    pub(crate) network: kinko_intent::Network,
+    pub(crate) hsm_label: String,
+    pub(crate) public_key: Vec<u8>,
+}
+
+/// What a submission carries.
+#[derive(Debug, Clone)]
+pub(crate) struct Submission {
+    pub(crate) key_name: String,
+    pub(crate) chain: Chain,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) idempotency_key: String,
+    pub(crate) reference: String,
+    pub(crate) requester_signature: Vec<u8>,
+}
+
+pub(crate) struct Engine {
+    store: Arc<Store>,
+    hsm: Hsm,
+    audit: Arc<AuditLog>,
+    policy: Arc<Policy>,
+    keys: HashMap<String, KeyInfo>,
+    velocity: Mutex<VelocityLedger>,
+    sign_lock: tokio::sync::Mutex<()>,
+    changes: broadcast::Sender<String>,
+}
+
+fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+fn unix(t: Timestamp) -> i64 {
+    t.as_second()
+}
+
+impl Engine {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        hsm: Hsm,
+        audit: Arc<AuditLog>,
+        policy: Arc<Policy>,
+        keys: HashMap<String, KeyInfo>,
+    ) -> Result<Engine, String> {
+        let (changes, _) = broadcast::channel(1024);
+        let engine = Engine {
+            store,
+            hsm,
+            audit,
+            policy,
+            keys,
+            velocity: Mutex::new(VelocityLedger::new()),
+            sign_lock: tokio::sync::Mutex::new(()),
+            changes,
+        };
+        engine.load_velocity()?;
+        Ok(engine)
+    }
+
+    /// Rebuilds the in-memory velocity ledger from the store's reservations of the longest
+    /// window a policy may use.
+    fn load_velocity(&self) -> Result<(), String> {
+        let since = unix(now()) - kinko_policy::MAX_DURATION_SECS;
+        let mut ledger = self.velocity.lock().map_err(|_| "velocity lock poisoned")?;
+        for r in self
+            .store
+            .all_reservations_since(since)
+            .map_err(|e| e.to_string())?
+        {
+            let asset = parse_asset_id(&r.asset)
+                .ok_or_else(|| format!("stored reservation has an unknown asset {:?}", r.asset))?;
+            let at = Timestamp::from_second(r.at).map_err(|e| e.to_string())?;
+            let amount = r.amount.parse().map_err(|e| format!("{e}"))?;
+            ledger
+                .record(&r.key_name, &asset, at, amount)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
+
+    pub(crate) fn audit(&self) -> &Arc<AuditLog> {
+        &self.audit
+    }
+
+    pub(crate) fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    fn notify(&self, id: &str) {
+        let _ = self.changes.send(id.to_string());
+    }
+
+    async fn append(&self, principal: &str, event: Event) -> Result<(), Refused> {
+        let audit = Arc::clone(&self.audit);
+        let principal = principal.to_string();
+        tokio::task::spawn_blocking(move || audit.append(&principal, event))
+            .await
+            .map_err(|e| Refused::internal("audit worker", e))?
+            .map(|_| ())
+            .map_err(|e| {
+                tracing::error!(error = %e, "audit append failed");
+                Refused::new(
+                    Reason::AuditUnavailable,
+                    "the audit log cannot be written; nothing was changed or signed",
+                )
+            })
+    }
+
+    /// Records a refusal that reached the daemon (best effort: the refusal stands either way).
+    async fn refuse(&self, principal: &str, request_id: Option<&str>, r: Refused) -> Refused {
+        let event = Event::Refusal(rec::Refusal {
+            request_id: request_id.map(str::to_string),
+            code: r.reason.as_str().to_string(),
+            message: r.message.clone(),
+        });
+        if let Err(e) = self.append(principal, event).await {
+            tracing::error!(reason = e.message, "could not log a refusal");
+        }
+        r
+    }
+
+    fn key(&self, name: &str) -> Result<&KeyInfo, Refused> {
+        self.keys
+            .get(name)
+            .ok_or_else(|| Refused::new(Reason::NotFound, format!("no signing key named {name:?}")))
+    }
+
+    fn decode(&self, key: &KeyInfo, payload: &[u8]) -> Result<Intent, Refused> {
+        let ctx = DecodeContext {
+            network: &key.network,
+            public_key: &key.public_key,
+            tokens: self.policy.token_registry(),
+        };
+        kinko_chain::decode(key.chain, payload, &ctx)
+            .map_err(|e| Refused::new(Reason::UndecodablePayload, e.to_string()))
+    }
+
+    /// `SubmitWithdrawal`.
+    pub(crate) async fn submit(&self, principal: &str, s: Submission) -> Result<Request, Refused> {
+        match self.submit_inner(principal, &s).await {
+            Ok(r) => Ok(r),
+            Err(r) if r.reason == Reason::IdempotencyConflict || r.reason == Reason::Internal => {
+                Err(r)
+            }
+            Err(r) => Err(self.refuse(principal, None, r).await),
+        }
+    }
+
+    async fn submit_inner(&self, principal: &str, s: &Submission) -> Result<Request, Refused> {
+        if s.payload.is_empty() || s.payload.len() > MAX_PAYLOAD {
+            return Err(Refused::new(
+                Reason::InvalidRequest,
+                format!("payload must be 1..={MAX_PAYLOAD} bytes"),
+            ));
+        }
+        if s.idempotency_key.is_empty() || s.idempotency_key.len() > 128 {
+            return Err(Refused::new(
+                Reason::InvalidRequest,
+                "idempotency_key must be 1..=128 bytes",
+            ));
+        }
+        let key = self.key(&s.key_name)?;
+        if key.chain != s.chain {
+            return Err(Refused::new(
+                Reason::InvalidRequest,
+                format!("key {} signs for {}, not {}", key.name, key.chain, s.chain),
+            ));
+        }
+        // The requester's own signature, checked before anything is decoded.
+        let sig: [u8; 64] = s.requester_signature.as_slice().try_into().map_err(|_| {
+            Refused::new(
+                Reason::BadRequesterSignature,
+                "requester_signature must be 64 bytes (Ed25519)",
+            )
+        })?;
+        RequestToSign {
+            requester_id: principal,
+            key_name: &s.key_name,
+            chain: s.chain,
+            idempotency_key: &s.idempotency_key,
+            reference: &s.reference,
+            payload: &s.payload,
+        }
+        .verify(&self.policy, &sig)
+        .map_err(|e| Refused::new(Reason::BadRequesterSignature, e.to_string()))?;
+
+        let intent = self.decode(key, &s.payload)?;
+        let digest = intent
+            .digest()
+            .map_err(|e| Refused::internal("intent digest", e))?;
+        let at = now();
+        let decision = {
+            let ledger = self
+                .velocity
+                .lock()
+                .map_err(|_| Refused::internal("velocity", "poisoned"))?;
+            let frozen = self.store.freeze_state()?.frozen;
+            evaluate(
+                &self.policy,
+                &intent,
+                &Context {
+                    now: at,
+                    requester: principal,
+                    key: &key.name,
+                    frozen,
+                    history: &*ledger,
+                },
+            )
+        };
+        let id = new_request_id()?;
+        let canonical = String::from_utf8(
+            intent
+                .canonical_bytes()
+                .map_err(|e| Refused::internal("intent", e))?,
+        )
+        .map_err(|e| Refused::internal("intent", e))?;
+        let (state, final_reason) = if decision.is_denied() {
+            (RequestState::Denied, Some(decision.to_text()))
+        } else {
+            (RequestState::PendingApproval, None)
+        };
+        let new = NewRequest {
+            id: id.clone(),
+            requester: principal.to_string(),
+            idempotency_key: s.idempotency_key.clone(),
+            key_name: key.name.clone(),
+            chain: key.chain.as_str().to_string(),
+            network: key.network.to_string(),
+            payload: s.payload.clone(),
+            reference: s.reference.clone(),
+            requester_signature: s.requester_signature.clone(),
+            intent_json: canonical,
+            intent_digest: digest.0.to_vec(),
+            policy_hash: self.policy.hash().0.to_vec(),
+            decision_json: decision.to_json(),
+            state,
+            final_reason,
+            now: unix(at),
+        };
+        let store = Arc::clone(&self.store);
+        let inserted = tokio::task::spawn_blocking(move || store.insert_request(&new))
+            .await
+            .map_err(|e| Refused::internal("store worker", e))??;
+        let request = match inserted {
+            Inserted::Existing(r) => return Ok(r),
+            Inserted::Created(r) => r,
+        };
+        self.append(
+            principal,
+            Event::RequestReceived(rec::RequestReceived {
+                request_id: id.clone(),
+                key_name: key.name.clone(),
+                chain: key.chain,
+                payload: HexBytes(s.payload.clone()),
+                idempotency_key: s.idempotency_key.clone(),
+                reference: s.reference.clone(),
+                requester_signature: Some(HexBytes(s.requester_signature.clone())),
+                intent: Some(
+                    IntentRecord::of(&intent).map_err(|e| Refused::internal("intent record", e))?,
+                ),
+            }),
+        )
+        .await?;
+        self.append(
+            principal,
+            Event::Decision(rec::Decision {
+                request_id: id.clone(),
+                policy_hash: HexBytes(self.policy.hash().0.to_vec()),
+                outcome: if decision.is_denied() {
+                    rec::Outcome::Deny
+                } else {
+                    rec::Outcome::NeedsApproval
+                },
+                rules: decision.rule.iter().map(|r| r.name.clone()).collect(),
+                explanation: decision.to_json(),
+            }),
+        )
+        .await?;
+        self.notify(&id);
+        Ok(request)
+    }
+
+    /// `Approve` / `Reject`: stores the officer's signed verdict after checking that it counts,
+    /// then signs when the quorum is met (or rejects when a reject blocks).
+    pub(crate) async fn vote(
+        &self,
+        principal: &str,
+        request_id: &str,
+        approval: SignedApproval,
+        expect: Verdict,
+    ) -> Result<Request, Refused> {
+        match self
+            .vote_inner(principal, request_id, approval, expect)
+            .await
+        {
+            Ok(r) => Ok(r),
+            Err(r) if r.reason == Reason::Internal => Err(r),
+            Err(r) => Err(self.refuse(principal, Some(request_id), r).await),
+        }
+    }
+
+    async fn vote_inner(
+        &self,
+        principal: &str,
+        request_id: &str,
+        approval: SignedApproval,
+        expect: Verdict,
+    ) -> Result<Request, Refused> {
+        let request = self.store.get_request(request_id)?;
+        if request.state != RequestState::PendingApproval {
+            return Err(Refused::new(
+                Reason::WrongState,
+                format!(
+                    "request {request_id} is {}, not pending approval",
+                    request.state
+                ),
+            ));
+        }
+        let msg = ApprovalMessage::from_bytes(&approval.message)
+            .map_err(|e| Refused::new(Reason::ApprovalInvalid, e.to_string()))?;
+        if msg.officer_id != principal {
+            return Err(Refused::new(
+                Reason::ApprovalInvalid,
+                format!(
+                    "the approval is signed as officer {}, but the caller is {principal}",
+                    msg.officer_id
+                ),
+            ));
+        }
+        if msg.verdict != expect {
+            return Err(Refused::new(
+                Reason::ApprovalInvalid,
+                "the signed verdict does not match the call",
+            ));
+        }
+        if principal == request.new.requester {
+            return Err(Refused::new(
+                Reason::SelfApproval,
+                "a requester never approves its own request",
+            ));
+        }
+        let (intent, quorum) = self.current_requirement(&request)?;
+        let expected = Subject::Withdrawal {
+            request_id: request_id.to_string(),
+            intent_digest: intent
+                .digest()
+                .map_err(|e| Refused::internal("intent digest", e))?,
+        };
+        // This one approval alone must verify and bind this request, intent and policy.
+        let single = evaluate_quorum(
+            &self.policy,
+            &quorum,
+            &expected,
+            Some(&request.new.requester),
+            std::slice::from_ref(&approval),
+            now(),
+        );
+        if let Some(ignored) = single.ignored.first() {
+            let reason = match ignored.why {
+                NotCounted::IsRequester => Reason::SelfApproval,
+                _ => Reason::ApprovalInvalid,
+            };
+            return Err(Refused::new(
+                reason,
+                format!("the approval does not count: {:?}", ignored.why),
+            ));
+        }
+        let officer_key = self
+            .policy
+            .officer(principal)
+            .map(|o| o.public_key.to_bytes().to_vec())
+            .unwrap_or_default();
+        let stored = StoredApproval {
+            request_id: request_id.to_string(),
+            officer_id: principal.to_string(),
+            approve: expect == Verdict::Approve,
+            message: approval.message.clone(),
+            signature: approval.signature.to_vec(),
+            received_at: unix(now()),
+        };
+        self.store.add_approval(&stored)?;
+        let evidence = rec::Approval {
+            officer: principal.to_string(),
+            public_key: HexBytes(officer_key),
+            message: HexBytes(approval.message.clone()),
+            signature: HexBytes(approval.signature.to_vec()),
+        };
+        let event = match expect {
+            Verdict::Approve => Event::Approval(rec::ApprovalRecorded {
+                request_id: request_id.to_string(),
+                approval: evidence,
+            }),
+            Verdict::Reject => Event::Rejection(rec::Rejection {
+                request_id: request_id.to_string(),
+                officer: principal.to_string(),
+                reason: "rejected by officer".into(),
+                signed: Some(evidence),
+            }),
+        };
+        self.append(principal, event).await?;
+        self.notify(request_id);
+        self.advance(request_id).await
+    }
+
+    /// The intent re-decoded from the stored payload and the quorum the policy in force
+    /// requires for it now.
+    fn current_requirement(
+        &self,
+        request: &Request,
+    ) -> Result<(Intent, kinko_policy::QuorumRequirement), Refused> {
+        let key = self.key(&request.new.key_name)?;
+        let intent = self.decode(key, &request.new.payload)?;
+        let digest = intent
+            .digest()
+            .map_err(|e| Refused::internal("intent digest", e))?;
+        if digest.0.as_slice() != request.new.intent_digest.as_slice() {
+            return Err(Refused::internal(
+                "stored intent digest differs from the payload's",
+                request.new.id.clone(),
+            ));
+        }
+        let decision = {
+            let ledger = self
+                .velocity
+                .lock()
+                .map_err(|_| Refused::internal("velocity", "poisoned"))?;
+            let frozen = self.store.freeze_state()?.frozen;
+            evaluate(
+                &self.policy,
+                &intent,
+                &Context {
+                    now: now(),
+                    requester: &request.new.requester,
+                    key: &key.name,
+                    frozen,
+                    history: &*ledger,
+                },
+            )
+        };
+        match decision.quorum() {
+            Some(q) => Ok((intent, q.clone())),
+            None => Err(Refused::new(Reason::PolicyDenied, decision.to_text())),
+        }
+    }
+
+    /// After a vote: reject, sign, or keep waiting.
+    async fn advance(&self, request_id: &str) -> Result<Request, Refused> {
+        let request = self.store.get_request(request_id)?;
+        let (intent, quorum) = self.current_requirement(&request)?;
+        let approvals = self.signed_approvals(request_id)?;
+        let expected = Subject::Withdrawal {
+            request_id: request_id.to_string(),
+            intent_digest: intent
+                .digest()
+                .map_err(|e| Refused::internal("intent digest", e))?,
+        };
+        let result = evaluate_quorum(
+            &self.policy,
+            &quorum,
+            &expected,
+            Some(&request.new.requester),
+            &approvals,
+            now(),
+        );
+        if !result.rejected_by.is_empty() && quorum.reject_blocks {
+            let r = self.store.transition(
+                request_id,
+                &[RequestState::PendingApproval],
+                RequestState::Rejected,
+                Some(&format!("rejected by {}", result.rejected_by.join(", "))),
+                unix(now()),
+            )?;
+            self.notify(request_id);
+            return Ok(r);
+        }
+        if !result.is_satisfied() {
+            return Ok(request);
+        }
+        self.sign(request_id).await
+    }
+
+    fn signed_approvals(&self, request_id: &str) -> Result<Vec<SignedApproval>, Refused> {
+        self.store
+            .approvals(request_id)?
+            .into_iter()
+            .map(|a| {
+                let signature: [u8; 64] = a.signature.as_slice().try_into().map_err(|_| {
+                    Refused::internal("stored approval signature length", a.officer_id.clone())
+                })?;
+                Ok(SignedApproval {
+                    message: a.message,
+                    signature,
+                })
+            })
+            .collect()
+    }
+
+    /// The signing step. Re-derives everything; any failure before the HSM leaves the request
+    /// where it was (or failed, once the claim is made) and signs nothing.
+    async fn sign(&self, request_id: &str) -> Result<Request, Refused> {
+        let _guard = self.sign_lock.lock().await;
+        let request = self.store.get_request(request_id)?;
+        if self.store.freeze_state()?.frozen {
+            return Err(Refused::new(
+                Reason::Frozen,
+                "signing is frozen; the request stays approved-pending until unfrozen",
+            ));
+        }
+        let key = self.key(&request.new.key_name)?.clone();
+        let (intent, quorum) = self.current_requirement(&request)?;
+        let approvals = self.signed_approvals(request_id)?;
+        let digest = intent
+            .digest()
+            .map_err(|e| Refused::internal("intent digest", e))?;
+        let expected = Subject::Withdrawal {
+            request_id: request_id.to_string(),
+            intent_digest: digest,
+        };
+        let result = evaluate_quorum(
+            &self.policy,
+            &quorum,
+            &expected,
+            Some(&request.new.requester),
+            &approvals,
+            now(),
+        );
+        if !result.is_satisfied() {
+            return Err(Refused::new(
+                Reason::ApprovalInvalid,
+                format!("quorum not met at signing time: {}", result.to_text()),
+            ));
+        }
+        let at = now();
+        if request.state == RequestState::PendingApproval {
+            self.store.transition(
+                request_id,
+                &[RequestState::PendingApproval],
+                RequestState::Approved,
+                None,
+                unix(at),
+            )?;
+        }
+        let velocity = velocity_entry(&intent);
+        let digests: Vec<String> = intent
+            .to_sign
+            .iter()
+            .map(|s| match s {
+                SigningInput::EcdsaSecp256k1 { digest, .. } => digest.clone(),
+                SigningInput::Ed25519 { message, .. } => {
+                    use sha2::{Digest, Sha256};
+                    hex::encode(Sha256::digest(message.as_bytes()))
+                }
+            })
+            .collect();
+        let claim = SigningClaim {
+            request_id: request_id.to_string(),
+            key_name: key.name.clone(),
+            replay_keys: intent.replay_keys.clone(),
+            digests,
+            reservations: velocity
+                .iter()
+                .map(|(asset, amount)| Reservation {
+                    key_name: key.name.clone(),
+                    asset: asset.to_string(),
+                    amount: amount.to_string(),
+                    at: unix(at),
+                    request_id: request_id.to_string(),
+                })
+                .collect(),
+            now: unix(at),
+        };
+        self.store.claim_signing(&claim)?;
+        if let Some((asset, amount)) = &velocity {
+            let mut ledger = self
+                .velocity
+                .lock()
+                .map_err(|_| Refused::internal("velocity", "poisoned"))?;
+            ledger
+                .record(&key.name, asset, at, *amount)
+                .map_err(|e| Refused::internal("velocity", e))?;
+        }
+        let evidence: Vec<rec::Approval> = self
+            .store
+            .approvals(request_id)?
+            .into_iter()
+            .filter(|a| result.counted.iter().any(|c| c.officer_id == a.officer_id))
+            .map(|a| rec::Approval {
+                public_key: HexBytes(
+                    self.policy
+                        .officer(&a.officer_id)
+                        .map(|o| o.public_key.to_bytes().to_vec())
+                        .unwrap_or_default(),
+                ),
+                officer: a.officer_id,
+                message: HexBytes(a.message),
+                signature: HexBytes(a.signature),
+            })
+            .collect();
+        let authorized = Event::SigningAuthorized(rec::SigningAuthorized {
+            request_id: request_id.to_string(),
+            key_name: key.name.clone(),
+            payload: HexBytes(request.new.payload.clone()),
+            intent: IntentRecord::of(&intent).map_err(|e| Refused::internal("intent record", e))?,
+            policy_hash: HexBytes(self.policy.hash().0.to_vec()),
+            approvals: evidence,
+        });
+        if let Err(e) = self.append("kinkod", authorized).await {
+            self.fail(
+                request_id,
+                "the signing-authorized record could not be logged; nothing was signed",
+            )
+            .await;
+            return Err(e);
+        }
+        match self
+            .sign_and_finalize(&key, &intent, &request.new.payload)
+            .await
+        {
+            Ok((signatures, finalized)) => {
+                let produced = Event::SignatureProduced(rec::SignatureProduced {
+                    request_id: request_id.to_string(),
+                    key_name: key.name.clone(),
+                    signatures,
+                    signed_payload: Some(HexBytes(finalized.signed.clone())),
+                });
+                self.append("kinkod", produced).await?;
+                let r = self.store.record_signed(
+                    request_id,
+                    &finalized.signed,
+                    &finalized.id,
+                    unix(now()),
+                )?;
+                self.notify(request_id);
+                Ok(r)
+            }
+            Err(e) => {
+                self.fail(request_id, &e.message).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn fail(&self, request_id: &str, reason: &str) {
+        match self.store.transition(
+            request_id,
+            &[RequestState::Signing, RequestState::Approved],
+            RequestState::Failed,
+            Some(reason),
+            unix(now()),
+        ) {
+            Ok(_) => self.notify(request_id),
+            Err(e) => tracing::error!(request_id, error = %e, "could not mark request failed"),
+        }
+    }
+
+    async fn sign_and_finalize(
+        &self,
+        key: &KeyInfo,
+        intent: &Intent,
+        payload: &[u8],
+    ) -> Result<(Vec<rec::ProducedSignature>, kinko_chain::Finalized), Refused> {
+        let mut produced = Vec::new();
+        let mut evidence = Vec::new();
+        for input in &intent.to_sign {
+            match input {
+                SigningInput::EcdsaSecp256k1 { digest, .. } => {
+                    let mut prehash = [0u8; 32];
+                    hex::decode_to_slice(digest, &mut prehash)
+                        .map_err(|e| Refused::internal("digest hex", e))?;
+                    let sig = self
+                        .hsm
+                        .sign_secp256k1_prehash(&key.hsm_label, prehash)
+                        .await?;
+                    evidence.push(rec::ProducedSignature {
+                        input: input.clone(),
+                        signature: HexBytes(sig.rs.to_vec()),
+                    });
+                    produced.push(ProducedSignature::EcdsaSecp256k1 {
+                        rs: sig.rs,
+                        recovery_id: sig.recovery_id,
+                    });
+                }
+                SigningInput::Ed25519 { message, .. } => {
+                    let msg =
+                        hex::decode(message).map_err(|e| Refused::internal("message hex", e))?;
+                    let sig = self.hsm.sign_ed25519(&key.hsm_label, &msg).await?;
+                    evidence.push(rec::ProducedSignature {
+                        input: input.clone(),
+                        signature: HexBytes(sig.to_vec()),
+                    });
+                    produced.push(ProducedSignature::Ed25519(sig));
+                }
+            }
+        }
+        let ctx = DecodeContext {
+            network: &key.network,
+            public_key: &key.public_key,
+            tokens: self.policy.token_registry(),
+        };
+        let finalized = kinko_chain::finalize(key.chain, payload, &ctx, &produced)
+            .map_err(|e| Refused::internal("finalize", e))?;
+        Ok((evidence, finalized))
+    }
+
+    /// Requests left in `signing` by a crash: authorized, maybe signed by the HSM, but never
+    /// recorded. They are failed explicitly (never signed twice); their nonces stay claimed so
+    /// no conflicting transaction is signed.
+    pub(crate) fn recover(&self) -> Result<usize, String> {
+        let stuck = self
+            .store
+            .list_by_state(RequestState::Signing)
+            .map_err(|e| e.to_string())?;
+        for r in &stuck {
+            self.store
+                .transition(
+                    &r.new.id,
+                    &[RequestState::Signing],
+                    RequestState::Failed,
+                    Some("kinkod stopped between authorization and recording the signature; resubmit with a new nonce after checking the chain"),
+                    unix(now()),
+                )
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(stuck.len())
+    }
+}
+
+/// Parses `AssetId`'s display form (`ethereum:native`, `ethereum:0xa0b8…`).
+fn parse_asset_id(s: &str) -> Option<kinko_policy::AssetId> {
+    let (chain, rest) = s.split_once(':')?;
+    let chain: Chain = chain.parse().ok()?;
+    Some(if rest == "native" {
+        kinko_policy::AssetId::Native(chain)
+    } else {
+        kinko_policy::AssetId::Token(chain, rest.to_string())
+    })
+}
+
+fn new_request_id() -> Result<String, Refused> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| Refused::internal("random request id", e))?;
+    Ok(format!("req-{}", hex::encode(b)))
+}

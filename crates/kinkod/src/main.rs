@@ -1,0 +1,263 @@
+//! `kinkod`: Kinko's signing daemon.
+//!
+//! ```text
+//! kinkod --config /etc/kinko/kinkod.toml     # production: everything from the config
+//! kinkod dev --data-dir .kinko-dev           # development: make everything on first run, then serve
+//! ```
+//!
+//! The request path, one module each: [`tls`] (listener, TLS 1.3, client certificates) →
+//! [`auth`] (principal and role) → [`service`] (gRPC) → [`engine`] (requester signature,
+//! decode, policy, approvals, audit, HSM) → [`status`] (errors to gRPC statuses).
+
+#![forbid(unsafe_code)]
+
+mod auth;
+mod config;
+mod dev;
+mod engine;
+mod service;
+mod status;
+mod tls;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use kinko_audit::log::{AuditLog, LogConfig};
+use kinko_audit::note::CheckpointSigner;
+use kinko_hsm::{Hsm, PublicKey};
+use kinko_policy::Policy;
+use kinko_proto::v1 as pb;
+
+use crate::config::Config;
+use crate::engine::{Engine, KeyInfo};
+
+#[derive(Debug, Parser)]
+#[command(name = "kinkod", version, about = "Kinko signing daemon")]
+struct Args {
+    /// The configuration file.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Development set-up: on first run, create a SoftHSM2 token, a local CA and certificates,
+    /// officer and requester keys, signing keys and the log key, and a development policy, all
+    /// under DATA_DIR; then serve. NOT for production.
+    Dev {
+        /// Where everything is created.
+        #[arg(long, default_value = ".kinko-dev")]
+        data_dir: PathBuf,
+        /// The gRPC listen address.
+        #[arg(long, default_value = "127.0.0.1:7443")]
+        listen: std::net::SocketAddr,
+        /// The SoftHSM2 token label.
+        #[arg(long, default_value = "kinko-dev")]
+        token_label: String,
+        /// Create everything and exit without serving.
+        #[arg(long)]
+        init_only: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kinkod: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        let config_path = match args.command {
+            Some(Command::Dev {
+                data_dir,
+                listen,
+                token_label,
+                init_only,
+            }) => {
+                let path = dev::ensure(&data_dir, listen, &token_label).await?;
+                if init_only {
+                    return Ok(());
+                }
+                path
+            }
+            None => args
+                .config
+                .ok_or("give --config FILE, or run `kinkod dev` for a development set-up")?,
+        };
+        run(Config::load(&config_path)?).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kinkod: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Signs checkpoints with the log key in the HSM (on the audit writer's own thread).
+struct HsmCheckpointSigner {
+    hsm: Hsm,
+    label: String,
+    public_key: [u8; 32],
+}
+
+impl CheckpointSigner for HsmCheckpointSigner {
+    type Error = kinko_hsm::HsmError;
+    fn sign(&self, msg: &[u8]) -> Result<[u8; 64], Self::Error> {
+        self.hsm.sign_ed25519_blocking(&self.label, msg)
+    }
+    fn public_key(&self) -> [u8; 32] {
+        self.public_key
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let policy_text = std::fs::read(&config.policy.path)
+        .map_err(|e| format!("{}: {e}", config.policy.path.display()))?;
+    let policy = Policy::from_toml(&policy_text)
+        .map_err(|e| format!("{}: {e}", config.policy.path.display()))?;
+    let hsm = Hsm::open(&config.hsm).await.map_err(|e| e.to_string())?;
+    hsm.probe()
+        .await
+        .map_err(|e| e.to_string())?
+        .require_all()
+        .map_err(|e| e.to_string())?;
+
+    let mut keys = HashMap::new();
+    for k in policy.keys() {
+        let pk = hsm
+            .public_key(&k.hsm_label)
+            .await
+            .map_err(|e| format!("signing key {} (HSM label {}): {e}", k.name, k.hsm_label))?;
+        keys.insert(
+            k.name.clone(),
+            KeyInfo {
+                name: k.name.clone(),
+                chain: k.chain,
+                network: k.network.clone(),
+                hsm_label: k.hsm_label.clone(),
+                public_key: pk.to_bytes(),
+            },
+        );
+    }
+    let PublicKey::Ed25519(log_pk) = hsm
+        .public_key(&config.audit.log_key_label)
+        .await
+        .map_err(|e| format!("log key {}: {e}", config.audit.log_key_label))?
+    else {
+        return Err(format!(
+            "log key {} is not an Ed25519 key",
+            config.audit.log_key_label
+        ));
+    };
+    let signer = HsmCheckpointSigner {
+        hsm: hsm.clone(),
+        label: config.audit.log_key_label.clone(),
+        public_key: log_pk.to_bytes(),
+    };
+    let audit_dir = config.audit.dir.clone();
+    let origin = config.audit.origin.clone();
+    let audit = tokio::task::spawn_blocking(move || {
+        AuditLog::open(&audit_dir, LogConfig::new(origin), signer)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| {
+        format!(
+            "audit log {}: {e} (kinkod will not start on a log that does not verify)",
+            config.audit.dir.display()
+        )
+    })?;
+    let audit = Arc::new(audit);
+    // Auditors need this verifier key (out of band) to check checkpoints.
+    eprintln!("kinkod: audit log key {}", audit.verifier_key());
+    if audit.size() == 0 {
+        let text = String::from_utf8(policy_text.clone())
+            .map_err(|e| format!("policy is not UTF-8: {e}"))?;
+        let a = Arc::clone(&audit);
+        let hash = policy.hash().0.to_vec();
+        tokio::task::spawn_blocking(move || {
+            a.append(
+                "kinkod",
+                kinko_audit::record::Event::PolicyInstalled(kinko_audit::record::PolicyInstalled {
+                    policy_hash: kinko_audit::record::HexBytes(hash),
+                    policy_text: text,
+                    approvals: Vec::new(),
+                }),
+            )
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot record the initial policy: {e}"))?;
+    }
+    let store = Arc::new(kinko_store::Store::open(&config.store.path).map_err(|e| e.to_string())?);
+    let engine = Engine::new(store, hsm, Arc::clone(&audit), Arc::new(policy), keys)?;
+    let failed = engine.recover()?;
+    if failed > 0 {
+        tracing::warn!(
+            failed,
+            "requests interrupted between authorization and signature were failed explicitly"
+        );
+    }
+    let api = service::Api {
+        engine: Arc::new(engine),
+        principals: Arc::new(auth::Principals::new(&config.principals)),
+    };
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::withdrawal_service_server::WithdrawalServiceServer<service::Api>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(kinko_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| e.to_string())?;
+    let limit = config.limits.max_message_bytes;
+    let tls = tls::server_config(&config.tls)?;
+    let listener = tls::bind(config.server.listen).await?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%local, "kinkod listening (TLS 1.3, client certificates required)");
+    eprintln!("kinkod: listening on {local}");
+    tonic::transport::Server::builder()
+        .timeout(std::time::Duration::from_secs(
+            config.limits.request_timeout_secs,
+        ))
+        .concurrency_limit_per_connection(config.limits.max_concurrent_per_principal)
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(
+            pb::withdrawal_service_server::WithdrawalServiceServer::new(api.clone())
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
+            pb::approval_service_server::ApprovalServiceServer::new(api.clone())
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
+            pb::audit_service_server::AuditServiceServer::new(api).max_decoding_message_size(limit),
+        )
+        .serve_with_incoming_shutdown(tls::incoming(listener, tls), async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+}

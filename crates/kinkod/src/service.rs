@@ -1,0 +1,459 @@
+//! The gRPC services: authenticate the caller by certificate and role, translate messages, call
+//! the engine. No policy logic lives here.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use kinko_intent::Chain;
+use kinko_policy::{SignedApproval, Verdict};
+use kinko_proto::v1 as pb;
+use kinko_store::{Request as StoredRequest, RequestState};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::auth::Principals;
+use crate::config::Role;
+use crate::engine::{Engine, Submission};
+use crate::status::{Reason, Refused, status};
+
+/// Shared by every service.
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) principals: Arc<Principals>,
+}
+
+fn chain_from_pb(c: i32) -> Result<Chain, Status> {
+    match pb::Chain::try_from(c) {
+        Ok(pb::Chain::Ethereum) => Ok(Chain::Ethereum),
+        Ok(pb::Chain::Bitcoin) => Ok(Chain::Bitcoin),
+        Ok(pb::Chain::Solana) => Ok(Chain::Solana),
+        _ => Err(status(
+            Reason::InvalidRequest,
+            "chain must be ETHEREUM, BITCOIN or SOLANA",
+        )),
+    }
+}
+
+fn chain_to_pb(c: &str) -> pb::Chain {
+    match c {
+        "ethereum" => pb::Chain::Ethereum,
+        "bitcoin" => pb::Chain::Bitcoin,
+        "solana" => pb::Chain::Solana,
+        _ => pb::Chain::Unspecified,
+    }
+}
+
+fn state_to_pb(s: RequestState) -> pb::RequestState {
+    match s {
+        RequestState::Received => pb::RequestState::Received,
+        RequestState::Denied => pb::RequestState::Denied,
+        RequestState::PendingApproval => pb::RequestState::PendingApproval,
+        RequestState::Approved | RequestState::Signing => pb::RequestState::Approved,
+        RequestState::Signed => pb::RequestState::Signed,
+        RequestState::Rejected => pb::RequestState::Rejected,
+        RequestState::Expired => pb::RequestState::Expired,
+        RequestState::Cancelled => pb::RequestState::Cancelled,
+        RequestState::Failed => pb::RequestState::Failed,
+        _ => pb::RequestState::Unspecified,
+    }
+}
+
+impl Api {
+    fn to_pb(&self, r: &StoredRequest, with_payload: bool) -> Result<pb::Request, Status> {
+        let intent: Option<kinko_intent::Intent> = serde_json::from_str(&r.new.intent_json).ok();
+        let decision: serde_json::Value =
+            serde_json::from_str(&r.new.decision_json).unwrap_or(serde_json::Value::Null);
+        let approvals = self
+            .engine
+            .store()
+            .approvals(&r.new.id)
+            .map_err(|e| Status::from(Refused::from(e)))?
+            .into_iter()
+            .map(|a| {
+                let msg = kinko_policy::ApprovalMessage::from_bytes(&a.message).ok();
+                pb::ApprovalRecord {
+                    officer_id: a.officer_id,
+                    verdict: if a.approve {
+                        pb::Verdict::Approve
+                    } else {
+                        pb::Verdict::Reject
+                    } as i32,
+                    issued_at_unix: msg.as_ref().map_or(0, |m| m.issued_at),
+                    expires_at_unix: msg.as_ref().map_or(0, |m| m.expires_at),
+                    counts: false,
+                    note: String::new(),
+                }
+            })
+            .collect();
+        let quorum = decision
+            .get("quorum")
+            .and_then(|q| q.get("count"))
+            .and_then(|c| c.as_u64());
+        Ok(pb::Request {
+            request_id: r.new.id.clone(),
+            state: state_to_pb(r.state) as i32,
+            key_name: r.new.key_name.clone(),
+            chain: chain_to_pb(&r.new.chain) as i32,
+            network: r.new.network.clone(),
+            requester: r.new.requester.clone(),
+            reference: r.new.reference.clone(),
+            intent_json: r.new.intent_json.clone(),
+            intent_digest: r.new.intent_digest.clone(),
+            intent_text: intent.map(|i| i.render()).unwrap_or_default(),
+            policy_hash: r.new.policy_hash.clone(),
+            decision: Some(pb::Decision {
+                allowed: r.state != RequestState::Denied,
+                rule: decision
+                    .get("rule")
+                    .and_then(|x| x.get("name"))
+                    .and_then(|x| x.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                reason: decision
+                    .get("reason")
+                    .and_then(|x| x.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                approvals_required: quorum.and_then(|q| u32::try_from(q).ok()).unwrap_or(0),
+                explanation_json: r.new.decision_json.clone(),
+            }),
+            approvals,
+            created_at_unix: r.new.now,
+            updated_at_unix: r.updated_at,
+            signed_transaction: r.signed_transaction.clone().unwrap_or_default(),
+            transaction_id: r.transaction_id.clone().unwrap_or_default(),
+            payload: if with_payload {
+                r.new.payload.clone()
+            } else {
+                Vec::new()
+            },
+            final_reason: r.final_reason.clone().unwrap_or_default(),
+        })
+    }
+
+    fn get(&self, id: &str, with_payload: bool) -> Result<pb::Request, Status> {
+        let r = self
+            .engine
+            .store()
+            .get_request(id)
+            .map_err(|e| Status::from(Refused::from(e)))?;
+        self.to_pb(&r, with_payload)
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl pb::withdrawal_service_server::WithdrawalService for Api {
+    async fn submit_withdrawal(
+        &self,
+        req: Request<pb::SubmitWithdrawalRequest>,
+    ) -> Result<Response<pb::Request>, Status> {
+        let who = self.principals.authorize(&req, Role::Requester)?;
+        let m = req.into_inner();
+        let s = Submission {
+            key_name: m.key_name,
+            chain: chain_from_pb(m.chain)?,
+            payload: m.payload,
+            idempotency_key: m.idempotency_key,
+            reference: m.reference,
+            requester_signature: m.requester_signature,
+        };
+        let r = self.engine.submit(&who.name, s).await?;
+        Ok(Response::new(self.to_pb(&r, false)?))
+    }
+
+    async fn get_request(
+        &self,
+        req: Request<pb::RequestId>,
+    ) -> Result<Response<pb::Request>, Status> {
+        let who = self.principals.authorize(&req, Role::Requester)?;
+        let r = self.get(&req.get_ref().request_id, false)?;
+        if r.requester != who.name {
+            return Err(status(
+                Reason::NotFound,
+                "no such request for this requester",
+            ));
+        }
+        Ok(Response::new(r))
+    }
+
+    type WatchRequestStream = BoxStream<pb::RequestEvent>;
+
+    async fn watch_request(
+        &self,
+        req: Request<pb::RequestId>,
+    ) -> Result<Response<Self::WatchRequestStream>, Status> {
+        let who = self.principals.authorize(&req, Role::Requester)?;
+        let id = req.into_inner().request_id;
+        let first = self.get(&id, false)?;
+        if first.requester != who.name {
+            return Err(status(
+                Reason::NotFound,
+                "no such request for this requester",
+            ));
+        }
+        let mut changes = self.engine.subscribe();
+        let api = self.clone();
+        let stream = async_stream(move |tx| async move {
+            let mut last = first;
+            if tx
+                .send(Ok(pb::RequestEvent {
+                    request: Some(last.clone()),
+                }))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            loop {
+                if is_final(last.state) {
+                    return;
+                }
+                match changes.recv().await {
+                    Ok(changed) if changed != id => continue,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                }
+                let Ok(now) = api.get(&id, false) else { return };
+                if now.state != last.state || now.approvals.len() != last.approvals.len() {
+                    last = now;
+                    if tx
+                        .send(Ok(pb::RequestEvent {
+                            request: Some(last.clone()),
+                        }))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn cancel_request(
+        &self,
+        req: Request<pb::CancelRequestRequest>,
+    ) -> Result<Response<pb::Request>, Status> {
+        let who = self.principals.authorize(&req, Role::Requester)?;
+        let m = req.into_inner();
+        let r = self.get(&m.request_id, false)?;
+        if r.requester != who.name {
+            return Err(status(
+                Reason::NotFound,
+                "no such request for this requester",
+            ));
+        }
+        let reason = format!("cancelled by {}: {}", who.name, m.reason);
+        self.engine
+            .store()
+            .transition(
+                &m.request_id,
+                &[RequestState::PendingApproval, RequestState::Received],
+                RequestState::Cancelled,
+                Some(&reason),
+                jiff::Timestamp::now().as_second(),
+            )
+            .map_err(|e| Status::from(Refused::from(e)))?;
+        Ok(Response::new(self.get(&m.request_id, false)?))
+    }
+}
+
+fn is_final(state: i32) -> bool {
+    matches!(
+        pb::RequestState::try_from(state),
+        Ok(pb::RequestState::Denied
+            | pb::RequestState::Signed
+            | pb::RequestState::Rejected
+            | pb::RequestState::Expired
+            | pb::RequestState::Cancelled
+            | pb::RequestState::Failed)
+    )
+}
+
+/// A server stream fed by a task.
+fn async_stream<T, F, Fut>(f: F) -> BoxStream<T>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<T, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(f(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+fn signed_approval(m: &pb::SignedApproval) -> Result<SignedApproval, Status> {
+    let signature: [u8; 64] = m.signature.as_slice().try_into().map_err(|_| {
+        status(
+            Reason::ApprovalInvalid,
+            "signature must be 64 bytes (Ed25519)",
+        )
+    })?;
+    if m.message.len() > 4096 {
+        return Err(status(Reason::ApprovalInvalid, "approval message too long"));
+    }
+    Ok(SignedApproval {
+        message: m.message.clone(),
+        signature,
+    })
+}
+
+#[tonic::async_trait]
+impl pb::approval_service_server::ApprovalService for Api {
+    async fn list_pending(
+        &self,
+        req: Request<pb::ListPendingRequest>,
+    ) -> Result<Response<pb::ListPendingResponse>, Status> {
+        self.principals.authorize(&req, Role::Officer)?;
+        let pending = self
+            .engine
+            .store()
+            .list_by_state(RequestState::PendingApproval)
+            .map_err(|e| Status::from(Refused::from(e)))?;
+        let requests = pending
+            .iter()
+            .map(|r| self.to_pb(r, false))
+            .collect::<Result<_, _>>()?;
+        Ok(Response::new(pb::ListPendingResponse { requests }))
+    }
+
+    async fn get_request(
+        &self,
+        req: Request<pb::RequestId>,
+    ) -> Result<Response<pb::Request>, Status> {
+        self.principals.authorize(&req, Role::Officer)?;
+        Ok(Response::new(self.get(&req.get_ref().request_id, true)?))
+    }
+
+    async fn approve(
+        &self,
+        req: Request<pb::SignedApproval>,
+    ) -> Result<Response<pb::Request>, Status> {
+        let who = self.principals.authorize(&req, Role::Officer)?;
+        let m = req.into_inner();
+        let a = signed_approval(&m)?;
+        let r = self
+            .engine
+            .vote(&who.name, &m.request_id, a, Verdict::Approve)
+            .await?;
+        Ok(Response::new(self.to_pb(&r, false)?))
+    }
+
+    async fn reject(
+        &self,
+        req: Request<pb::SignedApproval>,
+    ) -> Result<Response<pb::Request>, Status> {
+        let who = self.principals.authorize(&req, Role::Officer)?;
+        let m = req.into_inner();
+        let a = signed_approval(&m)?;
+        let r = self
+            .engine
+            .vote(&who.name, &m.request_id, a, Verdict::Reject)
+            .await?;
+        Ok(Response::new(self.to_pb(&r, false)?))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::audit_service_server::AuditService for Api {
+    type StreamRecordsStream = BoxStream<pb::AuditRecord>;
+
+    async fn stream_records(
+        &self,
+        req: Request<pb::StreamRecordsRequest>,
+    ) -> Result<Response<Self::StreamRecordsStream>, Status> {
+        self.principals.authorize(&req, Role::Auditor)?;
+        let mut from = req.into_inner().from_sequence;
+        let audit = Arc::clone(self.engine.audit());
+        let stream = async_stream(move |tx| async move {
+            loop {
+                let a = Arc::clone(&audit);
+                let batch = tokio::task::spawn_blocking(move || a.read_lines(from, 1000)).await;
+                let lines = match batch {
+                    Ok(Ok(lines)) => lines,
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Err(status(Reason::Internal, &e.to_string()))).await;
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                if lines.is_empty() {
+                    return;
+                }
+                for json in lines {
+                    if tx
+                        .send(Ok(pb::AuditRecord {
+                            sequence: from,
+                            json,
+                        }))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    from += 1;
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn latest_checkpoint(
+        &self,
+        req: Request<pb::CheckpointRequest>,
+    ) -> Result<Response<pb::Checkpoint>, Status> {
+        self.principals.authorize(&req, Role::Auditor)?;
+        let note = self
+            .engine
+            .audit()
+            .latest_checkpoint()
+            .ok_or_else(|| status(Reason::NotFound, "no checkpoint yet"))?;
+        let size = self.engine.audit().size();
+        let root = self
+            .engine
+            .audit()
+            .root_at(size)
+            .map_err(|e| status(Reason::Internal, &e.to_string()))?;
+        Ok(Response::new(pb::Checkpoint {
+            signed_note: note.to_string(),
+            tree_size: size,
+            root_hash: root.to_vec(),
+        }))
+    }
+
+    async fn inclusion_proof(
+        &self,
+        req: Request<pb::InclusionProofRequest>,
+    ) -> Result<Response<pb::Proof>, Status> {
+        self.principals.authorize(&req, Role::Auditor)?;
+        let m = req.into_inner();
+        let hashes = self
+            .engine
+            .audit()
+            .inclusion_proof(m.sequence, m.tree_size)
+            .map_err(|e| status(Reason::InvalidRequest, &e.to_string()))?;
+        Ok(Response::new(pb::Proof {
+            hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
+
+    async fn consistency_proof(
+        &self,
+        req: Request<pb::ConsistencyProofRequest>,
+    ) -> Result<Response<pb::Proof>, Status> {
+        self.principals.authorize(&req, Role::Auditor)?;
+        let m = req.into_inner();
+        let hashes = self
+            .engine
+            .audit()
+            .consistency_proof(m.old_size, m.new_size)
+            .map_err(|e| status(Reason::InvalidRequest, &e.to_string()))?;
+        Ok(Response::new(pb::Proof {
+            hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
+}

@@ -1,0 +1,150 @@
+//! Errors → gRPC statuses, in one place. Each status carries a stable reason code in the
+//! `kinko-reason` metadata entry and at the start of its message; internals are logged, not sent.
+
+use tonic::{Code, Status};
+
+/// Stable reason codes (docs/operations.md lists what each means and what to do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// No or unknown client certificate.
+    Unauthenticated,
+    /// The certificate's principal lacks the role.
+    RoleRequired,
+    /// The requester signature is missing or does not verify.
+    BadRequesterSignature,
+    /// The payload does not decode into an intent.
+    UndecodablePayload,
+    /// The request is malformed (sizes, fields).
+    InvalidRequest,
+    /// The policy denied the request.
+    PolicyDenied,
+    /// The approval does not count (signature, binding, officer, expiry).
+    ApprovalInvalid,
+    /// A requester may not approve its own request.
+    SelfApproval,
+    /// The request is not in a state that allows this call.
+    WrongState,
+    /// The idempotency key was used for a different payload.
+    IdempotencyConflict,
+    /// A nonce, outpoint or digest is already signed for another request.
+    ReplayConflict,
+    /// Signing is frozen.
+    Frozen,
+    /// No such request or key.
+    NotFound,
+    /// The HSM cannot be reached.
+    HsmUnavailable,
+    /// The audit log could not be appended; nothing was signed.
+    AuditUnavailable,
+    /// An internal error (logged).
+    Internal,
+}
+
+impl Reason {
+    pub(crate) fn code(self) -> Code {
+        match self {
+            Reason::Unauthenticated => Code::Unauthenticated,
+            Reason::RoleRequired | Reason::BadRequesterSignature | Reason::SelfApproval => {
+                Code::PermissionDenied
+            }
+            Reason::PolicyDenied => Code::PermissionDenied,
+            Reason::UndecodablePayload | Reason::InvalidRequest | Reason::ApprovalInvalid => {
+                Code::InvalidArgument
+            }
+            Reason::WrongState | Reason::Frozen | Reason::ReplayConflict => {
+                Code::FailedPrecondition
+            }
+            Reason::IdempotencyConflict => Code::AlreadyExists,
+            Reason::NotFound => Code::NotFound,
+            Reason::HsmUnavailable | Reason::AuditUnavailable => Code::Unavailable,
+            Reason::Internal => Code::Internal,
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reason::Unauthenticated => "UNAUTHENTICATED",
+            Reason::RoleRequired => "ROLE_REQUIRED",
+            Reason::BadRequesterSignature => "BAD_REQUESTER_SIGNATURE",
+            Reason::UndecodablePayload => "UNDECODABLE_PAYLOAD",
+            Reason::InvalidRequest => "INVALID_REQUEST",
+            Reason::PolicyDenied => "POLICY_DENIED",
+            Reason::ApprovalInvalid => "APPROVAL_INVALID",
+            Reason::SelfApproval => "SELF_APPROVAL",
+            Reason::WrongState => "WRONG_STATE",
+            Reason::IdempotencyConflict => "IDEMPOTENCY_CONFLICT",
+            Reason::ReplayConflict => "REPLAY_CONFLICT",
+            Reason::Frozen => "FROZEN",
+            Reason::NotFound => "NOT_FOUND",
+            Reason::HsmUnavailable => "HSM_UNAVAILABLE",
+            Reason::AuditUnavailable => "AUDIT_UNAVAILABLE",
+            Reason::Internal => "INTERNAL",
+        }
+    }
+}
+
+/// A status with the reason in metadata and message.
+pub(crate) fn status(reason: Reason, message: &str) -> Status {
+    let mut s = Status::new(reason.code(), format!("[{}] {message}", reason.as_str()));
+    if let Ok(v) = reason.as_str().parse() {
+        s.metadata_mut().insert("kinko-reason", v);
+    }
+    s
+}
+
+/// The error type of the lifecycle: a reason and a message for the caller.
+#[derive(Debug, Clone)]
+pub(crate) struct Refused {
+    pub(crate) reason: Reason,
+    pub(crate) message: String,
+}
+
+impl Refused {
+    pub(crate) fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Refused {
+            reason,
+            message: message.into(),
+        }
+    }
+    /// An internal failure: logged in full, reported without detail.
+    pub(crate) fn internal(context: &str, e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "{context}");
+        Refused::new(Reason::Internal, format!("{context}; see the daemon log"))
+    }
+}
+
+impl From<Refused> for Status {
+    fn from(r: Refused) -> Status {
+        status(r.reason, &r.message)
+    }
+}
+
+impl From<kinko_store::StoreError> for Refused {
+    fn from(e: kinko_store::StoreError) -> Self {
+        use kinko_store::StoreError as E;
+        match e {
+            E::NotFound(id) => Refused::new(Reason::NotFound, format!("no request {id}")),
+            E::IdempotencyConflict { .. } => {
+                Refused::new(Reason::IdempotencyConflict, e.to_string())
+            }
+            E::WrongState { .. } => Refused::new(Reason::WrongState, e.to_string()),
+            E::DuplicateApproval { .. } => Refused::new(Reason::WrongState, e.to_string()),
+            E::ReplayConflict { .. } => Refused::new(Reason::ReplayConflict, e.to_string()),
+            other => Refused::internal("store failure", other),
+        }
+    }
+}
+
+impl From<kinko_hsm::HsmError> for Refused {
+    fn from(e: kinko_hsm::HsmError) -> Self {
+        if e.is_unavailable() {
+            tracing::error!(error = %e, "HSM unavailable");
+            Refused::new(
+                Reason::HsmUnavailable,
+                "the HSM is unavailable; retry later",
+            )
+        } else {
+            Refused::internal("HSM failure", e)
+        }
+    }
+}

@@ -1,0 +1,556 @@
+//! End to end: a real `kinkod` process on 127.0.0.1 with real TLS 1.3 and client certificates,
+//! a real SoftHSM2 token, a real SQLite file and audit log, set up by `kinkod dev`.
+//!
+//! The test plays the withdrawal pipeline (signs its request with the requester key) and the
+//! officers (each decodes the raw payload with kinko-chain *itself* and signs an approval over
+//! the digest it computed). The signed transaction is checked by an independent path (alloy's
+//! signer recovery) and the audit log by the auditor's verifier.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use alloy_consensus::transaction::SignerRecoverable;
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy_eips::eip2718::Decodable2718;
+use alloy_primitives::{TxKind, U256, address};
+use kinko_intent::{Chain, Intent, Network};
+use kinko_policy::request::RequestToSign;
+use kinko_policy::{ApprovalMessage, Policy, SignedApproval, Subject, Verdict};
+use kinko_proto::v1 as pb;
+use pb::approval_service_client::ApprovalServiceClient;
+use pb::audit_service_client::AuditServiceClient;
+use pb::withdrawal_service_client::WithdrawalServiceClient;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    addr: String,
+    /// The audit log's verifier key, as kinkod prints it.
+    vkey: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn unique_label() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("e2e-{}-{nanos:x}", std::process::id())
+}
+
+/// Starts kinkod (`dev` on first start, `--config` afterwards) and waits until it listens.
+fn start(dir: &Path, label: &str, port: u16, first: bool) -> Daemon {
+    kinko_hsm::testing::ensure_softhsm2_conf().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kinkod"));
+    if first {
+        cmd.args(["dev", "--data-dir"]).arg(dir).args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--token-label",
+            label,
+        ]);
+    } else {
+        cmd.arg("--config").arg(dir.join("kinkod.toml"));
+    }
+    let mut child = cmd
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut vkey = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("kinkod| {line}");
+            if let Some(k) = line.strip_prefix("kinkod: audit log key ") {
+                vkey = k.to_string();
+            }
+            if line.contains("kinkod: listening on") {
+                let _ = tx.send(vkey.clone());
+            }
+        }
+    });
+    let vkey = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("kinkod did not start listening");
+    Daemon {
+        child,
+        dir: dir.to_path_buf(),
+        addr: format!("https://localhost:{port}"),
+        vkey,
+    }
+}
+
+async fn channel(d: &Daemon, who: &str) -> Channel {
+    let read = |p: &str| std::fs::read(d.dir.join(p)).unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("tls/ca.pem")))
+        .identity(Identity::from_pem(
+            read(&format!("tls/{who}.pem")),
+            read(&format!("tls/{who}.key")),
+        ))
+        .domain_name("localhost");
+    Channel::from_shared(d.addr.clone())
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn ed25519_key(path: &Path) -> ed25519_dalek::SigningKey {
+    let hex_seed = std::fs::read_to_string(path).unwrap();
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(hex_seed.trim(), &mut seed).unwrap();
+    ed25519_dalek::SigningKey::from_bytes(&seed)
+}
+
+const HOT_WALLET: alloy_primitives::Address =
+    address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
+
+fn eth_transfer(nonce: u64, value_wei: u128, to: alloy_primitives::Address) -> Vec<u8> {
+    let tx = TxEip1559 {
+        chain_id: 11_155_111,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 30_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(to),
+        value: U256::from(value_wei),
+        access_list: Default::default(),
+        input: Default::default(),
+    };
+    let mut out = Vec::new();
+    tx.encode_for_signing(&mut out);
+    out
+}
+
+fn submission(dir: &Path, payload: Vec<u8>, idem: &str) -> pb::SubmitWithdrawalRequest {
+    let key = ed25519_key(&dir.join("requesters/ledger.key"));
+    let reference = format!("ledger withdrawal {idem}");
+    let sig = RequestToSign {
+        requester_id: "ledger",
+        key_name: "eth-dev",
+        chain: Chain::Ethereum,
+        idempotency_key: idem,
+        reference: &reference,
+        payload: &payload,
+    }
+    .sign(&key)
+    .unwrap();
+    pb::SubmitWithdrawalRequest {
+        key_name: "eth-dev".into(),
+        chain: pb::Chain::Ethereum as i32,
+        payload,
+        idempotency_key: idem.into(),
+        reference,
+        requester_signature: sig.to_vec(),
+    }
+}
+
+/// What an officer's client does: fetch the raw payload, decode it locally, sign over the digest
+/// it computed itself (never the one the daemon shows).
+async fn officer_approval(
+    d: &Daemon,
+    officer: &str,
+    request_id: &str,
+    verdict: Verdict,
+) -> pb::SignedApproval {
+    let mut client = ApprovalServiceClient::new(channel(d, officer).await);
+    let req = client
+        .get_request(pb::RequestId {
+            request_id: request_id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let policy_bytes = std::fs::read(d.dir.join("policy.toml")).unwrap();
+    let policy = Policy::from_toml(&policy_bytes).unwrap();
+    let intent = decode_locally(&policy, &req.payload, &req.intent_json);
+    let now = jiff::Timestamp::now().as_second();
+    let msg = ApprovalMessage {
+        policy_hash: policy.hash(),
+        subject: Subject::Withdrawal {
+            request_id: request_id.into(),
+            intent_digest: intent.digest().unwrap(),
+        },
+        officer_id: officer.into(),
+        verdict,
+        issued_at: now,
+        expires_at: now + 3600,
+    };
+    let key = ed25519_key(&d.dir.join(format!("officers/{officer}.key")));
+    let signed = SignedApproval::sign(&msg, &key).unwrap();
+    pb::SignedApproval {
+        request_id: request_id.into(),
+        officer_id: officer.into(),
+        message: signed.message,
+        signature: signed.signature.to_vec(),
+    }
+}
+
+/// Decodes with the signer's public key taken from the daemon's claimed intent, then checks the
+/// daemon's intent is exactly what the officer's client decoded.
+fn decode_locally(policy: &Policy, payload: &[u8], claimed_json: &str) -> Intent {
+    let claimed: Intent = serde_json::from_str(claimed_json).unwrap();
+    let kinko_intent::SigningInput::EcdsaSecp256k1 { public_key, .. } = &claimed.to_sign[0] else {
+        panic!("ECDSA expected")
+    };
+    let pk = hex::decode(public_key).unwrap();
+    let network = Network::new("11155111").unwrap();
+    let ctx = kinko_chain::DecodeContext {
+        network: &network,
+        public_key: &pk,
+        tokens: policy.token_registry(),
+    };
+    let mine = kinko_chain::decode(Chain::Ethereum, payload, &ctx).unwrap();
+    assert_eq!(
+        mine, claimed,
+        "the daemon shows the intent the officer's client decodes"
+    );
+    mine
+}
+
+fn reason(status: &tonic::Status) -> String {
+    status
+        .metadata()
+        .get("kinko-reason")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ethereum_withdrawal_walkthrough_refusals_restart_and_audit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let label = unique_label();
+    let port = free_port();
+    let d = start(&dir, &label, port, true);
+
+    let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+    let one_eth = 1_000_000_000_000_000_000u128;
+
+    // 1. Submit: decoded, allowed by the hot-refill rule, pending two approvals.
+    let r = ledger
+        .submit_withdrawal(submission(
+            &dir,
+            eth_transfer(0, one_eth, HOT_WALLET),
+            "w-1",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.state, pb::RequestState::PendingApproval as i32, "{r:?}");
+    assert_eq!(r.decision.as_ref().unwrap().rule, "eth-hot-refill");
+    assert!(
+        r.intent_text
+            .contains("1 ETH -> 0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
+        "{}",
+        r.intent_text
+    );
+    let id = r.request_id.clone();
+
+    // Idempotent resubmission returns the same request; a different payload under the same key is refused.
+    let again = ledger
+        .submit_withdrawal(submission(
+            &dir,
+            eth_transfer(0, one_eth, HOT_WALLET),
+            "w-1",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.request_id, id);
+    let err = ledger
+        .submit_withdrawal(submission(
+            &dir,
+            eth_transfer(0, 2 * one_eth, HOT_WALLET),
+            "w-1",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "IDEMPOTENCY_CONFLICT");
+
+    // Refusals that change nothing.
+    // A tampered request (signature over other bytes).
+    let mut tampered = submission(&dir, eth_transfer(1, one_eth, HOT_WALLET), "w-2");
+    tampered.payload = eth_transfer(1, 90 * one_eth, HOT_WALLET);
+    let err = ledger.submit_withdrawal(tampered).await.unwrap_err();
+    assert_eq!(reason(&err), "BAD_REQUESTER_SIGNATURE", "{err:?}");
+    // A destination outside the allowlist: recorded as denied.
+    let stranger = address!("0x1111111111111111111111111111111111111111");
+    let denied = ledger
+        .submit_withdrawal(submission(&dir, eth_transfer(1, one_eth, stranger), "w-3"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(denied.state, pb::RequestState::Denied as i32);
+    // Garbage payload.
+    let err = ledger
+        .submit_withdrawal(submission(&dir, vec![0x02, 0xff, 0x00], "w-4"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "UNDECODABLE_PAYLOAD");
+    // The requester certificate cannot approve; an officer certificate cannot submit.
+    let mut as_ledger = ApprovalServiceClient::new(channel(&d, "ledger").await);
+    let a = officer_approval(&d, "alice", &id, Verdict::Approve).await;
+    let err = as_ledger.approve(a.clone()).await.unwrap_err();
+    assert_eq!(reason(&err), "ROLE_REQUIRED");
+    let mut alice_as_requester = WithdrawalServiceClient::new(channel(&d, "alice").await);
+    let err = alice_as_requester
+        .submit_withdrawal(submission(
+            &dir,
+            eth_transfer(5, one_eth, HOT_WALLET),
+            "w-5",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "ROLE_REQUIRED");
+    // An approval over a different intent digest.
+    let mut alice = ApprovalServiceClient::new(channel(&d, "alice").await);
+    let mut wrong = officer_approval(&d, "alice", &id, Verdict::Approve).await;
+    let mut msg = ApprovalMessage::from_bytes(&wrong.message).unwrap();
+    msg.subject = Subject::Withdrawal {
+        request_id: id.clone(),
+        intent_digest: kinko_intent::IntentDigest([9; 32]),
+    };
+    let signed = SignedApproval::sign(&msg, &ed25519_key(&dir.join("officers/alice.key"))).unwrap();
+    wrong.message = signed.message;
+    wrong.signature = signed.signature.to_vec();
+    assert_eq!(
+        reason(&alice.approve(wrong).await.unwrap_err()),
+        "APPROVAL_INVALID"
+    );
+    // Bob's signature presented by alice's certificate.
+    let bobs = officer_approval(&d, "bob", &id, Verdict::Approve).await;
+    assert_eq!(
+        reason(&alice.approve(bobs).await.unwrap_err()),
+        "APPROVAL_INVALID"
+    );
+
+    // 2. One approval: still pending.
+    let r = alice.approve(a).await.unwrap().into_inner();
+    assert_eq!(r.state, pb::RequestState::PendingApproval as i32);
+    // Alice cannot count twice.
+    let err = alice
+        .approve(officer_approval(&d, "alice", &id, Verdict::Approve).await)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "WRONG_STATE", "{err:?}");
+
+    // 3. Restart with the request pending: it is all still there.
+    drop(d);
+    let d = start(&dir, &label, port, false);
+    let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+    let r = ledger
+        .get_request(pb::RequestId {
+            request_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.state, pb::RequestState::PendingApproval as i32);
+    assert_eq!(r.approvals.len(), 1);
+
+    // 4. Bob approves: quorum met, the HSM signs, the signed transaction comes back.
+    let mut bob = ApprovalServiceClient::new(channel(&d, "bob").await);
+    let r = bob
+        .approve(officer_approval(&d, "bob", &id, Verdict::Approve).await)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.state,
+        pb::RequestState::Signed as i32,
+        "{}",
+        r.final_reason
+    );
+    let env = TxEnvelope::decode_2718(&mut r.signed_transaction.as_slice()).unwrap();
+    let intent: Intent = serde_json::from_str(&r.intent_json).unwrap();
+    assert_eq!(
+        env.recover_signer().unwrap().to_checksum(None),
+        intent.signer.as_str(),
+        "independent recovery"
+    );
+    assert_eq!(r.transaction_id, format!("{:#x}", env.tx_hash()));
+    let TxEnvelope::Eip1559(signed) = &env else {
+        panic!("EIP-1559 expected")
+    };
+    assert_eq!(signed.tx().to, TxKind::Call(HOT_WALLET));
+    assert_eq!(signed.tx().value, U256::from(one_eth));
+
+    // 5. The same nonce for a different transaction is never signed.
+    let r2 = ledger
+        .submit_withdrawal(submission(
+            &dir,
+            eth_transfer(0, 2 * one_eth, HOT_WALLET),
+            "w-6",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut carol = ApprovalServiceClient::new(channel(&d, "carol").await);
+    carol
+        .approve(officer_approval(&d, "carol", &r2.request_id, Verdict::Approve).await)
+        .await
+        .unwrap();
+    let err = bob
+        .approve(officer_approval(&d, "bob", &r2.request_id, Verdict::Approve).await)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "REPLAY_CONFLICT", "{err:?}");
+
+    // 6. The auditor's view: a signed checkpoint, records streamed, and the offline verifier.
+    let mut auditor = AuditServiceClient::new(channel(&d, "auditor").await);
+    let cp = auditor
+        .latest_checkpoint(pb::CheckpointRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        cp.signed_note.starts_with("kinko.dev/log\n"),
+        "{}",
+        cp.signed_note
+    );
+    let mut stream = auditor
+        .stream_records(pb::StreamRecordsRequest { from_sequence: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut kinds = Vec::new();
+    while let Some(rec) = stream.message().await.unwrap() {
+        let v: serde_json::Value = serde_json::from_str(&rec.json).unwrap();
+        kinds.push(v["event"]["type"].as_str().unwrap().to_string());
+    }
+    for k in [
+        "policy_installed",
+        "request_received",
+        "decision",
+        "approval",
+        "signing_authorized",
+        "signature_produced",
+        "refusal",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "no {k} record in {kinds:?}");
+    }
+    let signing_authorized = kinds
+        .iter()
+        .position(|k| k == "signing_authorized")
+        .unwrap();
+    let produced = kinds
+        .iter()
+        .position(|k| k == "signature_produced")
+        .unwrap();
+    assert!(signing_authorized < produced, "logged before signing");
+
+    // 7. The auditor's offline verifier: every record, checkpoint and authorization re-checked
+    // against the policy in force, with the log key kinkod printed.
+    let vkey = kinko_audit::note::VerifierKey::parse(&d.vkey).unwrap();
+    drop(d);
+    let mut check = kinko_audit::policy_check::PolicyCheck::new();
+    let report = kinko_audit::verify::verify_dir(
+        &dir.join("audit"),
+        &vkey,
+        kinko_audit::verify::VerifyOptions {
+            authorization: Some(&mut check),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(report.failures.is_empty(), "{report}");
+    assert_eq!(report.signatures, 1, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_without_a_valid_certificate_or_role_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let port = free_port();
+    let d = start(&dir, &unique_label(), port, true);
+    // No client certificate: the handshake fails, no call gets through.
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(
+            std::fs::read(dir.join("tls/ca.pem")).unwrap(),
+        ))
+        .domain_name("localhost");
+    let result = async {
+        let ch = Channel::from_shared(d.addr.clone())
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await?;
+        let mut c = AuditServiceClient::new(ch);
+        c.latest_checkpoint(pb::CheckpointRequest {})
+            .await
+            .map_err(Into::<Box<dyn std::error::Error + Send + Sync>>::into)?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    }
+    .await;
+    assert!(
+        result.is_err(),
+        "a client without a certificate got through"
+    );
+    // A certificate from another CA is refused too.
+    let other = rcgen_self_signed("ledger");
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(
+            std::fs::read(dir.join("tls/ca.pem")).unwrap(),
+        ))
+        .identity(Identity::from_pem(other.0, other.1))
+        .domain_name("localhost");
+    let result = async {
+        let ch = Channel::from_shared(d.addr.clone())
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await?;
+        let mut c = AuditServiceClient::new(ch);
+        c.latest_checkpoint(pb::CheckpointRequest {})
+            .await
+            .map_err(Into::<Box<dyn std::error::Error + Send + Sync>>::into)?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    }
+    .await;
+    assert!(
+        result.is_err(),
+        "a certificate from a foreign CA got through"
+    );
+    // The auditor certificate cannot submit withdrawals.
+    let mut auditor_as_ledger = WithdrawalServiceClient::new(channel(&d, "auditor").await);
+    let err = auditor_as_ledger
+        .submit_withdrawal(submission(&dir, eth_transfer(0, 1, HOT_WALLET), "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "ROLE_REQUIRED");
+}
+
+fn rcgen_self_signed(cn: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let cert = p.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}

@@ -19,8 +19,8 @@ use kinko_intent::{Chain, Intent, SigningInput};
 use kinko_policy::approval::NotCounted;
 use kinko_policy::request::RequestToSign;
 use kinko_policy::{
-    ApprovalMessage, Context, Policy, SignedApproval, Subject, VelocityLedger, Verdict, evaluate,
-    evaluate_quorum, velocity_entry,
+    ApprovalMessage, Authorization, Context, DenyCode, Policy, PolicyError, SignedApproval,
+    Subject, VelocityLedger, Verdict, evaluate, evaluate_quorum, velocity_entry,
 };
 use kinko_store::{
     Inserted, NewRequest, Request, RequestState, Reservation, SigningClaim, Store, StoredApproval,
@@ -549,27 +549,46 @@ impl Engine {
             ));
         }
         let key = self.key(&request.new.key_name)?.clone();
-        let (intent, quorum) = self.current_requirement(&request)?;
+        let intent = self.decode(&key, &request.new.payload)?;
         let approvals = self.signed_approvals(request_id)?;
-        let digest = intent
-            .digest()
-            .map_err(|e| Refused::internal("intent digest", e))?;
-        let expected = Subject::Withdrawal {
-            request_id: request_id.to_string(),
-            intent_digest: digest,
-        };
-        let result = evaluate_quorum(
-            &self.policy,
-            &quorum,
-            &expected,
-            Some(&request.new.requester),
-            &approvals,
-            now(),
-        );
-        if !result.is_satisfied() {
-            return Err(Refused::new(
+        // The proof that policy and quorum hold now; the HSM path below takes nothing else.
+        let auth = {
+            let ledger = self
+                .velocity
+                .lock()
+                .map_err(|_| Refused::internal("velocity", "poisoned"))?;
+            let frozen = self.store.freeze_state()?.frozen;
+            let ctx = Context {
+                now: now(),
+                requester: &request.new.requester,
+                key: &key.name,
+                frozen,
+                history: &*ledger,
+            };
+            kinko_policy::authorize(&self.policy, &intent, &ctx, request_id, &approvals)
+        }
+        .map_err(|e| match e {
+            PolicyError::Denied {
+                code: DenyCode::Frozen,
+                ..
+            } => Refused::new(
+                Reason::Frozen,
+                "signing is frozen; the request stays pending until unfrozen",
+            ),
+            PolicyError::Denied { reason, .. } => Refused::new(
+                Reason::PolicyDenied,
+                format!("denied at signing time: {reason}"),
+            ),
+            PolicyError::QuorumNotSatisfied(why) => Refused::new(
                 Reason::ApprovalInvalid,
-                format!("quorum not met at signing time: {}", result.to_text()),
+                format!("quorum not met at signing time: {why}"),
+            ),
+            other => Refused::internal("authorization", other),
+        })?;
+        if auth.intent_digest().0.as_slice() != request.new.intent_digest.as_slice() {
+            return Err(Refused::internal(
+                "stored intent digest differs from the payload's",
+                request_id,
             ));
         }
         let at = now();
@@ -625,7 +644,12 @@ impl Engine {
             .store
             .approvals(request_id)?
             .into_iter()
-            .filter(|a| result.counted.iter().any(|c| c.officer_id == a.officer_id))
+            .filter(|a| {
+                auth.quorum()
+                    .counted
+                    .iter()
+                    .any(|c| c.officer_id == a.officer_id)
+            })
             .map(|a| rec::Approval {
                 public_key: HexBytes(
                     self.policy
@@ -655,7 +679,7 @@ impl Engine {
             return Err(e);
         }
         match self
-            .sign_and_finalize(&key, &intent, &request.new.payload)
+            .sign_and_finalize(&auth, &key, &intent, &request.new.payload)
             .await
         {
             Ok((signatures, finalized)) => {
@@ -695,12 +719,21 @@ impl Engine {
         }
     }
 
+    /// Signs every input of the intent in the HSM and finalizes. Takes the [`Authorization`]
+    /// that only `kinko_policy::authorize` can make, for this very intent.
     async fn sign_and_finalize(
         &self,
+        auth: &Authorization,
         key: &KeyInfo,
         intent: &Intent,
         payload: &[u8],
     ) -> Result<(Vec<rec::ProducedSignature>, kinko_chain::Finalized), Refused> {
+        if intent.digest().ok() != Some(auth.intent_digest()) {
+            return Err(Refused::internal(
+                "authorization is for another intent",
+                auth.request_id(),
+            ));
+        }
         let mut produced = Vec::new();
         let mut evidence = Vec::new();
         for input in &intent.to_sign {

@@ -185,6 +185,28 @@ fn truncate_torn_tail(path: &Path, data: &mut Vec<u8>) -> Result<(), Error> {
 struct Shared {
     tree: RwLock<MerkleTree>,
     latest: RwLock<Option<(Checkpoint, Arc<str>)>>,
+    index: RwLock<ReadIndex>,
+}
+
+/// Records between two entries of the read index.
+const INDEX_STRIDE: u64 = 1024;
+
+/// Where to start reading: the segments, and the byte offset of every
+/// [`INDEX_STRIDE`]-th record and of each segment's first record.
+#[derive(Default)]
+struct ReadIndex {
+    segments: Vec<PathBuf>,
+    // (seq, segment index, byte offset), in seq order.
+    entries: Vec<(u64, usize, u64)>,
+}
+
+impl ReadIndex {
+    fn note(&mut self, seq: u64, offset: u64, segment_start: bool) {
+        if seq.is_multiple_of(INDEX_STRIDE) || segment_start {
+            let seg = self.segments.len().saturating_sub(1);
+            self.entries.push((seq, seg, offset));
+        }
+    }
 }
 
 enum Msg {
@@ -250,7 +272,9 @@ impl AuditLog {
         let segments = list_segments(dir)?;
         let count = segments.len();
         let mut current: Option<(PathBuf, u64)> = None;
+        let mut index = ReadIndex::default();
         for (i, (first, path)) in segments.into_iter().enumerate() {
+            index.segments.push(path.clone());
             if first != tree.size() {
                 return Err(Error::Corrupt {
                     path,
@@ -266,13 +290,17 @@ impl AuditLog {
                     reason: "incomplete record at the end of a segment that is not the last".into(),
                 });
             }
-            for line in data.split(|&b| b == b'\n') {
+            let mut offset = 0u64;
+            for (li, line) in data.split(|&b| b == b'\n').enumerate() {
+                let line_offset = offset;
+                offset = offset.saturating_add(line.len() as u64 + 1);
                 if line.is_empty() {
                     // Only the empty slice after the final newline: an empty line in the
                     // middle is a corrupt record, caught below by its position.
                     continue;
                 }
                 let seq = tree.size();
+                index.note(seq, line_offset, li == 0);
                 let record = Record::decode(line).map_err(|e| Error::Corrupt {
                     path: path.clone(),
                     reason: format!("record {seq}: {e}"),
@@ -337,7 +365,11 @@ impl AuditLog {
         // Open the files for appending.
         let (seg_path, seg_len) = match current {
             Some(c) => c,
-            None => (dir.join(segment_name(0)), 0),
+            None => {
+                let path = dir.join(segment_name(0));
+                index.segments.push(path.clone());
+                (path, 0)
+            }
         };
         let segment = OpenOptions::new()
             .create(true)
@@ -355,6 +387,7 @@ impl AuditLog {
         let shared = Arc::new(Shared {
             tree: RwLock::new(tree),
             latest: RwLock::new(latest),
+            index: RwLock::new(index),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -468,27 +501,45 @@ impl AuditLog {
     }
 
     /// Up to `max` record lines from sequence number `from` (for streaming to auditors).
+    /// Starts reading at most [`INDEX_STRIDE`] records before `from`.
     pub fn read_lines(&self, from: u64, max: usize) -> Result<Vec<String>, Error> {
+        use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom};
         let size = self.size();
+        let (segments, (mut seq, mut seg, offset)) = {
+            let index = self.shared.index.read().map_err(|_| Error::WriterStopped)?;
+            let at = index.entries.partition_point(|(s, _, _)| *s <= from);
+            let Some(entry) = at.checked_sub(1).and_then(|i| index.entries.get(i)) else {
+                return Ok(Vec::new());
+            };
+            (index.segments.clone(), *entry)
+        };
         let mut out = Vec::new();
-        let segments = list_segments(&self.dir)?;
-        let start = segments
-            .iter()
-            .rposition(|(first, _)| *first <= from)
-            .unwrap_or(0);
-        for (first, path) in segments.iter().skip(start) {
-            let data = fs::read(path).map_err(|e| io_err("read segment", path, e))?;
-            let complete = data.get(..complete_len(&data)).unwrap_or_default();
-            for (i, line) in complete.split(|&b| b == b'\n').enumerate() {
-                let seq = first.saturating_add(i as u64);
-                if seq < from || line.is_empty() {
-                    continue;
+        let mut offset = offset;
+        while seq < size && out.len() < max {
+            let Some(path) = segments.get(seg) else { break };
+            let mut file = File::open(path).map_err(|e| io_err("open segment", path, e))?;
+            file.seek(SeekFrom::Start(offset))
+                .map_err(|e| io_err("seek segment", path, e))?;
+            let mut reader = BufReader::new(file);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let n = reader
+                    .by_ref()
+                    .take(MAX_RECORD_LEN as u64 + 1)
+                    .read_until(b'\n', &mut line)
+                    .map_err(|e| io_err("read segment", path, e))?;
+                if n == 0 || line.last() != Some(&b'\n') || seq >= size || out.len() >= max {
+                    break;
                 }
-                if seq >= size || out.len() >= max {
-                    return Ok(out);
+                line.pop();
+                if seq >= from {
+                    out.push(String::from_utf8_lossy(&line).into_owned());
                 }
-                out.push(String::from_utf8_lossy(line).into_owned());
+                seq += 1;
             }
+            seg += 1;
+            offset = 0;
         }
         Ok(out)
     }
@@ -587,6 +638,7 @@ impl<S: CheckpointSigner> Writer<S> {
     fn process(&mut self, batch: Vec<Msg>) {
         type AppendReply = mpsc::SyncSender<Result<Appended, Error>>;
         let mut accepted: Vec<(AppendReply, u64, Hash, bool)> = Vec::new();
+        let mut lens: Vec<u64> = Vec::new();
         let mut forced: Vec<mpsc::SyncSender<Result<Arc<str>, Error>>> = Vec::new();
         let mut buf = Vec::new();
         let mut leaves = Vec::new();
@@ -621,6 +673,7 @@ impl<S: CheckpointSigner> Writer<S> {
                             let h = leaf_hash(&line);
                             buf.extend_from_slice(&line);
                             buf.push(b'\n');
+                            lens.push(line.len() as u64 + 1);
                             leaves.push(h);
                             accepted.push((reply, seq, h, needs));
                         }
@@ -638,15 +691,28 @@ impl<S: CheckpointSigner> Writer<S> {
             }
         }
         if !buf.is_empty() {
-            if let Err(e) = self.write_records(size0, &buf) {
-                self.failed = true;
-                for (reply, ..) in accepted {
-                    let _ = reply.send(Err(copy_err(&e)));
+            let (rotated, start) = match self.write_records(size0, &buf) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.failed = true;
+                    for (reply, ..) in accepted {
+                        let _ = reply.send(Err(copy_err(&e)));
+                    }
+                    for reply in forced {
+                        let _ = reply.send(Err(copy_err(&e)));
+                    }
+                    return;
                 }
-                for reply in forced {
-                    let _ = reply.send(Err(copy_err(&e)));
+            };
+            if let Ok(mut index) = self.shared.index.write() {
+                if rotated {
+                    index.segments.push(self.seg_path.clone());
                 }
-                return;
+                let mut offset = start;
+                for (i, len) in lens.iter().enumerate() {
+                    index.note(size0 + i as u64, offset, rotated && i == 0);
+                    offset = offset.saturating_add(*len);
+                }
             }
             self.last_time = time;
             if let Ok(mut tree) = self.shared.tree.write() {
@@ -690,7 +756,10 @@ impl<S: CheckpointSigner> Writer<S> {
         }
     }
 
-    fn write_records(&mut self, first_seq: u64, buf: &[u8]) -> Result<(), Error> {
+    /// Writes and syncs a batch; returns whether a new segment was started and the batch's
+    /// offset in its segment.
+    fn write_records(&mut self, first_seq: u64, buf: &[u8]) -> Result<(bool, u64), Error> {
+        let mut rotated = false;
         if self.seg_len > 0
             && self.seg_len.saturating_add(buf.len() as u64) > self.config.segment_max_bytes
         {
@@ -704,7 +773,9 @@ impl<S: CheckpointSigner> Writer<S> {
             self.segment = f;
             self.seg_path = path;
             self.seg_len = 0;
+            rotated = true;
         }
+        let start = self.seg_len;
         self.segment
             .write_all(buf)
             .map_err(|e| io_err("write", &self.seg_path, e))?;
@@ -712,7 +783,7 @@ impl<S: CheckpointSigner> Writer<S> {
             .sync_data()
             .map_err(|e| io_err("fdatasync", &self.seg_path, e))?;
         self.seg_len = self.seg_len.saturating_add(buf.len() as u64);
-        Ok(())
+        Ok((rotated, start))
     }
 
     fn checkpoint(&mut self) -> Result<Arc<str>, Error> {

@@ -278,3 +278,51 @@ fn segments_rotate_and_reopen() {
         kinko_audit::verify::verify_dir(dir.path(), &log_key(), Default::default()).unwrap();
     assert!(report.ok(), "{report}");
 }
+
+#[test]
+fn read_lines_match_the_files_from_any_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config();
+    c.segment_max_bytes = 64 * 1024;
+    let log = Arc::new(AuditLog::open(dir.path(), c.clone(), log_signer()).unwrap());
+    let threads: Vec<_> = (0..16u64)
+        .map(|t| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for i in 0..150 {
+                    log.append("x", refusal(t * 1000 + i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let check = |log: &AuditLog| {
+        let files: Vec<String> = segments(dir.path())
+            .iter()
+            .flat_map(|p| {
+                fs::read_to_string(p)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(files.len(), 2400);
+        for from in [0u64, 1, 1023, 1024, 1025, 2047, 2048, 2399, 2400, 5000] {
+            for max in [1usize, 7, 3000] {
+                let got = log.read_lines(from, max).unwrap();
+                let f = (from as usize).min(files.len());
+                let want = &files[f..(f + max).min(files.len())];
+                assert_eq!(got, want, "from {from} max {max}");
+            }
+        }
+    };
+    check(&log);
+    assert!(segments(dir.path()).len() > 3);
+    drop(log);
+    // The index rebuilt at open gives the same answers.
+    let log = AuditLog::open(dir.path(), c, log_signer()).unwrap();
+    check(&log);
+}

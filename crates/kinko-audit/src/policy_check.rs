@@ -2,7 +2,12 @@
 //! installed by the install quorum of the policy before it, and that every signing
 //! authorization was allowed by the policy in force at that time with approvals by its officers
 //! meeting its quorum. Velocity limits are re-evaluated from the signing authorizations that
-//! precede each one in the log.
+//! precede each one in the log. The recorded payload is decoded again with kinko-chain (for the
+//! key's network and public key, with the policy's token registry) and must yield exactly the
+//! recorded intent: the digest the HSM signed is the one the payload yields, not one the daemon
+//! claimed.
+
+use std::collections::HashMap;
 
 use jiff::Timestamp;
 use kinko_intent::Intent;
@@ -12,7 +17,7 @@ use kinko_policy::{
     evaluate, evaluate_quorum, velocity_entry,
 };
 
-use crate::record::{Approval, PolicyInstalled, Record, SigningAuthorized};
+use crate::record::{Approval, KeyCreated, PolicyInstalled, Record, SigningAuthorized};
 use crate::verify::AuthorizationCheck;
 
 /// [`AuthorizationCheck`] implemented with kinko-policy.
@@ -20,6 +25,7 @@ use crate::verify::AuthorizationCheck;
 pub struct PolicyCheck {
     current: Option<Policy>,
     ledger: VelocityLedger,
+    keys: HashMap<String, Vec<u8>>,
 }
 
 impl PolicyCheck {
@@ -33,7 +39,7 @@ impl PolicyCheck {
     pub fn starting_with(policy: Policy) -> Self {
         Self {
             current: Some(policy),
-            ledger: VelocityLedger::new(),
+            ..Self::default()
         }
     }
 }
@@ -68,6 +74,12 @@ fn one_line(text: &str) -> String {
 }
 
 impl AuthorizationCheck for PolicyCheck {
+    fn key_created(&mut self, _record: &Record, event: &KeyCreated) -> Result<(), String> {
+        self.keys
+            .insert(event.key_name.clone(), event.public_key.0.clone());
+        Ok(())
+    }
+
     fn policy_installed(&mut self, record: &Record, event: &PolicyInstalled) -> Result<(), String> {
         let hash = PolicyHash::of_file(event.policy_text.as_bytes());
         if hash.0[..] != event.policy_hash.0[..] {
@@ -119,6 +131,30 @@ impl AuthorizationCheck for PolicyCheck {
             .current
             .as_ref()
             .ok_or("no policy in force to check the approvals against")?;
+        let key = policy
+            .key(&event.key_name)
+            .ok_or_else(|| format!("key {} is not in the policy in force", event.key_name))?;
+        let public_key = self
+            .keys
+            .get(&event.key_name)
+            .ok_or_else(|| format!("no key_created record for key {}", event.key_name))?;
+        let ctx = kinko_chain::DecodeContext {
+            network: &key.network,
+            public_key,
+            tokens: policy.token_registry(),
+        };
+        let decoded = kinko_chain::decode(key.chain, &event.payload.0, &ctx)
+            .map_err(|e| format!("the recorded payload does not decode: {e}"))?;
+        if decoded != *intent {
+            let digest = decoded
+                .digest()
+                .map(|d| d.to_hex())
+                .unwrap_or_else(|e| e.to_string());
+            return Err(format!(
+                "the recorded payload decodes to intent {digest}, not to the authorized intent {}",
+                event.intent.digest
+            ));
+        }
         let now = timestamp(record)?;
         let requester = requester.ok_or("no request_received record names the requester")?;
         let ctx = Context {

@@ -26,7 +26,7 @@ use crate::merkle::{
     verify_inclusion,
 };
 use crate::note::{Checkpoint, VerifierKey};
-use crate::record::{Event, PolicyInstalled, Record, SigningAuthorized};
+use crate::record::{Event, KeyCreated, PolicyInstalled, Record, SigningAuthorized};
 
 /// The most findings kept in a report (the first is what matters).
 pub const MAX_FINDINGS: usize = 1000;
@@ -34,6 +34,13 @@ pub const MAX_FINDINGS: usize = 1000;
 /// The policy half of authorization re-verification, implemented over kinko-policy (and
 /// kinko-chain, to decode the payload): the verifier calls it in log order.
 pub trait AuthorizationCheck {
+    /// A key was created by `record` (the check remembers its public key, to decode payloads
+    /// for it).
+    fn key_created(&mut self, record: &Record, event: &KeyCreated) -> Result<(), String> {
+        let _ = (record, event);
+        Ok(())
+    }
+
     /// A policy was installed by `record`: check the installation (the hash of the text, the
     /// install quorum of the previous policy) and make it the policy in force.
     fn policy_installed(&mut self, record: &Record, event: &PolicyInstalled) -> Result<(), String>;
@@ -42,7 +49,8 @@ pub trait AuthorizationCheck {
     /// allowed for `requester` (the principal of the request's `request_received` record), every
     /// approval is by an officer of that policy over this request and intent, unexpired, and
     /// together they meet its quorum. The verifier has already checked the intent's digest, the
-    /// approvals' signatures, the freeze state and the policy hash.
+    /// approvals' signatures, the freeze state and the policy hash; the check also decodes the
+    /// recorded payload itself and compares the intent.
     fn signing_authorized(
         &mut self,
         record: &Record,
@@ -507,6 +515,11 @@ impl SemanticState {
         match &record.event {
             Event::KeyCreated(e) => {
                 self.check_approvals(&e.approvals, &mut fail);
+                if let Some(a) = auth
+                    && let Err(reason) = a.key_created(record, e)
+                {
+                    fail(format!("key creation does not verify: {reason}"));
+                }
                 self.keys.insert(e.key_name.clone(), e.public_key.0.clone());
             }
             Event::PolicyInstalled(e) => {

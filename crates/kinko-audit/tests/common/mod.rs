@@ -13,10 +13,7 @@ use sha2::{Digest, Sha256};
 use kinko_audit::log::{AuditLog, LogConfig};
 use kinko_audit::note::{CheckpointSigner, SoftwareSigner, VerifierKey};
 use kinko_audit::record::*;
-use kinko_intent::{
-    Address, Amount, Chain, Fee, FeeDetail, Intent, IntentKind, Network, SigningInput, Transfer,
-    native_asset,
-};
+use kinko_intent::{Chain, Intent, Network, SigningInput, TokenRegistry};
 
 pub const ORIGIN: &str = "kinko.test/audit";
 pub const KEY_NAME: &str = "eth-hot-1";
@@ -76,36 +73,45 @@ pub fn policy_hash() -> Vec<u8> {
     Sha256::digest(POLICY_TEXT.as_bytes()).to_vec()
 }
 
-pub fn intent(nonce: u64) -> Intent {
-    let digest = Sha256::digest(nonce.to_be_bytes());
-    Intent {
-        chain: Chain::Ethereum,
-        network: Network::new("1").unwrap(),
-        kind: IntentKind::Transfer,
-        signer: Address::new("0x9d8A62f656a8d1615C1294fd71e9CFb3E4855A4F").unwrap(),
-        asset: native_asset(Chain::Ethereum),
-        transfers: vec![Transfer {
-            to: Address::new("0x3535353535353535353535353535353535353535").unwrap(),
-            amount: Amount::from_u64(1_000_000_000_000_000_000),
-            change: false,
-        }],
-        fee: Fee {
-            max: Amount::from_u64(420_000_000_000_000),
-            detail: FeeDetail::Ethereum {
-                gas_limit: 21_000,
-                max_fee_per_gas: Amount::from_u64(20_000_000_000),
-                max_priority_fee_per_gas: None,
-            },
-        },
-        nonce: Some(nonce),
-        call: None,
-        replay_keys: vec![format!("nonce:{nonce}")],
-        to_sign: vec![SigningInput::EcdsaSecp256k1 {
-            digest: hex::encode(digest),
-            public_key: hex::encode(hsm_public_key()),
-            index: 0,
-        }],
+/// RLP of an unsigned legacy EIP-155 transaction, as in the EIP-155 example (20 gwei, 21000
+/// gas, 1 ETH to 0x3535…35, chain id 1) with nonce `nonce`: the payload a requester submits.
+pub fn payload(nonce: u64) -> Vec<u8> {
+    fn int(v: u64) -> Vec<u8> {
+        let b: Vec<u8> = v
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|&x| x == 0)
+            .collect();
+        match b.as_slice() {
+            [] => vec![0x80],
+            [x] if *x < 0x80 => b.clone(),
+            _ => [vec![0x80 + b.len() as u8], b].concat(),
+        }
     }
+    let mut items = Vec::new();
+    items.extend(int(nonce));
+    items.extend(int(20_000_000_000));
+    items.extend(int(21_000));
+    items.push(0x94);
+    items.extend([0x35; 20]);
+    items.extend(int(1_000_000_000_000_000_000));
+    items.push(0x80); // empty data
+    items.extend(int(1)); // chain id
+    items.extend([0x80, 0x80]);
+    assert!(items.len() < 56);
+    [vec![0xc0 + items.len() as u8], items].concat()
+}
+
+/// The intent kinko-chain decodes from `payload(nonce)` for the HSM key on mainnet.
+pub fn intent(nonce: u64) -> Intent {
+    let network = Network::new("1").unwrap();
+    let tokens = TokenRegistry::new();
+    let ctx = kinko_chain::DecodeContext {
+        network: &network,
+        public_key: &hsm_public_key(),
+        tokens: &tokens,
+    };
+    kinko_chain::decode(Chain::Ethereum, &payload(nonce), &ctx).unwrap()
 }
 
 pub fn bootstrap_events() -> Vec<Event> {
@@ -138,7 +144,7 @@ pub fn withdrawal_events(n: u64, officers: &[u8]) -> Vec<Event> {
     let request_id = format!("req-{n}");
     let intent = intent(n);
     let ir = IntentRecord::of(&intent).unwrap();
-    let payload = format!("unsigned-tx-{n}").into_bytes();
+    let payload = payload(n);
     let msg = approval_message(&request_id, &ir);
     let approvals: Vec<Approval> = officers.iter().map(|&i| approval(i, &msg)).collect();
     let SigningInput::EcdsaSecp256k1 { digest, .. } = &intent.to_sign[0] else {

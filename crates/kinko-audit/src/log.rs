@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::merkle::{Hash, MerkleTree, hashes_equal, leaf_hash};
 use crate::note::{Checkpoint, CheckpointSigner, VerifierKey};
-use crate::record::{Event, MAX_RECORD_LEN, Record};
+use crate::record::{Event, MAX_RECORD_LEN, Record, RecordPrefix};
 
 /// The checkpoints file name.
 pub const CHECKPOINTS_FILE: &str = "checkpoints.jsonl";
@@ -211,8 +211,10 @@ impl ReadIndex {
 
 enum Msg {
     Append {
-        principal: String,
-        event: Box<Event>,
+        /// The record's canonical encoding up to its sequence number (encoded by the caller's
+        /// thread, so the writer only splices in `seq` and `time_ms`).
+        prefix: Vec<u8>,
+        needs_checkpoint: bool,
         reply: mpsc::SyncSender<Result<Appended, Error>>,
     },
     Checkpoint {
@@ -430,10 +432,11 @@ impl AuditLog {
     /// the log — a failed checkpoint signature leaves a durable record that the next checkpoint
     /// covers — which an auditor sees as an authorization or signature that was never used.
     pub fn append(&self, principal: &str, event: Event) -> Result<Appended, Error> {
+        let prefix = RecordPrefix::encode(principal, &event)?;
         let (reply, rx) = mpsc::sync_channel(1);
         self.send(Msg::Append {
-            principal: principal.to_string(),
-            event: Box::new(event),
+            prefix: prefix.into_bytes(),
+            needs_checkpoint: event.needs_checkpoint(),
             reply,
         })?;
         rx.recv().map_err(|_| Error::WriterStopped)?
@@ -648,8 +651,8 @@ impl<S: CheckpointSigner> Writer<S> {
             match msg {
                 Msg::Checkpoint { reply } => forced.push(reply),
                 Msg::Append {
-                    principal,
-                    event,
+                    prefix,
+                    needs_checkpoint: needs,
                     reply,
                 } => {
                     if self.failed {
@@ -661,14 +664,7 @@ impl<S: CheckpointSigner> Writer<S> {
                         continue;
                     };
                     time = time.max(now_ms());
-                    let needs = event.needs_checkpoint();
-                    let record = Record {
-                        seq,
-                        time_ms: time,
-                        principal,
-                        event: *event,
-                    };
-                    match record.encode() {
+                    match RecordPrefix::from_bytes(prefix).finish(seq, time) {
                         Ok(line) if line.len() <= MAX_RECORD_LEN => {
                             let h = leaf_hash(&line);
                             buf.extend_from_slice(&line);

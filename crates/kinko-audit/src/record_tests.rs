@@ -139,12 +139,18 @@ fn every_event_round_trips() {
     for (i, event) in events.into_iter().enumerate() {
         let kind = event.kind();
         let r = Record {
-            seq: i as u64,
-            time_ms: 1,
-            principal: "p".into(),
+            seq: i as u64 * 1_000_000_007,
+            time_ms: u64::MAX - i as u64,
+            principal: "p \"quoted\" \u{1} é".into(),
             event,
         };
         let line = r.encode().unwrap();
+        // What the log's writer splices together is byte for byte the canonical encoding.
+        let spliced = RecordPrefix::encode(&r.principal, &r.event)
+            .unwrap()
+            .finish(r.seq, r.time_ms)
+            .unwrap();
+        assert_eq!(spliced, line);
         assert!(
             std::str::from_utf8(&line)
                 .unwrap()

@@ -504,7 +504,7 @@ impl AuditLog {
     }
 
     /// Up to `max` record lines from sequence number `from` (for streaming to auditors).
-    /// Starts reading at most [`INDEX_STRIDE`] records before `from`.
+    /// Starts reading at most 1024 records before `from` (a sparse index of offsets).
     pub fn read_lines(&self, from: u64, max: usize) -> Result<Vec<String>, Error> {
         use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom};
         let size = self.size();

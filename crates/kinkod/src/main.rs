@@ -44,6 +44,16 @@ struct Args {
     command: Option<Command>,
 }
 
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Args::command().debug_assert();
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Development set-up: on first run, create a SoftHSM2 token, a local CA and certificates,
@@ -69,7 +79,11 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // cryptoki logs an ERROR for every vendor mechanism it has no name for while
+                // listing mechanisms; kinko-hsm reports real failures itself.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("info,cryptoki::mechanism=off")
+                }),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -1,0 +1,92 @@
+//! Connecting to kinkod: mutual TLS with the caller's certificate.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+/// Where kinkod is and which certificate to present.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Connect {
+    /// kinkod's address.
+    #[arg(long, env = "KINKO_SERVER", default_value = "https://localhost:7443")]
+    pub(crate) server: String,
+    /// A development directory made by `kinkod dev`: takes tls/ca.pem and tls/<as>.pem/.key.
+    #[arg(long, env = "KINKO_DEV_DIR")]
+    pub(crate) dev_dir: Option<PathBuf>,
+    /// The principal whose certificate to use with --dev-dir (ledger, alice, bob, carol, auditor).
+    #[arg(long = "as", env = "KINKO_AS")]
+    pub(crate) as_principal: Option<String>,
+    /// CA certificate (PEM) that kinkod's certificate chains to.
+    #[arg(long, env = "KINKO_TLS_CA")]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM).
+    #[arg(long, env = "KINKO_TLS_CERT")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    #[arg(long, env = "KINKO_TLS_KEY")]
+    pub(crate) tls_key: Option<PathBuf>,
+}
+
+impl Connect {
+    fn paths(&self) -> Result<(PathBuf, PathBuf, PathBuf), String> {
+        if let (Some(ca), Some(cert), Some(key)) = (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            return Ok((ca.clone(), cert.clone(), key.clone()));
+        }
+        let dir = self
+            .dev_dir
+            .as_ref()
+            .ok_or("give --tls-ca, --tls-cert and --tls-key, or --dev-dir with --as")?;
+        let who = self
+            .as_principal
+            .as_ref()
+            .ok_or("--dev-dir needs --as PRINCIPAL")?;
+        Ok((
+            dir.join("tls/ca.pem"),
+            dir.join(format!("tls/{who}.pem")),
+            dir.join(format!("tls/{who}.key")),
+        ))
+    }
+
+    pub(crate) async fn channel(&self) -> Result<Channel, String> {
+        let (ca, cert, key) = self.paths()?;
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&ca)?))
+            .identity(Identity::from_pem(read(&cert)?, read(&key)?))
+            .domain_name("localhost");
+        Channel::from_shared(self.server.clone())
+            .map_err(|e| format!("--server: {e}"))?
+            .tls_config(tls)
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| format!("cannot reach kinkod at {}: {e}", self.server))
+    }
+}
+
+/// Reads a hex Ed25519 seed file (mode 600 required).
+pub(crate) fn read_ed25519_seed(
+    path: &std::path::Path,
+) -> Result<ed25519_dalek::SigningKey, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{}: key file readable by others; chmod 600 it",
+            path.display()
+        ));
+    }
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+    );
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text.trim(), &mut *seed)
+        .map_err(|_| format!("{}: expected 64 hex characters", path.display()))?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+}
+
+/// A gRPC status as the CLI shows it.
+pub(crate) fn show_status(s: tonic::Status) -> String {
+    format!("{:?}: {}", s.code(), s.message())
+}

@@ -1,0 +1,140 @@
+//! `kinko approve|reject ID`: the officer's side. The CLI fetches the raw payload, decodes it
+//! *locally* with kinko-chain, prints what it decoded, and signs the approval over the digest it
+//! computed itself — so a daemon or proxy that shows one thing and asks for another is caught.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use clap::Args;
+use kinko_intent::{Intent, Network, SigningInput};
+use kinko_policy::{ApprovalMessage, Policy, SignedApproval, Subject, Verdict};
+use kinko_proto::v1 as pb;
+use pb::approval_service_client::ApprovalServiceClient;
+
+use crate::client::{Connect, read_ed25519_seed, show_status};
+
+/// Arguments of approve and reject.
+#[derive(Debug, Args)]
+pub(crate) struct Vote {
+    #[command(flatten)]
+    connect: Connect,
+    /// The request id.
+    id: String,
+    /// The officer id (defaults to --as).
+    #[arg(long)]
+    officer: Option<String>,
+    /// The officer's Ed25519 seed file (hex, mode 600).
+    #[arg(long)]
+    officer_key: PathBuf,
+    /// The officer's own copy of the policy in force (its hash is what the approval binds).
+    #[arg(long)]
+    policy: PathBuf,
+    /// How long the approval stays valid, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    valid_for: i64,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
+}
+
+pub(crate) async fn run(v: Vote, verdict: Verdict) -> Result<(), String> {
+    let officer = v
+        .officer
+        .clone()
+        .or_else(|| v.connect.as_principal.clone())
+        .ok_or("give --officer (your officer id)")?;
+    let policy_bytes =
+        std::fs::read(&v.policy).map_err(|e| format!("{}: {e}", v.policy.display()))?;
+    let policy = Policy::from_toml(&policy_bytes).map_err(|e| e.to_string())?;
+    let key = read_ed25519_seed(&v.officer_key)?;
+    let mut client = ApprovalServiceClient::new(v.connect.channel().await?);
+    let req = client
+        .get_request(pb::RequestId {
+            request_id: v.id.clone(),
+        })
+        .await
+        .map_err(show_status)?
+        .into_inner();
+    if req.policy_hash != policy.hash().0 {
+        return Err(format!(
+            "the request was evaluated under policy {}, but your policy file is {}: refusing to sign",
+            hex::encode(&req.policy_hash),
+            policy.hash().to_hex()
+        ));
+    }
+    let signing_key = policy
+        .key(&req.key_name)
+        .ok_or_else(|| format!("your policy has no signing key {}", req.key_name))?;
+    // The signer's public key as the daemon claims it; the decoded signer address is printed so
+    // the officer can compare it with the wallet they know.
+    let claimed: Intent =
+        serde_json::from_str(&req.intent_json).map_err(|e| format!("daemon's intent: {e}"))?;
+    let public_key = match claimed.to_sign.first() {
+        Some(
+            SigningInput::EcdsaSecp256k1 { public_key, .. }
+            | SigningInput::Ed25519 { public_key, .. },
+        ) => hex::decode(public_key).map_err(|e| e.to_string())?,
+        None => return Err("the daemon's intent has nothing to sign".into()),
+    };
+    let network: &Network = &signing_key.network;
+    let ctx = kinko_chain::DecodeContext {
+        network,
+        public_key: &public_key,
+        tokens: policy.token_registry(),
+    };
+    let mine = kinko_chain::decode(signing_key.chain, &req.payload, &ctx)
+        .map_err(|e| format!("decoding the payload locally: {e}"))?;
+    let digest = mine.digest().map_err(|e| e.to_string())?;
+    println!(
+        "request {} from {} ({:?})",
+        req.request_id, req.requester, req.reference
+    );
+    print!("{}", mine.render());
+    println!("intent digest (computed here) {digest}");
+    if digest.0.as_slice() != req.intent_digest.as_slice() || mine != claimed {
+        return Err("the daemon's intent differs from what this client decoded from the payload: NOT signing".into());
+    }
+    let word = if verdict == Verdict::Approve {
+        "APPROVE"
+    } else {
+        "REJECT"
+    };
+    if !v.yes {
+        print!("{word} this request as {officer}? type yes: ");
+        std::io::stdout().flush().map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        if line.trim() != "yes" {
+            return Err("not confirmed; nothing signed".into());
+        }
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let msg = ApprovalMessage {
+        policy_hash: policy.hash(),
+        subject: Subject::Withdrawal {
+            request_id: req.request_id.clone(),
+            intent_digest: digest,
+        },
+        officer_id: officer.clone(),
+        verdict,
+        issued_at: now,
+        expires_at: now + v.valid_for,
+    };
+    let signed = SignedApproval::sign(&msg, &key).map_err(|e| e.to_string())?;
+    let m = pb::SignedApproval {
+        request_id: req.request_id,
+        officer_id: officer,
+        message: signed.message,
+        signature: signed.signature.to_vec(),
+    };
+    let r = match verdict {
+        Verdict::Approve => client.approve(m).await,
+        Verdict::Reject => client.reject(m).await,
+    }
+    .map_err(show_status)?
+    .into_inner();
+    crate::request::print_request(&r);
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! `kinko request submit|show|watch|cancel`: the withdrawal pipeline's side.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use kinko_intent::Chain;
+use kinko_policy::request::RequestToSign;
+use kinko_proto::v1 as pb;
+use pb::withdrawal_service_client::WithdrawalServiceClient;
+
+use crate::client::{Connect, read_ed25519_seed, show_status};
+
+/// Requester commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RequestCommand {
+    /// Submit an unsigned payload for signing, signed with the requester system's key.
+    Submit {
+        #[command(flatten)]
+        connect: Connect,
+        /// The signing key's name in the policy.
+        #[arg(long)]
+        key: String,
+        /// ethereum, bitcoin or solana.
+        #[arg(long)]
+        chain: Chain,
+        /// The unsigned payload: hex (with or without 0x) or a file of raw bytes; `-` for stdin.
+        #[arg(long)]
+        payload: String,
+        /// Same key, same request: safe to retry.
+        #[arg(long)]
+        idempotency_key: String,
+        /// Free-text reference (e.g. the ledger's withdrawal id).
+        #[arg(long, default_value = "")]
+        reference: String,
+        /// The requester's Ed25519 seed file (hex, mode 600).
+        #[arg(long)]
+        requester_key: PathBuf,
+        /// The requester id in the policy (defaults to --as).
+        #[arg(long)]
+        requester: Option<String>,
+    },
+    /// Show a request.
+    Show {
+        #[command(flatten)]
+        connect: Connect,
+        /// The request id.
+        id: String,
+    },
+    /// Follow a request until it is final.
+    Watch {
+        #[command(flatten)]
+        connect: Connect,
+        /// The request id.
+        id: String,
+    },
+    /// Cancel a pending request.
+    Cancel {
+        #[command(flatten)]
+        connect: Connect,
+        /// The request id.
+        id: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+/// Reads a payload argument: hex text, or a file (hex text or raw bytes), or stdin.
+pub(crate) fn read_payload(arg: &str) -> Result<Vec<u8>, String> {
+    let raw = if arg == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).map_err(|e| e.to_string())?;
+        b
+    } else if std::path::Path::new(arg).exists() {
+        std::fs::read(arg).map_err(|e| format!("{arg}: {e}"))?
+    } else {
+        arg.as_bytes().to_vec()
+    };
+    let text = std::str::from_utf8(&raw).ok().map(str::trim);
+    match text {
+        Some(t) if t.starts_with('{') => Ok(t.as_bytes().to_vec()),
+        Some(t) => {
+            let t = t.strip_prefix("0x").unwrap_or(t);
+            if !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+                hex::decode(t).map_err(|e| format!("payload hex: {e}"))
+            } else {
+                Ok(raw)
+            }
+        }
+        None => Ok(raw),
+    }
+}
+
+pub(crate) fn print_request(r: &pb::Request) {
+    let state = pb::RequestState::try_from(r.state)
+        .map(|s| s.as_str_name())
+        .unwrap_or("?");
+    println!(
+        "request {}  {}",
+        r.request_id,
+        state.trim_start_matches("REQUEST_STATE_")
+    );
+    println!(
+        "key {} ({}), requester {}, reference {:?}",
+        r.key_name, r.network, r.requester, r.reference
+    );
+    print!("{}", r.intent_text);
+    println!("intent digest {}", hex::encode(&r.intent_digest));
+    if let Some(d) = &r.decision {
+        println!(
+            "policy rule {:?}, approvals required {}",
+            d.rule, d.approvals_required
+        );
+    }
+    for a in &r.approvals {
+        let v = if a.verdict == pb::Verdict::Approve as i32 {
+            "approved"
+        } else {
+            "rejected"
+        };
+        println!("  {} {v}", a.officer_id);
+    }
+    if !r.final_reason.is_empty() {
+        println!("reason: {}", r.final_reason);
+    }
+    if !r.signed_transaction.is_empty() {
+        println!("transaction id {}", r.transaction_id);
+        println!(
+            "signed transaction 0x{}",
+            hex::encode(&r.signed_transaction)
+        );
+    }
+}
+
+pub(crate) async fn run(cmd: RequestCommand) -> Result<(), String> {
+    match cmd {
+        RequestCommand::Submit {
+            connect,
+            key,
+            chain,
+            payload,
+            idempotency_key,
+            reference,
+            requester_key,
+            requester,
+        } => {
+            let payload = read_payload(&payload)?;
+            let requester = requester
+                .or_else(|| connect.as_principal.clone())
+                .ok_or("give --requester (the requester id in the policy)")?;
+            let signing = read_ed25519_seed(&requester_key)?;
+            let sig = RequestToSign {
+                requester_id: &requester,
+                key_name: &key,
+                chain,
+                idempotency_key: &idempotency_key,
+                reference: &reference,
+                payload: &payload,
+            }
+            .sign(&signing)
+            .map_err(|e| e.to_string())?;
+            let chain = match chain {
+                Chain::Ethereum => pb::Chain::Ethereum,
+                Chain::Bitcoin => pb::Chain::Bitcoin,
+                Chain::Solana => pb::Chain::Solana,
+            };
+            let mut c = WithdrawalServiceClient::new(connect.channel().await?);
+            let r = c
+                .submit_withdrawal(pb::SubmitWithdrawalRequest {
+                    key_name: key,
+                    chain: chain as i32,
+                    payload,
+                    idempotency_key,
+                    reference,
+                    requester_signature: sig.to_vec(),
+                })
+                .await
+                .map_err(show_status)?
+                .into_inner();
+            print_request(&r);
+            Ok(())
+        }
+        RequestCommand::Show { connect, id } => {
+            let mut c = WithdrawalServiceClient::new(connect.channel().await?);
+            let r = c
+                .get_request(pb::RequestId { request_id: id })
+                .await
+                .map_err(show_status)?
+                .into_inner();
+            print_request(&r);
+            Ok(())
+        }
+        RequestCommand::Watch { connect, id } => {
+            let mut c = WithdrawalServiceClient::new(connect.channel().await?);
+            let mut s = c
+                .watch_request(pb::RequestId { request_id: id })
+                .await
+                .map_err(show_status)?
+                .into_inner();
+            while let Some(ev) = s.message().await.map_err(show_status)? {
+                if let Some(r) = ev.request {
+                    print_request(&r);
+                    println!();
+                }
+            }
+            Ok(())
+        }
+        RequestCommand::Cancel {
+            connect,
+            id,
+            reason,
+        } => {
+            let mut c = WithdrawalServiceClient::new(connect.channel().await?);
+            let r = c
+                .cancel_request(pb::CancelRequestRequest {
+                    request_id: id,
+                    reason,
+                })
+                .await
+                .map_err(show_status)?
+                .into_inner();
+            print_request(&r);
+            Ok(())
+        }
+    }
+}

@@ -293,6 +293,21 @@ pub struct FreezeState {
     pub since: i64,
 }
 
+/// A governance request (freeze, unfreeze, policy install) as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Governance {
+    /// Its id (chosen by the officers' clients, bound into their signed approvals).
+    pub id: String,
+    /// `freeze`, `unfreeze` or `install_policy`.
+    pub kind: String,
+    /// Unix seconds of the first approval.
+    pub created_at: i64,
+    /// Unix seconds when the daemon first saw its quorum satisfied (starts the delay).
+    pub quorum_reached_at: Option<i64>,
+    /// `pending`, `waiting`, `effective`, `vetoed`.
+    pub state: String,
+}
+
 /// The store. One connection behind a mutex: SQLite serializes writers anyway, and Kinko's
 /// write rate is bounded by the HSM.
 pub struct Store {
@@ -622,6 +637,102 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Adds an officer's signed approval (or veto) to a governance request, creating the request
+    /// on first use. One per officer; a request of another kind under the same id is refused.
+    pub fn add_governance_approval(
+        &self,
+        id: &str,
+        kind: &str,
+        a: &StoredApproval,
+    ) -> Result<Governance, StoreError> {
+        {
+            let mut conn = self.conn()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO governance (id, kind, created_at, quorum_reached_at, state) VALUES (?1, ?2, ?3, NULL, 'pending')",
+                params![id, kind, a.received_at],
+            )?;
+            let existing: String = tx.query_row(
+                "SELECT kind FROM governance WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )?;
+            if existing != kind {
+                return Err(StoreError::Corrupt(format!(
+                    "governance request {id} is a {existing} request, not {kind}"
+                )));
+            }
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO governance_approvals (governance_id, officer_id, message, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, a.officer_id, a.message, a.signature, a.received_at],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::DuplicateApproval {
+                    request: id.to_string(),
+                    officer: a.officer_id.clone(),
+                });
+            }
+            tx.commit()?;
+        }
+        self.governance(id)?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    /// A governance request.
+    pub fn governance(&self, id: &str) -> Result<Option<Governance>, StoreError> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                "SELECT id, kind, created_at, quorum_reached_at, state FROM governance WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok(Governance {
+                        id: r.get(0)?,
+                        kind: r.get(1)?,
+                        created_at: r.get(2)?,
+                        quorum_reached_at: r.get(3)?,
+                        state: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// The signed approvals of a governance request, in the order received.
+    pub fn governance_approvals(&self, id: &str) -> Result<Vec<StoredApproval>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT governance_id, officer_id, message, signature, received_at FROM governance_approvals WHERE governance_id = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![id], |r| {
+            Ok(StoredApproval {
+                request_id: r.get(0)?,
+                officer_id: r.get(1)?,
+                approve: true,
+                message: r.get(2)?,
+                signature: r.get(3)?,
+                received_at: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records the state of a governance request; the first time its quorum is seen, the
+    /// instant is kept (never moved later).
+    pub fn set_governance_state(
+        &self,
+        id: &str,
+        state: &str,
+        quorum_reached_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "UPDATE governance SET state = ?2, quorum_reached_at = COALESCE(quorum_reached_at, ?3) WHERE id = ?1",
+            params![id, state, quorum_reached_at],
+        )?;
+        Ok(())
     }
 
     /// The freeze switch.

@@ -71,6 +71,23 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL,
         since INTEGER NOT NULL
     ) STRICT;",
+    // 2: governance requests (freeze, unfreeze, policy installs) and their signed approvals.
+    "CREATE TABLE governance (
+        id TEXT PRIMARY KEY NOT NULL,
+        kind TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        quorum_reached_at INTEGER,
+        state TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE governance_approvals (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        governance_id TEXT NOT NULL REFERENCES governance (id),
+        officer_id TEXT NOT NULL,
+        message BLOB NOT NULL,
+        signature BLOB NOT NULL,
+        received_at INTEGER NOT NULL,
+        UNIQUE (governance_id, officer_id)
+    ) STRICT;",
 ];
 
 /// The schema version this build writes.

@@ -285,3 +285,43 @@ fn a_newer_schema_is_refused() {
         Err(StoreError::SchemaTooNew { .. })
     ));
 }
+
+#[test]
+fn governance_requests_keep_one_verdict_per_officer_and_the_first_quorum_instant() {
+    let (_d, s) = store();
+    let g = s
+        .add_governance_approval("unfreeze-1", "unfreeze", &approval("unfreeze-1", "alice"))
+        .unwrap();
+    assert_eq!(
+        (g.kind.as_str(), g.state.as_str(), g.quorum_reached_at),
+        ("unfreeze", "pending", None)
+    );
+    assert!(matches!(
+        s.add_governance_approval("unfreeze-1", "unfreeze", &approval("unfreeze-1", "alice")),
+        Err(StoreError::DuplicateApproval { .. })
+    ));
+    assert!(
+        s.add_governance_approval("unfreeze-1", "freeze", &approval("unfreeze-1", "bob"))
+            .is_err()
+    );
+    s.add_governance_approval("unfreeze-1", "unfreeze", &approval("unfreeze-1", "bob"))
+        .unwrap();
+    s.set_governance_state("unfreeze-1", "waiting", Some(100))
+        .unwrap();
+    s.set_governance_state("unfreeze-1", "waiting", Some(200))
+        .unwrap();
+    let g = s.governance("unfreeze-1").unwrap().unwrap();
+    assert_eq!(
+        g.quorum_reached_at,
+        Some(100),
+        "the first quorum instant is kept"
+    );
+    let officers: Vec<_> = s
+        .governance_approvals("unfreeze-1")
+        .unwrap()
+        .into_iter()
+        .map(|a| a.officer_id)
+        .collect();
+    assert_eq!(officers, ["alice", "bob"]);
+    assert!(s.governance("nope").unwrap().is_none());
+}

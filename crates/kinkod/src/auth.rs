@@ -42,8 +42,8 @@ impl Principals {
         }
     }
 
-    /// The caller of `req`, if it holds `role`.
-    pub(crate) fn authorize<T>(&self, req: &Request<T>, role: Role) -> Result<Principal, Status> {
+    /// The caller of `req`, whatever its roles.
+    pub(crate) fn authorize_any<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
         let certs = req
             .peer_certs()
             .ok_or_else(|| status(Reason::Unauthenticated, "a client certificate is required"))?;
@@ -53,18 +53,23 @@ impl Principals {
                 "the client certificate has no subject common name",
             )
         })?;
-        let p = self.by_cn.get(&cn).ok_or_else(|| {
+        self.by_cn.get(&cn).cloned().ok_or_else(|| {
             status(
                 Reason::Unauthenticated,
                 &format!("certificate {cn:?} is not mapped to a principal in the daemon's config"),
             )
-        })?;
+        })
+    }
+
+    /// The caller of `req`, if it holds `role`.
+    pub(crate) fn authorize<T>(&self, req: &Request<T>, role: Role) -> Result<Principal, Status> {
+        let p = self.authorize_any(req)?;
         if !p.roles.contains(&role) {
             return Err(status(
                 Reason::RoleRequired,
                 &format!("principal {} lacks the {role:?} role for this call", p.name),
             ));
         }
-        Ok(p.clone())
+        Ok(p)
     }
 }

@@ -466,7 +466,8 @@ impl Engine {
                 .velocity
                 .lock()
                 .map_err(|_| Refused::internal("velocity", "poisoned"))?;
-            let frozen = self.store.freeze_state()?.frozen;
+            // Officers may keep approving while frozen; the freeze is enforced at signing.
+            let frozen = false;
             evaluate(
                 &self.policy,
                 &intent,
@@ -518,7 +519,11 @@ impl Engine {
         if !result.is_satisfied() {
             return Ok(request);
         }
-        self.sign(request_id).await
+        match self.sign(request_id).await {
+            // The approval is recorded; the request waits for the unfreeze.
+            Err(r) if r.reason == Reason::Frozen => Ok(self.store.get_request(request_id)?),
+            other => other,
+        }
     }
 
     fn signed_approvals(&self, request_id: &str) -> Result<Vec<SignedApproval>, Refused> {
@@ -775,6 +780,191 @@ impl Engine {
         let finalized = kinko_chain::finalize(key.chain, payload, &ctx, &produced)
             .map_err(|e| Refused::internal("finalize", e))?;
         Ok((evidence, finalized))
+    }
+
+    /// `Freeze`: one valid signed approval of `Subject::Freeze` from an officer with a freeze
+    /// role stops all signing at once.
+    pub(crate) async fn freeze(
+        &self,
+        principal: &str,
+        approval: SignedApproval,
+    ) -> Result<kinko_store::FreezeState, Refused> {
+        let msg = self.governance_message(principal, &approval)?;
+        let Subject::Freeze { request_id } = &msg.subject else {
+            return Err(Refused::new(
+                Reason::ApprovalInvalid,
+                "the signed subject is not a freeze",
+            ));
+        };
+        let result = kinko_policy::governance::freeze_status(
+            &self.policy,
+            request_id,
+            std::slice::from_ref(&approval),
+            now(),
+        );
+        if !result.is_satisfied() {
+            return Err(self
+                .refuse(
+                    principal,
+                    Some(request_id),
+                    Refused::new(
+                        Reason::ApprovalInvalid,
+                        format!("the freeze does not count: {}", result.to_text()),
+                    ),
+                )
+                .await);
+        }
+        let state = kinko_store::FreezeState {
+            frozen: true,
+            by: principal.to_string(),
+            reason: format!("freeze {request_id}"),
+            since: unix(now()),
+        };
+        // Logged first: a freeze that is not in the log did not happen.
+        self.append(
+            principal,
+            Event::Freeze(rec::Freeze {
+                reason: state.reason.clone(),
+                signed: Some(self.evidence(principal, &approval)),
+            }),
+        )
+        .await?;
+        self.store.set_freeze(&state)?;
+        Ok(state)
+    }
+
+    /// `Unfreeze`: adds an officer's signed approval (or veto) to the unfreeze request; the
+    /// freeze lifts once the policy's unfreeze quorum is reached and its delay has passed, with
+    /// no valid veto from a freezer.
+    pub(crate) async fn unfreeze(
+        &self,
+        principal: &str,
+        approval: SignedApproval,
+    ) -> Result<(kinko_store::FreezeState, String), Refused> {
+        let msg = self.governance_message(principal, &approval)?;
+        let Subject::Unfreeze { request_id } = msg.subject.clone() else {
+            return Err(Refused::new(
+                Reason::ApprovalInvalid,
+                "the signed subject is not an unfreeze",
+            ));
+        };
+        if !self.store.freeze_state()?.frozen {
+            return Err(Refused::new(Reason::WrongState, "signing is not frozen"));
+        }
+        let stored = StoredApproval {
+            request_id: request_id.clone(),
+            officer_id: principal.to_string(),
+            approve: msg.verdict == Verdict::Approve,
+            message: approval.message.clone(),
+            signature: approval.signature.to_vec(),
+            received_at: unix(now()),
+        };
+        let g = self
+            .store
+            .add_governance_approval(&request_id, "unfreeze", &stored)?;
+        let approvals: Vec<SignedApproval> = self
+            .store
+            .governance_approvals(&request_id)?
+            .into_iter()
+            .filter_map(|a| {
+                Some(SignedApproval {
+                    message: a.message,
+                    signature: a.signature.try_into().ok()?,
+                })
+            })
+            .collect();
+        let reached = g
+            .quorum_reached_at
+            .and_then(|t| Timestamp::from_second(t).ok());
+        let status = kinko_policy::governance::unfreeze_status(
+            &self.policy,
+            &request_id,
+            &approvals,
+            reached,
+            now(),
+        );
+        use kinko_policy::governance::GovernanceStatus as G;
+        let (state, reached_now) = match &status {
+            G::PendingQuorum { .. } => ("pending", None),
+            G::Vetoed { .. } => ("vetoed", None),
+            G::Waiting { .. } => ("waiting", Some(unix(now()))),
+            G::Effective { .. } => ("effective", Some(unix(now()))),
+        };
+        self.store
+            .set_governance_state(&request_id, state, reached_now)?;
+        let text = serde_json::to_string(&status).unwrap_or_default();
+        if status.is_effective() {
+            let evidence = self
+                .store
+                .governance_approvals(&request_id)?
+                .into_iter()
+                .map(|a| rec::Approval {
+                    public_key: HexBytes(
+                        self.policy
+                            .officer(&a.officer_id)
+                            .map(|o| o.public_key.to_bytes().to_vec())
+                            .unwrap_or_default(),
+                    ),
+                    officer: a.officer_id,
+                    message: HexBytes(a.message),
+                    signature: HexBytes(a.signature),
+                })
+                .collect();
+            self.append(
+                principal,
+                Event::Unfreeze(rec::Unfreeze {
+                    reason: format!("unfreeze {request_id}"),
+                    approvals: evidence,
+                }),
+            )
+            .await?;
+            self.store
+                .set_freeze(&kinko_store::FreezeState::default())?;
+            // Requests whose quorum was met while frozen are signed now.
+            for r in self.store.list_by_state(RequestState::PendingApproval)? {
+                if let Err(e) = self.advance(&r.new.id).await {
+                    tracing::info!(request = %r.new.id, reason = e.message, "not signed after unfreeze");
+                }
+            }
+        }
+        Ok((self.store.freeze_state()?, text))
+    }
+
+    fn governance_message(
+        &self,
+        principal: &str,
+        approval: &SignedApproval,
+    ) -> Result<ApprovalMessage, Refused> {
+        let msg = ApprovalMessage::from_bytes(&approval.message)
+            .map_err(|e| Refused::new(Reason::ApprovalInvalid, e.to_string()))?;
+        if msg.officer_id != principal {
+            return Err(Refused::new(
+                Reason::ApprovalInvalid,
+                format!(
+                    "the approval is signed as officer {}, but the caller is {principal}",
+                    msg.officer_id
+                ),
+            ));
+        }
+        Ok(msg)
+    }
+
+    fn evidence(&self, officer: &str, a: &SignedApproval) -> rec::Approval {
+        rec::Approval {
+            officer: officer.to_string(),
+            public_key: HexBytes(
+                self.policy
+                    .officer(officer)
+                    .map(|o| o.public_key.to_bytes().to_vec())
+                    .unwrap_or_default(),
+            ),
+            message: HexBytes(a.message.clone()),
+            signature: HexBytes(a.signature.to_vec()),
+        }
+    }
+
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &KeyInfo> {
+        self.keys.values()
     }
 
     /// Requests left in `signing` by a crash: authorized, maybe signed by the HSM, but never

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use kinko_audit::log::{AuditLog, LogConfig};
 use kinko_audit::note::CheckpointSigner;
+use kinko_audit::record::{self as rec, Event};
 use kinko_hsm::{Hsm, PublicKey};
 use kinko_policy::Policy;
 use kinko_proto::v1 as pb;
@@ -205,23 +206,36 @@ async fn run(config: Config) -> Result<(), String> {
     // Auditors need this verifier key (out of band) to check checkpoints.
     eprintln!("kinkod: audit log key {}", audit.verifier_key());
     if audit.size() == 0 {
+        // A new log starts with the keys in use and the policy in force, so that an auditor can
+        // re-verify every later signature from the log alone.
         let text = String::from_utf8(policy_text.clone())
             .map_err(|e| format!("policy is not UTF-8: {e}"))?;
-        let a = Arc::clone(&audit);
-        let hash = policy.hash().0.to_vec();
-        tokio::task::spawn_blocking(move || {
-            a.append(
-                "kinkod",
-                kinko_audit::record::Event::PolicyInstalled(kinko_audit::record::PolicyInstalled {
-                    policy_hash: kinko_audit::record::HexBytes(hash),
-                    policy_text: text,
+        let mut first: Vec<Event> = keys
+            .values()
+            .map(|k| {
+                Event::KeyCreated(rec::KeyCreated {
+                    key_name: k.name.clone(),
+                    chain: k.chain,
+                    public_key: rec::HexBytes(k.public_key.clone()),
+                    address: String::new(),
                     approvals: Vec::new(),
-                }),
-            )
+                })
+            })
+            .collect();
+        first.push(Event::PolicyInstalled(rec::PolicyInstalled {
+            policy_hash: rec::HexBytes(policy.hash().0.to_vec()),
+            policy_text: text,
+            approvals: Vec::new(),
+        }));
+        let a = Arc::clone(&audit);
+        tokio::task::spawn_blocking(move || {
+            first
+                .into_iter()
+                .try_for_each(|e| a.append("kinkod", e).map(|_| ()))
         })
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot record the initial policy: {e}"))?;
+        .map_err(|e| format!("cannot record the initial keys and policy: {e}"))?;
     }
     let store = Arc::new(kinko_store::Store::open(&config.store.path).map_err(|e| e.to_string())?);
     let engine = Engine::new(store, hsm, Arc::clone(&audit), Arc::new(policy), keys)?;
@@ -264,6 +278,10 @@ async fn run(config: Config) -> Result<(), String> {
         )
         .add_service(
             pb::approval_service_server::ApprovalServiceServer::new(api.clone())
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
+            pb::admin_service_server::AdminServiceServer::new(api.clone())
                 .max_decoding_message_size(limit),
         )
         .add_service(

@@ -457,3 +457,106 @@ impl pb::audit_service_server::AuditService for Api {
         }))
     }
 }
+
+fn governance_approval(m: &pb::GovernanceApproval) -> Result<SignedApproval, Status> {
+    signed_approval(&pb::SignedApproval {
+        request_id: m.subject_id.clone(),
+        officer_id: m.officer_id.clone(),
+        message: m.message.clone(),
+        signature: m.signature.clone(),
+    })
+}
+
+fn freeze_to_pb(f: &kinko_store::FreezeState) -> pb::FreezeState {
+    pb::FreezeState {
+        frozen: f.frozen,
+        frozen_by: f.by.clone(),
+        reason: f.reason.clone(),
+        since_unix: f.since,
+        unfreeze_approvals: 0,
+        unfreeze_at_unix: 0,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::admin_service_server::AdminService for Api {
+    async fn propose_policy(
+        &self,
+        req: Request<pb::ProposePolicyRequest>,
+    ) -> Result<Response<pb::PolicyProposal>, Status> {
+        self.principals.authorize(&req, Role::Admin)?;
+        Err(status(
+            Reason::WrongState,
+            "installing a policy over the API is not available in this version; the policy in force is the configured file",
+        ))
+    }
+
+    async fn approve_policy(
+        &self,
+        req: Request<pb::GovernanceApproval>,
+    ) -> Result<Response<pb::PolicyProposal>, Status> {
+        self.principals.authorize(&req, Role::Officer)?;
+        Err(status(
+            Reason::WrongState,
+            "installing a policy over the API is not available in this version",
+        ))
+    }
+
+    async fn freeze(
+        &self,
+        req: Request<pb::GovernanceApproval>,
+    ) -> Result<Response<pb::FreezeState>, Status> {
+        let who = self.principals.authorize(&req, Role::Officer)?;
+        let a = governance_approval(req.get_ref())?;
+        let f = self.engine.freeze(&who.name, a).await?;
+        Ok(Response::new(freeze_to_pb(&f)))
+    }
+
+    async fn unfreeze(
+        &self,
+        req: Request<pb::GovernanceApproval>,
+    ) -> Result<Response<pb::FreezeState>, Status> {
+        let who = self.principals.authorize(&req, Role::Officer)?;
+        let a = governance_approval(req.get_ref())?;
+        let (f, status_json) = self.engine.unfreeze(&who.name, a).await?;
+        let mut out = freeze_to_pb(&f);
+        if f.frozen {
+            out.reason = format!("{}; unfreeze: {status_json}", f.reason);
+        }
+        Ok(Response::new(out))
+    }
+
+    async fn get_freeze_state(
+        &self,
+        req: Request<pb::ListKeysRequest>,
+    ) -> Result<Response<pb::FreezeState>, Status> {
+        self.principals.authorize_any(&req)?;
+        let f = self
+            .engine
+            .store()
+            .freeze_state()
+            .map_err(|e| Status::from(Refused::from(e)))?;
+        Ok(Response::new(freeze_to_pb(&f)))
+    }
+
+    async fn list_keys(
+        &self,
+        req: Request<pb::ListKeysRequest>,
+    ) -> Result<Response<pb::ListKeysResponse>, Status> {
+        self.principals.authorize_any(&req)?;
+        let mut keys: Vec<pb::KeyInfo> = self
+            .engine
+            .keys()
+            .map(|k| pb::KeyInfo {
+                name: k.name.clone(),
+                chain: chain_to_pb(k.chain.as_str()) as i32,
+                network: k.network.to_string(),
+                hsm_label: k.hsm_label.clone(),
+                public_key: k.public_key.clone(),
+                address: String::new(),
+            })
+            .collect();
+        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Response::new(pb::ListKeysResponse { keys }))
+    }
+}

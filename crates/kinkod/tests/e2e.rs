@@ -554,3 +554,124 @@ fn rcgen_self_signed(cn: &str) -> (String, String) {
     let cert = p.self_signed(&key).unwrap();
     (cert.pem(), key.serialize_pem())
 }
+
+fn governance(
+    d: &Daemon,
+    officer: &str,
+    subject: Subject,
+    verdict: Verdict,
+) -> pb::GovernanceApproval {
+    let policy = Policy::from_toml(&std::fs::read(d.dir.join("policy.toml")).unwrap()).unwrap();
+    let now = jiff::Timestamp::now().as_second();
+    let msg = ApprovalMessage {
+        policy_hash: policy.hash(),
+        subject: subject.clone(),
+        officer_id: officer.into(),
+        verdict,
+        issued_at: now,
+        expires_at: now + 1800,
+    };
+    let signed = SignedApproval::sign(
+        &msg,
+        &ed25519_key(&d.dir.join(format!("officers/{officer}.key"))),
+    )
+    .unwrap();
+    pb::GovernanceApproval {
+        subject_id: subject.request_id().to_string(),
+        officer_id: officer.into(),
+        message: signed.message,
+        signature: signed.signature.to_vec(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_freeze_between_approval_and_signing_stops_it_and_unfreezing_is_slow() {
+    use pb::admin_service_client::AdminServiceClient;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = start(&dir, &unique_label(), free_port(), true);
+    let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+    let r = ledger
+        .submit_withdrawal(submission(
+            &dir,
+            eth_transfer(0, 1_000_000_000, HOT_WALLET),
+            "f-1",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = r.request_id;
+    let mut alice = ApprovalServiceClient::new(channel(&d, "alice").await);
+    alice
+        .approve(officer_approval(&d, "alice", &id, Verdict::Approve).await)
+        .await
+        .unwrap();
+
+    // Bob (no freezer role) cannot freeze; carol (freezer) can, alone.
+    let mut bob_admin = AdminServiceClient::new(channel(&d, "bob").await);
+    let freeze = Subject::Freeze {
+        request_id: "freeze-1".into(),
+    };
+    let err = bob_admin
+        .freeze(governance(&d, "bob", freeze.clone(), Verdict::Approve))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "APPROVAL_INVALID", "{err:?}");
+    let mut carol_admin = AdminServiceClient::new(channel(&d, "carol").await);
+    let f = carol_admin
+        .freeze(governance(&d, "carol", freeze, Verdict::Approve))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(f.frozen);
+
+    // The second approval is recorded, but nothing is signed while frozen.
+    let mut bob = ApprovalServiceClient::new(channel(&d, "bob").await);
+    let r = bob
+        .approve(officer_approval(&d, "bob", &id, Verdict::Approve).await)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.state, pb::RequestState::PendingApproval as i32, "{r:?}");
+    assert!(r.signed_transaction.is_empty());
+    assert_eq!(r.approvals.len(), 2);
+
+    // Unfreezing needs two admins from two groups and then a delay: still frozen after both.
+    let unfreeze = Subject::Unfreeze {
+        request_id: "unfreeze-1".into(),
+    };
+    let mut alice_admin = AdminServiceClient::new(channel(&d, "alice").await);
+    let f = alice_admin
+        .unfreeze(governance(&d, "alice", unfreeze.clone(), Verdict::Approve))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(f.frozen && f.reason.contains("pending_quorum"), "{f:?}");
+    let f = carol_admin
+        .unfreeze(governance(&d, "carol", unfreeze, Verdict::Approve))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(f.frozen && f.reason.contains("waiting"), "{f:?}");
+    let state = alice_admin
+        .get_freeze_state(pb::ListKeysRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(state.frozen);
+    let r = ledger
+        .get_request(pb::RequestId { request_id: id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.state, pb::RequestState::PendingApproval as i32);
+    // The keys are listed for any authenticated principal.
+    let keys = alice_admin
+        .list_keys(pb::ListKeysRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    let names: Vec<_> = keys.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["btc-dev", "eth-dev", "sol-dev"]);
+}

@@ -11,13 +11,13 @@ use std::collections::HashMap;
 
 use jiff::Timestamp;
 use kinko_intent::Intent;
-use kinko_policy::governance::install_status;
+use kinko_policy::governance::{install_status, unfreeze_status};
 use kinko_policy::{
     ApprovalMessage, Context, Policy, PolicyHash, SignedApproval, Subject, VelocityLedger, Verdict,
     evaluate, evaluate_quorum, velocity_entry,
 };
 
-use crate::record::{Approval, KeyCreated, PolicyInstalled, Record, SigningAuthorized};
+use crate::record::{Approval, KeyCreated, PolicyInstalled, Record, SigningAuthorized, Unfreeze};
 use crate::verify::AuthorizationCheck;
 
 /// [`AuthorizationCheck`] implemented with kinko-policy.
@@ -62,6 +62,26 @@ fn signed(approvals: &[Approval]) -> Result<Vec<SignedApproval>, String> {
         .collect()
 }
 
+/// The request id the approvals name, and when the last of them was issued (the latest the
+/// quorum can have been reached).
+fn governance_request(approvals: &[SignedApproval]) -> Result<(String, Option<Timestamp>), String> {
+    let messages: Vec<ApprovalMessage> = approvals
+        .iter()
+        .filter_map(|a| ApprovalMessage::from_bytes(&a.message).ok())
+        .collect();
+    let request_id = messages
+        .first()
+        .map(|m| m.subject.request_id().to_string())
+        .ok_or("a governance change without approvals")?;
+    let reached = messages
+        .iter()
+        .filter(|m| m.verdict == Verdict::Approve)
+        .map(|m| m.issued_at)
+        .max()
+        .and_then(|s| Timestamp::from_second(s).ok());
+    Ok((request_id, reached))
+}
+
 fn timestamp(record: &Record) -> Result<Timestamp, String> {
     i64::try_from(record.time_ms)
         .ok()
@@ -93,21 +113,7 @@ impl AuthorizationCheck for PolicyCheck {
             .map_err(|e| format!("the recorded policy text does not load: {e}"))?;
         if let Some(current) = &self.current {
             let approvals = signed(&event.approvals)?;
-            let messages: Vec<ApprovalMessage> = approvals
-                .iter()
-                .filter_map(|a| ApprovalMessage::from_bytes(&a.message).ok())
-                .collect();
-            let request_id = messages
-                .first()
-                .map(|m| m.subject.request_id().to_string())
-                .ok_or("a policy change without approvals")?;
-            // The quorum was reached, at the latest, when the last approval was issued.
-            let reached = messages
-                .iter()
-                .filter(|m| m.verdict == Verdict::Approve)
-                .map(|m| m.issued_at)
-                .max()
-                .and_then(|s| Timestamp::from_second(s).ok());
+            let (request_id, reached) = governance_request(&approvals)?;
             let now = timestamp(record)?;
             let status = install_status(current, &request_id, hash, &approvals, reached, now);
             if !status.is_effective() {
@@ -117,6 +123,22 @@ impl AuthorizationCheck for PolicyCheck {
             }
         }
         self.current = Some(policy);
+        Ok(())
+    }
+
+    fn unfrozen(&mut self, record: &Record, event: &Unfreeze) -> Result<(), String> {
+        let policy = self
+            .current
+            .as_ref()
+            .ok_or("no policy in force to check the unfreeze against")?;
+        let approvals = signed(&event.approvals)?;
+        let (request_id, reached) = governance_request(&approvals)?;
+        let status = unfreeze_status(policy, &request_id, &approvals, reached, timestamp(record)?);
+        if !status.is_effective() {
+            return Err(format!(
+                "not unfrozen by the unfreeze quorum of the policy in force: {status:?}"
+            ));
+        }
         Ok(())
     }
 

@@ -26,7 +26,7 @@ use crate::merkle::{
     verify_inclusion,
 };
 use crate::note::{Checkpoint, VerifierKey};
-use crate::record::{Event, KeyCreated, PolicyInstalled, Record, SigningAuthorized};
+use crate::record::{Event, KeyCreated, PolicyInstalled, Record, SigningAuthorized, Unfreeze};
 
 /// The most findings kept in a report (the first is what matters).
 pub const MAX_FINDINGS: usize = 1000;
@@ -37,6 +37,13 @@ pub trait AuthorizationCheck {
     /// A key was created by `record` (the check remembers its public key, to decode payloads
     /// for it).
     fn key_created(&mut self, record: &Record, event: &KeyCreated) -> Result<(), String> {
+        let _ = (record, event);
+        Ok(())
+    }
+
+    /// Signing was unfrozen by `record`: check the unfreeze quorum (and delay) of the policy in
+    /// force.
+    fn unfrozen(&mut self, record: &Record, event: &Unfreeze) -> Result<(), String> {
         let _ = (record, event);
         Ok(())
     }
@@ -570,6 +577,11 @@ impl SemanticState {
             }
             Event::Unfreeze(e) => {
                 self.check_approvals(&e.approvals, &mut fail);
+                if let Some(a) = auth
+                    && let Err(reason) = a.unfrozen(record, e)
+                {
+                    fail(format!("unfreeze does not verify: {reason}"));
+                }
                 self.frozen = false;
             }
             Event::SigningAuthorized(e) => {

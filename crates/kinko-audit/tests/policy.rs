@@ -288,3 +288,42 @@ fn an_authorized_intent_that_the_payload_does_not_yield_is_caught() {
     assert!(f.starts_with("record 6 "), "{r}");
     assert!(f.contains("the recorded payload decodes to intent"), "{f}");
 }
+
+#[test]
+fn an_unfreeze_without_the_quorum_is_caught() {
+    let p1 = policy_text(&[1, 2, 3], "1");
+    let unfreeze = |officers: &[u8]| {
+        Event::Unfreeze(kinko_audit::record::Unfreeze {
+            reason: "incident closed".into(),
+            approvals: officers
+                .iter()
+                .map(|&i| {
+                    let subject = Subject::Unfreeze {
+                        request_id: "gov-9".into(),
+                    };
+                    signed_approval(i, &p1, subject, 2 * 3600)
+                })
+                .collect(),
+        })
+    };
+    let freeze = || {
+        Event::Freeze(kinko_audit::record::Freeze {
+            reason: "suspicious".into(),
+            signed: None,
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        log.append("kinkod", install(&p1, None, &[])).unwrap();
+        log.append("officer-3", freeze()).unwrap();
+        log.append("kinkod", unfreeze(&[1, 2])).unwrap(); // quorum of 2 admins: ok
+        log.append("officer-3", freeze()).unwrap();
+        log.append("kinkod", unfreeze(&[1])).unwrap(); // one short
+    }
+    let r = verify_with_policy(dir.path());
+    assert_eq!(r.failures.len(), 1, "{r}");
+    let f = r.failures[0].to_string();
+    assert!(f.starts_with("record 4 "), "{f}");
+    assert!(f.contains("not unfrozen by the unfreeze quorum"), "{f}");
+}

@@ -609,15 +609,7 @@ impl Store {
         let mut stmt = conn.prepare(
             "SELECT key_name, asset, amount, at, request_id FROM reservations WHERE key_name = ?1 AND asset = ?2 AND at >= ?3 ORDER BY at, id",
         )?;
-        let rows = stmt.query_map(params![key_name, asset, since], |r| {
-            Ok(Reservation {
-                key_name: r.get(0)?,
-                asset: r.get(1)?,
-                amount: r.get(2)?,
-                at: r.get(3)?,
-                request_id: r.get(4)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![key_name, asset, since], reservation_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -627,15 +619,7 @@ impl Store {
         let mut stmt = conn.prepare(
             "SELECT key_name, asset, amount, at, request_id FROM reservations WHERE at >= ?1 ORDER BY at, id",
         )?;
-        let rows = stmt.query_map(params![since], |r| {
-            Ok(Reservation {
-                key_name: r.get(0)?,
-                asset: r.get(1)?,
-                amount: r.get(2)?,
-                at: r.get(3)?,
-                request_id: r.get(4)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![since], reservation_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -765,6 +749,16 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+fn reservation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Reservation> {
+    Ok(Reservation {
+        key_name: r.get(0)?,
+        asset: r.get(1)?,
+        amount: r.get(2)?,
+        at: r.get(3)?,
+        request_id: r.get(4)?,
+    })
 }
 
 fn check_state(

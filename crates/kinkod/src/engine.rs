@@ -381,22 +381,8 @@ impl Engine {
                 "a requester never approves its own request",
             ));
         }
-        let (intent, quorum) = self.current_requirement(&request)?;
-        let expected = Subject::Withdrawal {
-            request_id: request_id.to_string(),
-            intent_digest: intent
-                .digest()
-                .map_err(|e| Refused::internal("intent digest", e))?,
-        };
         // This one approval alone must verify and bind this request, intent and policy.
-        let single = evaluate_quorum(
-            &self.policy,
-            &quorum,
-            &expected,
-            Some(&request.new.requester),
-            std::slice::from_ref(&approval),
-            now(),
-        );
+        let (single, _) = self.quorum_now(&request, std::slice::from_ref(&approval))?;
         if let Some(ignored) = single.ignored.first() {
             let reason = match ignored.why {
                 NotCounted::IsRequester => Reason::SelfApproval,
@@ -407,11 +393,6 @@ impl Engine {
                 format!("the approval does not count: {:?}", ignored.why),
             ));
         }
-        let officer_key = self
-            .policy
-            .officer(principal)
-            .map(|o| o.public_key.to_bytes().to_vec())
-            .unwrap_or_default();
         let stored = StoredApproval {
             request_id: request_id.to_string(),
             officer_id: principal.to_string(),
@@ -421,12 +402,7 @@ impl Engine {
             received_at: unix(now()),
         };
         self.store.add_approval(&stored)?;
-        let evidence = rec::Approval {
-            officer: principal.to_string(),
-            public_key: HexBytes(officer_key),
-            message: HexBytes(approval.message.clone()),
-            signature: HexBytes(approval.signature.to_vec()),
-        };
+        let evidence = self.evidence(stored);
         let event = match expect {
             Verdict::Approve => Event::Approval(rec::ApprovalRecorded {
                 request_id: request_id.to_string(),
@@ -486,13 +462,16 @@ impl Engine {
         }
     }
 
-    /// After a vote: reject, sign, or keep waiting.
-    async fn advance(&self, request_id: &str) -> Result<Request, Refused> {
-        let request = self.store.get_request(request_id)?;
-        let (intent, quorum) = self.current_requirement(&request)?;
-        let approvals = self.signed_approvals(request_id)?;
+    /// How `approvals` stand against the quorum the policy in force requires now for the
+    /// request's intent (re-decoded from its payload).
+    fn quorum_now(
+        &self,
+        request: &Request,
+        approvals: &[SignedApproval],
+    ) -> Result<(kinko_policy::QuorumResult, kinko_policy::QuorumRequirement), Refused> {
+        let (intent, quorum) = self.current_requirement(request)?;
         let expected = Subject::Withdrawal {
-            request_id: request_id.to_string(),
+            request_id: request.new.id.clone(),
             intent_digest: intent
                 .digest()
                 .map_err(|e| Refused::internal("intent digest", e))?,
@@ -502,9 +481,17 @@ impl Engine {
             &quorum,
             &expected,
             Some(&request.new.requester),
-            &approvals,
+            approvals,
             now(),
         );
+        Ok((result, quorum))
+    }
+
+    /// After a vote: reject, sign, or keep waiting.
+    async fn advance(&self, request_id: &str) -> Result<Request, Refused> {
+        let request = self.store.get_request(request_id)?;
+        let approvals = self.signed_approvals(request_id)?;
+        let (result, quorum) = self.quorum_now(&request, &approvals)?;
         if !result.rejected_by.is_empty() && quorum.reject_blocks {
             let r = self.store.transition(
                 request_id,
@@ -655,17 +642,7 @@ impl Engine {
                     .iter()
                     .any(|c| c.officer_id == a.officer_id)
             })
-            .map(|a| rec::Approval {
-                public_key: HexBytes(
-                    self.policy
-                        .officer(&a.officer_id)
-                        .map(|o| o.public_key.to_bytes().to_vec())
-                        .unwrap_or_default(),
-                ),
-                officer: a.officer_id,
-                message: HexBytes(a.message),
-                signature: HexBytes(a.signature),
-            })
+            .map(|a| self.evidence(a))
             .collect();
         let authorized = Event::SigningAuthorized(rec::SigningAuthorized {
             request_id: request_id.to_string(),
@@ -825,7 +802,14 @@ impl Engine {
             principal,
             Event::Freeze(rec::Freeze {
                 reason: state.reason.clone(),
-                signed: Some(self.evidence(principal, &approval)),
+                signed: Some(self.evidence(StoredApproval {
+                    request_id: request_id.clone(),
+                    officer_id: principal.to_string(),
+                    approve: true,
+                    message: approval.message.clone(),
+                    signature: approval.signature.to_vec(),
+                    received_at: unix(now()),
+                })),
             }),
         )
         .await?;
@@ -898,17 +882,7 @@ impl Engine {
                 .store
                 .governance_approvals(&request_id)?
                 .into_iter()
-                .map(|a| rec::Approval {
-                    public_key: HexBytes(
-                        self.policy
-                            .officer(&a.officer_id)
-                            .map(|o| o.public_key.to_bytes().to_vec())
-                            .unwrap_or_default(),
-                    ),
-                    officer: a.officer_id,
-                    message: HexBytes(a.message),
-                    signature: HexBytes(a.signature),
-                })
+                .map(|a| self.evidence(a))
                 .collect();
             self.append(
                 principal,
@@ -949,17 +923,18 @@ impl Engine {
         Ok(msg)
     }
 
-    fn evidence(&self, officer: &str, a: &SignedApproval) -> rec::Approval {
+    /// An approval as audit evidence: the signed bytes and the officer's key in the policy.
+    fn evidence(&self, a: StoredApproval) -> rec::Approval {
         rec::Approval {
-            officer: officer.to_string(),
             public_key: HexBytes(
                 self.policy
-                    .officer(officer)
+                    .officer(&a.officer_id)
                     .map(|o| o.public_key.to_bytes().to_vec())
                     .unwrap_or_default(),
             ),
-            message: HexBytes(a.message.clone()),
-            signature: HexBytes(a.signature.to_vec()),
+            officer: a.officer_id,
+            message: HexBytes(a.message),
+            signature: HexBytes(a.signature),
         }
     }
 

@@ -60,26 +60,6 @@ fn appends_per_second(writers: usize, signature_events: bool) -> (f64, usize) {
     (total as f64 / secs, cps)
 }
 
-const TEMPLATES: u64 = 2000;
-
-fn renamed(events: &[Event], id: &str) -> Vec<Event> {
-    events
-        .iter()
-        .cloned()
-        .map(|mut e| {
-            match &mut e {
-                Event::RequestReceived(x) => x.request_id = id.into(),
-                Event::Decision(x) => x.request_id = id.into(),
-                Event::Approval(x) => x.request_id = id.into(),
-                Event::SigningAuthorized(x) => x.request_id = id.into(),
-                Event::SignatureProduced(x) => x.request_id = id.into(),
-                _ => {}
-            }
-            e
-        })
-        .collect()
-}
-
 /// Writes a log of about `n` records straight to files (bootstrap + withdrawals), with a
 /// signed checkpoint every 1000 records, as the daemon would leave it.
 fn generate(dir: &Path, n: u64) -> (u64, Vec<Vec<u8>>, Vec<String>) {
@@ -91,26 +71,25 @@ fn generate(dir: &Path, n: u64) -> (u64, Vec<Vec<u8>>, Vec<String>) {
     let mut notes = Vec::new();
     let mut seq = 0u64;
     let mut w = 0u64;
-    let mut events = bootstrap_events();
+    let policy = policy_text(&[1, 2, 3], "bench");
+    let mut events = vec![install(&policy, None, &[]), bootstrap_events().remove(1)];
     events.reverse();
-    let mut templates: Vec<Vec<Event>> = Vec::new();
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     while seq < n {
         if events.is_empty() {
-            // Signing dominates generation: sign TEMPLATES distinct withdrawals and reuse them
-            // under new request ids (the signatures stay valid; verification cost is the same).
-            let t = (w % TEMPLATES) as usize;
-            if templates.len() <= t {
-                templates.push(withdrawal_events(w, &[1, 2]));
-            }
-            events = renamed(&templates[t], &format!("req-{w}"));
+            // Every withdrawal distinct: approvals bind the request id and intent digest.
+            events = withdrawal(w, &policy, &[1, 2]);
             events.reverse();
             w += 1;
         }
         let Some(event) = events.pop() else { break };
         let line = Record {
             seq,
-            time_ms: 1_700_000_000_000 + seq,
-            principal: "bench".into(),
+            time_ms: t0 + seq,
+            principal: "requester".into(),
             event,
         }
         .encode()
@@ -134,8 +113,8 @@ fn generate(dir: &Path, n: u64) -> (u64, Vec<Vec<u8>>, Vec<String>) {
     while let Some(event) = events.pop() {
         let line = Record {
             seq,
-            time_ms: 1_700_000_000_000 + seq,
-            principal: "bench".into(),
+            time_ms: t0 + seq,
+            principal: "requester".into(),
             event,
         }
         .encode()
@@ -302,6 +281,7 @@ fn main() {
         .unwrap_or(2);
     let mut bases = Vec::new();
     let mut fulls = Vec::new();
+    let mut policies = Vec::new();
     for _ in 0..rounds.max(1) {
         bases.push(baseline(&lines, &notes));
         let t = Instant::now();
@@ -309,7 +289,21 @@ fn main() {
         fulls.push(t.elapsed());
         assert!(report.ok(), "{report}");
         assert_eq!(report.records, records);
+        let mut check = kinko_audit::policy_check::PolicyCheck::new();
+        let t = Instant::now();
+        let report = verify_dir(
+            dir.path(),
+            &log_key(),
+            VerifyOptions {
+                authorization: Some(&mut check),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        policies.push(t.elapsed());
+        assert!(report.ok(), "{report}");
     }
+    let policy = policies.iter().min().copied().unwrap_or_default();
     let base = bases.iter().min().copied().unwrap_or_default();
     let full = fulls.iter().min().copied().unwrap_or_default();
     println!(
@@ -336,8 +330,15 @@ fn main() {
         all(&fulls)
     );
     println!(
-        "verify_dir / floor: {:.2}x",
-        full.as_secs_f64() / base.as_secs_f64()
+        "| verify_dir + PolicyCheck (re-decode payloads, policy rules, quorum) | {:.2}s | {:.0} | {} |",
+        policy.as_secs_f64(),
+        records as f64 / policy.as_secs_f64(),
+        all(&policies)
+    );
+    println!(
+        "verify_dir / floor: {:.2}x; with PolicyCheck: {:.2}x",
+        full.as_secs_f64() / base.as_secs_f64(),
+        policy.as_secs_f64() / base.as_secs_f64()
     );
     // What the daemon pays at start: re-read, re-check and re-hash every record, check the
     // last checkpoint.

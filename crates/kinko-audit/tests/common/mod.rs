@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::Signer as _;
 use k256::ecdsa::signature::hazmat::PrehashSigner as _;
@@ -14,6 +14,7 @@ use kinko_audit::log::{AuditLog, LogConfig};
 use kinko_audit::note::{CheckpointSigner, SoftwareSigner, VerifierKey};
 use kinko_audit::record::*;
 use kinko_intent::{Chain, Intent, Network, SigningInput, TokenRegistry};
+use kinko_policy::{ApprovalMessage, PolicyHash, SignedApproval, Subject, Verdict};
 
 pub const ORIGIN: &str = "kinko.test/audit";
 pub const KEY_NAME: &str = "eth-hot-1";
@@ -225,4 +226,114 @@ pub fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+// ---- Fixtures under a real kinko-policy policy ----
+
+/// A policy whose officers are the fixture's officers `ids`; 2 approvers for ETH transfers up
+/// to 10 ETH; installs need 2 admins and wait 1 h.
+pub fn policy_text(ids: &[u8], version: &str) -> String {
+    let mut s = format!("version = 1\ndescription = \"audit test policy {version}\"\n\n");
+    for &i in ids {
+        s += &format!(
+            "[[officers]]\nid = \"{}\"\nname = \"Officer {i}\"\nroles = [\"approver\", \"admin\", \"freezer\"]\ngroup = \"g{i}\"\npublic_key = \"{}\"\n\n",
+            officer_name(i),
+            hex::encode(officer_key(i).verifying_key().to_bytes())
+        );
+    }
+    s += &format!(
+        "[[requesters]]\nid = \"requester\"\npublic_key = \"{}\"\nkeys = [\"{KEY_NAME}\"]\n\n",
+        hex::encode(officer_key(30).verifying_key().to_bytes())
+    );
+    s += &format!(
+        "[[keys]]\nname = \"{KEY_NAME}\"\nchain = \"ethereum\"\nnetwork = \"1\"\nhsm_label = \"k\"\n\n"
+    );
+    s += "[[rules]]\nname = \"eth-transfer\"\nchain = \"ethereum\"\nasset = \"ETH\"\nkinds = [\"transfer\"]\nmax_amount = \"10\"\napprovals = { count = 2, roles = [\"approver\"], lifetime = \"4h\" }\n\n";
+    s += "[governance.install]\nquorum = { count = 2, roles = [\"admin\"], lifetime = \"72h\" }\ntime_lock = \"1h\"\nveto_roles = []\n\n";
+    s += "[governance.freeze]\nroles = [\"freezer\"]\nlifetime = \"1h\"\n\n";
+    s += "[governance.unfreeze]\nquorum = { count = 2, roles = [\"admin\"], lifetime = \"24h\" }\ndelay = \"1h\"\n";
+    s
+}
+
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub fn signed_approval(i: u8, policy: &str, subject: Subject, issued_ago: i64) -> Approval {
+    let msg = ApprovalMessage {
+        policy_hash: PolicyHash::of_file(policy.as_bytes()),
+        subject,
+        officer_id: officer_name(i),
+        verdict: Verdict::Approve,
+        issued_at: now_secs() - issued_ago,
+        expires_at: now_secs() - issued_ago + 3 * 3600,
+    };
+    let s = SignedApproval::sign(&msg, &officer_key(i)).unwrap();
+    Approval {
+        officer: officer_name(i),
+        public_key: officer_key(i).verifying_key().to_bytes().to_vec().into(),
+        message: s.message.into(),
+        signature: s.signature.to_vec().into(),
+    }
+}
+
+pub fn install(policy: &str, previous: Option<&str>, approvers: &[u8]) -> Event {
+    let hash = PolicyHash::of_file(policy.as_bytes());
+    let approvals = previous.map_or(vec![], |prev| {
+        approvers
+            .iter()
+            .map(|&i| {
+                let subject = Subject::InstallPolicy {
+                    request_id: "gov-1".into(),
+                    new_policy_hash: hash,
+                };
+                signed_approval(i, prev, subject, 2 * 3600)
+            })
+            .collect()
+    });
+    Event::PolicyInstalled(PolicyInstalled {
+        policy_hash: hash.0.to_vec().into(),
+        policy_text: policy.into(),
+        approvals,
+    })
+}
+
+/// A withdrawal approved under `policy` by `officers`, recorded as the daemon records it.
+pub fn withdrawal(n: u64, policy: &str, officers: &[u8]) -> Vec<Event> {
+    let hash = PolicyHash::of_file(policy.as_bytes()).0.to_vec();
+    let mut base = withdrawal_events(n, &[]);
+    let produced = base.pop().unwrap();
+    let Some(Event::SigningAuthorized(mut auth)) = base.pop() else {
+        unreachable!()
+    };
+    let ir: IntentRecord = auth.intent.clone();
+    let approvals: Vec<Approval> = officers
+        .iter()
+        .map(|&i| {
+            let subject = Subject::Withdrawal {
+                request_id: auth.request_id.clone(),
+                intent_digest: ir.digest,
+            };
+            signed_approval(i, policy, subject, 60)
+        })
+        .collect();
+    for e in &mut base {
+        if let Event::Decision(d) = e {
+            d.policy_hash = hash.clone().into();
+        }
+    }
+    for a in &approvals {
+        base.push(Event::Approval(ApprovalRecorded {
+            request_id: auth.request_id.clone(),
+            approval: a.clone(),
+        }));
+    }
+    auth.policy_hash = hash.into();
+    auth.approvals = approvals;
+    base.push(Event::SigningAuthorized(auth));
+    base.push(produced);
+    base
 }

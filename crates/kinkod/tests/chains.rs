@@ -354,6 +354,18 @@ fn check_signed_btc(
         let msg = Message::from_digest(sighash.to_byte_array());
         secp.verify_ecdsa(&msg, &sig.signature, &key.0)
             .unwrap_or_else(|e| panic!("input {i}: signature does not verify: {e}"));
+        // Control: the same check refuses the signature for another amount spent (BIP-143
+        // commits to it), so the verification above is not vacuous.
+        let other = cache
+            .p2wpkh_signature_hash(
+                i,
+                &script,
+                BtcAmount::from_sat(sats + 1),
+                EcdsaSighashType::All,
+            )
+            .unwrap();
+        let other = Message::from_digest(other.to_byte_array());
+        assert!(secp.verify_ecdsa(&other, &sig.signature, &key.0).is_err());
     }
 }
 
@@ -601,5 +613,8 @@ async fn solana_transfer_signed_and_verified_with_ed25519_dalek() {
     let sig = ed25519_dalek::Signature::from_bytes(&sig_bytes);
     vk.verify_strict(&message, &sig)
         .expect("the signature verifies under the sol-dev key");
+    // Control: one lamport more is not what was signed.
+    let other = sol_transfer_message(key, hot, 0, 1, lamports + 1, [7; 32]);
+    assert!(vk.verify_strict(&other, &sig).is_err());
     assert_eq!(signed.transaction_id, bitcoin::base58::encode(&sig_bytes));
 }

@@ -633,6 +633,9 @@ impl<S: CheckpointSigner> Writer<S> {
     }
 
     fn periodic_due(&self) -> bool {
+        if self.failed {
+            return false;
+        }
         let size = self.shared.tree.read().map(|t| t.size()).unwrap_or(0);
         self.last_cp_size.is_none_or(|s| s < size)
             && self.last_cp_at.elapsed() >= self.config.checkpoint_interval

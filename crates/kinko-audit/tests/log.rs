@@ -326,3 +326,43 @@ fn read_lines_match_the_files_from_any_position() {
     let log = AuditLog::open(dir.path(), c, log_signer()).unwrap();
     check(&log);
 }
+
+/// The log signer (the HSM) failing: an append that needs a checkpoint fails — the daemon must
+/// not release the signature — and the next checkpoint covers the record.
+#[test]
+fn a_failing_checkpoint_signer_fails_the_appends_that_need_it() {
+    use kinko_audit::note::CheckpointSigner;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    struct Flaky(SoftwareSigner, Arc<AtomicBool>);
+    impl CheckpointSigner for Flaky {
+        type Error = std::io::Error;
+        fn sign(&self, msg: &[u8]) -> Result<[u8; 64], Self::Error> {
+            if self.1.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("CKR_DEVICE_REMOVED"));
+            }
+            Ok(self.0.sign(msg).unwrap())
+        }
+        fn public_key(&self) -> [u8; 32] {
+            self.0.public_key()
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fail = Arc::new(AtomicBool::new(false));
+    let log = AuditLog::open(dir.path(), config(), Flaky(log_signer(), Arc::clone(&fail))).unwrap();
+    let signature = withdrawal_events(0, &[1, 2]).pop().unwrap();
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = log.append("r", signature.clone()).unwrap_err();
+    assert!(
+        matches!(err, Error::Signer(ref m) if m.contains("CKR_DEVICE_REMOVED")),
+        "{err}"
+    );
+    // Events that need no checkpoint still go through.
+    assert_eq!(log.append("r", refusal(1)).unwrap().seq, 1);
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    let a = log.append("r", signature).unwrap();
+    let cp = Checkpoint::open(&a.checkpoint.unwrap(), &log_key(), None).unwrap();
+    assert_eq!(cp.size, 3);
+    drop(log);
+    assert_eq!(open(dir.path()).size(), 3);
+}

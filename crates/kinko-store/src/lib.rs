@@ -455,6 +455,17 @@ impl Store {
         Ok(out)
     }
 
+    /// How many of `requester`'s requests are pending approval.
+    pub fn count_pending(&self, requester: &str) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM requests WHERE requester = ?1 AND state = 'pending_approval'",
+            params![requester],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Moves a request from one of `from` to `to`, atomically (compare and set).
     pub fn transition(
         &self,

@@ -88,6 +88,8 @@ const MIGRATIONS: &[&str] = &[
         received_at INTEGER NOT NULL,
         UNIQUE (governance_id, officer_id)
     ) STRICT;",
+    // 3: counting a requester's pending requests without a scan.
+    "CREATE INDEX requests_by_requester_state ON requests (requester, state);",
 ];
 
 /// The schema version this build writes.

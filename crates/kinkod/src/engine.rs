@@ -62,6 +62,7 @@ pub(crate) struct Engine {
     velocity: Mutex<VelocityLedger>,
     sign_lock: tokio::sync::Mutex<()>,
     changes: broadcast::Sender<String>,
+    max_pending_per_requester: u64,
 }
 
 fn now() -> Timestamp {
@@ -79,6 +80,7 @@ impl Engine {
         audit: Arc<AuditLog>,
         policy: Arc<Policy>,
         keys: HashMap<String, KeyInfo>,
+        max_pending_per_requester: u64,
     ) -> Result<Engine, String> {
         let (changes, _) = broadcast::channel(1024);
         let engine = Engine {
@@ -90,6 +92,7 @@ impl Engine {
             velocity: Mutex::new(VelocityLedger::new()),
             sign_lock: tokio::sync::Mutex::new(()),
             changes,
+            max_pending_per_requester,
         };
         engine.load_velocity()?;
         Ok(engine)
@@ -226,6 +229,16 @@ impl Engine {
         .verify(&self.policy, &sig)
         .map_err(|e| Refused::new(Reason::BadRequesterSignature, e.to_string()))?;
 
+        // A flood of requests cannot bury the officers: the pending queue per requester is capped.
+        if self.store.count_pending(principal)? >= self.max_pending_per_requester {
+            return Err(Refused::new(
+                Reason::TooManyPending,
+                format!(
+                    "{principal} already has {} requests pending approval",
+                    self.max_pending_per_requester
+                ),
+            ));
+        }
         let intent = self.decode(key, &s.payload)?;
         let digest = intent
             .digest()

@@ -238,7 +238,14 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot record the initial keys and policy: {e}"))?;
     }
     let store = Arc::new(kinko_store::Store::open(&config.store.path).map_err(|e| e.to_string())?);
-    let engine = Engine::new(store, hsm, Arc::clone(&audit), Arc::new(policy), keys)?;
+    let engine = Engine::new(
+        store,
+        hsm,
+        Arc::clone(&audit),
+        Arc::new(policy),
+        keys,
+        u64::try_from(config.limits.max_pending_per_requester).unwrap_or(u64::MAX),
+    )?;
     let failed = engine.recover()?;
     if failed > 0 {
         tracing::warn!(

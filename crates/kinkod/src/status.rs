@@ -36,6 +36,8 @@ pub(crate) enum Reason {
     HsmUnavailable,
     /// The audit log could not be appended; nothing was signed.
     AuditUnavailable,
+    /// The requester has too many requests pending approval.
+    TooManyPending,
     /// An internal error (logged).
     Internal,
 }
@@ -57,6 +59,7 @@ impl Reason {
             Reason::IdempotencyConflict => Code::AlreadyExists,
             Reason::NotFound => Code::NotFound,
             Reason::HsmUnavailable | Reason::AuditUnavailable => Code::Unavailable,
+            Reason::TooManyPending => Code::ResourceExhausted,
             Reason::Internal => Code::Internal,
         }
     }
@@ -78,6 +81,7 @@ impl Reason {
             Reason::NotFound => "NOT_FOUND",
             Reason::HsmUnavailable => "HSM_UNAVAILABLE",
             Reason::AuditUnavailable => "AUDIT_UNAVAILABLE",
+            Reason::TooManyPending => "TOO_MANY_PENDING",
             Reason::Internal => "INTERNAL",
         }
     }

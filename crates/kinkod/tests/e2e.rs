@@ -675,3 +675,66 @@ async fn a_freeze_between_approval_and_signing_stops_it_and_unfreezing_is_slow()
     let names: Vec<_> = keys.iter().map(|k| k.name.as_str()).collect();
     assert_eq!(names, ["btc-dev", "eth-dev", "sol-dev"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pending_queue_per_requester_is_capped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (label, port) = (unique_label(), free_port());
+    let status = Command::new(env!("CARGO_BIN_EXE_kinkod"))
+        .args(["dev", "--init-only", "--data-dir"])
+        .arg(&dir)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--token-label",
+            &label,
+        ])
+        .env("RUST_LOG", "warn")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut config = std::fs::read_to_string(dir.join("kinkod.toml")).unwrap();
+    config.push_str("\n[limits]\nmax_pending_per_requester = 2\n");
+    std::fs::write(dir.join("kinkod.toml"), config).unwrap();
+    let d = start(&dir, &label, port, false);
+    let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+    for n in 0..2u64 {
+        let r = ledger
+            .submit_withdrawal(submission(
+                &dir,
+                eth_transfer(n, 1, HOT_WALLET),
+                &format!("p-{n}"),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.state, pb::RequestState::PendingApproval as i32);
+    }
+    let err = ledger
+        .submit_withdrawal(submission(&dir, eth_transfer(2, 1, HOT_WALLET), "p-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "TOO_MANY_PENDING", "{err:?}");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+    // Cancelling one frees a place.
+    let mut alice = ApprovalServiceClient::new(channel(&d, "alice").await);
+    let pending = alice
+        .list_pending(pb::ListPendingRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .requests;
+    assert_eq!(pending.len(), 2);
+    ledger
+        .cancel_request(pb::CancelRequestRequest {
+            request_id: pending[0].request_id.clone(),
+            reason: "stale".into(),
+        })
+        .await
+        .unwrap();
+    ledger
+        .submit_withdrawal(submission(&dir, eth_transfer(2, 1, HOT_WALLET), "p-2"))
+        .await
+        .unwrap();
+}

@@ -28,8 +28,12 @@ enum Command {
     Approve(officer::Vote),
     /// Reject a request (signed like an approval).
     Reject(officer::Vote),
+    /// Verify the audit log offline; inclusion and consistency proofs.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
+mod audit;
 mod client;
 mod intent;
 mod officer;
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         Command::Request(cmd) => block_on(request::run(cmd)),
         Command::Approve(v) => block_on(officer::run(v, kinko_policy::Verdict::Approve)),
         Command::Reject(v) => block_on(officer::run(v, kinko_policy::Verdict::Reject)),
+        Command::Audit(cmd) => audit::run(cmd),
     }
 }
 

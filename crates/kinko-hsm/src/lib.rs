@@ -287,11 +287,10 @@ impl Hsm {
             expected: KeyKind::Secp256k1.name(),
             actual: key.public.kind().name(),
         })?;
-        let raw = self.sign_raw(&key, prehash.to_vec()).await?;
-        verify::finish_ecdsa(&q, &prehash, &raw).map_err(|reason| HsmError::BadHsmSignature {
-            label: label.to_string(),
-            reason,
+        self.sign_raw(&key, prehash.to_vec(), move |raw| {
+            verify::finish_ecdsa(&q, &prehash, raw)
         })
+        .await
     }
 
     /// Signs `message` with `CKM_EDDSA` (pure Ed25519) and returns the verified signature.
@@ -302,11 +301,11 @@ impl Hsm {
             expected: KeyKind::Ed25519.name(),
             actual: key.public.kind().name(),
         })?;
-        let raw = self.sign_raw(&key, message.to_vec()).await?;
-        verify::finish_ed25519(&vk, message, &raw).map_err(|reason| HsmError::BadHsmSignature {
-            label: label.to_string(),
-            reason,
+        let msg = message.to_vec();
+        self.sign_raw(&key, message.to_vec(), move |raw| {
+            verify::finish_ed25519(&vk, &msg, raw)
         })
+        .await
     }
 
     /// Blocking variant of [`Hsm::sign_ed25519`] for callers on their own thread (not a tokio
@@ -332,9 +331,20 @@ impl Hsm {
         })
     }
 
-    /// Runs `C_Sign` with the key's mechanism. A key handle the token no longer knows (after a
-    /// token reset) is looked up again by label, re-checked, and must carry the same public key.
-    async fn sign_raw(&self, key: &Arc<KeyEntry>, data: Vec<u8>) -> Result<Vec<u8>, HsmError> {
+    /// Runs `C_Sign` with the key's mechanism and `verify` on the signature, both on the session
+    /// worker (the signature is checked where it was produced, with no further hand-off). A key
+    /// handle the token no longer knows (after a token reset) is looked up again by label,
+    /// re-checked, and must carry the same public key.
+    async fn sign_raw<V, F>(
+        &self,
+        key: &Arc<KeyEntry>,
+        data: Vec<u8>,
+        verify: F,
+    ) -> Result<V, HsmError>
+    where
+        V: Send + 'static,
+        F: Fn(&[u8]) -> Result<V, String> + Send + 'static,
+    {
         let pool = Arc::clone(&self.pool);
         let expected = key.public.clone();
         let label = key.label.clone();
@@ -360,7 +370,12 @@ impl Hsm {
                         Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure))
                     }
                 };
-                Ok((s.sign(&mech, current.0, &data)?, current))
+                let raw = s.sign(&mech, current.0, &data)?;
+                let verified = verify(&raw).map_err(|reason| HsmError::BadHsmSignature {
+                    label: label.clone(),
+                    reason,
+                })?;
+                Ok((verified, current))
             })
             .await?;
         if used != (key.handle, key.generation) {

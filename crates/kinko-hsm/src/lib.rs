@@ -211,6 +211,11 @@ impl Hsm {
         })
     }
 
+    /// How many sessions the pool has open (never more than its configured size).
+    pub fn open_sessions(&self) -> usize {
+        self.pool.open_sessions()
+    }
+
     /// The token's label.
     pub fn token_label(&self) -> &str {
         &self.pool.label
@@ -331,8 +336,9 @@ impl Hsm {
         })
     }
 
-    /// Runs `C_Sign` with the key's mechanism and `verify` on the signature, both on the session
-    /// worker (the signature is checked where it was produced, with no further hand-off). A key
+    /// Runs `C_Sign` with the key's mechanism, then `verify` on the signature on the same worker
+    /// once the session is back in the pool (no further hand-off, and the session is not held
+    /// during the check). A key
     /// handle the token no longer knows (after a token reset) is looked up again by label,
     /// re-checked, and must carry the same public key.
     async fn sign_raw<V, F>(
@@ -349,34 +355,39 @@ impl Hsm {
         let expected = key.public.clone();
         let label = key.label.clone();
         let mut current = (key.handle, key.generation);
+        let label_for_errors = key.label.clone();
         let (raw, used) = self
             .pool
-            .run(move |s| {
-                if current.1 != pool.generation() {
-                    let generation = pool.generation();
-                    let fresh = keys::load(s, &label)?;
-                    if fresh.public != expected {
-                        return Err(HsmError::UnsafeKey {
-                            label: label.clone(),
-                            reason: "the key under this label changed its public key".into(),
+            .run_then(
+                move |s| {
+                    if current.1 != pool.generation() {
+                        let generation = pool.generation();
+                        let fresh = keys::load(s, &label)?;
+                        if fresh.public != expected {
+                            return Err(HsmError::UnsafeKey {
+                                label: label.clone(),
+                                reason: "the key under this label changed its public key".into(),
+                            }
+                            .into());
                         }
-                        .into());
+                        current = (fresh.handle, generation);
                     }
-                    current = (fresh.handle, generation);
-                }
-                let mech = match expected.kind() {
-                    KeyKind::Secp256k1 => Mechanism::Ecdsa,
-                    KeyKind::Ed25519 => {
-                        Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure))
-                    }
-                };
-                let raw = s.sign(&mech, current.0, &data)?;
-                let verified = verify(&raw).map_err(|reason| HsmError::BadHsmSignature {
-                    label: label.clone(),
-                    reason,
-                })?;
-                Ok((verified, current))
-            })
+                    let mech = match expected.kind() {
+                        KeyKind::Secp256k1 => Mechanism::Ecdsa,
+                        KeyKind::Ed25519 => {
+                            Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure))
+                        }
+                    };
+                    Ok((s.sign(&mech, current.0, &data)?, current))
+                },
+                move |(raw, used)| {
+                    let verified = verify(&raw).map_err(|reason| HsmError::BadHsmSignature {
+                        label: label_for_errors,
+                        reason,
+                    })?;
+                    Ok((verified, used))
+                },
+            )
             .await?;
         if used != (key.handle, key.generation) {
             self.remember(KeyEntry {

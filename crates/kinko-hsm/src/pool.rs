@@ -13,7 +13,7 @@
 //! never retried.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use cryptoki::context::{Function, Pkcs11};
@@ -37,7 +37,9 @@ pub(crate) struct Pool {
     slot: Mutex<Slot>,
     pub(crate) label: String,
     pin: SecretString,
-    idle: Mutex<Vec<Session>>,
+    sessions: Mutex<Sessions>,
+    /// Signalled when a session goes back to the pool or is closed.
+    freed: Condvar,
     jobs: Mutex<std::sync::mpsc::Sender<Job>>,
     pub(crate) size: usize,
     /// Incremented each time the token lost our sessions; object handles found before may be
@@ -79,15 +81,22 @@ impl Pool {
             slot: Mutex::new(slot),
             label,
             pin,
-            idle: Mutex::new(Vec::with_capacity(size)),
+            sessions: Mutex::new(Sessions {
+                idle: Vec::with_capacity(size),
+                open: 0,
+            }),
+            freed: Condvar::new(),
             jobs: Mutex::new(tx),
             size,
             generation: AtomicU64::new(0),
         };
-        let first = pool.new_session()?;
+        let first = pool.take()?;
         pool.put(first);
         // The workers hold only the queue; they exit when the pool (the only sender) is dropped.
         let rx = Arc::new(Mutex::new(rx));
+        // One worker per session. (Twice as many, so that a session could serve the next job
+        // while its last signature is checked, measured slower: the extra workers park on the
+        // session condvar and every hand-off pays a wake-up again.)
         for i in 0..size {
             let rx = Arc::clone(&rx);
             std::thread::Builder::new()
@@ -150,18 +159,41 @@ impl Pool {
         Ok(session)
     }
 
+    /// A session: an idle one, a new one while fewer than `size` are open, or else the next one
+    /// given back. Never more than `size` sessions are open.
     fn take(&self) -> Result<Session, HsmError> {
-        let idle = self.idle.lock().map_err(|_| poisoned())?.pop();
-        match idle {
-            Some(s) => Ok(s),
-            None => self.new_session(),
+        let mut st = self.sessions.lock().map_err(|_| poisoned())?;
+        loop {
+            if let Some(s) = st.idle.pop() {
+                return Ok(s);
+            }
+            if st.open < self.size {
+                st.open += 1;
+                drop(st);
+                return self.new_session().inspect_err(|_| self.forget_one());
+            }
+            st = self.freed.wait(st).map_err(|_| poisoned())?;
         }
     }
 
     fn put(&self, s: Session) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(s);
+        if let Ok(mut st) = self.sessions.lock() {
+            st.idle.push(s);
         }
+        self.freed.notify_one();
+    }
+
+    /// How many sessions are open (idle or in use).
+    pub(crate) fn open_sessions(&self) -> usize {
+        self.sessions.lock().map(|st| st.open).unwrap_or(0)
+    }
+
+    /// A taken session was dropped (lost, or failed to open).
+    fn forget_one(&self) {
+        if let Ok(mut st) = self.sessions.lock() {
+            st.open = st.open.saturating_sub(1);
+        }
+        self.freed.notify_one();
     }
 
     /// The current session generation (see the field).
@@ -171,9 +203,11 @@ impl Pool {
 
     /// Drops every idle session (after the token invalidated them all, they are useless).
     fn discard_idle(&self) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.clear();
+        if let Ok(mut st) = self.sessions.lock() {
+            st.open = st.open.saturating_sub(st.idle.len());
+            st.idle.clear();
         }
+        self.freed.notify_all();
     }
 
     /// Runs `op` on a pooled session, on the current thread, retrying on lost sessions.
@@ -208,6 +242,7 @@ impl Pool {
                     self.generation.fetch_add(1, Ordering::SeqCst);
                     self.discard_idle();
                     drop(session);
+                    self.forget_one();
                 }
                 Err(OpError::Ck(e)) if is_stale_handle(&e) => {
                     tracing::warn!(token = %self.label, attempt, error = %e, "stale object handle; looking the key up again");
@@ -237,16 +272,32 @@ impl Pool {
 
     /// Runs `op` on a pooled session from async code: queues it for the session workers and
     /// waits for the result without blocking the runtime.
-    pub(crate) async fn run<T, F>(self: &Arc<Self>, mut op: F) -> Result<T, HsmError>
+    pub(crate) async fn run<T, F>(self: &Arc<Self>, op: F) -> Result<T, HsmError>
     where
         T: Send + 'static,
         F: FnMut(&Session) -> Result<T, OpError> + Send + 'static,
+    {
+        self.run_then(op, Ok).await
+    }
+
+    /// Like [`Pool::run`], then `after` on the result, on the same worker but after the session
+    /// went back to the pool (so the session can serve the next job meanwhile).
+    pub(crate) async fn run_then<T, V, F, A>(
+        self: &Arc<Self>,
+        mut op: F,
+        after: A,
+    ) -> Result<V, HsmError>
+    where
+        T: Send + 'static,
+        V: Send + 'static,
+        F: FnMut(&Session) -> Result<T, OpError> + Send + 'static,
+        A: FnOnce(T) -> Result<V, HsmError> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let pool = Arc::clone(self);
         let job: Job = Box::new(move || {
             // The caller may have gone away (cancelled); the result is then dropped.
-            let _ = tx.send(pool.run_blocking(&mut op));
+            let _ = tx.send(pool.run_blocking(&mut op).and_then(after));
         });
         self.jobs
             .lock()
@@ -256,6 +307,12 @@ impl Pool {
         rx.await
             .map_err(|_| HsmError::Worker("an HSM worker stopped before answering".into()))?
     }
+}
+
+/// The sessions not in use, and how many are open in all.
+struct Sessions {
+    idle: Vec<Session>,
+    open: usize,
 }
 
 /// A queued PKCS#11 operation.

@@ -265,6 +265,9 @@ async fn sixty_four_concurrent_tasks_share_the_pool() {
         }
     }
     assert_eq!(n, 64 * 8);
+    // The pool never opened more than its 4 sessions, however many tasks and workers there were
+    // (SoftHSM2 does not report its session count, so this is the pool's own accounting).
+    assert_eq!(hsm.open_sessions(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]

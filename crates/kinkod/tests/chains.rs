@@ -13,12 +13,8 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
 
 use bitcoin::hashes::Hash as _;
 use bitcoin::psbt::Psbt;
@@ -34,116 +30,13 @@ use kinko_policy::{ApprovalMessage, Policy, SignedApproval, Subject, Verdict};
 use kinko_proto::v1 as pb;
 use pb::approval_service_client::ApprovalServiceClient;
 use pb::withdrawal_service_client::WithdrawalServiceClient;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+mod common;
+use common::{Daemon, channel, ed25519_key, free_port, reason, start, unique_label};
 
 // ---------------------------------------------------------------------------------------------
 // Daemon and client helpers (as in e2e.rs, plus the signing keys kinkod prints on first start).
 // ---------------------------------------------------------------------------------------------
-
-struct Daemon {
-    child: Child,
-    dir: PathBuf,
-    addr: String,
-    /// Signing keys by policy name, as `kinkod dev` printed them ("NAME: CHAIN NETWORK, public
-    /// key HEX").
-    keys: HashMap<String, Vec<u8>>,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn unique_label(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("chains-{tag}-{}-{nanos:x}", std::process::id())
-}
-
-/// Parses one "NAME: CHAIN NETWORK, public key HEX" line of `kinkod dev`'s banner.
-fn key_line(line: &str) -> Option<(String, Vec<u8>)> {
-    let (name, rest) = line.trim().split_once(": ")?;
-    let (_, hex_key) = rest.split_once(", public key ")?;
-    Some((name.to_string(), hex::decode(hex_key.trim()).ok()?))
-}
-
-/// Starts `kinkod dev` on a fresh directory and waits until it listens.
-fn start_dev(dir: &Path, label: &str, port: u16) -> Daemon {
-    kinko_hsm::testing::ensure_softhsm2_conf().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kinkod"))
-        .args(["dev", "--data-dir"])
-        .arg(dir)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--token-label",
-            label,
-        ])
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut keys = HashMap::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("kinkod| {line}");
-            if let Some((name, pk)) = key_line(&line) {
-                keys.insert(name, pk);
-            }
-            if line.contains("kinkod: listening on") {
-                let _ = tx.send(keys.clone());
-            }
-        }
-    });
-    let keys = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("kinkod did not start listening");
-    Daemon {
-        child,
-        dir: dir.to_path_buf(),
-        addr: format!("https://localhost:{port}"),
-        keys,
-    }
-}
-
-async fn channel(d: &Daemon, who: &str) -> Channel {
-    let read = |p: &str| std::fs::read(d.dir.join(p)).unwrap();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read("tls/ca.pem")))
-        .identity(Identity::from_pem(
-            read(&format!("tls/{who}.pem")),
-            read(&format!("tls/{who}.key")),
-        ))
-        .domain_name("localhost");
-    Channel::from_shared(d.addr.clone())
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
-fn ed25519_key(path: &Path) -> ed25519_dalek::SigningKey {
-    let hex_seed = std::fs::read_to_string(path).unwrap();
-    let mut seed = [0u8; 32];
-    hex::decode_to_slice(hex_seed.trim(), &mut seed).unwrap();
-    ed25519_dalek::SigningKey::from_bytes(&seed)
-}
 
 /// The requester pipeline's submission, signed with the requester key.
 fn submission(
@@ -268,14 +161,6 @@ async fn pending_count(d: &Daemon) -> usize {
         .len()
 }
 
-fn reason(status: &tonic::Status) -> String {
-    status
-        .metadata()
-        .get("kinko-reason")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Bitcoin
 // ---------------------------------------------------------------------------------------------
@@ -373,7 +258,7 @@ fn check_signed_btc(
 async fn bitcoin_psbt_signed_and_verified_with_libsecp256k1() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let d = start_dev(&dir, &unique_label("btc"), free_port());
+    let d = start(&dir, &unique_label("chains-btc"), free_port(), true);
     let key = CompressedPublicKey::from_slice(&d.keys["btc-dev"]).unwrap();
     let own_addr = Address::p2wpkh(&key, bitcoin::Network::Testnet);
     let own_script = own_addr.script_pubkey();
@@ -541,7 +426,7 @@ fn sol_transfer_message(
 async fn solana_transfer_signed_and_verified_with_ed25519_dalek() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let d = start_dev(&dir, &unique_label("sol"), free_port());
+    let d = start(&dir, &unique_label("chains-sol"), free_port(), true);
     let key: [u8; 32] = d.keys["sol-dev"].as_slice().try_into().unwrap();
     let vk = ed25519_dalek::VerifyingKey::from_bytes(&key).unwrap();
     let hot = sol_key(SOL_HOT_WALLET);

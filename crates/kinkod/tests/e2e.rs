@@ -8,10 +8,8 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
+use std::process::Command;
 
 use alloy_consensus::transaction::SignerRecoverable;
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
@@ -26,105 +24,8 @@ use pb::audit_service_client::AuditServiceClient;
 use pb::withdrawal_service_client::WithdrawalServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-struct Daemon {
-    child: Child,
-    dir: PathBuf,
-    addr: String,
-    /// The audit log's verifier key, as kinkod prints it.
-    vkey: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn unique_label() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("e2e-{}-{nanos:x}", std::process::id())
-}
-
-/// Starts kinkod (`dev` on first start, `--config` afterwards) and waits until it listens.
-fn start(dir: &Path, label: &str, port: u16, first: bool) -> Daemon {
-    kinko_hsm::testing::ensure_softhsm2_conf().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kinkod"));
-    if first {
-        cmd.args(["dev", "--data-dir"]).arg(dir).args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--token-label",
-            label,
-        ]);
-    } else {
-        cmd.arg("--config").arg(dir.join("kinkod.toml"));
-    }
-    let mut child = cmd
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut vkey = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("kinkod| {line}");
-            if let Some(k) = line.strip_prefix("kinkod: audit log key ") {
-                vkey = k.to_string();
-            }
-            if line.contains("kinkod: listening on") {
-                let _ = tx.send(vkey.clone());
-            }
-        }
-    });
-    let vkey = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("kinkod did not start listening");
-    Daemon {
-        child,
-        dir: dir.to_path_buf(),
-        addr: format!("https://localhost:{port}"),
-        vkey,
-    }
-}
-
-async fn channel(d: &Daemon, who: &str) -> Channel {
-    let read = |p: &str| std::fs::read(d.dir.join(p)).unwrap();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read("tls/ca.pem")))
-        .identity(Identity::from_pem(
-            read(&format!("tls/{who}.pem")),
-            read(&format!("tls/{who}.key")),
-        ))
-        .domain_name("localhost");
-    Channel::from_shared(d.addr.clone())
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
-fn ed25519_key(path: &Path) -> ed25519_dalek::SigningKey {
-    let hex_seed = std::fs::read_to_string(path).unwrap();
-    let mut seed = [0u8; 32];
-    hex::decode_to_slice(hex_seed.trim(), &mut seed).unwrap();
-    ed25519_dalek::SigningKey::from_bytes(&seed)
-}
+mod common;
+use common::{Daemon, channel, ed25519_key, free_port, reason, start, unique_label};
 
 const HOT_WALLET: alloy_primitives::Address =
     address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
@@ -232,19 +133,11 @@ fn decode_locally(policy: &Policy, payload: &[u8], claimed_json: &str) -> Intent
     mine
 }
 
-fn reason(status: &tonic::Status) -> String {
-    status
-        .metadata()
-        .get("kinko-reason")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn ethereum_withdrawal_walkthrough_refusals_restart_and_audit() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let label = unique_label();
+    let label = unique_label("e2e");
     let port = free_port();
     let d = start(&dir, &label, port, true);
 
@@ -487,7 +380,7 @@ async fn clients_without_a_valid_certificate_or_role_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let port = free_port();
-    let d = start(&dir, &unique_label(), port, true);
+    let d = start(&dir, &unique_label("e2e"), port, true);
     // No client certificate: the handshake fails, no call gets through.
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(
@@ -589,7 +482,7 @@ async fn a_freeze_between_approval_and_signing_stops_it_and_unfreezing_is_slow()
     use pb::admin_service_client::AdminServiceClient;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let d = start(&dir, &unique_label(), free_port(), true);
+    let d = start(&dir, &unique_label("e2e"), free_port(), true);
     let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
     let r = ledger
         .submit_withdrawal(submission(
@@ -680,7 +573,7 @@ async fn a_freeze_between_approval_and_signing_stops_it_and_unfreezing_is_slow()
 async fn the_pending_queue_per_requester_is_capped() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let (label, port) = (unique_label(), free_port());
+    let (label, port) = (unique_label("e2e"), free_port());
     let status = Command::new(env!("CARGO_BIN_EXE_kinkod"))
         .args(["dev", "--init-only", "--data-dir"])
         .arg(&dir)

@@ -23,6 +23,12 @@ pub fn module_path() -> PathBuf {
 /// Writes the SoftHSM2 configuration named by `SOFTHSM2_CONF` if it does not exist yet, and
 /// refuses to run against the system-wide configuration.
 pub fn ensure_softhsm2_conf() -> Result<PathBuf, String> {
+    // Tests of one process call this from many threads at once; they must not race on the
+    // temporary file (other processes use their own pid in its name).
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = WRITING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let conf = std::env::var_os("SOFTHSM2_CONF").map(PathBuf::from).ok_or(
         "SOFTHSM2_CONF is not set: run tests through cargo (the workspace .cargo/config.toml sets it)",
     )?;

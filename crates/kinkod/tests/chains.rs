@@ -13,7 +13,6 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::path::Path;
 use std::str::FromStr;
 
 use bitcoin::hashes::Hash as _;
@@ -25,53 +24,17 @@ use bitcoin::{
     TxIn, TxOut, Txid, Witness, absolute, transaction,
 };
 use kinko_intent::{Chain, Intent, Network};
-use kinko_policy::request::RequestToSign;
 use kinko_policy::{ApprovalMessage, Policy, SignedApproval, Subject, Verdict};
 use kinko_proto::v1 as pb;
 use pb::approval_service_client::ApprovalServiceClient;
 use pb::withdrawal_service_client::WithdrawalServiceClient;
 
 mod common;
-use common::{Daemon, channel, ed25519_key, free_port, reason, start, unique_label};
+use common::{Daemon, channel, ed25519_key, free_port, reason, start, submission, unique_label};
 
 // ---------------------------------------------------------------------------------------------
-// Daemon and client helpers (as in e2e.rs, plus the signing keys kinkod prints on first start).
+// Client helpers (the daemon launcher and the rest are in tests/common).
 // ---------------------------------------------------------------------------------------------
-
-/// The requester pipeline's submission, signed with the requester key.
-fn submission(
-    dir: &Path,
-    key_name: &str,
-    chain: Chain,
-    payload: Vec<u8>,
-    idem: &str,
-) -> pb::SubmitWithdrawalRequest {
-    let key = ed25519_key(&dir.join("requesters/ledger.key"));
-    let reference = format!("ledger withdrawal {idem}");
-    let sig = RequestToSign {
-        requester_id: "ledger",
-        key_name,
-        chain,
-        idempotency_key: idem,
-        reference: &reference,
-        payload: &payload,
-    }
-    .sign(&key)
-    .unwrap();
-    let pb_chain = match chain {
-        Chain::Bitcoin => pb::Chain::Bitcoin,
-        Chain::Solana => pb::Chain::Solana,
-        Chain::Ethereum => pb::Chain::Ethereum,
-    };
-    pb::SubmitWithdrawalRequest {
-        key_name: key_name.into(),
-        chain: pb_chain as i32,
-        payload,
-        idempotency_key: idem.into(),
-        reference,
-        requester_signature: sig.to_vec(),
-    }
-}
 
 /// What an officer's client does: fetch the raw payload, decode it locally with the key it
 /// knows (the one kinkod printed at set-up, not the one the daemon's intent claims), check the

@@ -16,7 +16,6 @@ use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{TxKind, U256, address};
 use kinko_intent::{Chain, Intent, Network};
-use kinko_policy::request::RequestToSign;
 use kinko_policy::{ApprovalMessage, Policy, SignedApproval, Subject, Verdict};
 use kinko_proto::v1 as pb;
 use pb::approval_service_client::ApprovalServiceClient;
@@ -47,27 +46,9 @@ fn eth_transfer(nonce: u64, value_wei: u128, to: alloy_primitives::Address) -> V
     out
 }
 
+/// An Ethereum withdrawal on the development key, signed by the requester.
 fn submission(dir: &Path, payload: Vec<u8>, idem: &str) -> pb::SubmitWithdrawalRequest {
-    let key = ed25519_key(&dir.join("requesters/ledger.key"));
-    let reference = format!("ledger withdrawal {idem}");
-    let sig = RequestToSign {
-        requester_id: "ledger",
-        key_name: "eth-dev",
-        chain: Chain::Ethereum,
-        idempotency_key: idem,
-        reference: &reference,
-        payload: &payload,
-    }
-    .sign(&key)
-    .unwrap();
-    pb::SubmitWithdrawalRequest {
-        key_name: "eth-dev".into(),
-        chain: pb::Chain::Ethereum as i32,
-        payload,
-        idempotency_key: idem.into(),
-        reference,
-        requester_signature: sig.to_vec(),
-    }
+    common::submission(dir, "eth-dev", Chain::Ethereum, payload, idem)
 }
 
 /// What an officer's client does: fetch the raw payload, decode it locally, sign over the digest

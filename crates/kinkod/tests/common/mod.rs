@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use kinko_intent::Chain;
+use kinko_policy::request::RequestToSign;
+use kinko_proto::v1 as pb;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// A running kinkod; killed when dropped.
@@ -136,4 +139,39 @@ pub(crate) fn reason(status: &tonic::Status) -> String {
         .get("kinko-reason")
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default()
+}
+
+/// The requester pipeline's submission, signed with the requester key.
+pub(crate) fn submission(
+    dir: &Path,
+    key_name: &str,
+    chain: Chain,
+    payload: Vec<u8>,
+    idem: &str,
+) -> pb::SubmitWithdrawalRequest {
+    let key = ed25519_key(&dir.join("requesters/ledger.key"));
+    let reference = format!("ledger withdrawal {idem}");
+    let sig = RequestToSign {
+        requester_id: "ledger",
+        key_name,
+        chain,
+        idempotency_key: idem,
+        reference: &reference,
+        payload: &payload,
+    }
+    .sign(&key)
+    .unwrap();
+    let pb_chain = match chain {
+        Chain::Bitcoin => pb::Chain::Bitcoin,
+        Chain::Solana => pb::Chain::Solana,
+        Chain::Ethereum => pb::Chain::Ethereum,
+    };
+    pb::SubmitWithdrawalRequest {
+        key_name: key_name.into(),
+        chain: pb_chain as i32,
+        payload,
+        idempotency_key: idem.into(),
+        reference,
+        requester_signature: sig.to_vec(),
+    }
 }

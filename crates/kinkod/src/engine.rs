@@ -527,19 +527,7 @@ impl Engine {
     }
 
     fn signed_approvals(&self, request_id: &str) -> Result<Vec<SignedApproval>, Refused> {
-        self.store
-            .approvals(request_id)?
-            .into_iter()
-            .map(|a| {
-                let signature: [u8; 64] = a.signature.as_slice().try_into().map_err(|_| {
-                    Refused::internal("stored approval signature length", a.officer_id.clone())
-                })?;
-                Ok(SignedApproval {
-                    message: a.message,
-                    signature,
-                })
-            })
-            .collect()
+        to_signed(&self.store.approvals(request_id)?)
     }
 
     /// The signing step. Re-derives everything; any failure before the HSM leaves the request
@@ -547,15 +535,11 @@ impl Engine {
     async fn sign(&self, request_id: &str) -> Result<Request, Refused> {
         let _guard = self.sign_lock.lock().await;
         let request = self.store.get_request(request_id)?;
-        if self.store.freeze_state()?.frozen {
-            return Err(Refused::new(
-                Reason::Frozen,
-                "signing is frozen; the request stays approved-pending until unfrozen",
-            ));
-        }
+        // The freeze is checked by `authorize` below, with everything else, at one instant.
         let key = self.key(&request.new.key_name)?.clone();
         let intent = self.decode(&key, &request.new.payload)?;
-        let approvals = self.signed_approvals(request_id)?;
+        let stored = self.store.approvals(request_id)?;
+        let approvals = to_signed(&stored)?;
         // The proof that policy and quorum hold now; the HSM path below takes nothing else.
         let auth = {
             let ledger = self
@@ -645,9 +629,7 @@ impl Engine {
                 .record(&key.name, asset, at, *amount)
                 .map_err(|e| Refused::internal("velocity", e))?;
         }
-        let evidence: Vec<rec::Approval> = self
-            .store
-            .approvals(request_id)?
+        let evidence: Vec<rec::Approval> = stored
             .into_iter()
             .filter(|a| {
                 auth.quorum()
@@ -987,6 +969,22 @@ fn parse_asset_id(s: &str) -> Option<kinko_policy::AssetId> {
     } else {
         kinko_policy::AssetId::Token(chain, rest.to_string())
     })
+}
+
+/// Stored verdicts as the signed messages the quorum evaluation takes.
+fn to_signed(stored: &[StoredApproval]) -> Result<Vec<SignedApproval>, Refused> {
+    stored
+        .iter()
+        .map(|a| {
+            let signature: [u8; 64] = a.signature.as_slice().try_into().map_err(|_| {
+                Refused::internal("stored approval signature length", a.officer_id.clone())
+            })?;
+            Ok(SignedApproval {
+                message: a.message.clone(),
+                signature,
+            })
+        })
+        .collect()
 }
 
 fn new_request_id() -> Result<String, Refused> {

@@ -587,6 +587,24 @@ fn check_keys(l: &mut Loader<'_>, raw: Vec<(Range<usize>, RawKey)>) -> BTreeMap<
             l.err(&k.name.span(), format!("key name {n:?} is listed twice"));
             continue;
         }
+        let public_key = match &k.public_key {
+            None => None,
+            Some(pk) => match (hex::decode(pk.get_ref()), chain) {
+                (Ok(b), Some(Chain::Ethereum | Chain::Bitcoin))
+                    if b.len() == 33 && (b[0] == 2 || b[0] == 3) =>
+                {
+                    Some(b)
+                }
+                (Ok(b), Some(Chain::Solana)) if b.len() == 32 => Some(b),
+                _ => {
+                    l.err(
+                        &pk.span(),
+                        "public_key must be hex: a 33-byte compressed secp256k1 key for ethereum and bitcoin, 32 bytes for solana",
+                    );
+                    None
+                }
+            },
+        };
         if let (Some(name), Some(chain), Some(network), Some(hsm_label)) =
             (name, chain, network, label)
         {
@@ -598,6 +616,7 @@ fn check_keys(l: &mut Loader<'_>, raw: Vec<(Range<usize>, RawKey)>) -> BTreeMap<
                     chain,
                     network,
                     hsm_label,
+                    public_key,
                     line,
                 },
             );

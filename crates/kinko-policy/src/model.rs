@@ -151,6 +151,10 @@ pub struct KeyEntry {
     pub network: Network,
     /// The HSM object label (`CKA_LABEL`).
     pub hsm_label: String,
+    /// The key's public key, pinned by the policy: SEC1 compressed (33 bytes) for secp256k1,
+    /// 32 bytes for Ed25519. The daemon refuses to start when the HSM's key differs, and an
+    /// officer's client decodes with this key rather than one the daemon reports.
+    pub public_key: Option<Vec<u8>>,
     /// Line in the policy file.
     pub line: usize,
 }

@@ -33,6 +33,8 @@ pub(crate) struct RawKey {
     pub(crate) chain: Spanned<String>,
     pub(crate) network: Spanned<String>,
     pub(crate) hsm_label: Spanned<String>,
+    #[serde(default)]
+    pub(crate) public_key: Option<Spanned<String>>,
 }
 
 /// `[[tokens]]`.

@@ -308,6 +308,36 @@ pub struct Governance {
     pub state: String,
 }
 
+/// A policy proposed through governance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyProposal {
+    /// The governance request id.
+    pub id: String,
+    /// Hash of the proposed policy file.
+    pub policy_hash: Vec<u8>,
+    /// The proposed file.
+    pub policy_text: String,
+    /// Hash of the policy in force when it was proposed (approvals are signed under it).
+    pub base_policy_hash: Vec<u8>,
+    /// The admin principal who proposed it.
+    pub proposed_by: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A policy as installed (the newest one is in force).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledPolicy {
+    /// Hash of the policy file.
+    pub policy_hash: Vec<u8>,
+    /// The file.
+    pub policy_text: String,
+    /// The proposal that installed it; `None` for the initial policy.
+    pub proposal_id: Option<String>,
+    /// Unix seconds.
+    pub installed_at: i64,
+}
+
 /// The store. One connection behind a mutex: SQLite serializes writers anyway, and Kinko's
 /// write rate is bounded by the HSM.
 pub struct Store {
@@ -728,6 +758,132 @@ impl Store {
             params![id, state, quorum_reached_at],
         )?;
         Ok(())
+    }
+
+    /// The newest open (`pending` or `waiting`) governance request of a kind.
+    pub fn open_governance(&self, kind: &str) -> Result<Option<Governance>, StoreError> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                "SELECT id, kind, created_at, quorum_reached_at, state FROM governance
+                 WHERE kind = ?1 AND state IN ('pending', 'waiting') ORDER BY created_at DESC, id LIMIT 1",
+                params![kind],
+                |r| {
+                    Ok(Governance {
+                        id: r.get(0)?,
+                        kind: r.get(1)?,
+                        created_at: r.get(2)?,
+                        quorum_reached_at: r.get(3)?,
+                        state: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Records a policy proposal and opens its governance request (kind `install_policy`).
+    pub fn insert_policy_proposal(&self, p: &PolicyProposal) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO governance (id, kind, created_at, quorum_reached_at, state) VALUES (?1, 'install_policy', ?2, NULL, 'pending')",
+            params![p.id, p.created_at],
+        )?;
+        tx.execute(
+            "INSERT INTO policy_proposals (id, policy_hash, policy_text, base_policy_hash, proposed_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![p.id, p.policy_hash, p.policy_text, p.base_policy_hash, p.proposed_by, p.created_at],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A policy proposal.
+    pub fn policy_proposal(&self, id: &str) -> Result<Option<PolicyProposal>, StoreError> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                "SELECT id, policy_hash, policy_text, base_policy_hash, proposed_by, created_at FROM policy_proposals WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok(PolicyProposal {
+                        id: r.get(0)?,
+                        policy_hash: r.get(1)?,
+                        policy_text: r.get(2)?,
+                        base_policy_hash: r.get(3)?,
+                        proposed_by: r.get(4)?,
+                        created_at: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// The policy in force: the newest installed one (`None` before the first start).
+    pub fn installed_policy(&self) -> Result<Option<InstalledPolicy>, StoreError> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                "SELECT policy_hash, policy_text, proposal_id, installed_at FROM installed_policies ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(InstalledPolicy {
+                        policy_hash: r.get(0)?,
+                        policy_text: r.get(1)?,
+                        proposal_id: r.get(2)?,
+                        installed_at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Installs a policy. For a proposal, atomically: its governance request becomes
+    /// `effective`, and every other open install proposal is `superseded` (its approvals were
+    /// signed under a policy no longer in force).
+    pub fn install_policy(&self, p: &InstalledPolicy) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO installed_policies (policy_hash, policy_text, proposal_id, installed_at) VALUES (?1, ?2, ?3, ?4)",
+            params![p.policy_hash, p.policy_text, p.proposal_id, p.installed_at],
+        )?;
+        if let Some(id) = &p.proposal_id {
+            tx.execute(
+                "UPDATE governance SET state = 'effective' WHERE id = ?1",
+                params![id],
+            )?;
+            tx.execute(
+                "UPDATE governance SET state = 'superseded' WHERE kind = 'install_policy' AND id != ?1 AND state IN ('pending', 'waiting')",
+                params![id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Requests pending approval created before `before` (unix seconds), oldest first.
+    pub fn pending_created_before(&self, before: i64) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT id FROM requests WHERE state = ?1 AND created_at < ?2 ORDER BY created_at LIMIT 1000",
+        )?;
+        let rows = stmt.query_map(
+            params![RequestState::PendingApproval.as_str(), before],
+            |r| r.get(0),
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many requests are in each state (for metrics).
+    pub fn count_by_state(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM requests GROUP BY state")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        rows.map(|r| {
+            r.map(|(s, n)| (s, u64::try_from(n).unwrap_or(0)))
+                .map_err(StoreError::from)
+        })
+        .collect()
     }
 
     /// The freeze switch.

@@ -90,6 +90,23 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;",
     // 3: counting a requester's pending requests without a scan.
     "CREATE INDEX requests_by_requester_state ON requests (requester, state);",
+    // 4: policies proposed and installed through governance; finding the open unfreeze.
+    "CREATE TABLE policy_proposals (
+        id TEXT PRIMARY KEY NOT NULL REFERENCES governance (id),
+        policy_hash BLOB NOT NULL,
+        policy_text TEXT NOT NULL,
+        base_policy_hash BLOB NOT NULL,
+        proposed_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE installed_policies (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        policy_hash BLOB NOT NULL,
+        policy_text TEXT NOT NULL,
+        proposal_id TEXT,
+        installed_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX governance_by_kind_state ON governance (kind, state);",
 ];
 
 /// The schema version this build writes.

@@ -325,3 +325,91 @@ fn governance_requests_keep_one_verdict_per_officer_and_the_first_quorum_instant
     assert_eq!(officers, ["alice", "bob"]);
     assert!(s.governance("nope").unwrap().is_none());
 }
+
+fn proposal(id: &str, hash: u8, at: i64) -> PolicyProposal {
+    PolicyProposal {
+        id: id.into(),
+        policy_hash: vec![hash; 32],
+        policy_text: format!("version = 1 # {id}"),
+        base_policy_hash: vec![1; 32],
+        proposed_by: "admin".into(),
+        created_at: at,
+    }
+}
+
+#[test]
+fn installing_a_proposal_makes_it_the_policy_in_force_and_supersedes_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kinko.db");
+    {
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.installed_policy().unwrap(), None);
+        let initial = InstalledPolicy {
+            policy_hash: vec![1; 32],
+            policy_text: "initial".into(),
+            proposal_id: None,
+            installed_at: 10,
+        };
+        s.install_policy(&initial).unwrap();
+        assert_eq!(s.installed_policy().unwrap(), Some(initial));
+        s.insert_policy_proposal(&proposal("p1", 2, 20)).unwrap();
+        s.insert_policy_proposal(&proposal("p2", 3, 30)).unwrap();
+        assert!(
+            s.insert_policy_proposal(&proposal("p1", 4, 40)).is_err(),
+            "a proposal id is never reused"
+        );
+        assert_eq!(
+            s.policy_proposal("p1").unwrap(),
+            Some(proposal("p1", 2, 20))
+        );
+        assert_eq!(
+            s.open_governance("install_policy").unwrap().unwrap().id,
+            "p2"
+        );
+        s.add_governance_approval("p1", "install_policy", &approval("p1", "alice"))
+            .unwrap();
+        s.install_policy(&InstalledPolicy {
+            policy_hash: vec![2; 32],
+            policy_text: "version = 1 # p1".into(),
+            proposal_id: Some("p1".into()),
+            installed_at: 50,
+        })
+        .unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    let now = s.installed_policy().unwrap().unwrap();
+    assert_eq!(
+        (now.policy_hash, now.proposal_id.as_deref()),
+        (vec![2; 32], Some("p1"))
+    );
+    assert_eq!(s.governance("p1").unwrap().unwrap().state, "effective");
+    assert_eq!(s.governance("p2").unwrap().unwrap().state, "superseded");
+    assert_eq!(s.open_governance("install_policy").unwrap(), None);
+    assert!(s.policy_proposal("nope").unwrap().is_none());
+}
+
+#[test]
+fn old_pending_requests_are_found_for_expiry_and_counted_by_state() {
+    let (_d, s) = store();
+    let mut old = new_request("old", "i1", b"a");
+    old.now = 100;
+    let mut young = new_request("young", "i2", b"b");
+    young.now = 200;
+    let mut denied = new_request("denied", "i3", b"c");
+    denied.now = 50;
+    denied.state = RequestState::Denied;
+    for r in [&old, &young, &denied] {
+        s.insert_request(r).unwrap();
+    }
+    assert_eq!(s.pending_created_before(150).unwrap(), ["old"]);
+    assert_eq!(s.pending_created_before(201).unwrap(), ["old", "young"]);
+    let mut counts = s.count_by_state().unwrap();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [
+            ("denied".to_string(), 1),
+            ("pending_approval".to_string(), 2)
+        ]
+    );
+}

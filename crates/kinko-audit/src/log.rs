@@ -186,6 +186,8 @@ struct Shared {
     tree: RwLock<MerkleTree>,
     latest: RwLock<Option<(Checkpoint, Arc<str>)>>,
     index: RwLock<ReadIndex>,
+    /// The newest `policy_installed` record: its sequence number and policy hash.
+    last_policy: RwLock<Option<(u64, Vec<u8>)>>,
 }
 
 /// Records between two entries of the read index.
@@ -275,6 +277,7 @@ impl AuditLog {
         let count = segments.len();
         let mut current: Option<(PathBuf, u64)> = None;
         let mut index = ReadIndex::default();
+        let mut last_policy = None;
         for (i, (first, path)) in segments.into_iter().enumerate() {
             index.segments.push(path.clone());
             if first != tree.size() {
@@ -314,6 +317,9 @@ impl AuditLog {
                     });
                 }
                 last_time = last_time.max(record.time_ms);
+                if let Event::PolicyInstalled(p) = &record.event {
+                    last_policy = Some((seq, p.policy_hash.0.clone()));
+                }
                 tree.push_leaf_hash(leaf_hash(line));
             }
             // An empty line anywhere shows up as a missing newline-terminated record.
@@ -390,6 +396,7 @@ impl AuditLog {
             tree: RwLock::new(tree),
             latest: RwLock::new(latest),
             index: RwLock::new(index),
+            last_policy: RwLock::new(last_policy),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -439,7 +446,20 @@ impl AuditLog {
             needs_checkpoint: event.needs_checkpoint(),
             reply,
         })?;
-        rx.recv().map_err(|_| Error::WriterStopped)?
+        let appended = rx.recv().map_err(|_| Error::WriterStopped)??;
+        if let Event::PolicyInstalled(p) = &event
+            && let Ok(mut last) = self.shared.last_policy.write()
+        {
+            *last = Some((appended.seq, p.policy_hash.0.clone()));
+        }
+        Ok(appended)
+    }
+
+    /// The newest `policy_installed` record in the log: its sequence number and the installed
+    /// policy's hash. The daemon checks at start that the policy it is about to enforce is this
+    /// one, so a policy changed behind the log (file and database edited) is refused.
+    pub fn last_policy_installed(&self) -> Option<(u64, Vec<u8>)> {
+        self.shared.last_policy.read().ok().and_then(|l| l.clone())
     }
 
     /// Signs a checkpoint of the current tree now (or returns the latest if it is current).

@@ -366,3 +366,28 @@ fn a_failing_checkpoint_signer_fails_the_appends_that_need_it() {
     drop(log);
     assert_eq!(open(dir.path()).size(), 3);
 }
+
+#[test]
+fn the_newest_policy_installed_record_is_known_after_append_and_reopen() {
+    use kinko_audit::record::{HexBytes, PolicyInstalled};
+    let install = |hash: u8| {
+        Event::PolicyInstalled(PolicyInstalled {
+            policy_hash: HexBytes(vec![hash; 32]),
+            policy_text: format!("version = 1 # {hash}"),
+            approvals: Vec::new(),
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        assert_eq!(log.last_policy_installed(), None);
+        let first = log.append("kinkod", install(1)).unwrap().seq;
+        assert_eq!(log.last_policy_installed(), Some((first, vec![1; 32])));
+        log.append("kinkod", refusal(1)).unwrap();
+        let second = log.append("kinkod", install(2)).unwrap().seq;
+        log.append("kinkod", refusal(2)).unwrap();
+        assert_eq!(log.last_policy_installed(), Some((second, vec![2; 32])));
+    }
+    let log = open(dir.path());
+    assert_eq!(log.last_policy_installed(), Some((2, vec![2; 32])));
+}

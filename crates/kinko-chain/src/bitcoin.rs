@@ -269,6 +269,12 @@ struct Decoded {
     intent: Intent,
 }
 
+/// The P2WPKH address of a compressed secp256k1 key on `network` (the only script Kinko signs).
+pub fn p2wpkh_address(network: &str, public_key: &[u8]) -> Result<String, BitcoinError> {
+    let key = SignerKey::parse(public_key)?;
+    Ok(Address::p2wpkh(&key.compressed, network_from_name(network)?).to_string())
+}
+
 /// Maps a network name to the `bitcoin` crate's network.
 pub fn network_from_name(name: &str) -> Result<bitcoin::Network, BitcoinError> {
     match name {

@@ -92,6 +92,27 @@ pub struct Finalized {
     pub id: String,
 }
 
+/// The address a signing key receives at and signs from, as the chain's wallets show it:
+/// Ethereum EIP-55 checksummed, Bitcoin P2WPKH (bech32 for the network), Solana base58.
+pub fn address_of(chain: Chain, network: &str, public_key: &[u8]) -> Result<String, ChainError> {
+    match chain {
+        Chain::Ethereum => {
+            let key = ethereum::EvmKey::from_sec1(public_key)?;
+            Ok(ethereum::checksummed(&key.address())?.as_str().to_string())
+        }
+        Chain::Bitcoin => bitcoin::p2wpkh_address(network, public_key).map_err(ChainError::from),
+        Chain::Solana => {
+            if public_key.len() != 32 {
+                return Err(ChainError::InvalidPublicKey(format!(
+                    "{} bytes; a Solana key is 32",
+                    public_key.len()
+                )));
+            }
+            Ok(solana::base58(public_key))
+        }
+    }
+}
+
 /// Decodes `payload` for `chain` into an intent.
 pub fn decode(chain: Chain, payload: &[u8], ctx: &DecodeContext<'_>) -> Result<Intent, ChainError> {
     if payload.len() > MAX_PAYLOAD_LEN {

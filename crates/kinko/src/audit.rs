@@ -1,16 +1,25 @@
-//! `kinko audit verify|prove|consistency`: the auditor's offline checks of a Kinko audit log.
+//! `kinko audit fetch|verify|prove|consistency`: the auditor's copy of a Kinko audit log and
+//! its offline checks.
 //!
-//! Everything here runs on the auditor's machine from a copy of the log directory and the
-//! log's verifier key (obtained out of band); nothing talks to the daemon or the HSM. See
-//! docs/audit.md for the procedure.
+//! `fetch` is the only command that talks to the daemon: it copies the records and the latest
+//! signed checkpoint into a new directory, in the log's own layout, without checking anything.
+//! Everything else runs on the auditor's machine from that copy and the log's verifier key
+//! (obtained out of band); nothing trusts the daemon or the HSM. See docs/audit.md for the
+//! procedure.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use kinko_audit::log::CHECKPOINTS_FILE;
+use kinko_audit::note::Checkpoint;
 use kinko_audit::note::VerifierKey;
 use kinko_audit::policy_check::PolicyCheck;
+use kinko_audit::record::MAX_RECORD_LEN;
 use kinko_audit::verify::{VerifyOptions, consistency, prove, verify_dir};
+use kinko_proto::v1 as pb;
+use pb::audit_service_client::AuditServiceClient;
 
 /// Exit code when the log (or a proof) does not verify.
 const EXIT_FAILED: u8 = 2;
@@ -21,9 +30,28 @@ const EXIT_USAGE: u8 = 1;
 /// Largest checkpoint file accepted.
 const MAX_CHECKPOINT_FILE: u64 = 64 * 1024;
 
+/// Where `fetch` writes the latest signed checkpoint alone, to keep for later audits
+/// (`--checkpoint`) and consistency proofs.
+pub(crate) const FETCHED_CHECKPOINT_FILE: &str = "checkpoint.note";
+
 /// Audit commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
+    /// Copy the audit log from kinkod (role auditor) into a new directory, for `audit verify`.
+    ///
+    /// Takes the latest signed checkpoint, then streams the records it covers from sequence 0,
+    /// and writes them in the log's own layout (segment-00000000000000000000.jsonl and
+    /// checkpoints.jsonl), plus checkpoint.note (the signed checkpoint alone, to keep and pass
+    /// with --checkpoint to later audits). Nothing is checked here: run `kinko audit verify`.
+    /// Refuses a directory that is not empty.
+    #[command(verbatim_doc_comment)]
+    Fetch {
+        #[command(flatten)]
+        connect: crate::client::Connect,
+        /// The directory to write (created if missing; must be empty).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Verify a copy of the audit log: every record, the Merkle tree, every checkpoint's
     /// signature, and that every signature was authorized by a quorum under the policy in
     /// force at the time.
@@ -90,6 +118,9 @@ fn key(s: &str) -> Result<VerifierKey, String> {
 
 /// Runs an audit command.
 pub(crate) fn run(cmd: AuditCommand) -> ExitCode {
+    if let AuditCommand::Fetch { connect, out } = cmd {
+        return crate::block_on(fetch(connect, out));
+    }
     match run_inner(cmd) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(EXIT_FAILED),
@@ -103,6 +134,7 @@ pub(crate) fn run(cmd: AuditCommand) -> ExitCode {
 fn run_inner(cmd: AuditCommand) -> Result<bool, (u8, String)> {
     let usage = |m: String| (EXIT_USAGE, m);
     match cmd {
+        AuditCommand::Fetch { .. } => Err(usage("fetch runs on its own".into())),
         AuditCommand::Verify {
             dir,
             log_key,
@@ -157,6 +189,120 @@ fn run_inner(cmd: AuditCommand) -> Result<bool, (u8, String)> {
             }
         }
     }
+}
+
+/// Creates `dir` if missing; refuses anything but an empty directory.
+fn prepare_dir(dir: &Path) -> Result<(), String> {
+    let shown = dir.display();
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(format!("{shown}: not empty; fetch into a new directory"));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{shown}: {e}"))
+        }
+        Err(e) => Err(format!("{shown}: {e}")),
+    }
+}
+
+/// The size a signed checkpoint claims, read without verifying it (verification is
+/// `audit verify`'s job, with the key obtained out of band).
+fn claimed_size(note: &str) -> Result<u64, String> {
+    let (body, _) = note
+        .split_once("\n\n")
+        .ok_or("the daemon's checkpoint is not a signed note")?;
+    Checkpoint::parse_text(&format!("{body}\n"))
+        .map(|cp| cp.size)
+        .map_err(|e| format!("the daemon's checkpoint: {e}"))
+}
+
+fn create_file(path: &Path) -> Result<std::fs::File, String> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write_synced(path: &Path, contents: &[u8]) -> Result<(), String> {
+    let mut f = create_file(path)?;
+    f.write_all(contents)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `kinko audit fetch`.
+async fn fetch(connect: crate::client::Connect, out: PathBuf) -> Result<(), String> {
+    prepare_dir(&out)?;
+    let mut client = AuditServiceClient::new(connect.channel().await?);
+    // The checkpoint first: the records it covers are already in the log, so the stream
+    // below always reaches its size.
+    let cp = client
+        .latest_checkpoint(pb::CheckpointRequest {})
+        .await
+        .map_err(crate::client::show_status)?
+        .into_inner();
+    let size = claimed_size(&cp.signed_note)?;
+    let seg_path = out.join(format!("segment-{:020}.jsonl", 0));
+    let mut seg = std::io::BufWriter::new(create_file(&seg_path)?);
+    let mut stream = client
+        .stream_records(pb::StreamRecordsRequest { from_sequence: 0 })
+        .await
+        .map_err(crate::client::show_status)?
+        .into_inner();
+    let mut n: u64 = 0;
+    let werr = |e: std::io::Error| format!("{}: {e}", seg_path.display());
+    while n < size {
+        let Some(rec) = stream.message().await.map_err(crate::client::show_status)? else {
+            break;
+        };
+        if rec.sequence != n {
+            return Err(format!(
+                "the daemon sent record {} where record {n} was expected",
+                rec.sequence
+            ));
+        }
+        if rec.json.len() > MAX_RECORD_LEN || rec.json.contains('\n') {
+            return Err(format!(
+                "record {n} from the daemon is not one line of at most {MAX_RECORD_LEN} bytes"
+            ));
+        }
+        seg.write_all(rec.json.as_bytes()).map_err(werr)?;
+        seg.write_all(b"\n").map_err(werr)?;
+        n = n.checked_add(1).ok_or("record count overflows")?;
+    }
+    drop(stream);
+    if n < size {
+        return Err(format!(
+            "the daemon's checkpoint covers {size} records but it sent only {n}"
+        ));
+    }
+    let seg = seg
+        .into_inner()
+        .map_err(|e| format!("{}: {}", seg_path.display(), e.error()))?;
+    seg.sync_all().map_err(werr)?;
+    let line = serde_json::json!({ "note": cp.signed_note }).to_string();
+    write_synced(&out.join(CHECKPOINTS_FILE), format!("{line}\n").as_bytes())?;
+    write_synced(
+        &out.join(FETCHED_CHECKPOINT_FILE),
+        cp.signed_note.as_bytes(),
+    )?;
+    std::fs::File::open(&out)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    println!(
+        "fetched {n} records and the signed checkpoint covering them into {}",
+        out.display()
+    );
+    println!(
+        "not verified yet: run `kinko audit verify {} --log-key <the log key you hold>`; keep {} for --checkpoint next time",
+        out.display(),
+        out.join(FETCHED_CHECKPOINT_FILE).display()
+    );
+    Ok(())
 }
 
 #[cfg(test)]

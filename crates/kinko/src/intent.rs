@@ -15,7 +15,7 @@ use kinko_intent::{Chain, Intent, Network, TokenInfo, TokenRegistry};
 use serde::{Deserialize, Serialize};
 
 /// Largest input file accepted: base64 of the largest payload, with room for whitespace.
-const MAX_INPUT_LEN: usize = MAX_PAYLOAD_LEN * 2 + 4096;
+pub(crate) const MAX_INPUT_LEN: usize = MAX_PAYLOAD_LEN * 2 + 4096;
 
 /// Largest token registry file accepted.
 const MAX_TOKENS_LEN: usize = 4 * 1024 * 1024;

@@ -28,15 +28,48 @@ enum Command {
     Approve(officer::Vote),
     /// Reject a request (signed like an approval).
     Reject(officer::Vote),
-    /// Verify the audit log offline; inclusion and consistency proofs.
+    /// Fetch the audit log (auditor) and verify it offline; inclusion and consistency proofs.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Officer keys: make one (passphrase-encrypted), print its public key.
+    #[command(subcommand)]
+    Officer(officer_key::OfficerCommand),
+    /// Stop all signing at once (one officer with a freeze role; signed with your officer key).
+    Freeze(governance::Signer),
+    /// Approve lifting the freeze (a quorum, then a delay), or veto it.
+    Unfreeze {
+        #[command(flatten)]
+        signer: governance::Signer,
+        /// Veto the unfreeze in progress (a signed reject) instead of approving it.
+        #[arg(long)]
+        veto: bool,
+    },
+    /// Whether signing is frozen, and the unfreeze in progress.
+    FreezeStatus {
+        #[command(flatten)]
+        connect: client::Connect,
+    },
+    /// The daemon's signing keys: name, chain, network, public key, address.
+    Keys {
+        #[command(flatten)]
+        connect: client::Connect,
+        /// Compare each key with the public key your copy of the policy pins (exit 1 when one
+        /// differs or is missing).
+        #[arg(long)]
+        policy: Option<std::path::PathBuf>,
+    },
+    /// Check and explain policies offline; show, propose and approve the policy in force.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 mod audit;
 mod client;
+mod governance;
 mod intent;
 mod officer;
+mod officer_key;
+mod policy;
 mod request;
 
 /// Runs an async command on a small runtime; errors print and exit 1.
@@ -68,6 +101,18 @@ fn main() -> ExitCode {
         Command::Approve(v) => block_on(officer::run(v, kinko_policy::Verdict::Approve)),
         Command::Reject(v) => block_on(officer::run(v, kinko_policy::Verdict::Reject)),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Officer(cmd) => match officer_key::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kinko: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Freeze(signer) => block_on(governance::freeze(signer)),
+        Command::Unfreeze { signer, veto } => block_on(governance::unfreeze(signer, veto)),
+        Command::FreezeStatus { connect } => block_on(governance::freeze_status(connect)),
+        Command::Keys { connect, policy } => block_on(governance::keys(connect, policy)),
+        Command::Policy(cmd) => policy::run(cmd),
     }
 }
 

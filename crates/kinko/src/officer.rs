@@ -6,12 +6,13 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::Args;
-use kinko_intent::{Intent, Network, SigningInput};
-use kinko_policy::{ApprovalMessage, Policy, SignedApproval, Subject, Verdict};
+use kinko_intent::{Intent, Network};
+use kinko_policy::{ApprovalMessage, SignedApproval, Subject, Verdict};
 use kinko_proto::v1 as pb;
 use pb::approval_service_client::ApprovalServiceClient;
 
-use crate::client::{Connect, read_ed25519_seed, show_status};
+use crate::client::{Connect, show_status};
+use crate::officer_key::OfficerKeyArgs;
 
 /// Arguments of approve and reject.
 #[derive(Debug, Args)]
@@ -23,9 +24,8 @@ pub(crate) struct Vote {
     /// The officer id (defaults to --as).
     #[arg(long)]
     officer: Option<String>,
-    /// The officer's Ed25519 seed file (hex, mode 600).
-    #[arg(long)]
-    officer_key: PathBuf,
+    #[command(flatten)]
+    key: OfficerKeyArgs,
     /// The officer's own copy of the policy in force (its hash is what the approval binds).
     #[arg(long)]
     policy: PathBuf,
@@ -43,10 +43,16 @@ pub(crate) async fn run(v: Vote, verdict: Verdict) -> Result<(), String> {
         .clone()
         .or_else(|| v.connect.as_principal.clone())
         .ok_or("give --officer (your officer id)")?;
-    let policy_bytes =
-        std::fs::read(&v.policy).map_err(|e| format!("{}: {e}", v.policy.display()))?;
-    let policy = Policy::from_toml(&policy_bytes).map_err(|e| e.to_string())?;
-    let key = read_ed25519_seed(&v.officer_key)?;
+    let (policy, _) = crate::policy::read_policy(&v.policy)?;
+    let key = v.key.load()?;
+    let listed = policy
+        .officer(&officer)
+        .ok_or_else(|| format!("officer {officer:?} is not in your policy"))?;
+    if listed.public_key != key.verifying_key() {
+        return Err(format!(
+            "your officer key is not the key your policy lists for {officer:?}: nothing signed"
+        ));
+    }
     let mut client = ApprovalServiceClient::new(v.connect.channel().await?);
     let req = client
         .get_request(pb::RequestId {
@@ -65,21 +71,20 @@ pub(crate) async fn run(v: Vote, verdict: Verdict) -> Result<(), String> {
     let signing_key = policy
         .key(&req.key_name)
         .ok_or_else(|| format!("your policy has no signing key {}", req.key_name))?;
-    // The signer's public key as the daemon claims it; the decoded signer address is printed so
-    // the officer can compare it with the wallet they know.
+    // The signing key's public key as the officer's own policy pins it, never as the daemon
+    // reports it: a daemon that decodes with another key would show another signer.
+    let public_key = signing_key.public_key.as_deref().ok_or_else(|| {
+        format!(
+            "your policy does not pin the public key of signing key {}: add its public_key to the policy before approving",
+            req.key_name
+        )
+    })?;
     let claimed: Intent =
         serde_json::from_str(&req.intent_json).map_err(|e| format!("daemon's intent: {e}"))?;
-    let public_key = match claimed.to_sign.first() {
-        Some(
-            SigningInput::EcdsaSecp256k1 { public_key, .. }
-            | SigningInput::Ed25519 { public_key, .. },
-        ) => hex::decode(public_key).map_err(|e| e.to_string())?,
-        None => return Err("the daemon's intent has nothing to sign".into()),
-    };
     let network: &Network = &signing_key.network;
     let ctx = kinko_chain::DecodeContext {
         network,
-        public_key: &public_key,
+        public_key,
         tokens: policy.token_registry(),
     };
     let mine = kinko_chain::decode(signing_key.chain, &req.payload, &ctx)

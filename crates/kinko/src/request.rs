@@ -68,14 +68,37 @@ pub(crate) enum RequestCommand {
 /// Reads a payload argument: hex text, or a file (hex text or raw bytes), or stdin.
 pub(crate) fn read_payload(arg: &str) -> Result<Vec<u8>, String> {
     let raw = if arg == "-" {
-        let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).map_err(|e| e.to_string())?;
-        b
+        read_limited(std::io::stdin(), "standard input")?
     } else if std::path::Path::new(arg).exists() {
-        std::fs::read(arg).map_err(|e| format!("{arg}: {e}"))?
+        let f = std::fs::File::open(arg).map_err(|e| format!("{arg}: {e}"))?;
+        read_limited(f, arg)?
     } else {
         arg.as_bytes().to_vec()
     };
+    payload_from_bytes(raw)
+}
+
+/// Reads at most [`crate::intent::MAX_INPUT_LEN`] bytes.
+pub(crate) fn read_limited(r: impl std::io::Read, what: &str) -> Result<Vec<u8>, String> {
+    let limit = crate::intent::MAX_INPUT_LEN;
+    let mut b = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            r,
+            u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1),
+        ),
+        &mut b,
+    )
+    .map_err(|e| format!("{what}: {e}"))?;
+    if b.len() > limit {
+        return Err(format!("{what}: larger than {limit} bytes"));
+    }
+    Ok(b)
+}
+
+/// A payload from what was read: JSON text (EIP-712) as is, hex text (with or without 0x)
+/// decoded, anything else as raw bytes.
+pub(crate) fn payload_from_bytes(raw: Vec<u8>) -> Result<Vec<u8>, String> {
     let text = std::str::from_utf8(&raw).ok().map(str::trim);
     match text {
         Some(t) if t.starts_with('{') => Ok(t.as_bytes().to_vec()),

@@ -3,7 +3,10 @@
 //! Ed25519 signature, so a stolen certificate alone cannot approve.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use rustls::pki_types::CertificateDer;
 use tonic::{Request, Status};
 
 use crate::config::{PrincipalConfig, Role};
@@ -18,13 +21,68 @@ pub(crate) struct Principal {
     pub(crate) roles: Vec<Role>,
 }
 
-/// Certificate common names → principals.
-#[derive(Debug, Clone, Default)]
+/// A token bucket: `rate` calls per second on average, bursts up to `burst`.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Certificate common names → principals, and each principal's call rate.
+#[derive(Debug, Default)]
 pub(crate) struct Principals {
     by_cn: HashMap<String, Principal>,
+    /// Calls per second per principal (0: unlimited) and the burst allowed.
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, Bucket>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Principals {
+    /// With a per-principal rate limit of `rate` calls per second (bursts of `burst`).
+    pub(crate) fn with_rate_limit(
+        mut self,
+        rate: f64,
+        burst: f64,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        self.rate = rate;
+        self.burst = burst.max(1.0);
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Takes one token from `name`'s bucket.
+    fn admit(&self, name: &str) -> bool {
+        if self.rate <= 0.0 {
+            return true;
+        }
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        let b = buckets.entry(name.to_string()).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
+        let refill = now.duration_since(b.at).as_secs_f64() * self.rate;
+        b.tokens = (b.tokens + refill).min(self.burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The principal a verified certificate chain maps to.
+    pub(crate) fn by_certificates(&self, certs: &[CertificateDer<'static>]) -> Option<Principal> {
+        let cn = crate::tls::peer_common_name(certs)?;
+        self.by_cn.get(&cn).cloned()
+    }
+
     pub(crate) fn new(list: &[PrincipalConfig]) -> Self {
         Principals {
             by_cn: list
@@ -39,6 +97,7 @@ impl Principals {
                     )
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 
@@ -53,12 +112,25 @@ impl Principals {
                 "the client certificate has no subject common name",
             )
         })?;
-        self.by_cn.get(&cn).cloned().ok_or_else(|| {
+        let p = self.by_cn.get(&cn).cloned().ok_or_else(|| {
             status(
                 Reason::Unauthenticated,
                 &format!("certificate {cn:?} is not mapped to a principal in the daemon's config"),
             )
-        })
+        })?;
+        if !self.admit(&p.name) {
+            if let Some(m) = &self.metrics {
+                m.rate_limited.inc();
+            }
+            return Err(status(
+                Reason::RateLimited,
+                &format!(
+                    "{} exceeds {} calls per second; slow down and retry",
+                    p.name, self.rate
+                ),
+            ));
+        }
+        Ok(p)
     }
 
     /// The caller of `req`, if it holds `role`.

@@ -12,6 +12,9 @@ use serde::Deserialize;
 pub(crate) struct Config {
     /// Listeners.
     pub(crate) server: ServerConfig,
+    /// The Prometheus listener (optional).
+    #[serde(default)]
+    pub(crate) metrics: Option<MetricsConfig>,
     /// TLS files.
     pub(crate) tls: TlsConfig,
     /// Certificate subjects and their roles.
@@ -39,6 +42,13 @@ pub(crate) struct ServerConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct MetricsConfig {
+    /// `/metrics` listener: TLS 1.3 with client certificates (role `metrics` or `auditor`).
+    pub(crate) listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct TlsConfig {
     /// PEM CA bundle that client certificates must chain to.
     pub(crate) client_ca: PathBuf,
@@ -60,6 +70,8 @@ pub(crate) enum Role {
     Admin,
     /// Reads the log and proofs.
     Auditor,
+    /// Scrapes `/metrics`.
+    Metrics,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +121,12 @@ pub(crate) struct Limits {
     pub(crate) max_pending_per_requester: usize,
     /// Deadline of every call.
     pub(crate) request_timeout_secs: u64,
+    /// Calls per second per principal, averaged (0: unlimited).
+    pub(crate) calls_per_second_per_principal: f64,
+    /// Bursts allowed above that rate.
+    pub(crate) call_burst_per_principal: f64,
+    /// A request pending approval for longer expires.
+    pub(crate) pending_expiry_secs: i64,
 }
 
 impl Default for Limits {
@@ -118,6 +136,9 @@ impl Default for Limits {
             max_concurrent_per_principal: 32,
             max_pending_per_requester: 1000,
             request_timeout_secs: 30,
+            calls_per_second_per_principal: 200.0,
+            call_burst_per_principal: 400.0,
+            pending_expiry_secs: 24 * 3600,
         }
     }
 }

@@ -129,11 +129,13 @@ pub(crate) async fn ensure(
     };
     let hsm = Hsm::open(&hsm_config).await.map_err(|e| e.to_string())?;
     let mut key_lines = String::new();
+    let mut pinned = Vec::new();
     for (name, chain, network, label, kind) in KEYS {
         let pk = hsm
             .generate_key(label, kind)
             .await
             .map_err(|e| e.to_string())?;
+        pinned.push(hex::encode(pk.to_bytes()));
         let _ = writeln!(
             key_lines,
             "{name}: {chain} {network}, public key {}",
@@ -205,7 +207,7 @@ pub(crate) async fn ensure(
     }
     let requester_vk = new_ed25519_key(&dir.join(format!("requesters/{REQUESTER}.key")))?;
 
-    let policy = dev_policy(&officers, &requester_vk);
+    let policy = dev_policy(&officers, &requester_vk, &pinned);
     write_public(&dir.join("policy.toml"), policy.as_bytes())?;
     kinko_policy::Policy::from_toml(policy.as_bytes())
         .map_err(|e| format!("the generated development policy does not load: {e}"))?;
@@ -256,7 +258,10 @@ fn zeroize_seed() -> Result<[u8; 32], String> {
     Ok(seed)
 }
 
-fn dev_policy(officers: &str, requester_vk: &str) -> String {
+/// The development policy; `pinned` holds the signing keys' public keys (hex) in `KEYS` order.
+fn dev_policy(officers: &str, requester_vk: &str, pinned: &[String]) -> String {
+    let pk = |i: usize| pinned.get(i).map_or("", String::as_str);
+    let (eth_pk, btc_pk, sol_pk) = (pk(0), pk(1), pk(2));
     format!(
         r#"# Development policy made by `kinkod dev`. NOT FOR PRODUCTION.
 version = 1
@@ -273,18 +278,21 @@ name = "eth-dev"
 chain = "ethereum"
 network = "11155111"
 hsm_label = "kinko-eth-dev"
+public_key = "{eth_pk}"
 
 [[keys]]
 name = "btc-dev"
 chain = "bitcoin"
 network = "testnet"
 hsm_label = "kinko-btc-dev"
+public_key = "{btc_pk}"
 
 [[keys]]
 name = "sol-dev"
 chain = "solana"
 network = "devnet"
 hsm_label = "kinko-sol-dev"
+public_key = "{sol_pk}"
 
 [[address_books]]
 name = "eth-hot"

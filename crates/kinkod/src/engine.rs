@@ -8,7 +8,7 @@
 //! and the officers' signatures.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use jiff::Timestamp;
 use kinko_audit::log::AuditLog;
@@ -40,6 +40,41 @@ pub(crate) struct KeyInfo {
     pub(crate) network: kinko_intent::Network,
     pub(crate) hsm_label: String,
     pub(crate) public_key: Vec<u8>,
+    /// The address as the chain's wallets show it (empty when it cannot be derived).
+    pub(crate) address: String,
+}
+
+/// The policy in force and the keys it names: replaced as one when governance installs a
+/// policy. Every operation takes one snapshot and uses it throughout.
+pub(crate) struct Live {
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) keys: HashMap<String, KeyInfo>,
+}
+
+impl Live {
+    fn key(&self, name: &str) -> Result<&KeyInfo, Refused> {
+        self.keys
+            .get(name)
+            .ok_or_else(|| Refused::new(Reason::NotFound, format!("no signing key named {name:?}")))
+    }
+
+    fn decode(&self, key: &KeyInfo, payload: &[u8]) -> Result<Intent, Refused> {
+        let ctx = DecodeContext {
+            network: &key.network,
+            public_key: &key.public_key,
+            tokens: self.policy.token_registry(),
+        };
+        kinko_chain::decode(key.chain, payload, &ctx)
+            .map_err(|e| Refused::new(Reason::UndecodablePayload, e.to_string()))
+    }
+}
+
+/// Limits the engine enforces itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EngineLimits {
+    pub(crate) max_pending_per_requester: u64,
+    /// A request pending approval longer than this expires.
+    pub(crate) pending_expiry_secs: i64,
 }
 
 /// What a submission carries.
@@ -57,12 +92,17 @@ pub(crate) struct Engine {
     store: Arc<Store>,
     hsm: Hsm,
     audit: Arc<AuditLog>,
-    policy: Arc<Policy>,
-    keys: HashMap<String, KeyInfo>,
+    live: RwLock<Arc<Live>>,
     velocity: Mutex<VelocityLedger>,
+    /// Held from the signing-time authorization to the durable claim (never across the HSM).
     sign_lock: tokio::sync::Mutex<()>,
+    /// Serializes governance changes (installs, unfreezes).
+    governance_lock: tokio::sync::Mutex<()>,
     changes: broadcast::Sender<String>,
-    max_pending_per_requester: u64,
+    limits: EngineLimits,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// Where the policy in force is kept on disk (rewritten when governance installs one).
+    policy_path: std::path::PathBuf,
 }
 
 fn now() -> Timestamp {
@@ -78,21 +118,24 @@ impl Engine {
         store: Arc<Store>,
         hsm: Hsm,
         audit: Arc<AuditLog>,
-        policy: Arc<Policy>,
-        keys: HashMap<String, KeyInfo>,
-        max_pending_per_requester: u64,
+        live: Live,
+        limits: EngineLimits,
+        metrics: Arc<crate::metrics::Metrics>,
+        policy_path: std::path::PathBuf,
     ) -> Result<Engine, String> {
         let (changes, _) = broadcast::channel(1024);
         let engine = Engine {
             store,
             hsm,
             audit,
-            policy,
-            keys,
+            live: RwLock::new(Arc::new(live)),
             velocity: Mutex::new(VelocityLedger::new()),
             sign_lock: tokio::sync::Mutex::new(()),
+            governance_lock: tokio::sync::Mutex::new(()),
             changes,
-            max_pending_per_requester,
+            limits,
+            metrics,
+            policy_path,
         };
         engine.load_velocity()?;
         Ok(engine)
@@ -119,6 +162,14 @@ impl Engine {
         Ok(())
     }
 
+    /// A snapshot of the policy in force and its keys.
+    pub(crate) fn live(&self) -> Arc<Live> {
+        match self.live.read() {
+            Ok(l) => Arc::clone(&l),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<String> {
         self.changes.subscribe()
     }
@@ -138,17 +189,21 @@ impl Engine {
     async fn append(&self, principal: &str, event: Event) -> Result<(), Refused> {
         let audit = Arc::clone(&self.audit);
         let principal = principal.to_string();
-        tokio::task::spawn_blocking(move || audit.append(&principal, event))
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || audit.append(&principal, event))
             .await
-            .map_err(|e| Refused::internal("audit worker", e))?
-            .map(|_| ())
-            .map_err(|e| {
-                tracing::error!(error = %e, "audit append failed");
-                Refused::new(
-                    Reason::AuditUnavailable,
-                    "the audit log cannot be written; nothing was changed or signed",
-                )
-            })
+            .map_err(|e| Refused::internal("audit worker", e))?;
+        self.metrics
+            .audit_append_seconds
+            .observe(started.elapsed().as_secs_f64());
+        result.map(|_| ()).map_err(|e| {
+            self.metrics.audit_errors.inc();
+            tracing::error!(error = %e, "audit append failed");
+            Refused::new(
+                Reason::AuditUnavailable,
+                "the audit log cannot be written; nothing was changed or signed",
+            )
+        })
     }
 
     /// Records a refusal that reached the daemon (best effort: the refusal stands either way).
@@ -162,22 +217,6 @@ impl Engine {
             tracing::error!(reason = e.message, "could not log a refusal");
         }
         r
-    }
-
-    fn key(&self, name: &str) -> Result<&KeyInfo, Refused> {
-        self.keys
-            .get(name)
-            .ok_or_else(|| Refused::new(Reason::NotFound, format!("no signing key named {name:?}")))
-    }
-
-    fn decode(&self, key: &KeyInfo, payload: &[u8]) -> Result<Intent, Refused> {
-        let ctx = DecodeContext {
-            network: &key.network,
-            public_key: &key.public_key,
-            tokens: self.policy.token_registry(),
-        };
-        kinko_chain::decode(key.chain, payload, &ctx)
-            .map_err(|e| Refused::new(Reason::UndecodablePayload, e.to_string()))
     }
 
     /// `SubmitWithdrawal`.
@@ -204,7 +243,9 @@ impl Engine {
                 "idempotency_key must be 1..=128 bytes",
             ));
         }
-        let key = self.key(&s.key_name)?;
+        let live = self.live();
+        let policy = &live.policy;
+        let key = live.key(&s.key_name)?;
         if key.chain != s.chain {
             return Err(Refused::new(
                 Reason::InvalidRequest,
@@ -226,20 +267,20 @@ impl Engine {
             reference: &s.reference,
             payload: &s.payload,
         }
-        .verify(&self.policy, &sig)
+        .verify(policy, &sig)
         .map_err(|e| Refused::new(Reason::BadRequesterSignature, e.to_string()))?;
 
         // A flood of requests cannot bury the officers: the pending queue per requester is capped.
-        if self.store.count_pending(principal)? >= self.max_pending_per_requester {
+        if self.store.count_pending(principal)? >= self.limits.max_pending_per_requester {
             return Err(Refused::new(
                 Reason::TooManyPending,
                 format!(
                     "{principal} already has {} requests pending approval",
-                    self.max_pending_per_requester
+                    self.limits.max_pending_per_requester
                 ),
             ));
         }
-        let intent = self.decode(key, &s.payload)?;
+        let intent = live.decode(key, &s.payload)?;
         let digest = intent
             .digest()
             .map_err(|e| Refused::internal("intent digest", e))?;
@@ -251,7 +292,7 @@ impl Engine {
                 .map_err(|_| Refused::internal("velocity", "poisoned"))?;
             let frozen = self.store.freeze_state()?.frozen;
             evaluate(
-                &self.policy,
+                policy,
                 &intent,
                 &Context {
                     now: at,
@@ -286,7 +327,7 @@ impl Engine {
             requester_signature: s.requester_signature.clone(),
             intent_json: canonical,
             intent_digest: digest.0.to_vec(),
-            policy_hash: self.policy.hash().0.to_vec(),
+            policy_hash: policy.hash().0.to_vec(),
             decision_json: decision.to_json(),
             state,
             final_reason,
@@ -320,7 +361,7 @@ impl Engine {
             principal,
             Event::Decision(rec::Decision {
                 request_id: id.clone(),
-                policy_hash: HexBytes(self.policy.hash().0.to_vec()),
+                policy_hash: HexBytes(policy.hash().0.to_vec()),
                 outcome: if decision.is_denied() {
                     rec::Outcome::Deny
                 } else {
@@ -331,6 +372,10 @@ impl Engine {
             }),
         )
         .await?;
+        self.metrics.record_decision(
+            decision.rule.as_ref().map(|r| r.name.as_str()),
+            decision.is_denied(),
+        );
         self.notify(&id);
         Ok(request)
     }
@@ -395,7 +440,8 @@ impl Engine {
             ));
         }
         // This one approval alone must verify and bind this request, intent and policy.
-        let (single, _) = self.quorum_now(&request, std::slice::from_ref(&approval))?;
+        let live = self.live();
+        let (single, _) = self.quorum_now(&live, &request, std::slice::from_ref(&approval))?;
         if let Some(ignored) = single.ignored.first() {
             let reason = match ignored.why {
                 NotCounted::IsRequester => Reason::SelfApproval,
@@ -415,7 +461,7 @@ impl Engine {
             received_at: unix(now()),
         };
         self.store.add_approval(&stored)?;
-        let evidence = self.evidence(stored);
+        let evidence = evidence(&live.policy, stored);
         let event = match expect {
             Verdict::Approve => Event::Approval(rec::ApprovalRecorded {
                 request_id: request_id.to_string(),
@@ -437,10 +483,11 @@ impl Engine {
     /// requires for it now.
     fn current_requirement(
         &self,
+        live: &Live,
         request: &Request,
     ) -> Result<(Intent, kinko_policy::QuorumRequirement), Refused> {
-        let key = self.key(&request.new.key_name)?;
-        let intent = self.decode(key, &request.new.payload)?;
+        let key = live.key(&request.new.key_name)?;
+        let intent = live.decode(key, &request.new.payload)?;
         let digest = intent
             .digest()
             .map_err(|e| Refused::internal("intent digest", e))?;
@@ -458,7 +505,7 @@ impl Engine {
             // Officers may keep approving while frozen; the freeze is enforced at signing.
             let frozen = false;
             evaluate(
-                &self.policy,
+                &live.policy,
                 &intent,
                 &Context {
                     now: now(),
@@ -479,10 +526,11 @@ impl Engine {
     /// request's intent (re-decoded from its payload).
     fn quorum_now(
         &self,
+        live: &Live,
         request: &Request,
         approvals: &[SignedApproval],
     ) -> Result<(kinko_policy::QuorumResult, kinko_policy::QuorumRequirement), Refused> {
-        let (intent, quorum) = self.current_requirement(request)?;
+        let (intent, quorum) = self.current_requirement(live, request)?;
         let expected = Subject::Withdrawal {
             request_id: request.new.id.clone(),
             intent_digest: intent
@@ -490,7 +538,7 @@ impl Engine {
                 .map_err(|e| Refused::internal("intent digest", e))?,
         };
         let result = evaluate_quorum(
-            &self.policy,
+            &live.policy,
             &quorum,
             &expected,
             Some(&request.new.requester),
@@ -504,7 +552,8 @@ impl Engine {
     async fn advance(&self, request_id: &str) -> Result<Request, Refused> {
         let request = self.store.get_request(request_id)?;
         let approvals = self.signed_approvals(request_id)?;
-        let (result, quorum) = self.quorum_now(&request, &approvals)?;
+        let live = self.live();
+        let (result, quorum) = self.quorum_now(&live, &request, &approvals)?;
         if !result.rejected_by.is_empty() && quorum.reject_blocks {
             let r = self.store.transition(
                 request_id,
@@ -533,11 +582,16 @@ impl Engine {
     /// The signing step. Re-derives everything; any failure before the HSM leaves the request
     /// where it was (or failed, once the claim is made) and signs nothing.
     async fn sign(&self, request_id: &str) -> Result<Request, Refused> {
-        let _guard = self.sign_lock.lock().await;
+        let started = std::time::Instant::now();
+        // Authorization, velocity and the claim happen under the lock, one request at a time;
+        // the audit record and the HSM run outside it, so signatures proceed in parallel.
+        let guard = self.sign_lock.lock().await;
+        let live = self.live();
+        let policy = &live.policy;
         let request = self.store.get_request(request_id)?;
         // The freeze is checked by `authorize` below, with everything else, at one instant.
-        let key = self.key(&request.new.key_name)?.clone();
-        let intent = self.decode(&key, &request.new.payload)?;
+        let key = live.key(&request.new.key_name)?.clone();
+        let intent = live.decode(&key, &request.new.payload)?;
         let stored = self.store.approvals(request_id)?;
         let approvals = to_signed(&stored)?;
         // The proof that policy and quorum hold now; the HSM path below takes nothing else.
@@ -554,7 +608,7 @@ impl Engine {
                 frozen,
                 history: &*ledger,
             };
-            kinko_policy::authorize(&self.policy, &intent, &ctx, request_id, &approvals)
+            kinko_policy::authorize(policy, &intent, &ctx, request_id, &approvals)
         }
         .map_err(|e| match e {
             PolicyError::Denied {
@@ -629,6 +683,7 @@ impl Engine {
                 .record(&key.name, asset, at, *amount)
                 .map_err(|e| Refused::internal("velocity", e))?;
         }
+        drop(guard);
         let evidence: Vec<rec::Approval> = stored
             .into_iter()
             .filter(|a| {
@@ -637,14 +692,14 @@ impl Engine {
                     .iter()
                     .any(|c| c.officer_id == a.officer_id)
             })
-            .map(|a| self.evidence(a))
+            .map(|a| evidence(policy, a))
             .collect();
         let authorized = Event::SigningAuthorized(rec::SigningAuthorized {
             request_id: request_id.to_string(),
             key_name: key.name.clone(),
             payload: HexBytes(request.new.payload.clone()),
             intent: IntentRecord::of(&intent).map_err(|e| Refused::internal("intent record", e))?,
-            policy_hash: HexBytes(self.policy.hash().0.to_vec()),
+            policy_hash: HexBytes(policy.hash().0.to_vec()),
             approvals: evidence,
         });
         if let Err(e) = self.append("kinkod", authorized).await {
@@ -656,7 +711,7 @@ impl Engine {
             return Err(e);
         }
         match self
-            .sign_and_finalize(&auth, &key, &intent, &request.new.payload)
+            .sign_and_finalize(&live, &auth, &key, &intent, &request.new.payload)
             .await
         {
             Ok((signatures, finalized)) => {
@@ -673,6 +728,9 @@ impl Engine {
                     &finalized.id,
                     unix(now()),
                 )?;
+                self.metrics
+                    .sign_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 self.notify(request_id);
                 Ok(r)
             }
@@ -700,6 +758,7 @@ impl Engine {
     /// that only `kinko_policy::authorize` can make, for this very intent.
     async fn sign_and_finalize(
         &self,
+        live: &Live,
         auth: &Authorization,
         key: &KeyInfo,
         intent: &Intent,
@@ -722,7 +781,8 @@ impl Engine {
                     let sig = self
                         .hsm
                         .sign_secp256k1_prehash(&key.hsm_label, prehash)
-                        .await?;
+                        .await
+                        .inspect_err(|_| self.metrics.hsm_errors.inc())?;
                     evidence.push(rec::ProducedSignature {
                         input: input.clone(),
                         signature: HexBytes(sig.rs.to_vec()),
@@ -735,7 +795,11 @@ impl Engine {
                 SigningInput::Ed25519 { message, .. } => {
                     let msg =
                         hex::decode(message).map_err(|e| Refused::internal("message hex", e))?;
-                    let sig = self.hsm.sign_ed25519(&key.hsm_label, &msg).await?;
+                    let sig = self
+                        .hsm
+                        .sign_ed25519(&key.hsm_label, &msg)
+                        .await
+                        .inspect_err(|_| self.metrics.hsm_errors.inc())?;
                     evidence.push(rec::ProducedSignature {
                         input: input.clone(),
                         signature: HexBytes(sig.to_vec()),
@@ -747,7 +811,7 @@ impl Engine {
         let ctx = DecodeContext {
             network: &key.network,
             public_key: &key.public_key,
-            tokens: self.policy.token_registry(),
+            tokens: live.policy.token_registry(),
         };
         let finalized = kinko_chain::finalize(key.chain, payload, &ctx, &produced)
             .map_err(|e| Refused::internal("finalize", e))?;
@@ -761,6 +825,7 @@ impl Engine {
         principal: &str,
         approval: SignedApproval,
     ) -> Result<kinko_store::FreezeState, Refused> {
+        let live = self.live();
         let msg = self.governance_message(principal, &approval)?;
         let Subject::Freeze { request_id } = &msg.subject else {
             return Err(Refused::new(
@@ -769,7 +834,7 @@ impl Engine {
             ));
         };
         let result = kinko_policy::governance::freeze_status(
-            &self.policy,
+            &live.policy,
             request_id,
             std::slice::from_ref(&approval),
             now(),
@@ -797,14 +862,17 @@ impl Engine {
             principal,
             Event::Freeze(rec::Freeze {
                 reason: state.reason.clone(),
-                signed: Some(self.evidence(StoredApproval {
-                    request_id: request_id.clone(),
-                    officer_id: principal.to_string(),
-                    approve: true,
-                    message: approval.message.clone(),
-                    signature: approval.signature.to_vec(),
-                    received_at: unix(now()),
-                })),
+                signed: Some(evidence(
+                    &live.policy,
+                    StoredApproval {
+                        request_id: request_id.clone(),
+                        officer_id: principal.to_string(),
+                        approve: true,
+                        message: approval.message.clone(),
+                        signature: approval.signature.to_vec(),
+                        received_at: unix(now()),
+                    },
+                )),
             }),
         )
         .await?;
@@ -838,26 +906,32 @@ impl Engine {
             signature: approval.signature.to_vec(),
             received_at: unix(now()),
         };
+        self.store
+            .add_governance_approval(&request_id, "unfreeze", &stored)?;
+        let status = self.settle_unfreeze(&request_id).await?;
+        let text = serde_json::to_string(&status).unwrap_or_default();
+        Ok((self.store.freeze_state()?, text))
+    }
+
+    /// Evaluates an unfreeze request from its stored signed approvals and lifts the freeze
+    /// once it is effective (quorum, delay passed, no veto).
+    async fn settle_unfreeze(
+        &self,
+        request_id: &str,
+    ) -> Result<kinko_policy::governance::GovernanceStatus, Refused> {
+        let _g = self.governance_lock.lock().await;
+        let live = self.live();
         let g = self
             .store
-            .add_governance_approval(&request_id, "unfreeze", &stored)?;
-        let approvals: Vec<SignedApproval> = self
-            .store
-            .governance_approvals(&request_id)?
-            .into_iter()
-            .filter_map(|a| {
-                Some(SignedApproval {
-                    message: a.message,
-                    signature: a.signature.try_into().ok()?,
-                })
-            })
-            .collect();
+            .governance(request_id)?
+            .ok_or_else(|| Refused::new(Reason::NotFound, "no such unfreeze request"))?;
+        let approvals = to_signed(&self.store.governance_approvals(request_id)?)?;
         let reached = g
             .quorum_reached_at
             .and_then(|t| Timestamp::from_second(t).ok());
         let status = kinko_policy::governance::unfreeze_status(
-            &self.policy,
-            &request_id,
+            &live.policy,
+            request_id,
             &approvals,
             reached,
             now(),
@@ -869,34 +943,332 @@ impl Engine {
             G::Waiting { .. } => ("waiting", Some(unix(now()))),
             G::Effective { .. } => ("effective", Some(unix(now()))),
         };
-        self.store
-            .set_governance_state(&request_id, state, reached_now)?;
-        let text = serde_json::to_string(&status).unwrap_or_default();
-        if status.is_effective() {
-            let evidence = self
-                .store
-                .governance_approvals(&request_id)?
-                .into_iter()
-                .map(|a| self.evidence(a))
-                .collect();
-            self.append(
-                principal,
-                Event::Unfreeze(rec::Unfreeze {
-                    reason: format!("unfreeze {request_id}"),
-                    approvals: evidence,
-                }),
-            )
-            .await?;
+        if !status.is_effective() {
             self.store
-                .set_freeze(&kinko_store::FreezeState::default())?;
-            // Requests whose quorum was met while frozen are signed now.
-            for r in self.store.list_by_state(RequestState::PendingApproval)? {
-                if let Err(e) = self.advance(&r.new.id).await {
-                    tracing::info!(request = %r.new.id, reason = e.message, "not signed after unfreeze");
+                .set_governance_state(request_id, state, reached_now)?;
+            return Ok(status);
+        }
+        if !self.store.freeze_state()?.frozen {
+            self.store
+                .set_governance_state(request_id, "effective", reached_now)?;
+            return Ok(status);
+        }
+        let evidence_list = self
+            .store
+            .governance_approvals(request_id)?
+            .into_iter()
+            .map(|a| evidence(&live.policy, a))
+            .collect();
+        self.append(
+            "kinkod",
+            Event::Unfreeze(rec::Unfreeze {
+                reason: format!("unfreeze {request_id}"),
+                approvals: evidence_list,
+            }),
+        )
+        .await?;
+        self.store
+            .set_governance_state(request_id, "effective", reached_now)?;
+        self.store
+            .set_freeze(&kinko_store::FreezeState::default())?;
+        tracing::warn!(request_id, "signing unfrozen");
+        // Requests whose quorum was met while frozen are signed now.
+        for r in self.store.list_by_state(RequestState::PendingApproval)? {
+            if let Err(e) = Box::pin(self.advance(&r.new.id)).await {
+                tracing::info!(request = %r.new.id, reason = e.message, "not signed after unfreeze");
+            }
+        }
+        Ok(status)
+    }
+
+    /// `ProposePolicy`: records a proposal (nothing changes until officers approve it).
+    pub(crate) async fn propose_policy(
+        &self,
+        principal: &str,
+        text: &str,
+    ) -> Result<kinko_store::PolicyProposal, Refused> {
+        if text.len() > kinko_policy::MAX_POLICY_BYTES {
+            return Err(Refused::new(
+                Reason::InvalidRequest,
+                format!(
+                    "a policy file is at most {} bytes",
+                    kinko_policy::MAX_POLICY_BYTES
+                ),
+            ));
+        }
+        let proposed = Policy::from_toml(text.as_bytes()).map_err(|e| {
+            Refused::new(
+                Reason::InvalidRequest,
+                format!("the policy does not load: {e}"),
+            )
+        })?;
+        let live = self.live();
+        if proposed.hash() == live.policy.hash() {
+            return Err(Refused::new(
+                Reason::InvalidRequest,
+                "this policy is already in force",
+            ));
+        }
+        // Keys the new policy keeps must be the same keys (same label, same pinned key).
+        for k in proposed.keys() {
+            if let Some(cur) = live.keys.get(&k.name)
+                && (cur.hsm_label != k.hsm_label || cur.chain != k.chain)
+            {
+                return Err(Refused::new(
+                    Reason::InvalidRequest,
+                    format!(
+                        "key {} changes its HSM label or chain; retire it and add a key with a new name",
+                        k.name
+                    ),
+                ));
+            }
+        }
+        let p = kinko_store::PolicyProposal {
+            id: format!("policy-{}", &new_request_id()?[4..]),
+            policy_hash: proposed.hash().0.to_vec(),
+            policy_text: text.to_string(),
+            base_policy_hash: live.policy.hash().0.to_vec(),
+            proposed_by: principal.to_string(),
+            created_at: unix(now()),
+        };
+        self.store.insert_policy_proposal(&p)?;
+        tracing::info!(proposal = p.id, by = principal, "policy proposed");
+        Ok(p)
+    }
+
+    /// `ApprovePolicy`: adds an officer's signed approval (or veto) of a proposal, then
+    /// installs it if it is effective.
+    pub(crate) async fn approve_policy(
+        &self,
+        principal: &str,
+        approval: SignedApproval,
+    ) -> Result<ProposalStatus, Refused> {
+        let msg = self.governance_message(principal, &approval)?;
+        let Subject::InstallPolicy {
+            request_id,
+            new_policy_hash,
+        } = msg.subject.clone()
+        else {
+            return Err(Refused::new(
+                Reason::ApprovalInvalid,
+                "the signed subject is not a policy installation",
+            ));
+        };
+        let proposal = self.store.policy_proposal(&request_id)?.ok_or_else(|| {
+            Refused::new(Reason::NotFound, format!("no policy proposal {request_id}"))
+        })?;
+        if new_policy_hash.0.as_slice() != proposal.policy_hash.as_slice() {
+            return Err(self
+                .refuse(
+                    principal,
+                    Some(&request_id),
+                    Refused::new(
+                        Reason::ApprovalInvalid,
+                        "the approval names another policy hash than the proposal's",
+                    ),
+                )
+                .await);
+        }
+        let g = self.store.governance(&request_id)?;
+        if g.as_ref()
+            .is_none_or(|g| g.state != "pending" && g.state != "waiting")
+        {
+            return Err(Refused::new(
+                Reason::WrongState,
+                format!(
+                    "proposal {request_id} is {}",
+                    g.map_or("unknown".to_string(), |g| g.state)
+                ),
+            ));
+        }
+        let stored = StoredApproval {
+            request_id: request_id.clone(),
+            officer_id: principal.to_string(),
+            approve: msg.verdict == Verdict::Approve,
+            message: approval.message.clone(),
+            signature: approval.signature.to_vec(),
+            received_at: unix(now()),
+        };
+        self.store
+            .add_governance_approval(&request_id, "install_policy", &stored)?;
+        self.settle_policy(&request_id).await
+    }
+
+    /// Where a proposal stands (installing it if it became effective).
+    pub(crate) async fn policy_proposal(&self, id: &str) -> Result<ProposalStatus, Refused> {
+        self.settle_policy(id).await
+    }
+
+    async fn settle_policy(&self, id: &str) -> Result<ProposalStatus, Refused> {
+        let _g = self.governance_lock.lock().await;
+        let live = self.live();
+        let proposal = self
+            .store
+            .policy_proposal(id)?
+            .ok_or_else(|| Refused::new(Reason::NotFound, format!("no policy proposal {id}")))?;
+        let g = self
+            .store
+            .governance(id)?
+            .ok_or_else(|| Refused::new(Reason::NotFound, format!("no policy proposal {id}")))?;
+        let approvals = to_signed(&self.store.governance_approvals(id)?)?;
+        let mut out = ProposalStatus {
+            proposal: proposal.clone(),
+            state: g.state.clone(),
+            status: None,
+            current_policy_hash: live.policy.hash().0.to_vec(),
+        };
+        if g.state != "pending" && g.state != "waiting" {
+            return Ok(out);
+        }
+        if proposal.base_policy_hash != live.policy.hash().0.to_vec() {
+            self.store.set_governance_state(id, "superseded", None)?;
+            out.state = "superseded".into();
+            return Ok(out);
+        }
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(proposal.policy_hash.get(..32).unwrap_or(&[0u8; 32]));
+        let reached = g
+            .quorum_reached_at
+            .and_then(|t| Timestamp::from_second(t).ok());
+        let status = kinko_policy::governance::install_status(
+            &live.policy,
+            id,
+            kinko_policy::PolicyHash(hash),
+            &approvals,
+            reached,
+            now(),
+        );
+        use kinko_policy::governance::GovernanceStatus as G;
+        let (state, reached_now) = match &status {
+            G::PendingQuorum { .. } => ("pending", None),
+            G::Vetoed { .. } => ("vetoed", None),
+            G::Waiting { .. } => ("waiting", Some(unix(now()))),
+            G::Effective { .. } => ("effective", Some(unix(now()))),
+        };
+        out.status = Some(status.clone());
+        if !status.is_effective() {
+            self.store.set_governance_state(id, state, reached_now)?;
+            out.state = state.into();
+            return Ok(out);
+        }
+        self.store
+            .set_governance_state(id, "waiting", reached_now)?;
+        let stored = self.store.governance_approvals(id)?;
+        self.install(&live, &proposal, stored).await?;
+        out.state = "installed".into();
+        out.current_policy_hash = proposal.policy_hash.clone();
+        Ok(out)
+    }
+
+    /// Installs an approved proposal: new keys are created in the HSM, everything is logged
+    /// first, then the store records it, the engine switches, and the policy file is rewritten.
+    async fn install(
+        &self,
+        live: &Live,
+        proposal: &kinko_store::PolicyProposal,
+        approvals: Vec<StoredApproval>,
+    ) -> Result<(), Refused> {
+        let policy = Policy::from_toml(proposal.policy_text.as_bytes())
+            .map_err(|e| Refused::internal("approved policy no longer loads", e))?;
+        let evidence_list: Vec<rec::Approval> = approvals
+            .into_iter()
+            .filter(|a| a.approve)
+            .map(|a| evidence(&live.policy, a))
+            .collect();
+        let (keys, created) = load_keys(&self.hsm, &policy, true)
+            .await
+            .map_err(|e| Refused::new(Reason::HsmUnavailable, e))?;
+        for name in &created {
+            if let Some(k) = keys.get(name) {
+                self.append(
+                    "kinkod",
+                    Event::KeyCreated(rec::KeyCreated {
+                        key_name: k.name.clone(),
+                        chain: k.chain,
+                        public_key: HexBytes(k.public_key.clone()),
+                        address: k.address.clone(),
+                        approvals: evidence_list.clone(),
+                    }),
+                )
+                .await?;
+            }
+        }
+        self.append(
+            "kinkod",
+            Event::PolicyInstalled(rec::PolicyInstalled {
+                policy_hash: HexBytes(proposal.policy_hash.clone()),
+                policy_text: proposal.policy_text.clone(),
+                approvals: evidence_list,
+            }),
+        )
+        .await?;
+        self.store.install_policy(&kinko_store::InstalledPolicy {
+            policy_hash: proposal.policy_hash.clone(),
+            policy_text: proposal.policy_text.clone(),
+            proposal_id: Some(proposal.id.clone()),
+            installed_at: unix(now()),
+        })?;
+        let new = Arc::new(Live {
+            policy: Arc::new(policy),
+            keys,
+        });
+        match self.live.write() {
+            Ok(mut l) => *l = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+        tracing::warn!(proposal = proposal.id, "policy installed");
+        if let Err(e) = write_atomically(&self.policy_path, proposal.policy_text.as_bytes()) {
+            tracing::error!(
+                path = %self.policy_path.display(),
+                error = %e,
+                "the installed policy could not be written to the policy file; kinkod will refuse to start until the file holds it (kinkod installed-policy --config ... prints it)"
+            );
+        }
+        Ok(())
+    }
+
+    /// Background duties: lift unfreezes and install policies whose delay has passed, and
+    /// expire requests left pending too long.
+    pub(crate) async fn tick(&self) -> Result<(), Refused> {
+        for kind in ["unfreeze", "install_policy"] {
+            if let Some(g) = self.store.open_governance(kind)?
+                && g.state == "waiting"
+            {
+                if kind == "unfreeze" {
+                    self.settle_unfreeze(&g.id).await?;
+                } else {
+                    self.settle_policy(&g.id).await?;
                 }
             }
         }
-        Ok((self.store.freeze_state()?, text))
+        let before = unix(now()).saturating_sub(self.limits.pending_expiry_secs);
+        for id in self.store.pending_created_before(before)? {
+            let reason = format!(
+                "no quorum within {} s of submission",
+                self.limits.pending_expiry_secs
+            );
+            self.append(
+                "kinkod",
+                Event::Refusal(rec::Refusal {
+                    request_id: Some(id.clone()),
+                    code: "EXPIRED".into(),
+                    message: reason.clone(),
+                }),
+            )
+            .await?;
+            match self.store.transition(
+                &id,
+                &[RequestState::PendingApproval],
+                RequestState::Expired,
+                Some(&reason),
+                unix(now()),
+            ) {
+                Ok(_) => self.notify(&id),
+                // Signed or cancelled in the meantime: nothing to expire.
+                Err(e) => tracing::debug!(request = id, error = %e, "not expired"),
+            }
+        }
+        Ok(())
     }
 
     fn governance_message(
@@ -918,23 +1290,8 @@ impl Engine {
         Ok(msg)
     }
 
-    /// An approval as audit evidence: the signed bytes and the officer's key in the policy.
-    fn evidence(&self, a: StoredApproval) -> rec::Approval {
-        rec::Approval {
-            public_key: HexBytes(
-                self.policy
-                    .officer(&a.officer_id)
-                    .map(|o| o.public_key.to_bytes().to_vec())
-                    .unwrap_or_default(),
-            ),
-            officer: a.officer_id,
-            message: HexBytes(a.message),
-            signature: HexBytes(a.signature),
-        }
-    }
-
-    pub(crate) fn keys(&self) -> impl Iterator<Item = &KeyInfo> {
-        self.keys.values()
+    pub(crate) fn keys(&self) -> Vec<KeyInfo> {
+        self.live().keys.values().cloned().collect()
     }
 
     /// Requests left in `signing` by a crash: authorized, maybe signed by the HSM, but never
@@ -958,6 +1315,105 @@ impl Engine {
         }
         Ok(stuck.len())
     }
+}
+
+/// Where a policy proposal stands.
+pub(crate) struct ProposalStatus {
+    pub(crate) proposal: kinko_store::PolicyProposal,
+    /// pending | waiting | installed | effective | vetoed | superseded
+    pub(crate) state: String,
+    pub(crate) status: Option<kinko_policy::governance::GovernanceStatus>,
+    pub(crate) current_policy_hash: Vec<u8>,
+}
+
+/// An approval as audit evidence: the signed bytes and the officer's key in `policy`.
+fn evidence(policy: &Policy, a: StoredApproval) -> rec::Approval {
+    rec::Approval {
+        public_key: HexBytes(
+            policy
+                .officer(&a.officer_id)
+                .map(|o| o.public_key.to_bytes().to_vec())
+                .unwrap_or_default(),
+        ),
+        officer: a.officer_id,
+        message: HexBytes(a.message),
+        signature: HexBytes(a.signature),
+    }
+}
+
+/// Reads each signing key the policy names from the HSM, checking any pinned public key; with
+/// `create_missing`, generates the keys the HSM does not have yet (returned by name).
+pub(crate) async fn load_keys(
+    hsm: &Hsm,
+    policy: &Policy,
+    create_missing: bool,
+) -> Result<(HashMap<String, KeyInfo>, Vec<String>), String> {
+    let mut keys = HashMap::new();
+    let mut created = Vec::new();
+    for k in policy.keys() {
+        let pk = match hsm.public_key(&k.hsm_label).await {
+            Ok(pk) => pk,
+            Err(kinko_hsm::HsmError::KeyNotFound(_)) if create_missing => {
+                let kind = match k.chain {
+                    Chain::Solana => kinko_hsm::KeyKind::Ed25519,
+                    Chain::Ethereum | Chain::Bitcoin => kinko_hsm::KeyKind::Secp256k1,
+                };
+                let pk = hsm.generate_key(&k.hsm_label, kind).await.map_err(|e| {
+                    format!("creating key {} (HSM label {}): {e}", k.name, k.hsm_label)
+                })?;
+                created.push(k.name.clone());
+                pk
+            }
+            Err(e) => {
+                return Err(format!(
+                    "signing key {} (HSM label {}): {e}",
+                    k.name, k.hsm_label
+                ));
+            }
+        };
+        let public_key = pk.to_bytes();
+        if let Some(pinned) = &k.public_key
+            && *pinned != public_key
+        {
+            return Err(format!(
+                "signing key {} (HSM label {}): the HSM holds public key {}, but the policy pins {}; refusing to use a key the officers did not approve",
+                k.name,
+                k.hsm_label,
+                hex::encode(&public_key),
+                hex::encode(pinned)
+            ));
+        }
+        let address =
+            kinko_chain::address_of(k.chain, k.network.as_str(), &public_key).unwrap_or_default();
+        keys.insert(
+            k.name.clone(),
+            KeyInfo {
+                name: k.name.clone(),
+                chain: k.chain,
+                network: k.network.clone(),
+                hsm_label: k.hsm_label.clone(),
+                public_key,
+                address,
+            },
+        );
+    }
+    Ok((keys, created))
+}
+
+/// Writes `bytes` to `path` through a temporary file, fsync and rename.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("toml.new");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Parses `AssetId`'s display form (`ethereum:native`, `ethereum:0xa0b8…`).

@@ -15,11 +15,11 @@ mod auth;
 mod config;
 mod dev;
 mod engine;
+mod metrics;
 mod service;
 mod status;
 mod tls;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ use kinko_policy::Policy;
 use kinko_proto::v1 as pb;
 
 use crate::config::Config;
-use crate::engine::{Engine, KeyInfo};
+use crate::engine::Engine;
 
 #[derive(Debug, Parser)]
 #[command(name = "kinkod", version, about = "Kinko signing daemon")]
@@ -74,6 +74,8 @@ enum Command {
         #[arg(long)]
         init_only: bool,
     },
+    /// Print the policy in force as installed (from the store) to standard output.
+    InstalledPolicy,
 }
 
 fn main() -> ExitCode {
@@ -113,6 +115,17 @@ fn main() -> ExitCode {
                 }
                 path
             }
+            Some(Command::InstalledPolicy) => {
+                let config = Config::load(&args.config.ok_or("give --config FILE")?)?;
+                let store =
+                    kinko_store::Store::open(&config.store.path).map_err(|e| e.to_string())?;
+                let p = store
+                    .installed_policy()
+                    .map_err(|e| e.to_string())?
+                    .ok_or("no policy installed yet (kinkod has not started on this store)")?;
+                print!("{}", p.policy_text);
+                return Ok(());
+            }
             None => args
                 .config
                 .ok_or("give --config FILE, or run `kinkod dev` for a development set-up")?,
@@ -146,34 +159,39 @@ impl CheckpointSigner for HsmCheckpointSigner {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let policy_text = std::fs::read(&config.policy.path)
-        .map_err(|e| format!("{}: {e}", config.policy.path.display()))?;
-    let policy = Policy::from_toml(&policy_text)
-        .map_err(|e| format!("{}: {e}", config.policy.path.display()))?;
+    let policy_path = config.policy.path.clone();
+    let policy_text =
+        std::fs::read(&policy_path).map_err(|e| format!("{}: {e}", policy_path.display()))?;
+    let policy =
+        Policy::from_toml(&policy_text).map_err(|e| format!("{}: {e}", policy_path.display()))?;
+    let policy_hash = policy.hash().0.to_vec();
+    let store = Arc::new(kinko_store::Store::open(&config.store.path).map_err(|e| e.to_string())?);
+    let installed = store.installed_policy().map_err(|e| e.to_string())?;
+    if let Some(p) = &installed
+        && p.policy_hash != policy_hash
+    {
+        return Err(format!(
+            "the policy file {} (hash {}) is not the installed policy (hash {}{}). A policy changes only \
+             through governance (kinko policy propose / approve); an edited file is refused. To restore \
+             the installed policy: kinkod --config FILE installed-policy > {}",
+            policy_path.display(),
+            hex::encode(&policy_hash),
+            hex::encode(&p.policy_hash),
+            p.proposal_id
+                .as_ref()
+                .map(|id| format!(", installed by proposal {id}"))
+                .unwrap_or_default(),
+            policy_path.display(),
+        ));
+    }
+
     let hsm = Hsm::open(&config.hsm).await.map_err(|e| e.to_string())?;
     hsm.probe()
         .await
         .map_err(|e| e.to_string())?
         .require_all()
         .map_err(|e| e.to_string())?;
-
-    let mut keys = HashMap::new();
-    for k in policy.keys() {
-        let pk = hsm
-            .public_key(&k.hsm_label)
-            .await
-            .map_err(|e| format!("signing key {} (HSM label {}): {e}", k.name, k.hsm_label))?;
-        keys.insert(
-            k.name.clone(),
-            KeyInfo {
-                name: k.name.clone(),
-                chain: k.chain,
-                network: k.network.clone(),
-                hsm_label: k.hsm_label.clone(),
-                public_key: pk.to_bytes(),
-            },
-        );
-    }
+    let (keys, _) = engine::load_keys(&hsm, &policy, false).await?;
     let PublicKey::Ed25519(log_pk) = hsm
         .public_key(&config.audit.log_key_label)
         .await
@@ -205,46 +223,81 @@ async fn run(config: Config) -> Result<(), String> {
     let audit = Arc::new(audit);
     // Auditors need this verifier key (out of band) to check checkpoints.
     eprintln!("kinkod: audit log key {}", audit.verifier_key());
-    if audit.size() == 0 {
-        // A new log starts with the keys in use and the policy in force, so that an auditor can
-        // re-verify every later signature from the log alone.
-        let text = String::from_utf8(policy_text.clone())
-            .map_err(|e| format!("policy is not UTF-8: {e}"))?;
-        let mut first: Vec<Event> = keys
-            .values()
-            .map(|k| {
-                Event::KeyCreated(rec::KeyCreated {
-                    key_name: k.name.clone(),
-                    chain: k.chain,
-                    public_key: rec::HexBytes(k.public_key.clone()),
-                    address: String::new(),
-                    approvals: Vec::new(),
+    match audit.last_policy_installed() {
+        Some((seq, logged)) if logged != policy_hash => {
+            return Err(format!(
+                "the policy file {} (hash {}) is not the policy the audit log last installed (record {seq}, hash {}); \
+                 kinkod refuses to enforce a policy that did not go through governance",
+                policy_path.display(),
+                hex::encode(&policy_hash),
+                hex::encode(&logged)
+            ));
+        }
+        Some(_) => {}
+        None if audit.size() > 0 => {
+            return Err(
+                "the audit log has records but no installed policy; it is not a log this daemon wrote".into(),
+            );
+        }
+        None => {
+            // A new log starts with the keys in use and the policy in force, so that an auditor
+            // can re-verify every later signature from the log alone.
+            let text = String::from_utf8(policy_text.clone())
+                .map_err(|e| format!("policy is not UTF-8: {e}"))?;
+            let mut first: Vec<Event> = keys
+                .values()
+                .map(|k| {
+                    Event::KeyCreated(rec::KeyCreated {
+                        key_name: k.name.clone(),
+                        chain: k.chain,
+                        public_key: rec::HexBytes(k.public_key.clone()),
+                        address: k.address.clone(),
+                        approvals: Vec::new(),
+                    })
                 })
+                .collect();
+            first.push(Event::PolicyInstalled(rec::PolicyInstalled {
+                policy_hash: rec::HexBytes(policy_hash.clone()),
+                policy_text: text,
+                approvals: Vec::new(),
+            }));
+            let a = Arc::clone(&audit);
+            tokio::task::spawn_blocking(move || {
+                first
+                    .into_iter()
+                    .try_for_each(|e| a.append("kinkod", e).map(|_| ()))
             })
-            .collect();
-        first.push(Event::PolicyInstalled(rec::PolicyInstalled {
-            policy_hash: rec::HexBytes(policy.hash().0.to_vec()),
-            policy_text: text,
-            approvals: Vec::new(),
-        }));
-        let a = Arc::clone(&audit);
-        tokio::task::spawn_blocking(move || {
-            first
-                .into_iter()
-                .try_for_each(|e| a.append("kinkod", e).map(|_| ()))
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot record the initial keys and policy: {e}"))?;
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot record the initial keys and policy: {e}"))?;
+        }
     }
-    let store = Arc::new(kinko_store::Store::open(&config.store.path).map_err(|e| e.to_string())?);
+    if installed.is_none() {
+        store
+            .install_policy(&kinko_store::InstalledPolicy {
+                policy_hash: policy_hash.clone(),
+                policy_text: String::from_utf8_lossy(&policy_text).into_owned(),
+                proposal_id: None,
+                installed_at: jiff::Timestamp::now().as_second(),
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    let metrics = Arc::new(metrics::Metrics::default());
     let engine = Engine::new(
         store,
         hsm,
         Arc::clone(&audit),
-        Arc::new(policy),
-        keys,
-        u64::try_from(config.limits.max_pending_per_requester).unwrap_or(u64::MAX),
+        engine::Live {
+            policy: Arc::new(policy),
+            keys,
+        },
+        engine::EngineLimits {
+            max_pending_per_requester: u64::try_from(config.limits.max_pending_per_requester)
+                .unwrap_or(u64::MAX),
+            pending_expiry_secs: config.limits.pending_expiry_secs,
+        },
+        Arc::clone(&metrics),
+        policy_path,
     )?;
     let failed = engine.recover()?;
     if failed > 0 {
@@ -253,9 +306,28 @@ async fn run(config: Config) -> Result<(), String> {
             "requests interrupted between authorization and signature were failed explicitly"
         );
     }
+    let engine = Arc::new(engine);
+    {
+        // Governance delays and request expiry advance on their own.
+        let engine = Arc::clone(&engine);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+            loop {
+                every.tick().await;
+                if let Err(e) = engine.tick().await {
+                    tracing::warn!(reason = e.message, "background governance and expiry step");
+                }
+            }
+        });
+    }
+    let principals = Arc::new(auth::Principals::new(&config.principals).with_rate_limit(
+        config.limits.calls_per_second_per_principal,
+        config.limits.call_burst_per_principal,
+        Arc::clone(&metrics),
+    ));
     let api = service::Api {
-        engine: Arc::new(engine),
-        principals: Arc::new(auth::Principals::new(&config.principals)),
+        engine: Arc::clone(&engine),
+        principals: Arc::clone(&principals),
     };
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -268,6 +340,19 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let limit = config.limits.max_message_bytes;
     let tls = tls::server_config(&config.tls)?;
+    if let Some(m) = &config.metrics {
+        let listener = tls::bind(m.listen).await?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        eprintln!(
+            "kinkod: metrics on https://{local}/metrics (client certificate with the metrics or auditor role)"
+        );
+        tokio::spawn(metrics::serve(
+            listener,
+            Arc::clone(&tls),
+            Arc::clone(&principals),
+            Arc::clone(&engine),
+        ));
+    }
     let listener = tls::bind(config.server.listen).await?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%local, "kinkod listening (TLS 1.3, client certificates required)");

@@ -467,14 +467,70 @@ fn governance_approval(m: &pb::GovernanceApproval) -> Result<SignedApproval, Sta
     })
 }
 
-fn freeze_to_pb(f: &kinko_store::FreezeState) -> pb::FreezeState {
-    pb::FreezeState {
-        frozen: f.frozen,
-        frozen_by: f.by.clone(),
-        reason: f.reason.clone(),
-        since_unix: f.since,
-        unfreeze_approvals: 0,
-        unfreeze_at_unix: 0,
+impl Api {
+    fn freeze_to_pb(&self, f: &kinko_store::FreezeState) -> Result<pb::FreezeState, Status> {
+        let store = self.engine.store();
+        let open = if f.frozen {
+            store
+                .open_governance("unfreeze")
+                .map_err(|e| Status::from(Refused::from(e)))?
+        } else {
+            None
+        };
+        let approvals = match &open {
+            Some(g) => store
+                .governance_approvals(&g.id)
+                .map_err(|e| Status::from(Refused::from(e)))?
+                .len(),
+            None => 0,
+        };
+        Ok(pb::FreezeState {
+            frozen: f.frozen,
+            frozen_by: f.by.clone(),
+            reason: f.reason.clone(),
+            since_unix: f.since,
+            unfreeze_approvals: u32::try_from(approvals).unwrap_or(u32::MAX),
+            unfreeze_at_unix: 0,
+            unfreeze_request_id: open.map(|g| g.id).unwrap_or_default(),
+        })
+    }
+
+    fn proposal_to_pb(&self, p: &crate::engine::ProposalStatus) -> pb::PolicyProposal {
+        use kinko_policy::governance::GovernanceStatus as G;
+        let (required, counted, effective) = match &p.status {
+            Some(G::PendingQuorum { quorum }) => {
+                (quorum.required.count, quorum.counted.len(), None)
+            }
+            Some(G::Waiting {
+                quorum,
+                effective_at,
+            })
+            | Some(G::Effective {
+                quorum,
+                effective_at,
+            }) => (
+                quorum.required.count,
+                quorum.counted.len(),
+                effective_at.parse::<jiff::Timestamp>().ok(),
+            ),
+            _ => (0, 0, None),
+        };
+        pb::PolicyProposal {
+            proposal_id: p.proposal.id.clone(),
+            policy_hash: p.proposal.policy_hash.clone(),
+            approvals_required: required,
+            approvals_counted: u32::try_from(counted).unwrap_or(u32::MAX),
+            effective_at_unix: effective.map_or(0, |t| t.as_second()),
+            state: p.state.clone(),
+            current_policy_hash: p.current_policy_hash.clone(),
+            policy_text: p.proposal.policy_text.clone(),
+            proposed_by: p.proposal.proposed_by.clone(),
+            status_json: p
+                .status
+                .as_ref()
+                .and_then(|s| serde_json::to_string(s).ok())
+                .unwrap_or_default(),
+        }
     }
 }
 
@@ -484,22 +540,54 @@ impl pb::admin_service_server::AdminService for Api {
         &self,
         req: Request<pb::ProposePolicyRequest>,
     ) -> Result<Response<pb::PolicyProposal>, Status> {
-        self.principals.authorize(&req, Role::Admin)?;
-        Err(status(
-            Reason::WrongState,
-            "installing a policy over the API is not available in this version; the policy in force is the configured file",
-        ))
+        let who = self.principals.authorize(&req, Role::Admin)?;
+        let p = self
+            .engine
+            .propose_policy(&who.name, &req.get_ref().policy_text)
+            .await?;
+        let status = self.engine.policy_proposal(&p.id).await?;
+        Ok(Response::new(self.proposal_to_pb(&status)))
     }
 
     async fn approve_policy(
         &self,
         req: Request<pb::GovernanceApproval>,
     ) -> Result<Response<pb::PolicyProposal>, Status> {
-        self.principals.authorize(&req, Role::Officer)?;
-        Err(status(
-            Reason::WrongState,
-            "installing a policy over the API is not available in this version",
-        ))
+        let who = self.principals.authorize(&req, Role::Officer)?;
+        let a = governance_approval(req.get_ref())?;
+        let p = self.engine.approve_policy(&who.name, a).await?;
+        Ok(Response::new(self.proposal_to_pb(&p)))
+    }
+
+    async fn get_policy_proposal(
+        &self,
+        req: Request<pb::ProposalId>,
+    ) -> Result<Response<pb::PolicyProposal>, Status> {
+        self.principals.authorize_any(&req)?;
+        let p = self
+            .engine
+            .policy_proposal(&req.get_ref().proposal_id)
+            .await?;
+        Ok(Response::new(self.proposal_to_pb(&p)))
+    }
+
+    async fn get_policy(
+        &self,
+        req: Request<pb::GetPolicyRequest>,
+    ) -> Result<Response<pb::PolicyInfo>, Status> {
+        self.principals.authorize_any(&req)?;
+        let p = self
+            .engine
+            .store()
+            .installed_policy()
+            .map_err(|e| Status::from(Refused::from(e)))?
+            .ok_or_else(|| status(Reason::NotFound, "no policy installed"))?;
+        Ok(Response::new(pb::PolicyInfo {
+            policy_hash: p.policy_hash,
+            policy_text: p.policy_text,
+            installed_at_unix: p.installed_at,
+            proposal_id: p.proposal_id.unwrap_or_default(),
+        }))
     }
 
     async fn freeze(
@@ -509,7 +597,7 @@ impl pb::admin_service_server::AdminService for Api {
         let who = self.principals.authorize(&req, Role::Officer)?;
         let a = governance_approval(req.get_ref())?;
         let f = self.engine.freeze(&who.name, a).await?;
-        Ok(Response::new(freeze_to_pb(&f)))
+        Ok(Response::new(self.freeze_to_pb(&f)?))
     }
 
     async fn unfreeze(
@@ -519,7 +607,7 @@ impl pb::admin_service_server::AdminService for Api {
         let who = self.principals.authorize(&req, Role::Officer)?;
         let a = governance_approval(req.get_ref())?;
         let (f, status_json) = self.engine.unfreeze(&who.name, a).await?;
-        let mut out = freeze_to_pb(&f);
+        let mut out = self.freeze_to_pb(&f)?;
         if f.frozen {
             out.reason = format!("{}; unfreeze: {status_json}", f.reason);
         }
@@ -536,7 +624,7 @@ impl pb::admin_service_server::AdminService for Api {
             .store()
             .freeze_state()
             .map_err(|e| Status::from(Refused::from(e)))?;
-        Ok(Response::new(freeze_to_pb(&f)))
+        Ok(Response::new(self.freeze_to_pb(&f)?))
     }
 
     async fn list_keys(
@@ -547,13 +635,14 @@ impl pb::admin_service_server::AdminService for Api {
         let mut keys: Vec<pb::KeyInfo> = self
             .engine
             .keys()
+            .into_iter()
             .map(|k| pb::KeyInfo {
-                name: k.name.clone(),
+                name: k.name,
                 chain: chain_to_pb(k.chain.as_str()) as i32,
                 network: k.network.to_string(),
-                hsm_label: k.hsm_label.clone(),
-                public_key: k.public_key.clone(),
-                address: String::new(),
+                hsm_label: k.hsm_label,
+                public_key: k.public_key,
+                address: k.address,
             })
             .collect();
         keys.sort_by(|a, b| a.name.cmp(&b.name));

@@ -38,6 +38,8 @@ pub(crate) enum Reason {
     AuditUnavailable,
     /// The requester has too many requests pending approval.
     TooManyPending,
+    /// The principal calls faster than its rate limit.
+    RateLimited,
     /// An internal error (logged).
     Internal,
 }
@@ -59,7 +61,7 @@ impl Reason {
             Reason::IdempotencyConflict => Code::AlreadyExists,
             Reason::NotFound => Code::NotFound,
             Reason::HsmUnavailable | Reason::AuditUnavailable => Code::Unavailable,
-            Reason::TooManyPending => Code::ResourceExhausted,
+            Reason::TooManyPending | Reason::RateLimited => Code::ResourceExhausted,
             Reason::Internal => Code::Internal,
         }
     }
@@ -82,6 +84,7 @@ impl Reason {
             Reason::HsmUnavailable => "HSM_UNAVAILABLE",
             Reason::AuditUnavailable => "AUDIT_UNAVAILABLE",
             Reason::TooManyPending => "TOO_MANY_PENDING",
+            Reason::RateLimited => "RATE_LIMITED",
             Reason::Internal => "INTERNAL",
         }
     }

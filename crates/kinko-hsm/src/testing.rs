@@ -119,3 +119,181 @@ impl TestToken {
         .await
     }
 }
+
+/// What [`raw_sign_rate`] measured: `C_Sign` calls completed in the timed window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawSignRate {
+    /// `C_Sign` calls completed inside the timed window, all sessions together.
+    pub ops: u64,
+    /// Length of the timed window, seconds.
+    pub seconds: f64,
+}
+
+impl RawSignRate {
+    /// Calls per second (0 for an empty window).
+    pub fn ops_per_sec(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.ops as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The HSM's own speed, the baseline of benchmarks: `sessions` OS threads, each with its own
+/// logged-in session on the token labelled `token_label`, call `C_Sign` in a loop with the
+/// private key labelled `key_label` — `CKM_ECDSA` over a 32-byte prehash for secp256k1,
+/// `CKM_EDDSA` (pure) over 32 bytes for Ed25519 — with no verification, pool or queue. After
+/// `warmup`, calls are counted for `run`. The same approach as this crate's `benches/sign.rs`.
+///
+/// SoftHSM2 reads `SOFTHSM2_CONF` when the module is first loaded in a process, so callers
+/// measuring a token of another configuration run this in a process of their own.
+// Each argument is one independent knob of the measurement; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
+pub fn raw_sign_rate(
+    module: &std::path::Path,
+    token_label: &str,
+    pin: &SecretString,
+    key_label: &str,
+    kind: crate::KeyKind,
+    sessions: usize,
+    warmup: std::time::Duration,
+    run: std::time::Duration,
+) -> Result<RawSignRate, HsmError> {
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+    use cryptoki::object::{Attribute, ObjectClass};
+    use cryptoki::session::UserType;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+
+    if sessions == 0 || sessions > crate::MAX_POOL_SIZE {
+        return Err(HsmError::Worker(format!(
+            "raw_sign_rate: sessions must be 1..={}",
+            crate::MAX_POOL_SIZE
+        )));
+    }
+    let ctx = crate::load_module(module)?;
+    let slot = crate::find_token(&ctx, token_label)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::with_capacity(sessions);
+    for t in 0..sessions {
+        let session = ctx
+            .open_rw_session(slot)
+            .map_err(crate::error::from_cryptoki)?;
+        match session.login(UserType::User, Some(pin)) {
+            Ok(())
+            | Err(cryptoki::error::Error::Pkcs11(
+                cryptoki::error::RvError::UserAlreadyLoggedIn,
+                _,
+            )) => {}
+            Err(e) => return Err(crate::error::from_cryptoki(e)),
+        }
+        let key = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::Label(key_label.as_bytes().to_vec()),
+            ])
+            .map_err(crate::error::from_cryptoki)?
+            .first()
+            .copied()
+            .ok_or_else(|| HsmError::KeyNotFound(key_label.to_string()))?;
+        let (stop, measuring, count) = (stop.clone(), measuring.clone(), count.clone());
+        threads.push(std::thread::spawn(move || -> Result<(), HsmError> {
+            let mech = match kind {
+                crate::KeyKind::Secp256k1 => Mechanism::Ecdsa,
+                crate::KeyKind::Ed25519 => {
+                    Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure))
+                }
+            };
+            let mut data = [u8::try_from(t % 256).unwrap_or(0); 32];
+            let mut i: u64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                data[..8].copy_from_slice(&i.to_be_bytes());
+                let sig = session
+                    .sign(&mech, key, &data)
+                    .map_err(crate::error::from_cryptoki)?;
+                std::hint::black_box(sig);
+                if measuring.load(Ordering::Relaxed) {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                i = i.wrapping_add(1);
+            }
+            Ok(())
+        }));
+    }
+    std::thread::sleep(warmup);
+    measuring.store(true, Ordering::SeqCst);
+    let start = std::time::Instant::now();
+    std::thread::sleep(run);
+    let ops = count.load(Ordering::SeqCst);
+    let seconds = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join()
+            .map_err(|_| HsmError::Worker("a raw C_Sign thread panicked".into()))??;
+    }
+    Ok(RawSignRate { ops, seconds })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use super::{TestToken, module_path, raw_sign_rate};
+    use crate::{HsmError, KeyKind};
+
+    /// The raw baseline signs with the labelled key on each session, and refuses what it
+    /// cannot measure (no sessions, no such key). Counts only, no timing asserted.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn raw_sign_rate_signs_with_the_labelled_key() {
+        let token = TestToken::new().unwrap();
+        let hsm = token.open(1).await.unwrap();
+        hsm.generate_key("raw-k1", KeyKind::Secp256k1)
+            .await
+            .unwrap();
+        hsm.generate_key("raw-ed", KeyKind::Ed25519).await.unwrap();
+        let (label, pin) = (token.label.clone(), token.user_pin.clone());
+        tokio::task::spawn_blocking(move || {
+            let short = Duration::from_millis(20);
+            for (key, kind) in [("raw-k1", KeyKind::Secp256k1), ("raw-ed", KeyKind::Ed25519)] {
+                let r = raw_sign_rate(&module_path(), &label, &pin, key, kind, 2, short, short)
+                    .unwrap();
+                assert!(r.ops > 0, "{key}: no C_Sign completed");
+                assert!(r.seconds > 0.0);
+            }
+            assert!(matches!(
+                raw_sign_rate(
+                    &module_path(),
+                    &label,
+                    &pin,
+                    "nope",
+                    KeyKind::Ed25519,
+                    1,
+                    short,
+                    short
+                ),
+                Err(HsmError::KeyNotFound(_))
+            ));
+            assert!(
+                raw_sign_rate(
+                    &module_path(),
+                    &label,
+                    &pin,
+                    "raw-ed",
+                    KeyKind::Ed25519,
+                    0,
+                    short,
+                    short
+                )
+                .is_err()
+            );
+        })
+        .await
+        .unwrap();
+    }
+}

@@ -1,0 +1,681 @@
+//! `kinko-bench`: Kinko's whole signing path against raw PKCS#11 `C_Sign`, in one run.
+//!
+//! ```text
+//! cargo build --release -p kinkod -p kinko-bench
+//! cargo run --release -p kinko-bench -- --out docs/bench        # full run, ≈ 8 min
+//! cargo run --release -p kinko-bench -- --quick                  # smoke run, < 1 min
+//! ```
+//!
+//! See `docs/benchmarks.md`.
+
+#![forbid(unsafe_code)]
+
+mod daemon;
+mod plot;
+mod run;
+mod workload;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use kinko_bench::stats::ratio;
+use kinko_bench::{BenchError, procfs};
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::run::Phase;
+use crate::workload::{Case, Client, World};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kinko-bench",
+    about = "Measures a real kinkod (gRPC + mTLS, policy, approvals, audit, HSM) against raw C_Sign on the same SoftHSM2 token"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The kinkod binary to measure (default: `kinkod` next to this executable).
+    #[arg(long)]
+    kinkod: Option<PathBuf>,
+    /// A short run (few requests, well under a minute) to check that everything works.
+    #[arg(long)]
+    quick: bool,
+    /// Fresh data directory for kinkod (must not exist; default: a new one under the temp dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Keep the data directory afterwards.
+    #[arg(long)]
+    keep: bool,
+    /// Concurrent clients (each a requester and two officers) for the table's runs.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// kinkod's HSM session pool size; raw C_Sign uses as many sessions.
+    #[arg(long, default_value_t = 4)]
+    pool_size: usize,
+    /// Client counts of the scaling run (Ethereum, end to end).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32")]
+    scaling: Vec<usize>,
+    /// Pending requests submitted at the end to measure kinkod's peak RSS (default: 10000, quick: 100).
+    #[arg(long)]
+    pending: Option<usize>,
+    /// Write results.json and scaling.svg to this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The git revision of the kinkod measured (default: `git describe --always --dirty` here).
+    #[arg(long)]
+    revision: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// (internal) Raw C_Sign on one token; prints ops/s. Run by the bench in a child process.
+    #[command(hide = true)]
+    RawSign {
+        #[arg(long)]
+        module: PathBuf,
+        #[arg(long)]
+        token_label: String,
+        #[arg(long)]
+        key_label: String,
+        #[arg(long)]
+        pin_file: PathBuf,
+        #[arg(long)]
+        sessions: usize,
+        #[arg(long)]
+        warmup_ms: u64,
+        #[arg(long)]
+        run_ms: u64,
+        #[arg(long)]
+        ed25519: bool,
+    },
+}
+
+/// How long each phase runs.
+struct Sizes {
+    raw_warmup: Duration,
+    raw_run: Duration,
+    sign_one: usize,
+    sign_many: usize,
+    paced_seconds: f64,
+    e2e_warmup: Duration,
+    e2e_measure: Duration,
+    scaling_warmup: Duration,
+    scaling_measure: Duration,
+    pending: usize,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                raw_warmup: Duration::from_millis(200),
+                raw_run: Duration::from_millis(1000),
+                sign_one: 10,
+                sign_many: 40,
+                paced_seconds: 0.5,
+                e2e_warmup: Duration::from_millis(300),
+                e2e_measure: Duration::from_millis(1500),
+                scaling_warmup: Duration::from_millis(200),
+                scaling_measure: Duration::from_millis(700),
+                pending: 100,
+            }
+        } else {
+            Sizes {
+                raw_warmup: Duration::from_millis(500),
+                raw_run: Duration::from_secs(4),
+                sign_one: 300,
+                sign_many: 2000,
+                paced_seconds: 5.0,
+                e2e_warmup: Duration::from_secs(1),
+                e2e_measure: Duration::from_secs(12),
+                scaling_warmup: Duration::from_secs(1),
+                scaling_measure: Duration::from_secs(6),
+                pending: 10_000,
+            }
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    cores: usize,
+    cpu: String,
+    mem_gib: f64,
+    loadavg_start: String,
+    loadavg_end: String,
+}
+
+#[derive(Debug, Serialize)]
+struct CaseResult {
+    case: String,
+    curve: String,
+    signatures_per_withdrawal: u64,
+    raw_c_sign_per_sec: f64,
+    sign_one_client: Phase,
+    sign_many_clients: Phase,
+    sign_paced: Phase,
+    sign_paced_target_rate: f64,
+    end_to_end: Phase,
+    /// Signatures per second of each phase divided by raw C_Sign per second.
+    sign_one_vs_raw: Option<f64>,
+    sign_many_vs_raw: Option<f64>,
+    end_to_end_vs_raw: Option<f64>,
+    daemon_peak_rss_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct ScalingPoint {
+    clients: usize,
+    end_to_end: Phase,
+    end_to_end_vs_raw: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct PendingResult {
+    requests: usize,
+    submit: Phase,
+    daemon_peak_rss_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Results {
+    revision: String,
+    mode: &'static str,
+    started_at: String,
+    clients: usize,
+    pool_size: usize,
+    machine: Machine,
+    raw_c_sign_per_sec: Vec<(String, f64)>,
+    cases: Vec<CaseResult>,
+    scaling_case: String,
+    scaling: Vec<ScalingPoint>,
+    pending: PendingResult,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(Command::RawSign {
+        module,
+        token_label,
+        key_label,
+        pin_file,
+        sessions,
+        warmup_ms,
+        run_ms,
+        ed25519,
+    }) = args.command
+    {
+        let result = std::fs::read_to_string(&pin_file)
+            .map_err(|e| BenchError::io(pin_file.display().to_string(), e))
+            .and_then(|pin| {
+                kinko_hsm::testing::raw_sign_rate(
+                    &module,
+                    &token_label,
+                    &SecretString::from(pin.trim().to_string()),
+                    &key_label,
+                    if ed25519 {
+                        kinko_hsm::KeyKind::Ed25519
+                    } else {
+                        kinko_hsm::KeyKind::Secp256k1
+                    },
+                    sessions,
+                    Duration::from_millis(warmup_ms),
+                    Duration::from_millis(run_ms),
+                )
+                .map_err(|e| BenchError::Raw(e.to_string()))
+            });
+        return match result {
+            Ok(r) => {
+                println!("{}", r.ops_per_sec());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kinko-bench raw-sign: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kinko-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(bench(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kinko-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn machine_start() -> Machine {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map(|kib| kib / 1024.0 / 1024.0)
+        .unwrap_or(0.0);
+    Machine {
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        cpu,
+        mem_gib,
+        loadavg_start: loadavg(),
+        loadavg_end: String::new(),
+    }
+}
+
+fn revision(given: Option<String>) -> String {
+    given.unwrap_or_else(|| {
+        std::process::Command::new("git")
+            .args(["describe", "--always", "--dirty", "--abbrev=12"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    })
+}
+
+fn default_kinkod() -> Result<PathBuf, BenchError> {
+    let exe = std::env::current_exe().map_err(|e| BenchError::io("current_exe", e))?;
+    Ok(exe.with_file_name("kinkod"))
+}
+
+async fn bench(args: Args) -> Result<(), BenchError> {
+    let sizes = Sizes::new(args.quick);
+    let kinkod = match args.kinkod.clone() {
+        Some(p) => p,
+        None => default_kinkod()?,
+    };
+    if !kinkod.exists() {
+        return Err(BenchError::Daemon(format!(
+            "no kinkod at {} (build it with `cargo build --release -p kinkod` or give --kinkod)",
+            kinkod.display()
+        )));
+    }
+    if args.clients == 0 || args.scaling.contains(&0) {
+        return Err(BenchError::Config(
+            "client counts must be at least 1".into(),
+        ));
+    }
+    let max_clients = args
+        .scaling
+        .iter()
+        .copied()
+        .chain([args.clients])
+        .max()
+        .unwrap_or(1);
+    let pending_count = args
+        .pending
+        .unwrap_or(if args.quick { 100 } else { sizes.pending });
+    let dir = match &args.data_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!(
+            "kinko-bench-{}-{}",
+            std::process::id(),
+            jiff::Timestamp::now().as_second()
+        )),
+    };
+    let mut machine = machine_start();
+    let started_at = jiff::Timestamp::now().to_string();
+    let revision = revision(args.revision.clone());
+    eprintln!(
+        "kinko-bench: kinkod {} (revision {revision}), data in {}, load {}",
+        kinkod.display(),
+        dir.display(),
+        machine.loadavg_start
+    );
+
+    // Max pending: the sign-stage preparations leave requests pending, plus the RSS phase.
+    let max_pending = pending_count
+        .saturating_add(sizes.sign_many)
+        .saturating_add(sizes.sign_one)
+        .saturating_add(100_000);
+    let setup = daemon::init(&kinkod, &dir, args.pool_size, max_pending)?;
+    let result = measure(
+        &args,
+        &sizes,
+        &kinkod,
+        &setup,
+        max_clients,
+        pending_count,
+        &mut machine,
+        started_at,
+        revision,
+    )
+    .await;
+    if !args.keep && result.is_ok() {
+        let _ = std::fs::remove_dir_all(&setup.dir);
+    } else {
+        eprintln!("kinko-bench: data kept in {}", setup.dir.display());
+    }
+    result
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / 1024.0 / 1024.0
+}
+
+// The measurement's inputs are independent knobs; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    args: &Args,
+    sizes: &Sizes,
+    kinkod: &std::path::Path,
+    setup: &daemon::Setup,
+    max_clients: usize,
+    pending_count: usize,
+    machine: &mut Machine,
+    started_at: String,
+    revision: String,
+) -> Result<(), BenchError> {
+    // 1. Raw C_Sign first, with the daemon not running.
+    let mut raw = Vec::new();
+    for (curve, label, ed) in [
+        ("secp256k1", "kinko-eth-dev", false),
+        ("ed25519", "kinko-sol-dev", true),
+    ] {
+        let r = daemon::raw_sign(setup, label, ed, sizes.raw_warmup, sizes.raw_run)?;
+        eprintln!(
+            "kinko-bench: raw C_Sign {curve}, {} sessions: {r:.0}/s",
+            setup.pool_size
+        );
+        raw.push((curve.to_string(), r));
+    }
+    let raw_of = |curve: &str| {
+        raw.iter()
+            .find(|(c, _)| c == curve)
+            .map(|(_, r)| *r)
+            .unwrap_or(0.0)
+    };
+
+    // 2. The daemon, and the clients (each a TLS connection per principal, made once).
+    let d = daemon::start(kinkod, setup)?;
+    let pid = d.pid();
+    let world = Arc::new(World::new(setup)?);
+    let mut clients = Vec::with_capacity(max_clients);
+    for _ in 0..max_clients {
+        clients.push(Client::connect(&world).await?);
+    }
+    let many = clients
+        .get(..args.clients)
+        .ok_or_else(|| BenchError::Config("clients".into()))?;
+
+    // 3. Per case: sign stage (1 client, C clients, paced at half the C-client rate), then end to end.
+    let mut cases = Vec::new();
+    for case in [Case::Eth, Case::Sol, Case::Btc(1), Case::Btc(10)] {
+        let raw_rate = raw_of(case.curve());
+        let sigs = case.signatures() as f64;
+        // Fewer Bitcoin 10-input requests: each is ten signatures.
+        let scale = if case == Case::Btc(10) { 4 } else { 1 };
+        procfs::reset_peak_rss(&pid)?;
+        eprintln!("kinko-bench: {} ...", case.name());
+        let p = run::prepare(&world, many, case, (sizes.sign_one / scale).max(5)).await?;
+        let sign_one = run::sign_stage(&pid, many, 1, p).await?;
+        let p = run::prepare(&world, many, case, (sizes.sign_many / scale).max(10)).await?;
+        let sign_many = run::sign_stage(&pid, many, args.clients, p).await?;
+        let target = sign_many.ops_per_sec / 2.0;
+        let paced_count = ((target * sizes.paced_seconds) as usize).max(10);
+        let p = run::prepare(&world, many, case, paced_count).await?;
+        let sign_paced = run::paced_sign(&pid, many, p, target).await?;
+        let e2e = run::end_to_end(
+            &world,
+            &pid,
+            many,
+            args.clients,
+            case,
+            sizes.e2e_warmup,
+            sizes.e2e_measure,
+        )
+        .await?;
+        let rss = procfs::peak_rss(&pid)?;
+        cases.push(CaseResult {
+            case: case.name(),
+            curve: case.curve().into(),
+            signatures_per_withdrawal: case.signatures(),
+            raw_c_sign_per_sec: raw_rate,
+            sign_one_vs_raw: ratio(sign_one.ops_per_sec * sigs, raw_rate),
+            sign_many_vs_raw: ratio(sign_many.ops_per_sec * sigs, raw_rate),
+            end_to_end_vs_raw: ratio(e2e.ops_per_sec * sigs, raw_rate),
+            sign_one_client: sign_one,
+            sign_many_clients: sign_many,
+            sign_paced,
+            sign_paced_target_rate: target,
+            end_to_end: e2e,
+            daemon_peak_rss_bytes: rss,
+        });
+    }
+
+    // 4. Scaling: Ethereum end to end for each client count.
+    let mut scaling = Vec::new();
+    for &c in &args.scaling {
+        let cs = clients
+            .get(..c)
+            .ok_or_else(|| BenchError::Config("clients".into()))?;
+        eprintln!("kinko-bench: scaling, {c} clients ...");
+        let p = run::end_to_end(
+            &world,
+            &pid,
+            cs,
+            c,
+            Case::Eth,
+            sizes.scaling_warmup,
+            sizes.scaling_measure,
+        )
+        .await?;
+        scaling.push(ScalingPoint {
+            clients: c,
+            end_to_end_vs_raw: ratio(p.ops_per_sec, raw_of("secp256k1")),
+            end_to_end: p,
+        });
+    }
+
+    // 5. Peak RSS with many pending requests.
+    eprintln!("kinko-bench: {pending_count} pending requests ...");
+    procfs::reset_peak_rss(&pid)?;
+    let submit = run::pending(&world, &pid, many, Case::Eth, pending_count).await?;
+    let pending = PendingResult {
+        requests: pending_count,
+        submit,
+        daemon_peak_rss_bytes: procfs::peak_rss(&pid)?,
+    };
+    d.stop();
+    machine.loadavg_end = loadavg();
+
+    let results = Results {
+        revision,
+        mode: if args.quick { "quick" } else { "full" },
+        started_at,
+        clients: args.clients,
+        pool_size: setup.pool_size,
+        machine: std::mem::replace(
+            machine,
+            Machine {
+                cores: 0,
+                cpu: String::new(),
+                mem_gib: 0.0,
+                loadavg_start: String::new(),
+                loadavg_end: String::new(),
+            },
+        ),
+        raw_c_sign_per_sec: raw,
+        cases,
+        scaling_case: Case::Eth.name(),
+        scaling,
+        pending,
+    };
+    print_table(&results);
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).map_err(|e| BenchError::io(out.display().to_string(), e))?;
+        let json = serde_json::to_string_pretty(&results)
+            .map_err(|e| BenchError::Config(e.to_string()))?;
+        let path = out.join("results.json");
+        std::fs::write(&path, json + "\n")
+            .map_err(|e| BenchError::io(path.display().to_string(), e))?;
+        let points: Vec<(usize, f64)> = results
+            .scaling
+            .iter()
+            .map(|p| (p.clients, p.end_to_end.ops_per_sec))
+            .collect();
+        let p99: Vec<(usize, f64)> = results
+            .scaling
+            .iter()
+            .filter_map(|p| Some((p.clients, p.end_to_end.latency?.p99_ms)))
+            .collect();
+        plot::scaling(
+            &out.join("scaling.svg"),
+            &points,
+            &p99,
+            results
+                .raw_c_sign_per_sec
+                .iter()
+                .find(|(c, _)| c == "secp256k1")
+                .map(|(_, r)| *r)
+                .unwrap_or(0.0),
+            &results.revision,
+        )?;
+        eprintln!(
+            "kinko-bench: wrote {}/results.json and scaling.svg",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+fn pct(r: Option<f64>) -> String {
+    r.map(|r| format!("{:.1}%", 100.0 * r))
+        .unwrap_or_else(|| "–".into())
+}
+
+fn lat(p: &Phase) -> String {
+    match &p.latency {
+        Some(l) => format!("{:.2} | {:.2} | {:.2}", l.p50_ms, l.p99_ms, l.p999_ms),
+        None => "– | – | –".into(),
+    }
+}
+
+fn cpu_ms(v: Option<f64>) -> String {
+    v.map(|s| format!("{:.2}", s * 1000.0))
+        .unwrap_or_else(|| "–".into())
+}
+
+fn print_table(r: &Results) {
+    println!(
+        "\nkinko-bench ({} run), kinkod {}, {} cores ({}), {:.1} GiB, load {} → {}; {} clients, pool {} sessions\n",
+        r.mode,
+        r.revision,
+        r.machine.cores,
+        r.machine.cpu,
+        r.machine.mem_gib,
+        r.machine.loadavg_start,
+        r.machine.loadavg_end,
+        r.clients,
+        r.pool_size
+    );
+    println!(
+        "| case | stage | ops/s | sigs/s vs raw | p50 ms | p99 ms | p99.9 ms | kinkod CPU ms/op | bench CPU ms/op | kinkod peak RSS MiB |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for c in &r.cases {
+        println!(
+            "| {} | raw C_Sign ({} sessions) | {:.0} | 100% | | | | | | |",
+            c.case, r.pool_size, c.raw_c_sign_per_sec
+        );
+        let row = |stage: String, p: &Phase, vs: Option<f64>| {
+            println!(
+                "| {} | {stage} | {:.0} | {} | {} | {} | {} | |",
+                c.case,
+                p.ops_per_sec,
+                pct(vs),
+                lat(p),
+                cpu_ms(p.daemon_cpu_s_per_op),
+                cpu_ms(p.bench_cpu_s_per_op),
+            );
+        };
+        row(
+            "sign stage, 1 client".into(),
+            &c.sign_one_client,
+            c.sign_one_vs_raw,
+        );
+        row(
+            format!("sign stage, {} clients", r.clients),
+            &c.sign_many_clients,
+            c.sign_many_vs_raw,
+        );
+        row(
+            format!("sign stage paced at {:.0}/s", c.sign_paced_target_rate),
+            &c.sign_paced,
+            ratio(
+                c.sign_paced.ops_per_sec * c.signatures_per_withdrawal as f64,
+                c.raw_c_sign_per_sec,
+            ),
+        );
+        println!(
+            "| {} | end to end, {} clients | {:.0} | {} | {} | {} | {} | {:.0} |",
+            c.case,
+            r.clients,
+            c.end_to_end.ops_per_sec,
+            pct(c.end_to_end_vs_raw),
+            lat(&c.end_to_end),
+            cpu_ms(c.end_to_end.daemon_cpu_s_per_op),
+            cpu_ms(c.end_to_end.bench_cpu_s_per_op),
+            mib(c.daemon_peak_rss_bytes)
+        );
+        for (name, l) in &c.end_to_end.steps {
+            println!(
+                "| {} | — {name} | | | {:.2} | {:.2} | {:.2} | | | |",
+                c.case, l.p50_ms, l.p99_ms, l.p999_ms
+            );
+        }
+    }
+    println!("\nScaling ({}, end to end):\n", r.scaling_case);
+    println!(
+        "| clients | withdrawals/s | vs raw | p50 ms | p99 ms | p99.9 ms | kinkod cores | bench cores |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for p in &r.scaling {
+        println!(
+            "| {} | {:.0} | {} | {} | {:.2} | {:.2} |",
+            p.clients,
+            p.end_to_end.ops_per_sec,
+            pct(p.end_to_end_vs_raw),
+            lat(&p.end_to_end),
+            p.end_to_end.daemon_cores,
+            p.end_to_end.bench_cores
+        );
+    }
+    println!(
+        "\n{} pending requests submitted at {:.0}/s; kinkod peak RSS while submitting them: {:.0} MiB\n",
+        r.pending.requests,
+        r.pending.submit.ops_per_sec,
+        mib(r.pending.daemon_peak_rss_bytes)
+    );
+}

@@ -182,17 +182,23 @@ pub(crate) async fn ensure(
     let (cert, key) = leaf("localhost", true)?;
     write_public(&dir.join("tls/server.pem"), cert.as_bytes())?;
     write_private(&dir.join("tls/server.key"), key.as_bytes())?;
-    let mut clients = vec![(REQUESTER.to_string(), "requester")];
-    clients.extend(OFFICERS.iter().map(|(id, ..)| (id.to_string(), "officer")));
-    clients.push(("auditor".to_string(), "auditor"));
+    // Certificate common name and roles (a TOML array's contents).
+    let mut clients = vec![(REQUESTER.to_string(), r#""requester""#)];
+    clients.extend(
+        OFFICERS
+            .iter()
+            .map(|(id, ..)| (id.to_string(), r#""officer""#)),
+    );
+    clients.push(("auditor".to_string(), r#""auditor", "metrics""#));
+    clients.push(("admin".to_string(), r#""admin""#));
     let mut principals = String::new();
-    for (cn, role) in &clients {
+    for (cn, roles) in &clients {
         let (cert, key) = leaf(cn, false)?;
         write_public(&dir.join(format!("tls/{cn}.pem")), cert.as_bytes())?;
         write_private(&dir.join(format!("tls/{cn}.key")), key.as_bytes())?;
         let _ = writeln!(
             principals,
-            "[[principals]]\nname = \"{cn}\"\ncertificate_cn = \"{cn}\"\nroles = [\"{role}\"]\n"
+            "[[principals]]\nname = \"{cn}\"\ncertificate_cn = \"{cn}\"\nroles = [{roles}]\n"
         );
     }
 
@@ -230,7 +236,7 @@ pub(crate) async fn ensure(
          officers' keys are plain files. Made in {dir}:\n  \
          config          {dir}/kinkod.toml\n  \
          policy          {dir}/policy.toml\n  \
-         TLS             {dir}/tls/ (ca.pem, server, ledger, alice, bob, carol, auditor)\n  \
+         TLS             {dir}/tls/ (ca.pem, server, ledger, alice, bob, carol, auditor, admin)\n  \
          officer keys    {dir}/officers/*.key\n  \
          requester key   {dir}/requesters/{REQUESTER}.key\n  \
          HSM token       {token_label} (SOFTHSM2_CONF={conf}), PIN {dir}/hsm/user.pin\n  \

@@ -1113,7 +1113,11 @@ impl Engine {
         let approvals = to_signed(&self.store.governance_approvals(id)?)?;
         let mut out = ProposalStatus {
             proposal: proposal.clone(),
-            state: g.state.clone(),
+            state: if g.state == "effective" {
+                "installed".into()
+            } else {
+                g.state.clone()
+            },
             status: None,
             current_policy_hash: live.policy.hash().0.to_vec(),
         };

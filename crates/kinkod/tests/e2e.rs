@@ -11,8 +11,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use alloy_consensus::TxEnvelope;
 use alloy_consensus::transaction::SignerRecoverable;
-use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{TxKind, U256, address};
 use kinko_intent::{Chain, Intent, Network};
@@ -24,27 +24,12 @@ use pb::withdrawal_service_client::WithdrawalServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 mod common;
-use common::{Daemon, channel, ed25519_key, free_port, reason, start, unique_label};
+use common::{
+    Daemon, channel, ed25519_key, eth_transfer, free_port, governance, reason, start, unique_label,
+};
 
 const HOT_WALLET: alloy_primitives::Address =
     address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
-
-fn eth_transfer(nonce: u64, value_wei: u128, to: alloy_primitives::Address) -> Vec<u8> {
-    let tx = TxEip1559 {
-        chain_id: 11_155_111,
-        nonce,
-        gas_limit: 21_000,
-        max_fee_per_gas: 30_000_000_000,
-        max_priority_fee_per_gas: 1_000_000_000,
-        to: TxKind::Call(to),
-        value: U256::from(value_wei),
-        access_list: Default::default(),
-        input: Default::default(),
-    };
-    let mut out = Vec::new();
-    tx.encode_for_signing(&mut out);
-    out
-}
 
 /// An Ethereum withdrawal on the development key, signed by the requester.
 fn submission(dir: &Path, payload: Vec<u8>, idem: &str) -> pb::SubmitWithdrawalRequest {
@@ -427,35 +412,6 @@ fn rcgen_self_signed(cn: &str) -> (String, String) {
     p.distinguished_name.push(rcgen::DnType::CommonName, cn);
     let cert = p.self_signed(&key).unwrap();
     (cert.pem(), key.serialize_pem())
-}
-
-fn governance(
-    d: &Daemon,
-    officer: &str,
-    subject: Subject,
-    verdict: Verdict,
-) -> pb::GovernanceApproval {
-    let policy = Policy::from_toml(&std::fs::read(d.dir.join("policy.toml")).unwrap()).unwrap();
-    let now = jiff::Timestamp::now().as_second();
-    let msg = ApprovalMessage {
-        policy_hash: policy.hash(),
-        subject: subject.clone(),
-        officer_id: officer.into(),
-        verdict,
-        issued_at: now,
-        expires_at: now + 1800,
-    };
-    let signed = SignedApproval::sign(
-        &msg,
-        &ed25519_key(&d.dir.join(format!("officers/{officer}.key"))),
-    )
-    .unwrap();
-    pb::GovernanceApproval {
-        subject_id: subject.request_id().to_string(),
-        officer_id: officer.into(),
-        message: signed.message,
-        signature: signed.signature.to_vec(),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,8 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use alloy_consensus::{SignableTransaction, TxEip1559};
+use alloy_primitives::{TxKind, U256};
 use kinko_intent::Chain;
 use kinko_policy::request::RequestToSign;
+use kinko_policy::{ApprovalMessage, Policy, SignedApproval, Subject, Verdict};
 use kinko_proto::v1 as pb;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -173,5 +176,54 @@ pub(crate) fn submission(
         idempotency_key: idem.into(),
         reference,
         requester_signature: sig.to_vec(),
+    }
+}
+
+/// An unsigned EIP-1559 transfer on Sepolia (the development key's network).
+pub(crate) fn eth_transfer(nonce: u64, value_wei: u128, to: alloy_primitives::Address) -> Vec<u8> {
+    let tx = TxEip1559 {
+        chain_id: 11_155_111,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 30_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(to),
+        value: U256::from(value_wei),
+        access_list: Default::default(),
+        input: Default::default(),
+    };
+    let mut out = Vec::new();
+    tx.encode_for_signing(&mut out);
+    out
+}
+
+/// An officer's signed governance approval (freeze, unfreeze, install) under the policy file
+/// in the data directory.
+pub(crate) fn governance(
+    d: &Daemon,
+    officer: &str,
+    subject: Subject,
+    verdict: Verdict,
+) -> pb::GovernanceApproval {
+    let policy = Policy::from_toml(&std::fs::read(d.dir.join("policy.toml")).unwrap()).unwrap();
+    let now = jiff::Timestamp::now().as_second();
+    let msg = ApprovalMessage {
+        policy_hash: policy.hash(),
+        subject: subject.clone(),
+        officer_id: officer.into(),
+        verdict,
+        issued_at: now,
+        expires_at: now + 1800,
+    };
+    let signed = SignedApproval::sign(
+        &msg,
+        &ed25519_key(&d.dir.join(format!("officers/{officer}.key"))),
+    )
+    .unwrap();
+    pb::GovernanceApproval {
+        subject_id: subject.request_id().to_string(),
+        officer_id: officer.into(),
+        message: signed.message,
+        signature: signed.signature.to_vec(),
     }
 }

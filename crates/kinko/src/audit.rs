@@ -383,6 +383,22 @@ mod tests {
     }
 
     #[test]
+    fn fetch_reads_the_size_of_a_signed_checkpoint_and_wants_an_empty_directory() {
+        let (dir, _) = log("fetch");
+        let cps = std::fs::read_to_string(dir.0.join("checkpoints.jsonl")).unwrap();
+        let last: serde_json::Value = serde_json::from_str(cps.lines().last().unwrap()).unwrap();
+        assert_eq!(claimed_size(last["note"].as_str().unwrap()), Ok(3));
+        assert!(claimed_size("kinko.test/audit\n3\n").is_err());
+        assert!(claimed_size("kinko.test/audit\nthree\nAAAA\n\n— sig\n").is_err());
+        // The log directory is not empty; a new one is created; an empty one is fine.
+        assert!(prepare_dir(&dir.0).unwrap_err().contains("not empty"));
+        let fresh = dir.0.join("copy/nested");
+        prepare_dir(&fresh).unwrap();
+        assert!(fresh.is_dir());
+        prepare_dir(&fresh).unwrap();
+    }
+
+    #[test]
     fn a_tampered_log_fails_and_bad_arguments_are_usage_errors() {
         let (dir, key) = log("bad");
         let seg = dir.0.join("segment-00000000000000000000.jsonl");

@@ -86,7 +86,22 @@ pub(crate) fn read_ed25519_seed(
     Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
 }
 
-/// A gRPC status as the CLI shows it.
+/// A gRPC status as the CLI shows it: the code, the daemon's stable reason (from the
+/// `kinko-reason` metadata) and its message, without control characters.
 pub(crate) fn show_status(s: tonic::Status) -> String {
-    format!("{:?}: {}", s.code(), s.message())
+    let reason = s
+        .metadata()
+        .get("kinko-reason")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let msg: String = s
+        .message()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if reason.is_empty() || msg.starts_with(&format!("[{reason}]")) {
+        format!("{:?}: {msg}", s.code())
+    } else {
+        format!("{:?}: [{reason}] {msg}", s.code())
+    }
 }

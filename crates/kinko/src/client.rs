@@ -94,14 +94,24 @@ pub(crate) fn show_status(s: tonic::Status) -> String {
         .get("kinko-reason")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let msg: String = s
-        .message()
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let msg = clean(s.message()).replace('\n', " ");
     if reason.is_empty() || msg.starts_with(&format!("[{reason}]")) {
         format!("{:?}: {msg}", s.code())
     } else {
         format!("{:?}: [{reason}] {msg}", s.code())
     }
+}
+
+/// Text from the daemon as printed on the officer's terminal: control characters other than
+/// newlines (terminal escape sequences that could redraw what the officer reads) are replaced.
+pub(crate) fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }

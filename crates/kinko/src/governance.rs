@@ -14,7 +14,7 @@ use kinko_policy::{ApprovalMessage, Policy, SignedApproval, Subject, Verdict};
 use kinko_proto::v1 as pb;
 use pb::admin_service_client::AdminServiceClient;
 
-use crate::client::{Connect, show_status};
+use crate::client::{Connect, clean, show_status};
 use crate::officer_key::OfficerKeyArgs;
 
 /// The longest approval validity the CLI signs, in seconds (400 days, the policy's longest
@@ -109,17 +109,21 @@ pub(crate) fn fmt_unix(t: i64) -> String {
 pub(crate) fn print_freeze(f: &pb::FreezeState) {
     if f.frozen {
         println!("FROZEN: no signing");
-        println!("frozen by {} since {}", f.frozen_by, fmt_unix(f.since_unix));
+        println!(
+            "frozen by {} since {}",
+            clean(&f.frozen_by),
+            fmt_unix(f.since_unix)
+        );
     } else {
         println!("not frozen");
     }
     if !f.reason.is_empty() {
-        println!("reason: {}", f.reason);
+        println!("reason: {}", clean(&f.reason));
     }
     if !f.unfreeze_request_id.is_empty() {
         println!(
             "unfreeze request {}: {} approval(s), may take effect at {}",
-            f.unfreeze_request_id,
+            clean(&f.unfreeze_request_id),
             f.unfreeze_approvals,
             fmt_unix(f.unfreeze_at_unix)
         );
@@ -210,6 +214,31 @@ pub(crate) async fn freeze_status(connect: Connect) -> Result<(), String> {
     Ok(())
 }
 
+/// How a key the daemon lists compares with the officer's policy: the pinned public key, and
+/// the address this client derives from it (kinko-chain) against the address the daemon shows.
+/// Returns the verdict and whether it is a mismatch.
+fn key_verdict(p: &Policy, k: &pb::KeyInfo) -> (String, bool) {
+    let Some(entry) = p.key(&k.name) else {
+        return ("NOT IN YOUR POLICY".into(), true);
+    };
+    let Some(pin) = entry.public_key.as_deref() else {
+        return ("not pinned by your policy".into(), false);
+    };
+    if pin != k.public_key.as_slice() {
+        return ("PUBLIC KEY DIFFERS FROM YOUR POLICY".into(), true);
+    }
+    match kinko_chain::address_of(entry.chain, &entry.network.to_string(), pin) {
+        Ok(mine) if k.address.is_empty() || mine == k.address => {
+            (format!("matches your policy (address {mine})"), false)
+        }
+        Ok(mine) => (
+            format!("ADDRESS DIFFERS: your policy's key is at {mine}"),
+            true,
+        ),
+        Err(e) => (format!("CANNOT DERIVE THE ADDRESS: {e}"), true),
+    }
+}
+
 /// `kinko keys`: the daemon's signing keys; with `policy`, each compared with the key the
 /// policy pins.
 pub(crate) async fn keys(connect: Connect, policy: Option<PathBuf>) -> Result<(), String> {
@@ -234,25 +263,20 @@ pub(crate) async fn keys(connect: Connect, policy: Option<PathBuf>) -> Result<()
         } else {
             k.address.as_str()
         };
-        let mut line = format!(
+        let mut line = clean(&format!(
             "{}  {chain} {}  public key {}  address {address}  hsm {}",
             k.name,
             k.network,
             hex::encode(&k.public_key),
             k.hsm_label
-        );
+        ));
         if let Some(p) = &policy {
-            let (verdict, bad) = match p.key(&k.name).map(|e| e.public_key.as_deref()) {
-                None => ("NOT IN YOUR POLICY", true),
-                Some(None) => ("not pinned by your policy", false),
-                Some(Some(pin)) if pin == k.public_key.as_slice() => ("matches your policy", false),
-                Some(Some(_)) => ("DIFFERS FROM YOUR POLICY", true),
-            };
+            let (verdict, bad) = key_verdict(p, k);
             if bad {
                 mismatches = mismatches.saturating_add(1);
             }
             line.push_str("  ");
-            line.push_str(verdict);
+            line.push_str(&verdict);
         }
         println!("{line}");
     }

@@ -6,8 +6,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::Args;
-use kinko_intent::{Intent, Network};
-use kinko_policy::{ApprovalMessage, SignedApproval, Subject, Verdict};
+use kinko_intent::{Intent, IntentDigest, Network};
+use kinko_policy::{ApprovalMessage, Policy, SignedApproval, Subject, Verdict};
 use kinko_proto::v1 as pb;
 use pb::approval_service_client::ApprovalServiceClient;
 
@@ -37,6 +37,56 @@ pub(crate) struct Vote {
     yes: bool,
 }
 
+/// The longest approval validity the CLI signs, in seconds (400 days).
+const MAX_VALID_FOR: i64 = 400 * 24 * 3600;
+
+/// Decodes the request's raw payload here, with the network and the public key of the officer's
+/// own policy (never a key the daemon reports), after checking the request was evaluated under
+/// that policy. Returns the intent and the digest this client computed.
+pub(crate) fn decode_locally(
+    policy: &Policy,
+    req: &pb::Request,
+) -> Result<(Intent, IntentDigest), String> {
+    if req.policy_hash != policy.hash().0 {
+        return Err(format!(
+            "the request was evaluated under policy {}, but your policy file is {}: refusing to sign",
+            hex::encode(&req.policy_hash),
+            policy.hash().to_hex()
+        ));
+    }
+    let signing_key = policy
+        .key(&req.key_name)
+        .ok_or_else(|| format!("your policy has no signing key {:?}", req.key_name))?;
+    // A daemon that decoded with another key would show another signer.
+    let public_key = signing_key.public_key.as_deref().ok_or_else(|| {
+        format!(
+            "your policy does not pin the public key of signing key {:?}: add its public_key to the policy before approving",
+            req.key_name
+        )
+    })?;
+    let network: &Network = &signing_key.network;
+    let ctx = kinko_chain::DecodeContext {
+        network,
+        public_key,
+        tokens: policy.token_registry(),
+    };
+    let mine = kinko_chain::decode(signing_key.chain, &req.payload, &ctx)
+        .map_err(|e| format!("decoding the payload locally: {e}"))?;
+    let digest = mine.digest().map_err(|e| e.to_string())?;
+    Ok((mine, digest))
+}
+
+/// Whether the daemon's intent and digest are exactly what this client decoded.
+pub(crate) fn daemon_agrees(
+    req: &pb::Request,
+    mine: &Intent,
+    digest: &IntentDigest,
+) -> Result<bool, String> {
+    let claimed: Intent =
+        serde_json::from_str(&req.intent_json).map_err(|e| format!("daemon's intent: {e}"))?;
+    Ok(digest.0.as_slice() == req.intent_digest.as_slice() && *mine == claimed)
+}
+
 pub(crate) async fn run(v: Vote, verdict: Verdict) -> Result<(), String> {
     let officer = v
         .officer
@@ -61,42 +111,14 @@ pub(crate) async fn run(v: Vote, verdict: Verdict) -> Result<(), String> {
         .await
         .map_err(show_status)?
         .into_inner();
-    if req.policy_hash != policy.hash().0 {
-        return Err(format!(
-            "the request was evaluated under policy {}, but your policy file is {}: refusing to sign",
-            hex::encode(&req.policy_hash),
-            policy.hash().to_hex()
-        ));
-    }
-    let signing_key = policy
-        .key(&req.key_name)
-        .ok_or_else(|| format!("your policy has no signing key {}", req.key_name))?;
-    // The signing key's public key as the officer's own policy pins it, never as the daemon
-    // reports it: a daemon that decodes with another key would show another signer.
-    let public_key = signing_key.public_key.as_deref().ok_or_else(|| {
-        format!(
-            "your policy does not pin the public key of signing key {}: add its public_key to the policy before approving",
-            req.key_name
-        )
-    })?;
-    let claimed: Intent =
-        serde_json::from_str(&req.intent_json).map_err(|e| format!("daemon's intent: {e}"))?;
-    let network: &Network = &signing_key.network;
-    let ctx = kinko_chain::DecodeContext {
-        network,
-        public_key,
-        tokens: policy.token_registry(),
-    };
-    let mine = kinko_chain::decode(signing_key.chain, &req.payload, &ctx)
-        .map_err(|e| format!("decoding the payload locally: {e}"))?;
-    let digest = mine.digest().map_err(|e| e.to_string())?;
+    let (mine, digest) = decode_locally(&policy, &req)?;
     println!(
         "request {} from {} ({:?})",
         req.request_id, req.requester, req.reference
     );
     print!("{}", mine.render());
     println!("intent digest (computed here) {digest}");
-    if digest.0.as_slice() != req.intent_digest.as_slice() || mine != claimed {
+    if !daemon_agrees(&req, &mine, &digest)? {
         return Err("the daemon's intent differs from what this client decoded from the payload: NOT signing".into());
     }
     let word = if verdict == Verdict::Approve {
@@ -115,7 +137,13 @@ pub(crate) async fn run(v: Vote, verdict: Verdict) -> Result<(), String> {
             return Err("not confirmed; nothing signed".into());
         }
     }
+    if !(1..=MAX_VALID_FOR).contains(&v.valid_for) {
+        return Err(format!("--valid-for must be 1..={MAX_VALID_FOR} seconds"));
+    }
     let now = jiff::Timestamp::now().as_second();
+    let expires_at = now
+        .checked_add(v.valid_for)
+        .ok_or("the expiry time overflows")?;
     let msg = ApprovalMessage {
         policy_hash: policy.hash(),
         subject: Subject::Withdrawal {
@@ -125,7 +153,7 @@ pub(crate) async fn run(v: Vote, verdict: Verdict) -> Result<(), String> {
         officer_id: officer.clone(),
         verdict,
         issued_at: now,
-        expires_at: now + v.valid_for,
+        expires_at,
     };
     let signed = SignedApproval::sign(&msg, &key).map_err(|e| e.to_string())?;
     let m = pb::SignedApproval {
@@ -143,3 +171,7 @@ pub(crate) async fn run(v: Vote, verdict: Verdict) -> Result<(), String> {
     crate::request::print_request(&r);
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "officer_tests.rs"]
+mod tests;

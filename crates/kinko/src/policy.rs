@@ -20,7 +20,7 @@ use kinko_proto::v1 as pb;
 use pb::admin_service_client::AdminServiceClient;
 use serde::Serialize;
 
-use crate::client::{Connect, show_status};
+use crate::client::{Connect, clean, show_status};
 use crate::governance::{Signer, fmt_unix, sign_governance};
 
 /// Exit code when a policy is invalid or an intent is denied or undecodable.
@@ -368,17 +368,17 @@ fn hash_of(text: &[u8], what: &str) -> Result<PolicyHash, String> {
 }
 
 fn print_proposal(p: &pb::PolicyProposal) {
-    println!("proposal {}  {}", p.proposal_id, p.state);
+    println!("proposal {}  {}", clean(&p.proposal_id), clean(&p.state));
     println!("  new policy      {}", hex::encode(&p.policy_hash));
     println!("  in force now    {}", hex::encode(&p.current_policy_hash));
-    println!("  proposed by     {}", p.proposed_by);
+    println!("  proposed by     {}", clean(&p.proposed_by));
     println!(
         "  approvals       {} of {}",
         p.approvals_counted, p.approvals_required
     );
     println!("  effective at    {}", fmt_unix(p.effective_at_unix));
     if !p.status_json.is_empty() {
-        println!("  status          {}", p.status_json);
+        println!("  status          {}", clean(&p.status_json));
     }
 }
 
@@ -402,7 +402,7 @@ async fn show(connect: Connect, out: Option<PathBuf>) -> Result<(), String> {
         format!(
             "installed {} by proposal {}",
             fmt_unix(info.installed_at_unix),
-            info.proposal_id
+            clean(&info.proposal_id)
         )
     };
     match out {
@@ -416,7 +416,7 @@ async fn show(connect: Connect, out: Option<PathBuf>) -> Result<(), String> {
         }
         None => {
             eprintln!("policy {computed} ({installed})");
-            print!("{}", info.policy_text);
+            print!("{}", clean(&info.policy_text));
         }
     }
     Ok(())

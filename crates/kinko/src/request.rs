@@ -8,7 +8,7 @@ use kinko_policy::request::RequestToSign;
 use kinko_proto::v1 as pb;
 use pb::withdrawal_service_client::WithdrawalServiceClient;
 
-use crate::client::{Connect, read_ed25519_seed, show_status};
+use crate::client::{Connect, clean, read_ed25519_seed, show_status};
 
 /// Requester commands.
 #[derive(Debug, Subcommand)]
@@ -120,19 +120,23 @@ pub(crate) fn print_request(r: &pb::Request) {
         .unwrap_or("?");
     println!(
         "request {}  {}",
-        r.request_id,
+        clean(&r.request_id),
         state.trim_start_matches("REQUEST_STATE_")
     );
     println!(
         "key {} ({}), requester {}, reference {:?}",
-        r.key_name, r.network, r.requester, r.reference
+        clean(&r.key_name),
+        clean(&r.network),
+        clean(&r.requester),
+        r.reference
     );
-    print!("{}", r.intent_text);
+    print!("{}", clean(&r.intent_text));
     println!("intent digest {}", hex::encode(&r.intent_digest));
     if let Some(d) = &r.decision {
         println!(
             "policy rule {:?}, approvals required {}",
-            d.rule, d.approvals_required
+            clean(&d.rule),
+            d.approvals_required
         );
     }
     for a in &r.approvals {
@@ -141,13 +145,13 @@ pub(crate) fn print_request(r: &pb::Request) {
         } else {
             "rejected"
         };
-        println!("  {} {v}", a.officer_id);
+        println!("  {} {v}", clean(&a.officer_id));
     }
     if !r.final_reason.is_empty() {
-        println!("reason: {}", r.final_reason);
+        println!("reason: {}", clean(&r.final_reason));
     }
     if !r.signed_transaction.is_empty() {
-        println!("transaction id {}", r.transaction_id);
+        println!("transaction id {}", clean(&r.transaction_id));
         println!(
             "signed transaction 0x{}",
             hex::encode(&r.signed_transaction)

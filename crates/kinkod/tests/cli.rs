@@ -163,24 +163,6 @@ async fn officers_and_auditors_drive_kinkod_with_the_cli() {
             r.stdout
         );
     }
-    // Any principal lists the keys; each matches the pin in the officer's policy.
-    let r = kinko(&d, "auditor", &["keys", "--policy", path(&policy)]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    for (name, pk) in &d.keys {
-        let line = r
-            .stdout
-            .lines()
-            .find(|l| l.starts_with(&format!("{name}  ")))
-            .unwrap_or_else(|| panic!("{name} missing: {}", r.stdout));
-        assert!(line.contains(&hex::encode(pk)), "{line}");
-        assert!(line.ends_with("matches your policy"), "{line}");
-    }
-    assert!(
-        r.stdout.contains("eth-dev  ethereum 11155111"),
-        "{}",
-        r.stdout
-    );
-
     // The requester submits with the CLI; the officer explains the payload offline first.
     let one_eth = 1_000_000_000_000_000_000u128;
     let payload = tmp.path().join("tx.hex");
@@ -306,6 +288,44 @@ async fn officers_and_auditors_drive_kinkod_with_the_cli() {
         env.recover_signer().unwrap().to_checksum(None),
         intent.signer.as_str(),
         "independent recovery"
+    );
+
+    // Any principal lists the keys; each matches the pin in the officer's policy, and the
+    // address the CLI derives from the pin is the one the daemon shows and the one that signed.
+    let signer = env.recover_signer().unwrap().to_checksum(None);
+    let r = kinko(&d, "auditor", &["keys", "--policy", path(&policy)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for (name, pk) in &d.keys {
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}  ")))
+            .unwrap_or_else(|| panic!("{name} missing: {}", r.stdout));
+        assert!(line.contains(&hex::encode(pk)), "{line}");
+        assert!(line.contains("matches your policy (address "), "{line}");
+    }
+    let eth = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("eth-dev  "))
+        .unwrap();
+    assert!(
+        eth.starts_with("eth-dev  ethereum 11155111")
+            && eth.contains(&format!("address {signer}  "))
+            && eth.ends_with(&format!("matches your policy (address {signer})")),
+        "{eth}"
+    );
+
+    // The policy in force, as the daemon serves it, is the file kinkod dev wrote.
+    let served = tmp.path().join("in-force.toml");
+    let r = kinko(&d, "auditor", &["policy", "show", "--out", path(&served)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(std::fs::read(&served).unwrap(), policy_bytes);
+    assert!(
+        r.stdout
+            .contains(&PolicyHash::of_file(&policy_bytes).to_hex()),
+        "{}",
+        r.stdout
     );
 
     // Freeze: bob holds no freezer role and is refused by the daemon; carol freezes alone.

@@ -287,3 +287,7 @@ pub(crate) async fn keys(connect: Connect, policy: Option<PathBuf>) -> Result<()
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "governance_tests.rs"]
+mod tests;

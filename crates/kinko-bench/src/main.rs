@@ -67,6 +67,14 @@ struct Args {
     /// The git revision of the kinkod measured (default: `git describe --always --dirty` here).
     #[arg(long)]
     revision: Option<String>,
+    /// Profiling aid: skip the table and only run Ethereum end to end with `--clients` for this
+    /// many seconds, after printing kinkod's pid and waiting `--attach-wait` seconds (attach
+    /// `perf record -p PID` or `strace -c -f -p PID` then).
+    #[arg(long)]
+    e2e_only: Option<u64>,
+    /// Seconds to wait after printing kinkod's pid in `--e2e-only` mode.
+    #[arg(long, default_value_t = 3)]
+    attach_wait: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,13 +134,13 @@ impl Sizes {
             Sizes {
                 raw_warmup: Duration::from_millis(500),
                 raw_run: Duration::from_secs(4),
-                sign_one: 300,
-                sign_many: 2000,
+                sign_one: 150,
+                sign_many: 1000,
                 paced_seconds: 5.0,
                 e2e_warmup: Duration::from_secs(1),
-                e2e_measure: Duration::from_secs(12),
+                e2e_measure: Duration::from_secs(10),
                 scaling_warmup: Duration::from_secs(1),
-                scaling_measure: Duration::from_secs(6),
+                scaling_measure: Duration::from_secs(5),
                 pending: 10_000,
             }
         }
@@ -428,6 +436,31 @@ async fn measure(
     let many = clients
         .get(..args.clients)
         .ok_or_else(|| BenchError::Config("clients".into()))?;
+
+    if let Some(secs) = args.e2e_only {
+        println!("kinkod pid {pid}");
+        tokio::time::sleep(Duration::from_secs(args.attach_wait)).await;
+        let p = run::end_to_end(
+            &world,
+            &pid,
+            many,
+            args.clients,
+            Case::Eth,
+            Duration::ZERO,
+            Duration::from_secs(secs),
+        )
+        .await?;
+        let started = run::NEXT.load(std::sync::atomic::Ordering::Relaxed);
+        println!(
+            "{} withdrawals in {:.1} s ({:.1}/s; {started} started), kinkod {:.2} cores, bench {:.2} cores, latency {:?}",
+            p.ops, p.seconds, p.ops_per_sec, p.daemon_cores, p.bench_cores, p.latency
+        );
+        for (name, l) in &p.steps {
+            println!("  {name}: p50 {:.2} ms, p99 {:.2} ms", l.p50_ms, l.p99_ms);
+        }
+        d.stop();
+        return Ok(());
+    }
 
     // 3. Per case: sign stage (1 client, C clients, paced at half the C-client rate), then end to end.
     let mut cases = Vec::new();

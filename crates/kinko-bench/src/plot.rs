@@ -34,6 +34,7 @@ pub(crate) fn scaling(
         .configure_mesh()
         .x_desc("concurrent clients")
         .y_desc("per second")
+        .light_line_style(TRANSPARENT)
         .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()
         .map_err(err)?;
@@ -80,6 +81,7 @@ pub(crate) fn scaling(
     lat.configure_mesh()
         .x_desc("concurrent clients")
         .y_desc("ms")
+        .light_line_style(TRANSPARENT)
         .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()
         .map_err(err)?;

@@ -7,4 +7,6 @@ hsm-config/softhsm2/install.sh
 rm -rf target/tmp/softhsm2-test
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The end-to-end and red-team tests (tests/) run the kinkod and kinko binaries.
+cargo build --workspace --bins --locked
 cargo test --workspace --locked

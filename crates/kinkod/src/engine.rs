@@ -673,7 +673,16 @@ impl Engine {
                 .collect(),
             now: unix(at),
         };
-        self.store.claim_signing(&claim)?;
+        if let Err(e) = self.store.claim_signing(&claim) {
+            let refused = Refused::from(e);
+            if refused.reason == Reason::ReplayConflict {
+                // Another request of this key already holds the nonce, outpoint or digest: this
+                // one can never be signed, so it ends here rather than waiting forever.
+                drop(guard);
+                self.fail(request_id, &refused.message).await;
+            }
+            return Err(refused);
+        }
         if let Some((asset, amount)) = &velocity {
             let mut ledger = self
                 .velocity

@@ -1,0 +1,1 @@
+//! The audit log edited, truncated or replaced while kinkod is down.

@@ -1,0 +1,2 @@
+//! Exhaustion: many pending requests, oversized messages, idle connections, a client that never
+//! reads its stream.

@@ -1,0 +1,413 @@
+//! Support for the end-to-end and red-team tests: start a real kinkod, connect with a
+//! certificate of `kinkod dev`'s CA, sign submissions and approvals as the pipeline and the
+//! officers do, read the audit log and refusal reasons.
+//!
+//! Tests panic on unexpected conditions, so `unwrap` is the point here.
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use alloy_consensus::{SignableTransaction, TxEip1559};
+use alloy_primitives::{TxKind, U256};
+use kinko_intent::Chain;
+use kinko_policy::request::RequestToSign;
+pub use kinko_policy::{ApprovalMessage, Policy, SignedApproval, Subject, Verdict};
+pub use kinko_proto::v1 as pb;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+/// The path of a workspace binary (`kinkod`, `kinko`), next to the test executable's directory
+/// (`target/debug/deps/..` → `target/debug/`). scripts/test-all.sh builds them first.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test-all.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A running kinkod; killed when dropped.
+pub struct Daemon {
+    child: Child,
+    /// The data directory (`kinkod dev` layout).
+    pub dir: PathBuf,
+    /// The gRPC address, `https://localhost:PORT`.
+    pub addr: String,
+    /// The audit log's verifier key, as kinkod prints it.
+    pub vkey: String,
+    /// Signing keys by policy name, as `kinkod dev` printed them on first start
+    /// ("NAME: CHAIN NETWORK, public key HEX").
+    pub keys: HashMap<String, Vec<u8>>,
+}
+
+impl Daemon {
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`, and wait for the process to be gone.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port free at the moment of the call.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A token label unique to this process and moment.
+pub fn unique_label(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{tag}-{}-{nanos:x}", std::process::id())
+}
+
+/// Parses one "NAME: CHAIN NETWORK, public key HEX" line of `kinkod dev`'s banner.
+fn key_line(line: &str) -> Option<(String, Vec<u8>)> {
+    let (name, rest) = line.trim().split_once(": ")?;
+    let (_, hex_key) = rest.split_once(", public key ")?;
+    Some((name.to_string(), hex::decode(hex_key.trim()).ok()?))
+}
+
+/// Starts kinkod (`dev` on first start, `--config` afterwards) and waits until it listens.
+pub fn start(dir: &Path, label: &str, port: u16, first: bool) -> Daemon {
+    kinko_hsm::testing::ensure_softhsm2_conf().unwrap();
+    let mut cmd = Command::new(bin("kinkod"));
+    if first {
+        cmd.args(["dev", "--data-dir"]).arg(dir).args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--token-label",
+            label,
+        ]);
+    } else {
+        cmd.arg("--config").arg(dir.join("kinkod.toml"));
+    }
+    let mut child = cmd
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut vkey = String::new();
+        let mut keys = HashMap::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("kinkod| {line}");
+            if let Some(k) = line.strip_prefix("kinkod: audit log key ") {
+                vkey = k.to_string();
+            }
+            if let Some((name, pk)) = key_line(&line) {
+                keys.insert(name, pk);
+            }
+            if line.contains("kinkod: listening on") {
+                let _ = tx.send((vkey.clone(), keys.clone()));
+            }
+        }
+    });
+    let (vkey, keys) = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("kinkod did not start listening");
+    Daemon {
+        child,
+        dir: dir.to_path_buf(),
+        addr: format!("https://localhost:{port}"),
+        vkey,
+        keys,
+    }
+}
+
+/// A channel to `d` presenting the certificate of principal `who`.
+pub async fn channel(d: &Daemon, who: &str) -> Channel {
+    let read = |p: &str| std::fs::read(d.dir.join(p)).unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("tls/ca.pem")))
+        .identity(Identity::from_pem(
+            read(&format!("tls/{who}.pem")),
+            read(&format!("tls/{who}.key")),
+        ))
+        .domain_name("localhost");
+    Channel::from_shared(d.addr.clone())
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// An Ed25519 key from a hex seed file made by `kinkod dev`.
+pub fn ed25519_key(path: &Path) -> ed25519_dalek::SigningKey {
+    let hex_seed = std::fs::read_to_string(path).unwrap();
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(hex_seed.trim(), &mut seed).unwrap();
+    ed25519_dalek::SigningKey::from_bytes(&seed)
+}
+
+/// The stable reason code of a refusal.
+pub fn reason(status: &tonic::Status) -> String {
+    status
+        .metadata()
+        .get("kinko-reason")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+/// The requester pipeline's submission, signed with the requester key.
+pub fn submission(
+    dir: &Path,
+    key_name: &str,
+    chain: Chain,
+    payload: Vec<u8>,
+    idem: &str,
+) -> pb::SubmitWithdrawalRequest {
+    let key = ed25519_key(&dir.join("requesters/ledger.key"));
+    let reference = format!("ledger withdrawal {idem}");
+    let sig = RequestToSign {
+        requester_id: "ledger",
+        key_name,
+        chain,
+        idempotency_key: idem,
+        reference: &reference,
+        payload: &payload,
+    }
+    .sign(&key)
+    .unwrap();
+    let pb_chain = match chain {
+        Chain::Bitcoin => pb::Chain::Bitcoin,
+        Chain::Solana => pb::Chain::Solana,
+        Chain::Ethereum => pb::Chain::Ethereum,
+    };
+    pb::SubmitWithdrawalRequest {
+        key_name: key_name.into(),
+        chain: pb_chain as i32,
+        payload,
+        idempotency_key: idem.into(),
+        reference,
+        requester_signature: sig.to_vec(),
+    }
+}
+
+/// An unsigned EIP-1559 transfer on Sepolia (the development key's network).
+pub fn eth_transfer(nonce: u64, value_wei: u128, to: alloy_primitives::Address) -> Vec<u8> {
+    let tx = TxEip1559 {
+        chain_id: 11_155_111,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 30_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(to),
+        value: U256::from(value_wei),
+        access_list: Default::default(),
+        input: Default::default(),
+    };
+    let mut out = Vec::new();
+    tx.encode_for_signing(&mut out);
+    out
+}
+
+/// An officer's signed governance approval (freeze, unfreeze, install) under the policy file
+/// in the data directory.
+pub fn governance(
+    d: &Daemon,
+    officer: &str,
+    subject: Subject,
+    verdict: Verdict,
+) -> pb::GovernanceApproval {
+    let policy = Policy::from_toml(&std::fs::read(d.dir.join("policy.toml")).unwrap()).unwrap();
+    let now = jiff::Timestamp::now().as_second();
+    let msg = ApprovalMessage {
+        policy_hash: policy.hash(),
+        subject: subject.clone(),
+        officer_id: officer.into(),
+        verdict,
+        issued_at: now,
+        expires_at: now + 1800,
+    };
+    let signed = SignedApproval::sign(
+        &msg,
+        &ed25519_key(&d.dir.join(format!("officers/{officer}.key"))),
+    )
+    .unwrap();
+    pb::GovernanceApproval {
+        subject_id: subject.request_id().to_string(),
+        officer_id: officer.into(),
+        message: signed.message,
+        signature: signed.signature.to_vec(),
+    }
+}
+
+/// `kinkod dev --init-only` in `dir`, then `edit(dir)` before the first real start (the policy
+/// file is installed at the first start; later edits are refused).
+pub fn init(dir: &Path, label: &str, port: u16, edit: impl FnOnce(&Path)) {
+    kinko_hsm::testing::ensure_softhsm2_conf().unwrap();
+    let status = Command::new(bin("kinkod"))
+        .args(["dev", "--init-only", "--data-dir"])
+        .arg(dir)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--token-label",
+            label,
+        ])
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    edit(dir);
+}
+
+/// Replaces the first `from` in the file with `to` (which must be there).
+pub fn replace_in(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from:?} not in {}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+/// Starts kinkod on `dir`'s config expecting it to refuse; returns what it printed.
+pub fn start_fails(dir: &Path) -> String {
+    let out = Command::new(bin("kinkod"))
+        .arg("--config")
+        .arg(dir.join("kinkod.toml"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "kinkod started but should not have");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The policy file in force in the data directory.
+pub fn policy(dir: &Path) -> Policy {
+    Policy::from_toml(&std::fs::read(dir.join("policy.toml")).unwrap()).unwrap()
+}
+
+/// What an honest officer's client does: fetch the raw payload, decode it locally with the key
+/// its own policy pins, and sign over the digest it computed (never the daemon's).
+pub async fn officer_approval(
+    d: &Daemon,
+    officer: &str,
+    request_id: &str,
+    verdict: Verdict,
+) -> pb::SignedApproval {
+    let mut client =
+        pb::approval_service_client::ApprovalServiceClient::new(channel(d, officer).await);
+    let req = client
+        .get_request(pb::RequestId {
+            request_id: request_id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let policy = policy(&d.dir);
+    let key = policy.key(&req.key_name).unwrap();
+    let ctx = kinko_chain::DecodeContext {
+        network: &key.network,
+        public_key: key.public_key.as_deref().unwrap(),
+        tokens: policy.token_registry(),
+    };
+    let intent = kinko_chain::decode(key.chain, &req.payload, &ctx).unwrap();
+    assert_eq!(
+        intent.digest().unwrap().0.as_slice(),
+        req.intent_digest.as_slice()
+    );
+    sign_approval(
+        d,
+        officer,
+        officer,
+        Subject::Withdrawal {
+            request_id: request_id.into(),
+            intent_digest: intent.digest().unwrap(),
+        },
+        verdict,
+        3600,
+    )
+}
+
+/// An approval message with any subject and lifetime, signed with the key file of
+/// `key_owner` but naming `officer` (an honest client has them equal).
+pub fn sign_approval(
+    d: &Daemon,
+    officer: &str,
+    key_owner: &str,
+    subject: Subject,
+    verdict: Verdict,
+    valid_for: i64,
+) -> pb::SignedApproval {
+    let now = jiff::Timestamp::now().as_second();
+    let msg = ApprovalMessage {
+        policy_hash: policy(&d.dir).hash(),
+        subject: subject.clone(),
+        officer_id: officer.into(),
+        verdict,
+        issued_at: now,
+        expires_at: now + valid_for,
+    };
+    let signed = SignedApproval::sign(
+        &msg,
+        &ed25519_key(&d.dir.join(format!("officers/{key_owner}.key"))),
+    )
+    .unwrap();
+    pb::SignedApproval {
+        request_id: subject.request_id().to_string(),
+        officer_id: officer.into(),
+        message: signed.message,
+        signature: signed.signature.to_vec(),
+    }
+}
+
+/// Every audit record, parsed, streamed over the AuditService.
+pub async fn audit_records(d: &Daemon) -> Vec<serde_json::Value> {
+    use tokio_stream::StreamExt as _;
+    let mut auditor =
+        pb::audit_service_client::AuditServiceClient::new(channel(d, "auditor").await);
+    let mut stream = auditor
+        .stream_records(pb::StreamRecordsRequest { from_sequence: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(r) = stream.next().await {
+        out.push(serde_json::from_str(&r.unwrap().json).unwrap());
+    }
+    out
+}
+
+/// A record's event type (`request_received`, `refusal`, …).
+pub fn event_type(r: &serde_json::Value) -> &str {
+    r["event"]["type"].as_str().unwrap_or_default()
+}
+
+/// The refusal records of the log with their codes, in order.
+pub fn refusal_codes(records: &[serde_json::Value]) -> Vec<String> {
+    records
+        .iter()
+        .filter(|r| event_type(r) == "refusal")
+        .map(|r| r["event"]["code"].as_str().unwrap_or_default().to_string())
+        .collect()
+}

@@ -886,6 +886,38 @@ impl Store {
         .collect()
     }
 
+    /// Records that the log's first `size` records hash to `root` (a checkpoint the daemon
+    /// signed). Never moves backwards: a smaller size is ignored.
+    pub fn set_audit_anchor(&self, size: u64, root: &[u8]) -> Result<(), StoreError> {
+        let size = i64::try_from(size).map_err(|_| StoreError::Corrupt("log size".into()))?;
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO audit_anchor (id, size, root) VALUES (1, ?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET size = excluded.size, root = excluded.root
+             WHERE excluded.size >= audit_anchor.size",
+            params![size, root],
+        )?;
+        Ok(())
+    }
+
+    /// The newest checkpoint the daemon signed: tree size and root.
+    pub fn audit_anchor(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let conn = self.conn()?;
+        let row: Option<(i64, Vec<u8>)> = conn
+            .query_row(
+                "SELECT size, root FROM audit_anchor WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(size, root)| {
+            u64::try_from(size)
+                .map(|s| (s, root))
+                .map_err(|_| StoreError::Corrupt("negative log size".into()))
+        })
+        .transpose()
+    }
+
     /// The freeze switch.
     pub fn freeze_state(&self) -> Result<FreezeState, StoreError> {
         let conn = self.conn()?;

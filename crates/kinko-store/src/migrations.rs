@@ -107,6 +107,13 @@ const MIGRATIONS: &[&str] = &[
         installed_at INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX governance_by_kind_state ON governance (kind, state);",
+    // 5: the newest checkpoint the daemon signed, kept apart from the log to catch a log
+    // truncated or replaced behind its back.
+    "CREATE TABLE audit_anchor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        size INTEGER NOT NULL,
+        root BLOB NOT NULL
+    ) STRICT;",
 ];
 
 /// The schema version this build writes.

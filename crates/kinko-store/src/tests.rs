@@ -413,3 +413,14 @@ fn old_pending_requests_are_found_for_expiry_and_counted_by_state() {
         ]
     );
 }
+
+#[test]
+fn the_audit_anchor_only_moves_forward() {
+    let (_d, s) = store();
+    assert_eq!(s.audit_anchor().unwrap(), None);
+    s.set_audit_anchor(10, &[1; 32]).unwrap();
+    s.set_audit_anchor(5, &[2; 32]).unwrap();
+    assert_eq!(s.audit_anchor().unwrap(), Some((10, vec![1; 32])));
+    s.set_audit_anchor(12, &[3; 32]).unwrap();
+    assert_eq!(s.audit_anchor().unwrap(), Some((12, vec![3; 32])));
+}

@@ -141,17 +141,29 @@ fn main() -> ExitCode {
     }
 }
 
-/// Signs checkpoints with the log key in the HSM (on the audit writer's own thread).
+/// Signs checkpoints with the log key in the HSM (on the audit writer's own thread), and
+/// remembers each signed checkpoint's size and root in the store: a log later found shorter or
+/// with another root was truncated or replaced while kinkod was down.
 struct HsmCheckpointSigner {
     hsm: Hsm,
     label: String,
     public_key: [u8; 32],
+    store: Arc<kinko_store::Store>,
 }
 
 impl CheckpointSigner for HsmCheckpointSigner {
     type Error = kinko_hsm::HsmError;
     fn sign(&self, msg: &[u8]) -> Result<[u8; 64], Self::Error> {
-        self.hsm.sign_ed25519_blocking(&self.label, msg)
+        let sig = self.hsm.sign_ed25519_blocking(&self.label, msg)?;
+        let body = std::str::from_utf8(msg)
+            .ok()
+            .and_then(|t| kinko_audit::note::Checkpoint::parse_text(t).ok());
+        if let Some(cp) = body
+            && let Err(e) = self.store.set_audit_anchor(cp.size, &cp.root)
+        {
+            tracing::error!(error = %e, "could not record the checkpoint anchor in the store");
+        }
+        Ok(sig)
     }
     fn public_key(&self) -> [u8; 32] {
         self.public_key
@@ -206,7 +218,10 @@ async fn run(config: Config) -> Result<(), String> {
         hsm: hsm.clone(),
         label: config.audit.log_key_label.clone(),
         public_key: log_pk.to_bytes(),
+        store: Arc::clone(&store),
     };
+    // Read before the log is opened: opening signs a checkpoint of whatever the log holds.
+    let anchor = store.audit_anchor().map_err(|e| e.to_string())?;
     let audit_dir = config.audit.dir.clone();
     let origin = config.audit.origin.clone();
     let audit = tokio::task::spawn_blocking(move || {
@@ -221,6 +236,28 @@ async fn run(config: Config) -> Result<(), String> {
         )
     })?;
     let audit = Arc::new(audit);
+    if let Some((size, root)) = anchor {
+        let held = audit.size();
+        let refuse = |what: String| {
+            format!(
+                "audit log {}: {what}; it was truncated, rewritten or replaced while kinkod was down. \
+                 kinkod will not start: restore the log from backup and run `kinko audit verify` \
+                 with the checkpoints the auditors kept",
+                config.audit.dir.display()
+            )
+        };
+        if held < size {
+            return Err(refuse(format!(
+                "it holds {held} records but kinkod signed a checkpoint of {size}"
+            )));
+        }
+        let now = audit.root_at(size).map_err(|e| e.to_string())?;
+        if now.as_slice() != root.as_slice() {
+            return Err(refuse(format!(
+                "its first {size} records do not hash to the root kinkod signed"
+            )));
+        }
+    }
     // Auditors need this verifier key (out of band) to check checkpoints.
     eprintln!("kinkod: audit log key {}", audit.verifier_key());
     match audit.last_policy_installed() {

@@ -152,8 +152,7 @@ async fn a_log_edited_truncated_or_replaced_offline_is_refused_and_named() {
         .iter()
         .enumerate()
         .map(|(i, l)| (checkpoint_size(l), i + 1))
-        .filter(|(size, _)| *size > 0 && *size < total)
-        .last()
+        .rfind(|(size, _)| *size > 0 && *size < total)
         .expect("an earlier checkpoint to cut at");
     let kept_records: Vec<u8> = lines[..cut_at as usize]
         .iter()

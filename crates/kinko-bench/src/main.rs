@@ -172,11 +172,14 @@ struct CaseResult {
     sign_many_vs_raw: Option<f64>,
     end_to_end_vs_raw: Option<f64>,
     daemon_peak_rss_bytes: u64,
+    /// `/proc/loadavg` (1, 5, 15 min) when the case ended: the machine may be shared.
+    loadavg: String,
 }
 
 #[derive(Debug, Serialize)]
 struct ScalingPoint {
     clients: usize,
+    loadavg: String,
     end_to_end: Phase,
     end_to_end_vs_raw: Option<f64>,
 }
@@ -197,6 +200,9 @@ struct Results {
     pool_size: usize,
     machine: Machine,
     raw_c_sign_per_sec: Vec<(String, f64)>,
+    /// Raw `C_Sign` measured again after kinkod stopped: a large difference from the first
+    /// measurement means the machine's load changed during the run.
+    raw_c_sign_per_sec_after: Vec<(String, f64)>,
     cases: Vec<CaseResult>,
     scaling_case: String,
     scaling: Vec<ScalingPoint>,
@@ -504,6 +510,7 @@ async fn measure(
             sign_paced_target_rate: target,
             end_to_end: e2e,
             daemon_peak_rss_bytes: rss,
+            loadavg: loadavg(),
         });
     }
 
@@ -526,6 +533,7 @@ async fn measure(
         .await?;
         scaling.push(ScalingPoint {
             clients: c,
+            loadavg: loadavg(),
             end_to_end_vs_raw: ratio(p.ops_per_sec, raw_of("secp256k1")),
             end_to_end: p,
         });
@@ -541,6 +549,15 @@ async fn measure(
         daemon_peak_rss_bytes: procfs::peak_rss(&pid)?,
     };
     d.stop();
+    let mut raw_after = Vec::new();
+    for (curve, label, ed) in [
+        ("secp256k1", "kinko-eth-dev", false),
+        ("ed25519", "kinko-sol-dev", true),
+    ] {
+        let r = daemon::raw_sign(setup, label, ed, sizes.raw_warmup, sizes.raw_run)?;
+        eprintln!("kinko-bench: raw C_Sign {curve} again after the run: {r:.0}/s");
+        raw_after.push((curve.to_string(), r));
+    }
     machine.loadavg_end = loadavg();
 
     let results = Results {
@@ -560,6 +577,7 @@ async fn measure(
             },
         ),
         raw_c_sign_per_sec: raw,
+        raw_c_sign_per_sec_after: raw_after,
         cases,
         scaling_case: Case::Eth.name(),
         scaling,
@@ -705,6 +723,15 @@ fn print_table(r: &Results) {
             p.end_to_end.bench_cores
         );
     }
+    let after: Vec<String> = r
+        .raw_c_sign_per_sec_after
+        .iter()
+        .map(|(c, v)| format!("{c} {v:.0}/s"))
+        .collect();
+    println!(
+        "\nRaw C_Sign measured again after kinkod stopped: {}",
+        after.join(", ")
+    );
     println!(
         "\n{} pending requests submitted at {:.0}/s; kinkod peak RSS while submitting them: {:.0} MiB\n",
         r.pending.requests,

@@ -183,7 +183,7 @@ fn btc_psbt(d: &Daemon, witness_utxo: bool, sighash: Option<EcdsaSighashType>) -
 async fn pending_and_velocity(d: &Daemon) -> (usize, Vec<serde_json::Value>) {
     let mut alice = ApprovalServiceClient::new(channel(d, "alice").await);
     let pending = alice
-        .list_pending(pb::ListPendingRequest {})
+        .list_pending(pb::ListPendingRequest::default())
         .await
         .unwrap()
         .into_inner()

@@ -485,6 +485,28 @@ impl Store {
         Ok(out)
     }
 
+    /// Up to `limit` requests in `state`, oldest first, after request `after` (keyset paging on
+    /// creation time and id, so a page costs the same however many there are).
+    pub fn list_by_state_page(
+        &self,
+        state: RequestState,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Request>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE state = ?1
+             AND (?2 IS NULL OR (created_at, id) > (SELECT created_at, id FROM requests WHERE id = ?2))
+             ORDER BY created_at, id LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(params![state.as_str(), after, limit], row_to_request)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r??);
+        }
+        Ok(out)
+    }
+
     /// How many of `requester`'s requests are pending approval.
     pub fn count_pending(&self, requester: &str) -> Result<u64, StoreError> {
         let conn = self.conn()?;

@@ -424,3 +424,24 @@ fn the_audit_anchor_only_moves_forward() {
     s.set_audit_anchor(12, &[3; 32]).unwrap();
     assert_eq!(s.audit_anchor().unwrap(), Some((12, vec![3; 32])));
 }
+
+#[test]
+fn pending_requests_are_listed_a_page_at_a_time_oldest_first() {
+    let (_d, s) = store();
+    for i in 0..5i64 {
+        let mut r = new_request(&format!("r{i}"), &format!("i{i}"), b"x");
+        r.now = 100 + i / 2; // pairs share a second: the id breaks ties
+        s.insert_request(&r).unwrap();
+    }
+    let page = |after: Option<&str>| -> Vec<String> {
+        s.list_by_state_page(RequestState::PendingApproval, after, 2)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.new.id)
+            .collect()
+    };
+    assert_eq!(page(None), ["r0", "r1"]);
+    assert_eq!(page(Some("r1")), ["r2", "r3"]);
+    assert_eq!(page(Some("r3")), ["r4"]);
+    assert!(page(Some("r4")).is_empty());
+}

@@ -309,16 +309,30 @@ impl pb::approval_service_server::ApprovalService for Api {
         req: Request<pb::ListPendingRequest>,
     ) -> Result<Response<pb::ListPendingResponse>, Status> {
         self.principals.authorize(&req, Role::Officer)?;
+        let m = req.into_inner();
+        let limit = match m.limit {
+            0 => 100,
+            n => n.min(500),
+        };
+        let after = Some(m.after_request_id.as_str()).filter(|a| !a.is_empty());
         let pending = self
             .engine
             .store()
-            .list_by_state(RequestState::PendingApproval)
+            .list_by_state_page(RequestState::PendingApproval, after, limit)
             .map_err(|e| Status::from(Refused::from(e)))?;
+        let next = if pending.len() == limit as usize {
+            pending.last().map(|r| r.new.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
         let requests = pending
             .iter()
             .map(|r| self.to_pb(r, false))
             .collect::<Result<_, _>>()?;
-        Ok(Response::new(pb::ListPendingResponse { requests }))
+        Ok(Response::new(pb::ListPendingResponse {
+            requests,
+            next_after_request_id: next,
+        }))
     }
 
     async fn get_request(

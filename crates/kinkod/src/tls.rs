@@ -67,6 +67,9 @@ pub(crate) fn server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>
     Ok(Arc::new(server))
 }
 
+/// TLS handshakes allowed in flight at once.
+const MAX_HANDSHAKES: usize = 1024;
+
 /// Accepts TCP connections and completes TLS handshakes off the accept loop; failed
 /// handshakes (no certificate, wrong CA, TLS 1.2) are logged and dropped.
 pub(crate) fn incoming(
@@ -75,6 +78,9 @@ pub(crate) fn incoming(
 ) -> tokio_stream::wrappers::ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
+    // Connections that never finish their handshake hold a slot for HANDSHAKE_TIMEOUT at most;
+    // past MAX_HANDSHAKES in flight, new connections are closed at once.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
             let (tcp, peer) = match listener.accept().await {
@@ -88,9 +94,14 @@ pub(crate) fn incoming(
             if tx.is_closed() {
                 break;
             }
+            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                tracing::warn!(%peer, "too many TLS handshakes in flight; connection closed");
+                continue;
+            };
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
                         let _ = tx.send(Ok(tls)).await;

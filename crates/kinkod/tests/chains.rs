@@ -116,7 +116,7 @@ async fn approve_twice(
 async fn pending_count(d: &Daemon) -> usize {
     let mut carol = ApprovalServiceClient::new(channel(d, "carol").await);
     carol
-        .list_pending(pb::ListPendingRequest {})
+        .list_pending(pb::ListPendingRequest::default())
         .await
         .unwrap()
         .into_inner()

@@ -550,7 +550,7 @@ async fn the_pending_queue_per_requester_is_capped() {
     // Cancelling one frees a place.
     let mut alice = ApprovalServiceClient::new(channel(&d, "alice").await);
     let pending = alice
-        .list_pending(pb::ListPendingRequest {})
+        .list_pending(pb::ListPendingRequest::default())
         .await
         .unwrap()
         .into_inner()

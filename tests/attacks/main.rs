@@ -11,6 +11,7 @@
 mod approvals;
 mod audit_tamper;
 mod exhaustion;
+mod faults;
 mod pipeline;
 
 /// Whether the slow variants run.

@@ -1,0 +1,251 @@
+//! Faults: `kill -9` of kinkod at random moments while withdrawals and approvals flow. After
+//! every restart: the log verifies (kinkod would not start otherwise); every signature a client
+//! received is in the log; no request and no digest is signed twice; every velocity reservation
+//! belongs to one authorized request, once; every approval the daemon acknowledged is still there.
+//! Fast variant: 3 kills; `KINKO_SLOW_TESTS=1`: 20 kills over at least 500 withdrawals.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy_primitives::address;
+use kinko_intent::Chain;
+use kinko_tests::pb::approval_service_client::ApprovalServiceClient;
+use kinko_tests::pb::withdrawal_service_client::WithdrawalServiceClient;
+use kinko_tests::{
+    Daemon, Verdict, audit_records, bin, channel, eth_transfer, event_type, free_port, init,
+    officer_approval, pb, replace_in, start, submission, unique_label,
+};
+
+/// What clients were told by the daemon before it died.
+#[derive(Default)]
+struct Seen {
+    /// Request id → the signed transaction a client received.
+    signed: HashMap<String, Vec<u8>>,
+    /// (request id, officer) of every approval the daemon acknowledged.
+    approvals: HashSet<(String, String)>,
+    withdrawals_started: u64,
+}
+
+/// A tiny deterministic generator (the seed is printed, so a failure can be replayed).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % below
+    }
+}
+
+async fn one_withdrawal(d_dir: &std::path::Path, d: &Daemon, nonce: u64, seen: &Mutex<Seen>) {
+    let hot = address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
+    let Ok(ch) = tokio::time::timeout(Duration::from_secs(2), channel(d, "ledger")).await else {
+        return;
+    };
+    let mut ledger = WithdrawalServiceClient::new(ch);
+    let Ok(r) = ledger
+        .submit_withdrawal(submission(
+            d_dir,
+            "eth-dev",
+            Chain::Ethereum,
+            eth_transfer(nonce, 1_000, hot),
+            &format!("kill-{nonce}"),
+        ))
+        .await
+    else {
+        return;
+    };
+    let id = r.into_inner().request_id;
+    for officer in ["alice", "bob"] {
+        let mut c = ApprovalServiceClient::new(channel(d, officer).await);
+        let approval = officer_approval(d, officer, &id, Verdict::Approve).await;
+        match c.approve(approval).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                let mut s = seen.lock().unwrap();
+                s.approvals.insert((id.clone(), officer.to_string()));
+                if r.state == pb::RequestState::Signed as i32 {
+                    s.signed.insert(id.clone(), r.signed_transaction);
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Runs withdrawals on `workers` tasks until aborted; nonces from `next_nonce`.
+fn load(
+    d: Arc<Daemon>,
+    workers: u64,
+    next_nonce: Arc<std::sync::atomic::AtomicU64>,
+    seen: Arc<Mutex<Seen>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..workers)
+        .map(|_| {
+            let (d, next_nonce, seen) =
+                (Arc::clone(&d), Arc::clone(&next_nonce), Arc::clone(&seen));
+            tokio::spawn(async move {
+                loop {
+                    let n = next_nonce.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    seen.lock().unwrap().withdrawals_started += 1;
+                    // Panics in a helper (e.g. a refused approval fetch) end this worker only.
+                    let dir = d.dir.clone();
+                    let (d2, s2) = (Arc::clone(&d), Arc::clone(&seen));
+                    let _ =
+                        tokio::spawn(async move { one_withdrawal(&dir, &d2, n, &s2).await }).await;
+                }
+            })
+        })
+        .collect()
+}
+
+/// Every invariant, checked against the log (over the API) and the store.
+async fn check(d: &Daemon, seen: &Seen) {
+    let records = audit_records(d).await;
+    let mut produced: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut authorized: HashMap<String, u32> = HashMap::new();
+    let mut digests = HashSet::new();
+    for r in &records {
+        let id = r["event"]["request_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match event_type(r) {
+            "signing_authorized" => *authorized.entry(id).or_default() += 1,
+            "signature_produced" => {
+                let tx = hex::decode(r["event"]["signed_payload"].as_str().unwrap()).unwrap();
+                assert!(
+                    produced.insert(id.clone(), tx).is_none(),
+                    "request {id} signed twice"
+                );
+                for s in r["event"]["signatures"].as_array().unwrap() {
+                    let digest = s["input"]["digest"].as_str().unwrap().to_string();
+                    assert!(
+                        digests.insert(digest.clone()),
+                        "digest {digest} signed twice"
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        authorized.values().all(|n| *n == 1),
+        "a request was authorized twice"
+    );
+    for (id, tx) in &seen.signed {
+        assert_eq!(
+            produced.get(id),
+            Some(tx),
+            "a signature a client received ({id}) is not in the log"
+        );
+    }
+    let store = kinko_store::Store::open(&d.dir.join("kinko.db")).unwrap();
+    let mut per_request: HashMap<String, u32> = HashMap::new();
+    for r in store.all_reservations_since(0).unwrap() {
+        *per_request.entry(r.request_id).or_default() += 1;
+    }
+    for (id, n) in &per_request {
+        assert_eq!(*n, 1, "request {id} reserved velocity {n} times");
+        assert!(
+            authorized.contains_key(id),
+            "a reservation without a signing authorization: {id}"
+        );
+    }
+    for id in produced.keys() {
+        assert!(
+            per_request.contains_key(id),
+            "signed {id} without a reservation"
+        );
+    }
+    for (id, officer) in &seen.approvals {
+        assert!(
+            store
+                .approvals(id)
+                .unwrap()
+                .iter()
+                .any(|a| &a.officer_id == officer),
+            "the acknowledged approval of {officer} on {id} is lost"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
+    let (kills, min_withdrawals) = if crate::slow() { (20, 500) } else { (3, 0) };
+    let seed = jiff::Timestamp::now().as_nanosecond() as u64;
+    eprintln!("kill -9 test seed {seed}");
+    let mut rng = Lcg(seed);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (label, port) = (unique_label("atk-kill"), free_port());
+    init(&dir, &label, port, |dir| {
+        replace_in(
+            &dir.join("policy.toml"),
+            "max_count = 50",
+            "max_count = 100000",
+        );
+    });
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let next_nonce = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut round = 0;
+    loop {
+        let d = Arc::new(start(&dir, &label, port, false));
+        check(&d, &seen.lock().unwrap()).await;
+        let started = seen.lock().unwrap().withdrawals_started;
+        if round >= kills && started >= min_withdrawals {
+            break;
+        }
+        let workers = load(
+            Arc::clone(&d),
+            4,
+            Arc::clone(&next_nonce),
+            Arc::clone(&seen),
+        );
+        tokio::time::sleep(Duration::from_millis(300 + rng.next(1500))).await;
+        // kill -9, while requests are in flight.
+        let pid = d.pid();
+        let status = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for w in &workers {
+            w.abort();
+        }
+        for w in workers {
+            let _ = w.await;
+        }
+        drop(d);
+        round += 1;
+    }
+    let s = seen.lock().unwrap();
+    eprintln!(
+        "{round} kills, {} withdrawals started, {} signatures received, {} approvals acknowledged",
+        s.withdrawals_started,
+        s.signed.len(),
+        s.approvals.len()
+    );
+    assert!(!s.signed.is_empty(), "the load signed nothing");
+    // The auditor's offline verifier agrees: structure, checkpoints and every quorum.
+    let out = std::process::Command::new(bin("kinko"))
+        .args(["audit", "verify"])
+        .arg(dir.join("audit"))
+        .args(["--log-key", &start_vkey(&dir, &label, port)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts kinkod once more to read its log key, and stops it (the verifier reads the files).
+fn start_vkey(dir: &std::path::Path, label: &str, port: u16) -> String {
+    let d = start(dir, label, port, false);
+    d.vkey.clone()
+}

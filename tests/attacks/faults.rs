@@ -18,7 +18,7 @@ use kinko_tests::{
 };
 
 /// What clients were told by the daemon before it died.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Seen {
     /// Request id → the signed transaction a client received.
     signed: HashMap<String, Vec<u8>>,
@@ -193,7 +193,8 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let mut round = 0;
     loop {
         let d = Arc::new(start(&dir, &label, port, false));
-        check(&d, &seen.lock().unwrap()).await;
+        let snapshot = seen.lock().unwrap().clone();
+        check(&d, &snapshot).await;
         let started = seen.lock().unwrap().withdrawals_started;
         if round >= kills && started >= min_withdrawals {
             break;

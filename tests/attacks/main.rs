@@ -13,6 +13,7 @@ mod audit_tamper;
 mod exhaustion;
 mod faults;
 mod pipeline;
+mod proxy;
 
 /// Whether the slow variants run.
 #[allow(dead_code)] // used by the scenarios that have a slow variant

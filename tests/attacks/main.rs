@@ -10,6 +10,7 @@
 
 mod approvals;
 mod audit_tamper;
+mod disk_full;
 mod exhaustion;
 mod faults;
 mod pipeline;

@@ -108,7 +108,7 @@ pub fn start(dir: &Path, label: &str, port: u16, first: bool) -> Daemon {
         cmd.arg("--config").arg(dir.join("kinkod.toml"));
     }
     let mut child = cmd
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,cryptoki::mechanism=off")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -275,7 +275,7 @@ pub fn init(dir: &Path, label: &str, port: u16, edit: impl FnOnce(&Path)) {
             "--token-label",
             label,
         ])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,cryptoki::mechanism=off")
         .stderr(Stdio::null())
         .status()
         .unwrap();
@@ -295,7 +295,7 @@ pub fn start_fails(dir: &Path) -> String {
     let out = Command::new(bin("kinkod"))
         .arg("--config")
         .arg(dir.join("kinkod.toml"))
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,cryptoki::mechanism=off")
         .output()
         .unwrap();
     assert!(!out.status.success(), "kinkod started but should not have");

@@ -111,6 +111,10 @@ pub enum Error {
     /// file in an unknown state: the log refuses further appends until reopened).
     #[error("audit log writer has stopped after an earlier failure")]
     WriterStopped,
+    /// A write failed (e.g. the disk is full) and was cut off cleanly: nothing of it is in the
+    /// log, and later appends may succeed once the cause is gone.
+    #[error("{0} (nothing was written; the log stays usable)")]
+    Recoverable(Box<Error>),
     /// A sequence number or size counter would overflow.
     #[error("counter overflow")]
     Overflow,

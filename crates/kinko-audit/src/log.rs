@@ -604,6 +604,7 @@ fn copy_err(e: &Error) -> Error {
         Error::Signer(s) => Error::Signer(s.clone()),
         Error::SignerBadSignature => Error::SignerBadSignature,
         Error::Overflow => Error::Overflow,
+        Error::Recoverable(inner) => Error::Recoverable(Box::new(copy_err(inner))),
         _ => Error::WriterStopped,
     }
 }
@@ -713,7 +714,10 @@ impl<S: CheckpointSigner> Writer<S> {
             let (rotated, start) = match self.write_records(size0, &buf) {
                 Ok(r) => r,
                 Err(e) => {
-                    self.failed = true;
+                    // Only a write cut off cleanly at the previous end leaves the log usable.
+                    if !matches!(e, Error::Recoverable(_)) {
+                        self.failed = true;
+                    }
                     for (reply, ..) in accepted {
                         let _ = reply.send(Err(copy_err(&e)));
                     }
@@ -795,14 +799,29 @@ impl<S: CheckpointSigner> Writer<S> {
             rotated = true;
         }
         let start = self.seg_len;
-        self.segment
-            .write_all(buf)
-            .map_err(|e| io_err("write", &self.seg_path, e))?;
+        if let Err(e) = self.segment.write_all(buf) {
+            // A short write (a full disk): cut the partial batch off so the segment ends on a
+            // record boundary, and the log stays usable once space returns. If that fails too,
+            // the caller stops the writer.
+            let err = io_err("write", &self.seg_path, e);
+            self.rollback_segment(start)?;
+            return Err(Error::Recoverable(Box::new(err)));
+        }
+        // A failed fdatasync leaves the page cache in an unknown state: never recoverable.
         self.segment
             .sync_data()
             .map_err(|e| io_err("fdatasync", &self.seg_path, e))?;
         self.seg_len = self.seg_len.saturating_add(buf.len() as u64);
         Ok((rotated, start))
+    }
+
+    fn rollback_segment(&mut self, len: u64) -> Result<(), Error> {
+        self.segment
+            .set_len(len)
+            .map_err(|e| io_err("truncate", &self.seg_path, e))?;
+        self.segment
+            .sync_data()
+            .map_err(|e| io_err("fdatasync", &self.seg_path, e))
     }
 
     fn checkpoint(&mut self) -> Result<Arc<str>, Error> {
@@ -828,18 +847,27 @@ impl<S: CheckpointSigner> Writer<S> {
         let mut line =
             kinko_intent::to_canonical_json(&value).map_err(|e| Error::Record(e.to_string()))?;
         line.push(b'\n');
-        let written = self
+        let before = self
             .cps
-            .write_all(&line)
-            .map_err(|e| io_err("write", &self.cps_path, e))
-            .and_then(|()| {
-                self.cps
-                    .sync_data()
-                    .map_err(|e| io_err("fdatasync", &self.cps_path, e))
-            });
-        if let Err(e) = written {
+            .metadata()
+            .map_err(|e| io_err("stat", &self.cps_path, e))?
+            .len();
+        if let Err(e) = self.cps.write_all(&line) {
+            let err = io_err("write", &self.cps_path, e);
+            let rolled_back = self
+                .cps
+                .set_len(before)
+                .and_then(|()| self.cps.sync_data())
+                .is_ok();
+            if !rolled_back {
+                self.failed = true;
+                return Err(err);
+            }
+            return Err(Error::Recoverable(Box::new(err)));
+        }
+        if let Err(e) = self.cps.sync_data() {
             self.failed = true;
-            return Err(e);
+            return Err(io_err("fdatasync", &self.cps_path, e));
         }
         let note: Arc<str> = Arc::from(note);
         if let Ok(mut latest) = self.shared.latest.write() {

@@ -485,6 +485,62 @@ impl Store {
         Ok(out)
     }
 
+    /// Removes a request that was just inserted and could not be logged (with its approvals):
+    /// a refusal must change nothing. Only requests not yet past approval can be removed.
+    pub fn delete_unlogged_request(&self, id: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        check_state(
+            &tx,
+            id,
+            &[RequestState::PendingApproval, RequestState::Denied],
+        )?;
+        tx.execute("DELETE FROM approvals WHERE request_id = ?1", params![id])?;
+        tx.execute("DELETE FROM requests WHERE id = ?1", params![id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes an officer's verdict that could not be logged.
+    pub fn delete_unlogged_approval(
+        &self,
+        request_id: &str,
+        officer_id: &str,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "DELETE FROM approvals WHERE request_id = ?1 AND officer_id = ?2",
+            params![request_id, officer_id],
+        )?;
+        Ok(())
+    }
+
+    /// Undoes a signing claim whose `signing_authorized` record could not be logged — so the
+    /// HSM was never asked — and fails the request with `reason`: its nonces, outpoints,
+    /// digests and velocity are free again for a resubmission.
+    pub fn release_unlogged_claim(
+        &self,
+        request_id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        check_state(&tx, request_id, &[RequestState::Signing])?;
+        for table in ["replay_keys", "signed_digests", "reservations"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE request_id = ?1"),
+                params![request_id],
+            )?;
+        }
+        tx.execute(
+            "UPDATE requests SET state = 'failed', final_reason = ?2, updated_at = ?3 WHERE id = ?1",
+            params![request_id, reason, now],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Up to `limit` requests in `state`, oldest first, after request `after` (keyset paging on
     /// creation time and id, so a page costs the same however many there are).
     pub fn list_by_state_page(

@@ -445,3 +445,48 @@ fn pending_requests_are_listed_a_page_at_a_time_oldest_first() {
     assert_eq!(page(Some("r3")), ["r4"]);
     assert!(page(Some("r4")).is_empty());
 }
+
+#[test]
+fn what_could_not_be_logged_is_undone() {
+    let (_d, s) = store();
+    s.insert_request(&new_request("r1", "i1", b"a")).unwrap();
+    s.add_approval(&approval("r1", "alice")).unwrap();
+    s.delete_unlogged_approval("r1", "alice").unwrap();
+    assert!(s.approvals("r1").unwrap().is_empty());
+    s.delete_unlogged_request("r1").unwrap();
+    assert!(matches!(s.get_request("r1"), Err(StoreError::NotFound(_))));
+    // The same idempotency key works again afterwards.
+    assert!(matches!(
+        s.insert_request(&new_request("r2", "i1", b"a")).unwrap(),
+        Inserted::Created(_)
+    ));
+    // A released claim frees its nonce, digest and velocity and fails the request.
+    s.transition(
+        "r2",
+        &[RequestState::PendingApproval],
+        RequestState::Approved,
+        None,
+        1,
+    )
+    .unwrap();
+    s.claim_signing(&claim("r2", "nonce:5", "aa")).unwrap();
+    assert!(
+        s.delete_unlogged_request("r2").is_err(),
+        "a claimed request is never deleted"
+    );
+    s.release_unlogged_claim("r2", "audit log unavailable", 2)
+        .unwrap();
+    let r = s.get_request("r2").unwrap();
+    assert_eq!(r.state, RequestState::Failed);
+    assert!(s.all_reservations_since(0).unwrap().is_empty());
+    s.insert_request(&new_request("r3", "i3", b"b")).unwrap();
+    s.transition(
+        "r3",
+        &[RequestState::PendingApproval],
+        RequestState::Approved,
+        None,
+        3,
+    )
+    .unwrap();
+    s.claim_signing(&claim("r3", "nonce:5", "aa")).unwrap();
+}

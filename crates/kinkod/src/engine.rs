@@ -146,6 +146,7 @@ impl Engine {
     fn load_velocity(&self) -> Result<(), String> {
         let since = unix(now()) - kinko_policy::MAX_DURATION_SECS;
         let mut ledger = self.velocity.lock().map_err(|_| "velocity lock poisoned")?;
+        *ledger = VelocityLedger::new();
         for r in self
             .store
             .all_reservations_since(since)
@@ -341,22 +342,31 @@ impl Engine {
             Inserted::Existing(r) => return Ok(r),
             Inserted::Created(r) => r,
         };
-        self.append(
-            principal,
-            Event::RequestReceived(rec::RequestReceived {
-                request_id: id.clone(),
-                key_name: key.name.clone(),
-                chain: key.chain,
-                payload: HexBytes(s.payload.clone()),
-                idempotency_key: s.idempotency_key.clone(),
-                reference: s.reference.clone(),
-                requester_signature: Some(HexBytes(s.requester_signature.clone())),
-                intent: Some(
-                    IntentRecord::of(&intent).map_err(|e| Refused::internal("intent record", e))?,
-                ),
-            }),
-        )
-        .await?;
+        let received = self
+            .append(
+                principal,
+                Event::RequestReceived(rec::RequestReceived {
+                    request_id: id.clone(),
+                    key_name: key.name.clone(),
+                    chain: key.chain,
+                    payload: HexBytes(s.payload.clone()),
+                    idempotency_key: s.idempotency_key.clone(),
+                    reference: s.reference.clone(),
+                    requester_signature: Some(HexBytes(s.requester_signature.clone())),
+                    intent: Some(
+                        IntentRecord::of(&intent)
+                            .map_err(|e| Refused::internal("intent record", e))?,
+                    ),
+                }),
+            )
+            .await;
+        if let Err(e) = received {
+            // Not in the log, so it did not happen: the stored request goes too.
+            if let Err(d) = self.store.delete_unlogged_request(&id) {
+                tracing::error!(request = id, error = %d, "could not remove an unlogged request");
+            }
+            return Err(e);
+        }
         self.append(
             principal,
             Event::Decision(rec::Decision {
@@ -474,7 +484,12 @@ impl Engine {
                 signed: Some(evidence),
             }),
         };
-        self.append(principal, event).await?;
+        if let Err(e) = self.append(principal, event).await {
+            if let Err(d) = self.store.delete_unlogged_approval(request_id, principal) {
+                tracing::error!(request_id, error = %d, "could not remove an unlogged approval");
+            }
+            return Err(e);
+        }
         self.notify(request_id);
         self.advance(request_id).await
     }
@@ -712,11 +727,24 @@ impl Engine {
             approvals: evidence,
         });
         if let Err(e) = self.append("kinkod", authorized).await {
-            self.fail(
-                request_id,
-                "the signing-authorized record could not be logged; nothing was signed",
-            )
-            .await;
+            // Not logged, so the HSM is never asked: the claim is undone (nonces, digests and
+            // velocity free again) and the request fails; resubmit once the log is writable.
+            let reason = "the signing-authorized record could not be logged; nothing was signed";
+            match self
+                .store
+                .release_unlogged_claim(request_id, reason, unix(now()))
+            {
+                Ok(()) => {
+                    if let Err(v) = self.load_velocity() {
+                        tracing::error!(error = v, "could not rebuild the velocity ledger");
+                    }
+                    self.notify(request_id);
+                }
+                Err(r) => {
+                    tracing::error!(request_id, error = %r, "could not release a claim");
+                    self.fail(request_id, reason).await;
+                }
+            }
             return Err(e);
         }
         match self

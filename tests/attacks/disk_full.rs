@@ -1,0 +1,133 @@
+//! A full disk under the audit log (a small tmpfs the test mounts; needs the privilege to mount,
+//! which CI has — without it the test says so and stops). While the log cannot be written,
+//! nothing is received, approved or signed, and nothing is left half-done; when space returns,
+//! service resumes without a restart.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use alloy_primitives::address;
+use kinko_intent::Chain;
+use kinko_tests::pb::approval_service_client::ApprovalServiceClient;
+use kinko_tests::pb::withdrawal_service_client::WithdrawalServiceClient;
+use kinko_tests::{
+    Daemon, Verdict, channel, eth_transfer, free_port, init, officer_approval, pb, reason, start,
+    submission, unique_label,
+};
+
+/// Unmounts (lazily, so a still-open file cannot keep it) when dropped.
+struct Mount(PathBuf);
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write as _;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0u8; 4096];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+    path
+}
+
+async fn submit(d: &Daemon, nonce: u64, idem: &str) -> Result<pb::Request, tonic::Status> {
+    let mut ledger = WithdrawalServiceClient::new(channel(d, "ledger").await);
+    ledger
+        .submit_withdrawal(submission(
+            &d.dir,
+            "eth-dev",
+            Chain::Ethereum,
+            eth_transfer(
+                nonce,
+                1_000,
+                address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
+            ),
+            idem,
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn approve(d: &Daemon, officer: &str, id: &str) -> Result<pb::Request, tonic::Status> {
+    let mut c = ApprovalServiceClient::new(channel(d, officer).await);
+    c.approve(officer_approval(d, officer, id, Verdict::Approve).await)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_audit_disk_stops_everything_cleanly_and_service_resumes_when_space_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (label, port) = (unique_label("atk-disk"), free_port());
+    init(&dir, &label, port, |_| {});
+    let audit = dir.join("audit");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&audit)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (needs CAP_SYS_ADMIN); the full-disk scenario did not run"
+        );
+        return;
+    }
+    let _mount = Mount(audit.clone());
+    let d = start(&dir, &label, port, false);
+
+    // Before: one request waits for its second approval.
+    let waiting = submit(&d, 0, "before").await.unwrap();
+    approve(&d, "alice", &waiting.request_id).await.unwrap();
+
+    let filler = fill(&audit);
+    // Nothing can be received: refused, and not stored (the same key works later).
+    let err = submit(&d, 1, "during").await.unwrap_err();
+    assert_eq!(reason(&err), "AUDIT_UNAVAILABLE", "{err:?}");
+    // The approval that would complete the quorum cannot be logged: not recorded, not signed.
+    let err = approve(&d, "bob", &waiting.request_id).await.unwrap_err();
+    assert_eq!(reason(&err), "AUDIT_UNAVAILABLE", "{err:?}");
+    let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+    let r = ledger
+        .get_request(pb::RequestId {
+            request_id: waiting.request_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.signed_transaction.is_empty());
+    // tmpfs counts whole pages, so a small approval record may still fit in the segment's last
+    // page while the larger signing-authorized record does not. Either way nothing is half-done:
+    let approval_refused = r.state == pb::RequestState::PendingApproval as i32;
+    if approval_refused {
+        // the approval could not be logged and is not kept;
+        assert_eq!(r.approvals.len(), 1, "the unlogged approval is not kept");
+    } else {
+        // or signing could not be logged: the HSM was never asked, the request failed, and its
+        // nonce and velocity were released.
+        assert_eq!(r.state, pb::RequestState::Failed as i32, "{r:?}");
+        assert!(r.final_reason.contains("could not be logged"), "{r:?}");
+    }
+
+    // Space returns: signing resumes without a restart.
+    std::fs::remove_file(filler).unwrap();
+    if approval_refused {
+        let signed = approve(&d, "bob", &waiting.request_id).await.unwrap();
+        assert_eq!(signed.state, pb::RequestState::Signed as i32, "{signed:?}");
+    } else {
+        // The same transaction (same nonce) as a new request: its nonce is free again.
+        let retry = submit(&d, 0, "before-retry").await.unwrap();
+        approve(&d, "alice", &retry.request_id).await.unwrap();
+        let signed = approve(&d, "bob", &retry.request_id).await.unwrap();
+        assert_eq!(signed.state, pb::RequestState::Signed as i32, "{signed:?}");
+    }
+    let again = submit(&d, 1, "during").await.unwrap();
+    assert_eq!(again.state, pb::RequestState::PendingApproval as i32);
+
+    // The log is intact: kinkod restarts on it (it verifies the log against its checkpoints).
+    drop(d);
+    drop(start(&dir, &label, port, false));
+}

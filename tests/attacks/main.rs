@@ -13,6 +13,7 @@ mod audit_tamper;
 mod disk_full;
 mod exhaustion;
 mod faults;
+mod hsm_faults;
 mod pipeline;
 mod proxy;
 

@@ -325,11 +325,34 @@ impl Hsm {
             expected: KeyKind::Ed25519.name(),
             actual: key.public.kind().name(),
         })?;
-        let handle = key.handle;
+        // As in `sign_raw`: a handle from before a token reset is looked up again by label and
+        // must carry the same public key (the log key must survive a token re-attach too).
+        let mut current = (key.handle, key.generation);
+        let pool = Arc::clone(&self.pool);
         let raw = self.pool.run_blocking(&mut |s| {
+            if current.1 != pool.generation() {
+                let generation = pool.generation();
+                let fresh = keys::load(s, label)?;
+                if fresh.public != key.public {
+                    return Err(HsmError::UnsafeKey {
+                        label: label.to_string(),
+                        reason: "the key under this label changed its public key".into(),
+                    }
+                    .into());
+                }
+                current = (fresh.handle, generation);
+            }
             let mech = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
-            Ok(s.sign(&mech, handle, message)?)
+            Ok(s.sign(&mech, current.0, message)?)
         })?;
+        if current != (key.handle, key.generation) {
+            self.remember(KeyEntry {
+                label: key.label.clone(),
+                handle: current.0,
+                generation: current.1,
+                public: key.public.clone(),
+            })?;
+        }
         verify::finish_ed25519(&vk, message, &raw).map_err(|reason| HsmError::BadHsmSignature {
             label: label.to_string(),
             reason,

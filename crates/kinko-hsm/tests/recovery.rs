@@ -11,6 +11,11 @@ async fn the_pool_recovers_after_every_session_was_closed() {
     let hsm = token.open(4).await.unwrap();
     let pk = hsm.generate_key("k", KeyKind::Secp256k1).await.unwrap();
     let ek = hsm.generate_key("e", KeyKind::Ed25519).await.unwrap();
+    let h = hsm.clone();
+    tokio::task::spawn_blocking(move || h.sign_ed25519_blocking("e", b"before"))
+        .await
+        .unwrap()
+        .unwrap();
     // Fill the pool with several sessions.
     let mut tasks = Vec::new();
     for i in 0u8..16 {
@@ -25,6 +30,13 @@ async fn the_pool_recovers_after_every_session_was_closed() {
     for round in 0..3 {
         // C_Finalize + C_Initialize: all sessions closed, login gone, object handles stale.
         hsm.dangerous_reset_module().await.unwrap();
+        // First after the reset, the blocking path of the audit log's checkpoint signer recovers
+        // too (it kept a stale handle forever: found by the red-team token-pull test).
+        let h = hsm.clone();
+        tokio::task::spawn_blocking(move || h.sign_ed25519_blocking("e", b"checkpoint"))
+            .await
+            .unwrap()
+            .unwrap();
         let sig = hsm.sign_secp256k1_prehash("k", [round; 32]).await.unwrap();
         assert!(sig.recovery_id <= 1);
         hsm.sign_ed25519("e", b"after reset").await.unwrap();

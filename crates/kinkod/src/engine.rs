@@ -29,6 +29,9 @@ use tokio::sync::broadcast;
 
 use crate::status::{Reason, Refused};
 
+/// Least time between two re-initializations of the PKCS#11 module.
+const HSM_RESET_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Largest payload accepted from a client.
 pub(crate) const MAX_PAYLOAD: usize = kinko_chain::MAX_PAYLOAD_LEN;
 
@@ -103,6 +106,8 @@ pub(crate) struct Engine {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// Where the policy in force is kept on disk (rewritten when governance installs one).
     policy_path: std::path::PathBuf,
+    /// When the PKCS#11 module was last re-initialized after a key or token went missing.
+    last_hsm_reset: Mutex<Option<std::time::Instant>>,
 }
 
 fn now() -> Timestamp {
@@ -136,6 +141,7 @@ impl Engine {
             limits,
             metrics,
             policy_path,
+            last_hsm_reset: Mutex::new(None),
         };
         engine.load_velocity()?;
         Ok(engine)
@@ -778,6 +784,36 @@ impl Engine {
         }
     }
 
+    /// Counts HSM errors; when a key or the token went missing (a token pulled and put back,
+    /// a module that lost its view of the token), re-initializes the PKCS#11 module — at most
+    /// every few seconds — so that the next request sees the token as it is now.
+    async fn hsm_result<T>(&self, r: Result<T, kinko_hsm::HsmError>) -> Result<T, Refused> {
+        let e = match r {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        self.metrics.hsm_errors.inc();
+        if matches!(
+            e,
+            kinko_hsm::HsmError::KeyNotFound(_) | kinko_hsm::HsmError::TokenNotFound { .. }
+        ) {
+            let due = self.last_hsm_reset.lock().is_ok_and(|mut last| {
+                let due = last.is_none_or(|t| t.elapsed() >= HSM_RESET_INTERVAL);
+                if due {
+                    *last = Some(std::time::Instant::now());
+                }
+                due
+            });
+            if due {
+                tracing::warn!(error = %e, "re-initializing the PKCS#11 module to find the token again");
+                if let Err(r) = self.hsm.dangerous_reset_module().await {
+                    tracing::error!(error = %r, "PKCS#11 module re-initialization failed");
+                }
+            }
+        }
+        Err(Refused::from(e))
+    }
+
     async fn fail(&self, request_id: &str, reason: &str) {
         match self.store.transition(
             request_id,
@@ -818,8 +854,8 @@ impl Engine {
                     let sig = self
                         .hsm
                         .sign_secp256k1_prehash(&key.hsm_label, prehash)
-                        .await
-                        .inspect_err(|_| self.metrics.hsm_errors.inc())?;
+                        .await;
+                    let sig = self.hsm_result(sig).await?;
                     evidence.push(rec::ProducedSignature {
                         input: input.clone(),
                         signature: HexBytes(sig.rs.to_vec()),
@@ -832,11 +868,8 @@ impl Engine {
                 SigningInput::Ed25519 { message, .. } => {
                     let msg =
                         hex::decode(message).map_err(|e| Refused::internal("message hex", e))?;
-                    let sig = self
-                        .hsm
-                        .sign_ed25519(&key.hsm_label, &msg)
-                        .await
-                        .inspect_err(|_| self.metrics.hsm_errors.inc())?;
+                    let sig = self.hsm.sign_ed25519(&key.hsm_label, &msg).await;
+                    let sig = self.hsm_result(sig).await?;
                     evidence.push(rec::ProducedSignature {
                         input: input.clone(),
                         signature: HexBytes(sig.to_vec()),

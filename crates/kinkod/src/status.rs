@@ -150,6 +150,16 @@ impl From<kinko_hsm::HsmError> for Refused {
                 Reason::HsmUnavailable,
                 "the HSM is unavailable; retry later",
             )
+        } else if matches!(
+            e,
+            kinko_hsm::HsmError::KeyNotFound(_) | kinko_hsm::HsmError::TokenNotFound { .. }
+        ) {
+            // A token pulled, or a key deleted, while kinkod runs: typed, and says what.
+            tracing::error!(error = %e, "HSM key or token missing");
+            Refused::new(
+                Reason::HsmUnavailable,
+                format!("{e}; nothing was signed: restore the token or key, then retry"),
+            )
         } else {
             Refused::internal("HSM failure", e)
         }

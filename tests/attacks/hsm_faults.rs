@@ -1,0 +1,122 @@
+//! HSM faults against a running kinkod: the token's files moved away and restored (a token
+//! pulled and put back). Signing fails with a typed error, nothing is signed or lost, kinkod
+//! keeps serving, and signing resumes when the token is back — without a restart.
+
+use std::path::{Path, PathBuf};
+
+use alloy_primitives::address;
+use kinko_intent::Chain;
+use kinko_tests::pb::approval_service_client::ApprovalServiceClient;
+use kinko_tests::pb::withdrawal_service_client::WithdrawalServiceClient;
+use kinko_tests::{
+    Daemon, Verdict, channel, eth_transfer, free_port, officer_approval, pb, reason, start,
+    submission, unique_label,
+};
+
+/// The SoftHSM2 directory holding the token labelled `label`.
+fn token_dir(label: &str) -> PathBuf {
+    let conf =
+        std::fs::read_to_string(kinko_hsm::testing::ensure_softhsm2_conf().unwrap()).unwrap();
+    let tokens = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("directories.tokendir = "))
+        .unwrap()
+        .trim()
+        .to_string();
+    std::fs::read_dir(tokens)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            std::fs::read(p.join("token.object"))
+                .is_ok_and(|b| b.windows(label.len()).any(|w| w == label.as_bytes()))
+        })
+        .expect("the token's directory")
+}
+
+async fn submit_and_approve_once(d: &Daemon, nonce: u64, idem: &str) -> String {
+    let mut ledger = WithdrawalServiceClient::new(channel(d, "ledger").await);
+    let r = ledger
+        .submit_withdrawal(submission(
+            &d.dir,
+            "eth-dev",
+            Chain::Ethereum,
+            eth_transfer(
+                nonce,
+                1_000,
+                address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
+            ),
+            idem,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut alice = ApprovalServiceClient::new(channel(d, "alice").await);
+    alice
+        .approve(officer_approval(d, "alice", &r.request_id, Verdict::Approve).await)
+        .await
+        .unwrap();
+    r.request_id
+}
+
+fn rename(from: &Path, to: &Path) {
+    std::fs::rename(from, to).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_pulled_and_put_back_fails_typed_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let label = unique_label("atk-hsm");
+    let d = start(&dir, &label, free_port(), true);
+    let first = submit_and_approve_once(&d, 0, "hsm-1").await;
+    let second = submit_and_approve_once(&d, 1, "hsm-2").await;
+    let token = token_dir(&label);
+    let away = tmp.path().join("token-away");
+
+    // The token disappears: the signing step fails with a typed error and kinkod stays up.
+    rename(&token, &away);
+    let mut bob = ApprovalServiceClient::new(channel(&d, "bob").await);
+    let err = bob
+        .approve(officer_approval(&d, "bob", &first, Verdict::Approve).await)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "HSM_UNAVAILABLE", "{err:?}");
+    let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+    let r = ledger
+        .get_request(pb::RequestId {
+            request_id: first.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Authorized and then not signed: failed explicitly, never retried silently.
+    assert_eq!(r.state, pb::RequestState::Failed as i32, "{r:?}");
+    assert!(r.signed_transaction.is_empty());
+
+    // The token is back: kinkod re-initializes the module after a missing key (at most every
+    // 2 s) and signing resumes without a restart. Each failed try failed its request explicitly.
+    rename(&away, &token);
+    let mut signed = None;
+    for attempt in 0..20u64 {
+        let id = if attempt == 0 {
+            second.clone()
+        } else {
+            submit_and_approve_once(&d, 1 + attempt, &format!("hsm-retry-{attempt}")).await
+        };
+        match bob
+            .approve(officer_approval(&d, "bob", &id, Verdict::Approve).await)
+            .await
+        {
+            Ok(r) => {
+                signed = Some(r.into_inner());
+                break;
+            }
+            Err(e) => {
+                assert_eq!(reason(&e), "HSM_UNAVAILABLE", "{e:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+    }
+    let signed = signed.expect("signing did not resume after the token came back");
+    assert_eq!(signed.state, pb::RequestState::Signed as i32, "{signed:?}");
+}

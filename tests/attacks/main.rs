@@ -11,8 +11,10 @@
 mod approvals;
 mod audit_tamper;
 mod disk_full;
+mod drill;
 mod exhaustion;
 mod faults;
+mod governance;
 mod hsm_faults;
 mod pipeline;
 mod proxy;

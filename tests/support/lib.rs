@@ -411,3 +411,42 @@ pub fn refusal_codes(records: &[serde_json::Value]) -> Vec<String> {
         .map(|r| r["event"]["code"].as_str().unwrap_or_default().to_string())
         .collect()
 }
+
+/// One HTTP/1.1 GET over TLS 1.3 to `127.0.0.1:port`, presenting `who`'s certificate (the
+/// metrics listener); returns the whole response.
+pub async fn https_get(d: &Daemon, port: u16, who: &str, path: &str) -> String {
+    use rustls::pki_types::pem::PemObject as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let read = |p: &str| std::fs::read(d.dir.join(p)).unwrap();
+    let certs = |pem: &[u8]| -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+            .map(|c| c.unwrap())
+            .collect()
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs(&read("tls/ca.pem")) {
+        roots.add(c).unwrap();
+    }
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(&read(&format!("tls/{who}.key"))).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(certs(&read(&format!("tls/{who}.pem"))), key)
+    .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    let _ = tls.read_to_string(&mut out).await;
+    out
+}

@@ -119,4 +119,77 @@ async fn a_token_pulled_and_put_back_fails_typed_and_resumes() {
     }
     let signed = signed.expect("signing did not resume after the token came back");
     assert_eq!(signed.state, pb::RequestState::Signed as i32, "{signed:?}");
+
+    // A key deleted from the token (its object files removed): typed error, kinkod stays up,
+    // the other keys still sign; restored, it signs again.
+    let key_files: Vec<PathBuf> = std::fs::read_dir(&token)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "object")
+                && std::fs::read(p).is_ok_and(|b| b.windows(13).any(|w| w == b"kinko-eth-dev"))
+        })
+        .collect();
+    assert!(!key_files.is_empty(), "the key's object files");
+    let kept = tmp.path().join("deleted-key");
+    std::fs::create_dir(&kept).unwrap();
+    for f in &key_files {
+        rename(f, &kept.join(f.file_name().unwrap()));
+    }
+    // SoftHSM2 keeps a running process's objects in memory; the daemon sees the token as it is
+    // on disk after it re-initializes the module, which a pulled token makes it do.
+    rename(&token, &away);
+    let id = submit_and_approve_once(&d, 100, "key-gone").await;
+    let err = bob
+        .approve(officer_approval(&d, "bob", &id, Verdict::Approve).await)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "HSM_UNAVAILABLE", "{err:?}");
+    rename(&away, &token);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mut saw_missing_key = false;
+    for attempt in 0..6u64 {
+        let id = submit_and_approve_once(&d, 110 + attempt, &format!("key-gone-{attempt}")).await;
+        let err = bob
+            .approve(officer_approval(&d, "bob", &id, Verdict::Approve).await)
+            .await
+            .unwrap_err();
+        assert_eq!(reason(&err), "HSM_UNAVAILABLE", "{err:?}");
+        if err
+            .message()
+            .contains("no private key labelled \"kinko-eth-dev\"")
+        {
+            saw_missing_key = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(saw_missing_key, "the missing key is named");
+    // The other keys still sign meanwhile: the Solana key's public key is still served.
+    let keys = kinko_tests::pb::admin_service_client::AdminServiceClient::new(
+        channel(&d, "auditor").await,
+    )
+    .list_keys(pb::ListKeysRequest {})
+    .await
+    .unwrap()
+    .into_inner()
+    .keys;
+    assert_eq!(keys.len(), 3);
+    for f in &key_files {
+        rename(&kept.join(f.file_name().unwrap()), f);
+    }
+    let mut resumed = false;
+    for attempt in 0..20u64 {
+        let id = submit_and_approve_once(&d, 120 + attempt, &format!("key-back-{attempt}")).await;
+        if bob
+            .approve(officer_approval(&d, "bob", &id, Verdict::Approve).await)
+            .await
+            .is_ok()
+        {
+            resumed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(resumed, "signing did not resume after the key came back");
 }

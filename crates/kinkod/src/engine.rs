@@ -795,7 +795,9 @@ impl Engine {
         self.metrics.hsm_errors.inc();
         if matches!(
             e,
-            kinko_hsm::HsmError::KeyNotFound(_) | kinko_hsm::HsmError::TokenNotFound { .. }
+            kinko_hsm::HsmError::KeyNotFound(_)
+                | kinko_hsm::HsmError::TokenNotFound { .. }
+                | kinko_hsm::HsmError::BadPublicKey { .. }
         ) {
             let due = self.last_hsm_reset.lock().is_ok_and(|mut last| {
                 let due = last.is_none_or(|t| t.elapsed() >= HSM_RESET_INTERVAL);

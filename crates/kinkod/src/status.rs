@@ -152,7 +152,9 @@ impl From<kinko_hsm::HsmError> for Refused {
             )
         } else if matches!(
             e,
-            kinko_hsm::HsmError::KeyNotFound(_) | kinko_hsm::HsmError::TokenNotFound { .. }
+            kinko_hsm::HsmError::KeyNotFound(_)
+                | kinko_hsm::HsmError::TokenNotFound { .. }
+                | kinko_hsm::HsmError::BadPublicKey { .. }
         ) {
             // A token pulled, or a key deleted, while kinkod runs: typed, and says what.
             tracing::error!(error = %e, "HSM key or token missing");

@@ -49,6 +49,8 @@ const KEYS: [(&str, &str, &str, &str, KeyKind); 3] = [
     ),
 ];
 const LOG_KEY: &str = "kinko-log";
+/// The development log's origin (checkpoint name).
+const DEV_ORIGIN: &str = "kinko.dev/log";
 
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
     std::fs::write(path, contents).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -142,9 +144,17 @@ pub(crate) async fn ensure(
             hex::encode(pk.to_bytes())
         );
     }
-    hsm.generate_key(LOG_KEY, KeyKind::Ed25519)
+    let kinko_hsm::PublicKey::Ed25519(log_pk) = hsm
+        .generate_key(LOG_KEY, KeyKind::Ed25519)
         .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Err("the log key is not an Ed25519 key".into());
+    };
+    // The auditors' verifier key (in production they get it out of band; kinkod prints it).
+    let vkey = kinko_audit::note::VerifierKey::new(DEV_ORIGIN, &log_pk.to_bytes())
         .map_err(|e| e.to_string())?;
+    write_public(&dir.join("audit-log.vkey"), format!("{vkey}\n").as_bytes())?;
 
     // The CA and certificates.
     let ca_key = KeyPair::generate().map_err(|e| e.to_string())?;
@@ -225,7 +235,7 @@ pub(crate) async fn ensure(
          {principals}\
          [hsm]\nmodule = \"{module}\"\ntoken_label = \"{token_label}\"\npin = {{ file = \"hsm/user.pin\" }}\npool_size = 4\n\n\
          [store]\npath = \"kinko.db\"\n\n\
-         [audit]\ndir = \"audit\"\norigin = \"kinko.dev/log\"\nlog_key_label = \"{LOG_KEY}\"\n\n\
+         [audit]\ndir = \"audit\"\norigin = \"{DEV_ORIGIN}\"\nlog_key_label = \"{LOG_KEY}\"\n\n\
          [policy]\npath = \"policy.toml\"\n",
         module = module.display(),
     );
@@ -240,7 +250,7 @@ pub(crate) async fn ensure(
          officer keys    {dir}/officers/*.key\n  \
          requester key   {dir}/requesters/{REQUESTER}.key\n  \
          HSM token       {token_label} (SOFTHSM2_CONF={conf}), PIN {dir}/hsm/user.pin\n  \
-         audit log       {dir}/audit (log key {LOG_KEY})\n  \
+         audit log       {dir}/audit (log key {LOG_KEY}; verifier key in {dir}/audit-log.vkey)\n  \
          signing keys:\n    {keys}\n",
         dir = dir.display(),
         conf = Path::new(&conf).display(),

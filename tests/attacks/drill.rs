@@ -276,7 +276,14 @@ async fn the_incident_response_runbook_works_end_to_end() {
         .unfreeze(governance(&d, "carol", unfreeze, Verdict::Approve))
         .await
         .unwrap();
-    assert!(frozen(&d).await.frozen, "the delay has not passed");
+    let state = frozen(&d).await;
+    assert!(state.frozen, "the delay has not passed");
+    assert_eq!(state.unfreeze_request_id, "unfreeze-drill");
+    assert_eq!(state.unfreeze_approvals, 2);
+    assert!(
+        state.unfreeze_at_unix > jiff::Timestamp::now().as_second() - 1,
+        "{state:?}"
+    );
     let mut lifted = false;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -1053,6 +1053,29 @@ impl Engine {
         Ok(status)
     }
 
+    /// Where an unfreeze request stands, without changing anything.
+    pub(crate) fn unfreeze_status(
+        &self,
+        request_id: &str,
+    ) -> Result<kinko_policy::governance::GovernanceStatus, Refused> {
+        let live = self.live();
+        let g = self
+            .store
+            .governance(request_id)?
+            .ok_or_else(|| Refused::new(Reason::NotFound, "no such unfreeze request"))?;
+        let approvals = to_signed(&self.store.governance_approvals(request_id)?)?;
+        let reached = g
+            .quorum_reached_at
+            .and_then(|t| Timestamp::from_second(t).ok());
+        Ok(kinko_policy::governance::unfreeze_status(
+            &live.policy,
+            request_id,
+            &approvals,
+            reached,
+            now(),
+        ))
+    }
+
     /// `ProposePolicy`: records a proposal (nothing changes until officers approve it).
     pub(crate) async fn propose_policy(
         &self,

@@ -491,12 +491,24 @@ impl Api {
         } else {
             None
         };
-        let approvals = match &open {
-            Some(g) => store
-                .governance_approvals(&g.id)
-                .map_err(|e| Status::from(Refused::from(e)))?
-                .len(),
-            None => 0,
+        use kinko_policy::governance::GovernanceStatus as G;
+        let (approvals, at) = match &open {
+            Some(g) => match self.engine.unfreeze_status(&g.id)? {
+                G::PendingQuorum { quorum } => (quorum.counted.len(), None),
+                G::Waiting {
+                    quorum,
+                    effective_at,
+                }
+                | G::Effective {
+                    quorum,
+                    effective_at,
+                } => (
+                    quorum.counted.len(),
+                    effective_at.parse::<jiff::Timestamp>().ok(),
+                ),
+                _ => (0, None),
+            },
+            None => (0, None),
         };
         Ok(pb::FreezeState {
             frozen: f.frozen,
@@ -504,7 +516,7 @@ impl Api {
             reason: f.reason.clone(),
             since_unix: f.since,
             unfreeze_approvals: u32::try_from(approvals).unwrap_or(u32::MAX),
-            unfreeze_at_unix: 0,
+            unfreeze_at_unix: at.map_or(0, |t| t.as_second()),
             unfreeze_request_id: open.map(|g| g.id).unwrap_or_default(),
         })
     }

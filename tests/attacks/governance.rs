@@ -1,6 +1,6 @@
 //! Governance attacks: a policy change with one insider's approval only, and the policy file
 //! edited on disk while kinkod runs. (Unfreeze without quorum: drill.rs; a file edited while
-//! kinkod is down and a policy forged into store and file: crates/kinkod/tests/governance.rs.)
+//! kinkod is down and a policy forged into store and file: tests/e2e/governance.rs.)
 
 use std::time::Duration;
 

@@ -20,17 +20,41 @@ pub use kinko_policy::{ApprovalMessage, Policy, SignedApproval, Subject, Verdict
 pub use kinko_proto::v1 as pb;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-/// The path of a workspace binary (`kinkod`, `kinko`), next to the test executable's directory
-/// (`target/debug/deps/..` → `target/debug/`). scripts/test-all.sh builds them first.
+/// The path of a workspace binary (`kinkod`, `kinko`, built from the package of that name).
+///
+/// Cargo provides `CARGO_BIN_EXE_*` only for a package's own binaries, so the first call in a
+/// test process builds it with the cargo that runs the tests (`$CARGO`), into the same target
+/// directory and profile as the test executable (found from `current_exe`): a no-op when it is
+/// up to date, and a stale binary is never tested.
 pub fn bin(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first (scripts/test-all.sh does)",
-        path.display()
-    );
+    // <target>/<profile>/deps/<test>-<hash>
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let path = profile_dir.join(name);
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !built.iter().any(|b| b == name) {
+        let target_dir = profile_dir.parent().unwrap();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", name, "--bin", name])
+            .arg("--manifest-path")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
+            .arg("--target-dir")
+            .arg(target_dir);
+        match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => {}
+            Some(profile) => {
+                cmd.args(["--profile", profile]);
+            }
+            None => panic!("unexpected test executable path {}", exe.display()),
+        }
+        assert!(cmd.status().unwrap().success(), "building {name} failed");
+        built.push(name.to_string());
+    }
+    assert!(path.exists(), "{} was not built", path.display());
     path
 }
 

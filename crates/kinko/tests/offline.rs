@@ -1,6 +1,6 @@
 //! The `kinko` binary's offline commands, run as a user runs them: officer key files and
 //! policy checks. (The commands that talk to kinkod are tested against a real daemon in
-//! crates/kinkod/tests/cli.rs.)
+//! tests/e2e/cli.rs.)
 
 #![allow(clippy::unwrap_used, missing_docs)]
 

@@ -11,8 +11,6 @@
 //!   (<https://solana.com/docs/core/transactions>) and the signature verified with
 //!   `ed25519-dalek`'s `verify_strict` over the message built here.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
 use std::str::FromStr;
 
 use bitcoin::hashes::Hash as _;
@@ -29,8 +27,9 @@ use kinko_proto::v1 as pb;
 use pb::approval_service_client::ApprovalServiceClient;
 use pb::withdrawal_service_client::WithdrawalServiceClient;
 
-mod common;
-use common::{Daemon, channel, ed25519_key, free_port, reason, start, submission, unique_label};
+use kinko_tests::{
+    Daemon, channel, ed25519_key, free_port, reason, start, submission, unique_label,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Client helpers (the daemon launcher and the rest are in tests/common).

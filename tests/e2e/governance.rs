@@ -3,8 +3,6 @@
 //! not go through governance; requests expire; metrics and rate limits; a request interrupted
 //! between authorization and signature is failed explicitly on restart.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -20,8 +18,9 @@ use pb::withdrawal_service_client::WithdrawalServiceClient;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_stream::StreamExt as _;
 
-mod common;
-use common::{Daemon, channel, eth_transfer, free_port, governance, reason, start, unique_label};
+use kinko_tests::{
+    Daemon, channel, eth_transfer, free_port, governance, reason, start, unique_label,
+};
 
 const HOT_WALLET: alloy_primitives::Address =
     address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
@@ -29,7 +28,7 @@ const HOT_WALLET: alloy_primitives::Address =
 /// `kinkod dev --init-only`, then `edit(dir)` before the first real start.
 fn init(dir: &Path, label: &str, port: u16, edit: impl FnOnce(&Path)) {
     kinko_hsm::testing::ensure_softhsm2_conf().unwrap();
-    let status = Command::new(env!("CARGO_BIN_EXE_kinkod"))
+    let status = Command::new(kinko_tests::bin("kinkod"))
         .args(["dev", "--init-only", "--data-dir"])
         .arg(dir)
         .args([
@@ -53,7 +52,7 @@ fn replace_in(path: &Path, from: &str, to: &str) {
 
 /// Starting kinkod is expected to fail; returns what it printed.
 fn start_fails(dir: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_kinkod"))
+    let out = Command::new(kinko_tests::bin("kinkod"))
         .arg("--config")
         .arg(dir.join("kinkod.toml"))
         .env("RUST_LOG", "warn")
@@ -64,7 +63,7 @@ fn start_fails(dir: &Path) -> String {
 }
 
 fn submission(dir: &Path, nonce: u64, value: u128, idem: &str) -> pb::SubmitWithdrawalRequest {
-    common::submission(
+    kinko_tests::submission(
         dir,
         "eth-dev",
         Chain::Ethereum,
@@ -275,7 +274,7 @@ async fn a_policy_changes_only_under_quorum_and_time_lock_and_never_behind_gover
     let err = start_fails(&dir);
     assert!(err.contains("is not the installed policy"), "{err}");
     // `kinkod installed-policy` restores it.
-    let out = Command::new(env!("CARGO_BIN_EXE_kinkod"))
+    let out = Command::new(kinko_tests::bin("kinkod"))
         .arg("--config")
         .arg(dir.join("kinkod.toml"))
         .arg("installed-policy")

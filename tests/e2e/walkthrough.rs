@@ -6,8 +6,6 @@
 //! the digest it computed). The signed transaction is checked by an independent path (alloy's
 //! signer recovery) and the audit log by the auditor's verifier.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
 use std::path::Path;
 use std::process::Command;
 
@@ -23,8 +21,7 @@ use pb::audit_service_client::AuditServiceClient;
 use pb::withdrawal_service_client::WithdrawalServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-mod common;
-use common::{
+use kinko_tests::{
     Daemon, channel, ed25519_key, eth_transfer, free_port, governance, reason, start, unique_label,
 };
 
@@ -33,7 +30,7 @@ const HOT_WALLET: alloy_primitives::Address =
 
 /// An Ethereum withdrawal on the development key, signed by the requester.
 fn submission(dir: &Path, payload: Vec<u8>, idem: &str) -> pb::SubmitWithdrawalRequest {
-    common::submission(dir, "eth-dev", Chain::Ethereum, payload, idem)
+    kinko_tests::submission(dir, "eth-dev", Chain::Ethereum, payload, idem)
 }
 
 /// What an officer's client does: fetch the raw payload, decode it locally, sign over the digest
@@ -511,7 +508,7 @@ async fn the_pending_queue_per_requester_is_capped() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let (label, port) = (unique_label("e2e"), free_port());
-    let status = Command::new(env!("CARGO_BIN_EXE_kinkod"))
+    let status = Command::new(kinko_tests::bin("kinkod"))
         .args(["dev", "--init-only", "--data-dir"])
         .arg(&dir)
         .args([

@@ -3,18 +3,10 @@
 //!
 //! Every officer action goes through the built `kinko` binary, as an officer would run it; the
 //! results are then checked by an independent path (gRPC directly, alloy's signer recovery).
-//!
-//! Where the binary comes from: Cargo provides `CARGO_BIN_EXE_*` only for the package's own
-//! binaries, and kinkod does not depend on the `kinko` package. So the test builds it, once per
-//! test process, with the cargo that runs the test (`$CARGO`), into the same target directory
-//! and profile as this test executable (found from `current_exe`): `cargo build -p kinko` is a
-//! no-op when the binary is up to date, and never tests a stale one.
-
-#![allow(clippy::unwrap_used, missing_docs)]
+//! The binary comes from `kinko_tests::bin`, which never runs a stale one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
 use alloy_consensus::transaction::SignerRecoverable;
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
@@ -26,40 +18,14 @@ use kinko_proto::v1 as pb;
 use pb::admin_service_client::AdminServiceClient;
 use pb::withdrawal_service_client::WithdrawalServiceClient;
 
-mod common;
-use common::{Daemon, channel, free_port, start, unique_label};
+use kinko_tests::{Daemon, channel, free_port, start, unique_label};
 
 const HOT_WALLET: alloy_primitives::Address =
     address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
 
-/// The `kinko` binary, built with the same cargo, target directory and profile as this test.
-fn kinko_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        // <target>/<profile>/deps/cli-<hash>
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let target_dir = profile_dir.parent().unwrap();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "kinko", "--bin", "kinko"])
-            .arg("--manifest-path")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml"))
-            .arg("--target-dir")
-            .arg(target_dir);
-        match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => {}
-            Some(profile) => {
-                cmd.args(["--profile", profile]);
-            }
-            None => panic!("unexpected test executable path {}", exe.display()),
-        }
-        let status = cmd.status().unwrap();
-        assert!(status.success(), "building the kinko binary failed");
-        let bin = profile_dir.join("kinko");
-        assert!(bin.exists(), "{} was not built", bin.display());
-        bin
-    })
+/// The `kinko` binary (see `kinko_tests::bin`).
+fn kinko_bin() -> PathBuf {
+    kinko_tests::bin("kinko")
 }
 
 /// What a `kinko` run printed.

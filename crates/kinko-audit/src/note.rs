@@ -291,11 +291,13 @@ pub fn open_note<'a>(note: &'a str, key: &VerifierKey) -> Result<&'a str, Error>
         .get(split + 2..)
         .ok_or(Error::NoteFormat("no signatures"))?;
     check_text(text)?;
-    if !sigs.ends_with('\n') {
-        return Err(Error::NoteFormat("signature block must end with a newline"));
-    }
+    // Lines end in exactly "\n" (not `str::lines`, which would also accept "\r\n" and give one
+    // note two encodings).
+    let sig_lines = sigs
+        .strip_suffix('\n')
+        .ok_or(Error::NoteFormat("signature block must end with a newline"))?;
     let mut verified = false;
-    for (n, line) in sigs.lines().enumerate() {
+    for (n, line) in sig_lines.split('\n').enumerate() {
         if n >= MAX_NOTE_SIGNATURES {
             return Err(Error::NoteFormat("too many signatures"));
         }

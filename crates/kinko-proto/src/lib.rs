@@ -1,8 +1,10 @@
 //! Kinko's gRPC API, package `kinko.v1`, generated from `proto/kinko/v1/kinko.proto`.
 #![forbid(unsafe_code)]
-#![allow(missing_docs, unreachable_pub, clippy::all)]
+
+pub mod validate;
 
 /// Generated types and services of package `kinko.v1`.
+#[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("kinko.v1");
 }

@@ -22,6 +22,7 @@ use kinko_policy::{
     ApprovalMessage, Authorization, Context, DenyCode, Policy, PolicyError, SignedApproval,
     Subject, VelocityLedger, Verdict, evaluate, evaluate_quorum, velocity_entry,
 };
+use kinko_proto::validate::Submission;
 use kinko_store::{
     Inserted, NewRequest, Request, RequestState, Reservation, SigningClaim, Store, StoredApproval,
 };
@@ -78,17 +79,6 @@ pub(crate) struct EngineLimits {
     pub(crate) max_pending_per_requester: u64,
     /// A request pending approval longer than this expires.
     pub(crate) pending_expiry_secs: i64,
-}
-
-/// What a submission carries.
-#[derive(Debug, Clone)]
-pub(crate) struct Submission {
-    pub(crate) key_name: String,
-    pub(crate) chain: Chain,
-    pub(crate) payload: Vec<u8>,
-    pub(crate) idempotency_key: String,
-    pub(crate) reference: String,
-    pub(crate) requester_signature: Vec<u8>,
 }
 
 pub(crate) struct Engine {
@@ -227,8 +217,17 @@ impl Engine {
     }
 
     /// `SubmitWithdrawal`.
-    pub(crate) async fn submit(&self, principal: &str, s: Submission) -> Result<Request, Refused> {
-        match self.submit_inner(principal, &s).await {
+    pub(crate) async fn submit(
+        &self,
+        principal: &str,
+        m: kinko_proto::v1::SubmitWithdrawalRequest,
+    ) -> Result<Request, Refused> {
+        let checked = kinko_proto::validate::submission(m, MAX_PAYLOAD).map_err(Refused::from);
+        let result = match checked {
+            Ok(s) => self.submit_inner(principal, &s).await,
+            Err(r) => Err(r),
+        };
+        match result {
             Ok(r) => Ok(r),
             Err(r) if r.reason == Reason::IdempotencyConflict || r.reason == Reason::Internal => {
                 Err(r)
@@ -238,18 +237,6 @@ impl Engine {
     }
 
     async fn submit_inner(&self, principal: &str, s: &Submission) -> Result<Request, Refused> {
-        if s.payload.is_empty() || s.payload.len() > MAX_PAYLOAD {
-            return Err(Refused::new(
-                Reason::InvalidRequest,
-                format!("payload must be 1..={MAX_PAYLOAD} bytes"),
-            ));
-        }
-        if s.idempotency_key.is_empty() || s.idempotency_key.len() > 128 {
-            return Err(Refused::new(
-                Reason::InvalidRequest,
-                "idempotency_key must be 1..=128 bytes",
-            ));
-        }
         let live = self.live();
         let policy = &live.policy;
         let key = live.key(&s.key_name)?;
@@ -260,12 +247,6 @@ impl Engine {
             ));
         }
         // The requester's own signature, checked before anything is decoded.
-        let sig: [u8; 64] = s.requester_signature.as_slice().try_into().map_err(|_| {
-            Refused::new(
-                Reason::BadRequesterSignature,
-                "requester_signature must be 64 bytes (Ed25519)",
-            )
-        })?;
         RequestToSign {
             requester_id: principal,
             key_name: &s.key_name,
@@ -274,7 +255,7 @@ impl Engine {
             reference: &s.reference,
             payload: &s.payload,
         }
-        .verify(policy, &sig)
+        .verify(policy, &s.requester_signature)
         .map_err(|e| Refused::new(Reason::BadRequesterSignature, e.to_string()))?;
 
         // A flood of requests cannot bury the officers: the pending queue per requester is capped.
@@ -331,7 +312,7 @@ impl Engine {
             network: key.network.to_string(),
             payload: s.payload.clone(),
             reference: s.reference.clone(),
-            requester_signature: s.requester_signature.clone(),
+            requester_signature: s.requester_signature.to_vec(),
             intent_json: canonical,
             intent_digest: digest.0.to_vec(),
             policy_hash: policy.hash().0.to_vec(),
@@ -358,7 +339,7 @@ impl Engine {
                     payload: HexBytes(s.payload.clone()),
                     idempotency_key: s.idempotency_key.clone(),
                     reference: s.reference.clone(),
-                    requester_signature: Some(HexBytes(s.requester_signature.clone())),
+                    requester_signature: Some(HexBytes(s.requester_signature.to_vec())),
                     intent: Some(
                         IntentRecord::of(&intent)
                             .map_err(|e| Refused::internal("intent record", e))?,

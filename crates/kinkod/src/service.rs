@@ -4,7 +4,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use kinko_intent::Chain;
 use kinko_policy::{SignedApproval, Verdict};
 use kinko_proto::v1 as pb;
 use kinko_store::{Request as StoredRequest, RequestState};
@@ -13,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::Principals;
 use crate::config::Role;
-use crate::engine::{Engine, Submission};
+use crate::engine::Engine;
 use crate::status::{Reason, Refused, status};
 
 /// Shared by every service.
@@ -21,18 +20,6 @@ use crate::status::{Reason, Refused, status};
 pub(crate) struct Api {
     pub(crate) engine: Arc<Engine>,
     pub(crate) principals: Arc<Principals>,
-}
-
-fn chain_from_pb(c: i32) -> Result<Chain, Status> {
-    match pb::Chain::try_from(c) {
-        Ok(pb::Chain::Ethereum) => Ok(Chain::Ethereum),
-        Ok(pb::Chain::Bitcoin) => Ok(Chain::Bitcoin),
-        Ok(pb::Chain::Solana) => Ok(Chain::Solana),
-        _ => Err(status(
-            Reason::InvalidRequest,
-            "chain must be ETHEREUM, BITCOIN or SOLANA",
-        )),
-    }
 }
 
 fn chain_to_pb(c: &str) -> pb::Chain {
@@ -151,16 +138,7 @@ impl pb::withdrawal_service_server::WithdrawalService for Api {
         req: Request<pb::SubmitWithdrawalRequest>,
     ) -> Result<Response<pb::Request>, Status> {
         let who = self.principals.authorize(&req, Role::Requester)?;
-        let m = req.into_inner();
-        let s = Submission {
-            key_name: m.key_name,
-            chain: chain_from_pb(m.chain)?,
-            payload: m.payload,
-            idempotency_key: m.idempotency_key,
-            reference: m.reference,
-            requester_signature: m.requester_signature,
-        };
-        let r = self.engine.submit(&who.name, s).await?;
+        let r = self.engine.submit(&who.name, req.into_inner()).await?;
         Ok(Response::new(self.to_pb(&r, false)?))
     }
 
@@ -286,20 +264,15 @@ where
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
-fn signed_approval(m: &pb::SignedApproval) -> Result<SignedApproval, Status> {
-    let signature: [u8; 64] = m.signature.as_slice().try_into().map_err(|_| {
-        status(
-            Reason::ApprovalInvalid,
-            "signature must be 64 bytes (Ed25519)",
-        )
-    })?;
-    if m.message.len() > 4096 {
-        return Err(status(Reason::ApprovalInvalid, "approval message too long"));
-    }
-    Ok(SignedApproval {
-        message: m.message.clone(),
-        signature,
-    })
+fn signed_approval(m: pb::SignedApproval) -> Result<(String, SignedApproval), Status> {
+    let a = kinko_proto::validate::signed_approval(m).map_err(Refused::from)?;
+    Ok((
+        a.subject_id,
+        SignedApproval {
+            message: a.message,
+            signature: a.signature,
+        },
+    ))
 }
 
 #[tonic::async_trait]
@@ -310,11 +283,7 @@ impl pb::approval_service_server::ApprovalService for Api {
     ) -> Result<Response<pb::ListPendingResponse>, Status> {
         self.principals.authorize(&req, Role::Officer)?;
         let m = req.into_inner();
-        let limit = match m.limit {
-            0 => 100,
-            n => n.min(500),
-        };
-        let after = Some(m.after_request_id.as_str()).filter(|a| !a.is_empty());
+        let (after, limit) = kinko_proto::validate::page(&m).map_err(Refused::from)?;
         let pending = self
             .engine
             .store()
@@ -348,11 +317,10 @@ impl pb::approval_service_server::ApprovalService for Api {
         req: Request<pb::SignedApproval>,
     ) -> Result<Response<pb::Request>, Status> {
         let who = self.principals.authorize(&req, Role::Officer)?;
-        let m = req.into_inner();
-        let a = signed_approval(&m)?;
+        let (request_id, a) = signed_approval(req.into_inner())?;
         let r = self
             .engine
-            .vote(&who.name, &m.request_id, a, Verdict::Approve)
+            .vote(&who.name, &request_id, a, Verdict::Approve)
             .await?;
         Ok(Response::new(self.to_pb(&r, false)?))
     }
@@ -362,11 +330,10 @@ impl pb::approval_service_server::ApprovalService for Api {
         req: Request<pb::SignedApproval>,
     ) -> Result<Response<pb::Request>, Status> {
         let who = self.principals.authorize(&req, Role::Officer)?;
-        let m = req.into_inner();
-        let a = signed_approval(&m)?;
+        let (request_id, a) = signed_approval(req.into_inner())?;
         let r = self
             .engine
-            .vote(&who.name, &m.request_id, a, Verdict::Reject)
+            .vote(&who.name, &request_id, a, Verdict::Reject)
             .await?;
         Ok(Response::new(self.to_pb(&r, false)?))
     }
@@ -473,11 +440,10 @@ impl pb::audit_service_server::AuditService for Api {
 }
 
 fn governance_approval(m: &pb::GovernanceApproval) -> Result<SignedApproval, Status> {
-    signed_approval(&pb::SignedApproval {
-        request_id: m.subject_id.clone(),
-        officer_id: m.officer_id.clone(),
-        message: m.message.clone(),
-        signature: m.signature.clone(),
+    let a = kinko_proto::validate::governance_approval(m.clone()).map_err(Refused::from)?;
+    Ok(SignedApproval {
+        message: a.message,
+        signature: a.signature,
     })
 }
 

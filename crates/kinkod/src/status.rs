@@ -167,3 +167,15 @@ impl From<kinko_hsm::HsmError> for Refused {
         }
     }
 }
+
+impl From<kinko_proto::validate::Invalid> for Refused {
+    fn from(e: kinko_proto::validate::Invalid) -> Self {
+        use kinko_proto::validate::InvalidKind;
+        let reason = match e.kind {
+            InvalidKind::RequesterSignature => Reason::BadRequesterSignature,
+            InvalidKind::Approval => Reason::ApprovalInvalid,
+            _ => Reason::InvalidRequest,
+        };
+        Refused::new(reason, e.message)
+    }
+}

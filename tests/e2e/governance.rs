@@ -5,7 +5,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use alloy_primitives::address;
@@ -15,7 +14,6 @@ use kinko_proto::v1 as pb;
 use pb::admin_service_client::AdminServiceClient;
 use pb::audit_service_client::AuditServiceClient;
 use pb::withdrawal_service_client::WithdrawalServiceClient;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_stream::StreamExt as _;
 
 use kinko_tests::{
@@ -307,46 +305,6 @@ async fn a_policy_changes_only_under_quorum_and_time_lock_and_never_behind_gover
     );
 }
 
-/// A TLS client presenting `who`'s certificate; sends one HTTP/1.1 GET and returns the response.
-async fn https_get(d: &Daemon, port: u16, who: &str, path: &str) -> String {
-    let read = |p: &str| std::fs::read(d.dir.join(p)).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile_certs(&read("tls/ca.pem")) {
-        roots.add(c).unwrap();
-    }
-    let certs = rustls_pemfile_certs(&read(&format!("tls/{who}.pem")));
-    use rustls::pki_types::pem::PemObject as _;
-    let key =
-        rustls::pki_types::PrivateKeyDer::from_pem_slice(&read(&format!("tls/{who}.key"))).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(certs, key)
-    .unwrap();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
-    tls.write_all(format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    let _ = tls.read_to_string(&mut out).await;
-    out
-}
-
-fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
-    use rustls::pki_types::pem::PemObject as _;
-    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
-        .map(|c| c.unwrap())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_expire_watchers_see_it_and_metrics_and_rate_limits_hold() {
     let tmp = tempfile::tempdir().unwrap();
@@ -393,7 +351,7 @@ async fn requests_expire_watchers_see_it_and_metrics_and_rate_limits_hold() {
         && r["event"]["request_id"] == r_id(&last)));
 
     // Metrics: an auditor may scrape, a requester may not.
-    let page = https_get(&d, metrics_port, "auditor", "/metrics").await;
+    let page = kinko_tests::https_get(&d, metrics_port, "auditor", "/metrics").await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(
         page.contains("kinko_requests{state=\"expired\"} 1\n"),
@@ -405,7 +363,7 @@ async fn requests_expire_watchers_see_it_and_metrics_and_rate_limits_hold() {
     );
     assert!(page.contains("kinko_frozen 0\n"), "{page}");
     assert!(page.contains("kinko_audit_append_seconds_count"), "{page}");
-    let page = https_get(&d, metrics_port, "ledger", "/metrics").await;
+    let page = kinko_tests::https_get(&d, metrics_port, "ledger", "/metrics").await;
     assert!(page.starts_with("HTTP/1.1 403"), "{page}");
 
     // Rate limit: 2 calls/s with bursts of 8. A rapid run of calls is cut off with a clear
@@ -430,7 +388,7 @@ async fn requests_expire_watchers_see_it_and_metrics_and_rate_limits_hold() {
         .get_freeze_state(pb::ListKeysRequest {})
         .await
         .unwrap();
-    let page = https_get(&d, metrics_port, "auditor", "/metrics").await;
+    let page = kinko_tests::https_get(&d, metrics_port, "auditor", "/metrics").await;
     assert!(!page.contains("kinko_rate_limited_total 0\n"), "{page}");
 }
 

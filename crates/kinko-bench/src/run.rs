@@ -229,7 +229,8 @@ pub(crate) async fn paced_sign(
             "paced run needs a rate and clients".into(),
         ));
     }
-    let interval = Duration::from_secs_f64(1.0 / rate);
+    let interval = Duration::try_from_secs_f64(1.0 / rate)
+        .map_err(|e| BenchError::Workload(format!("paced rate {rate}: {e}")))?;
     let samples = Arc::new(Mutex::new(Vec::new()));
     let start = CpuMark::now(pid)?;
     let mut tasks = Vec::new();

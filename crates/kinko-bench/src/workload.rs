@@ -353,7 +353,7 @@ impl World {
             officer_id: officer.into(),
             verdict: Verdict::Approve,
             issued_at: now,
-            expires_at: now + 3600,
+            expires_at: now.saturating_add(3600),
         };
         let key = self
             .officers

@@ -10,46 +10,6 @@ use std::time::Duration;
 
 use kinko_bench::BenchError;
 
-/// The bench policy's rules: the development policy's deny rule, then one 2-of-N rule per chain
-/// to the development hot wallets, with limits and velocity caps no bench run reaches (so the
-/// velocity check runs on every request and denies none).
-const BENCH_RULES: &str = r#"
-[[rules]]
-name = "deny-contract-calls"
-kinds = ["token_approve", "contract_call", "safe_delegate_call", "safe_self_call"]
-deny = "contract calls and token approvals are never signed"
-
-[[rules]]
-name = "bench-eth-refill"
-chain = "ethereum"
-asset = "ETH"
-kinds = ["transfer"]
-destination_book = "eth-hot"
-max_amount = "100"
-approvals = { count = 2, roles = ["approver"], lifetime = "4h" }
-velocity = [{ window = "24h", max_total = "100000000", max_count = 100000000 }]
-
-[[rules]]
-name = "bench-btc-refill"
-chain = "bitcoin"
-asset = "BTC"
-kinds = ["transfer"]
-destination_book = "btc-hot"
-max_amount = "10"
-approvals = { count = 2, roles = ["approver"], lifetime = "4h" }
-velocity = [{ window = "24h", max_total = "10000000", max_count = 100000000 }]
-
-[[rules]]
-name = "bench-sol-refill"
-chain = "solana"
-asset = "SOL"
-kinds = ["transfer"]
-destination_book = "sol-hot"
-max_amount = "1000"
-approvals = { count = 2, roles = ["approver"], lifetime = "4h" }
-velocity = [{ window = "24h", max_total = "1000000000", max_count = 100000000 }]
-"#;
-
 /// A `kinkod dev --init-only` set-up, rewritten for the bench.
 #[derive(Debug, Clone)]
 pub(crate) struct Setup {
@@ -141,74 +101,13 @@ pub(crate) fn init(
         }
     }
 
-    // The policy: everything `kinkod dev` wrote (officers, requester, keys with any pinned
-    // public keys, address books, governance), with the bench rules instead of its rules.
     let policy_path = dir.join("policy.toml");
-    let mut policy: toml::Table = read(&policy_path)?
-        .parse()
-        .map_err(|e| BenchError::Config(format!("dev policy: {e}")))?;
-    let mut rules: toml::Table = BENCH_RULES
-        .parse()
-        .map_err(|e| BenchError::Config(format!("bench rules: {e}")))?;
-    let rules = rules
-        .remove("rules")
-        .ok_or_else(|| BenchError::Config("bench rules: no [[rules]]".into()))?;
-    policy.insert("rules".into(), rules);
-    policy.insert(
-        "description".into(),
-        toml::Value::String(
-            "kinko-bench: the development policy with bench rules (2-of-N, velocity caps no run reaches)"
-                .into(),
-        ),
-    );
-    let text = format!(
-        "# Written by kinko-bench before kinkod's first start. NOT FOR PRODUCTION.\n{}",
-        toml::to_string(&policy).map_err(|e| BenchError::Config(e.to_string()))?
-    );
-    kinko_policy::Policy::from_toml(text.as_bytes())
-        .map_err(|e| BenchError::Config(format!("the bench policy does not load: {e}")))?;
-    write(&policy_path, &text)?;
-
-    // The configuration: the pool size under test and limits the bench never hits (the
-    // daemon's other limits keep their defaults: message size, pending expiry, burst).
+    let policy = kinko_bench::setup::bench_policy(&read(&policy_path)?)?;
+    write(&policy_path, &policy)?;
     let config_path = dir.join("kinkod.toml");
-    let mut config: toml::Table = read(&config_path)?
-        .parse()
-        .map_err(|e| BenchError::Config(format!("kinkod.toml: {e}")))?;
-    let module = config
-        .get("hsm")
-        .and_then(|h| h.get("module"))
-        .and_then(|m| m.as_str())
-        .map(PathBuf::from)
-        .ok_or_else(|| BenchError::Config("kinkod.toml has no hsm.module".into()))?;
-    let hsm = config
-        .get_mut("hsm")
-        .and_then(|h| h.as_table_mut())
-        .ok_or_else(|| BenchError::Config("kinkod.toml has no [hsm]".into()))?;
-    let to_int = |n: usize| -> Result<toml::Value, BenchError> {
-        i64::try_from(n)
-            .map(toml::Value::Integer)
-            .map_err(|e| BenchError::Config(e.to_string()))
-    };
-    hsm.insert("pool_size".into(), to_int(pool_size)?);
-    let mut limits = toml::Table::new();
-    limits.insert("max_pending_per_requester".into(), to_int(max_pending)?);
-    limits.insert("max_concurrent_per_principal".into(), to_int(256)?);
-    limits.insert("request_timeout_secs".into(), to_int(120)?);
-    // 0 = no per-principal rate limit: the bench's one requester and two officers make many
-    // calls per second by design.
-    limits.insert(
-        "calls_per_second_per_principal".into(),
-        toml::Value::Float(0.0),
-    );
-    config.insert("limits".into(), toml::Value::Table(limits));
-    write(
-        &config_path,
-        &format!(
-            "# kinkod.toml of `kinkod dev`, pool size and limits set by kinko-bench.\n{}",
-            toml::to_string(&config).map_err(|e| BenchError::Config(e.to_string()))?
-        ),
-    )?;
+    let (config, module) =
+        kinko_bench::setup::bench_config(&read(&config_path)?, pool_size, max_pending)?;
+    write(&config_path, &config)?;
     Ok(Setup {
         dir,
         port,

@@ -6,12 +6,14 @@
 //! themselves and sign their approvals, and the second approval that makes the daemon sign.
 //! See `docs/benchmarks.md` for the command, the table and what limits throughput.
 //!
-//! This library holds the parts with arithmetic worth testing on known inputs: latency
-//! percentiles and ratios ([`stats`]) and the `/proc` readers ([`procfs`]).
+//! This library holds the parts worth testing on known inputs: latency percentiles and ratios
+//! ([`stats`]), the `/proc` readers ([`procfs`]), and the rewrite of the development set-up's
+//! policy and configuration ([`setup`]).
 
 #![forbid(unsafe_code)]
 
 pub mod procfs;
+pub mod setup;
 pub mod stats;
 
 /// Errors of the bench. Each says which stage failed.

@@ -12,53 +12,16 @@ use kinko_intent::Chain;
 use kinko_policy::{Policy, Subject, Verdict};
 use kinko_proto::v1 as pb;
 use pb::admin_service_client::AdminServiceClient;
-use pb::audit_service_client::AuditServiceClient;
 use pb::withdrawal_service_client::WithdrawalServiceClient;
 use tokio_stream::StreamExt as _;
 
 use kinko_tests::{
-    Daemon, channel, eth_transfer, free_port, governance, reason, start, unique_label,
+    audit_records, channel, eth_transfer, event_type, free_port, governance, init, reason,
+    replace_in, start, start_fails, unique_label,
 };
 
 const HOT_WALLET: alloy_primitives::Address =
     address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
-
-/// `kinkod dev --init-only`, then `edit(dir)` before the first real start.
-fn init(dir: &Path, label: &str, port: u16, edit: impl FnOnce(&Path)) {
-    kinko_hsm::testing::ensure_softhsm2_conf().unwrap();
-    let status = Command::new(kinko_tests::bin("kinkod"))
-        .args(["dev", "--init-only", "--data-dir"])
-        .arg(dir)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--token-label",
-            label,
-        ])
-        .env("RUST_LOG", "warn")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    edit(dir);
-}
-
-fn replace_in(path: &Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(path).unwrap();
-    assert!(text.contains(from), "{from:?} not in {}", path.display());
-    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
-}
-
-/// Starting kinkod is expected to fail; returns what it printed.
-fn start_fails(dir: &Path) -> String {
-    let out = Command::new(kinko_tests::bin("kinkod"))
-        .arg("--config")
-        .arg(dir.join("kinkod.toml"))
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "kinkod started but should not have");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn submission(dir: &Path, nonce: u64, value: u128, idem: &str) -> pb::SubmitWithdrawalRequest {
     kinko_tests::submission(
@@ -68,24 +31,6 @@ fn submission(dir: &Path, nonce: u64, value: u128, idem: &str) -> pb::SubmitWith
         eth_transfer(nonce, value, HOT_WALLET),
         idem,
     )
-}
-
-async fn audit_records(d: &Daemon) -> Vec<serde_json::Value> {
-    let mut auditor = AuditServiceClient::new(channel(d, "auditor").await);
-    let mut stream = auditor
-        .stream_records(pb::StreamRecordsRequest { from_sequence: 0 })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(r) = stream.next().await {
-        out.push(serde_json::from_str(&r.unwrap().json).unwrap());
-    }
-    out
-}
-
-fn event_type(r: &serde_json::Value) -> &str {
-    r["event"]["type"].as_str().unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]

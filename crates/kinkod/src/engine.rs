@@ -989,13 +989,7 @@ impl Engine {
             reached,
             now(),
         );
-        use kinko_policy::governance::GovernanceStatus as G;
-        let (state, reached_now) = match &status {
-            G::PendingQuorum { .. } => ("pending", None),
-            G::Vetoed { .. } => ("vetoed", None),
-            G::Waiting { .. } => ("waiting", Some(unix(now()))),
-            G::Effective { .. } => ("effective", Some(unix(now()))),
-        };
+        let (state, reached_now) = stored_state(&status);
         if !status.is_effective() {
             self.store
                 .set_governance_state(request_id, state, reached_now)?;
@@ -1218,13 +1212,7 @@ impl Engine {
             reached,
             now(),
         );
-        use kinko_policy::governance::GovernanceStatus as G;
-        let (state, reached_now) = match &status {
-            G::PendingQuorum { .. } => ("pending", None),
-            G::Vetoed { .. } => ("vetoed", None),
-            G::Waiting { .. } => ("waiting", Some(unix(now()))),
-            G::Effective { .. } => ("effective", Some(unix(now()))),
-        };
+        let (state, reached_now) = stored_state(&status);
         out.status = Some(status.clone());
         if !status.is_effective() {
             self.store.set_governance_state(id, state, reached_now)?;
@@ -1394,6 +1382,19 @@ impl Engine {
                 .map_err(|e| e.to_string())?;
         }
         Ok(stuck.len())
+    }
+}
+
+/// How a governance status is stored: its state name, and the quorum instant when reached.
+fn stored_state(
+    status: &kinko_policy::governance::GovernanceStatus,
+) -> (&'static str, Option<i64>) {
+    use kinko_policy::governance::GovernanceStatus as G;
+    match status {
+        G::PendingQuorum { .. } => ("pending", None),
+        G::Vetoed { .. } => ("vetoed", None),
+        G::Waiting { .. } => ("waiting", Some(unix(now()))),
+        G::Effective { .. } => ("effective", Some(unix(now()))),
     }
 }
 

@@ -217,7 +217,16 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
             Arc::clone(&next_nonce),
             Arc::clone(&seen),
         );
-        tokio::time::sleep(Duration::from_millis(300 + rng.next(1500))).await;
+        // Let the load make progress (one more signature, or 20 s on a busy machine), then kill
+        // at a random moment while requests are in flight.
+        let before = seen.lock().unwrap().signed.len();
+        for _ in 0..200 {
+            if seen.lock().unwrap().signed.len() > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.next(1200))).await;
         // kill -9, while requests are in flight.
         let pid = d.pid();
         let status = std::process::Command::new("kill")

@@ -148,17 +148,15 @@ async fn a_token_pulled_and_put_back_fails_typed_and_resumes() {
     rename(&away, &token);
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let mut saw_missing_key = false;
-    for attempt in 0..6u64 {
-        let id = submit_and_approve_once(&d, 110 + attempt, &format!("key-gone-{attempt}")).await;
+    for attempt in 0..20u64 {
+        let id = submit_and_approve_once(&d, 140 + attempt, &format!("key-gone-{attempt}")).await;
         let err = bob
             .approve(officer_approval(&d, "bob", &id, Verdict::Approve).await)
             .await
             .unwrap_err();
         assert_eq!(reason(&err), "HSM_UNAVAILABLE", "{err:?}");
-        if err
-            .message()
-            .contains("no private key labelled \"kinko-eth-dev\"")
-        {
+        // Missing, or half there while SoftHSM2 re-reads the token: either way named.
+        if err.message().contains("\"kinko-eth-dev\"") {
             saw_missing_key = true;
             break;
         }

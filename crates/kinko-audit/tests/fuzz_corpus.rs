@@ -435,4 +435,10 @@ fn write_fuzz_seeds() {
         &proof_input(13, 7, 6, 13, &[[1; 32], [2; 32], p[0]]),
     );
     write_seed("proof", &proof_input(13, 1, 13, 6, &p));
+    // Proofs of the 13-leaf tree presented for 15 leaves: they verify (RFC 9162 verification
+    // does not bind the size; checkpoints sign size and root together).
+    let p = tree.consistency_proof(6, 13).unwrap();
+    write_seed("proof", &proof_input(13, 1, 6, 15, &p));
+    let p = tree.inclusion_proof(5, 13).unwrap();
+    write_seed("proof", &proof_input(13, 0, 5, 15, &p));
 }

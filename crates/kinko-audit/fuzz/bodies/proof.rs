@@ -11,8 +11,11 @@
 use kinko_audit::merkle::{Hash, MerkleTree, leaf_hash, verify_consistency, verify_inclusion};
 
 /// Builds the tree, verifies the proof the input holds, and checks that the verifier accepts
-/// only true statements with the one proof the tree gives for them (anything else would need
-/// a SHA-256 collision), and accepts that proof whenever the statement is true.
+/// only statements that are true of the tree, with the one proof the tree gives for them
+/// (anything else would need a SHA-256 collision), and accepts that proof whenever the
+/// statement is true. The claimed sizes need not be the true ones: RFC 9162 verification does
+/// not bind them (a proof for a 13-leaf tree also verifies as one for 15 leaves), which is why a
+/// checkpoint signs size and root together; for a fixed size the index is bound.
 pub(crate) fn run(data: &[u8]) {
     let [n, flags, rest @ ..] = data else {
         return;
@@ -36,6 +39,8 @@ pub(crate) fn run(data: &[u8]) {
     }
     let n = u64::from(*n);
     let root_at = |size: u64| tree.root_at(size.min(n)).unwrap_or_else(|e| panic!("{e}"));
+    // The tree size whose root is `root` (roots of different sizes differ, barring a collision).
+    let size_of = |root: &Hash| (0..=n).find(|&k| root_at(k) == *root);
     let mut take = |flag: u8, real: Hash| {
         if flags & flag != 0 && !hashes.is_empty() {
             hashes.remove(0)
@@ -53,19 +58,23 @@ pub(crate) fn run(data: &[u8]) {
         let root = take(4, root_at(size));
         let proof = hashes;
         if verify_inclusion(index, size, &leaf, &proof, &root).is_ok() {
-            assert!(
-                index < size && size <= n,
-                "inclusion outside the tree accepted"
-            );
-            assert_eq!(leaf, real_leaf, "inclusion of a leaf that is not there");
-            assert_eq!(
-                root,
-                root_at(size),
-                "inclusion under a root that is not the tree's"
-            );
-            match tree.inclusion_proof(index, size) {
+            assert!(index < size, "inclusion outside the claimed size accepted");
+            // A root and a proof do not bind the tree size (RFC 9162 §2.1.3.2 consumes only
+            // some bits of it): the statement must hold for the size whose root this is, with
+            // that size's own proof; the signed checkpoint is what binds size and root together.
+            let Some(real_size) = size_of(&root) else {
+                panic!("inclusion under a root of no size of the tree");
+            };
+            let Some(real_index) = (0..real_size).find(|&i| tree.leaf_hash_at(i) == Some(leaf))
+            else {
+                panic!("inclusion of a leaf that is not in the tree of that root");
+            };
+            match tree.inclusion_proof(real_index, real_size) {
                 Ok(real) => assert_eq!(proof, real, "a second inclusion proof verified"),
                 Err(e) => panic!("{e}"),
+            }
+            if real_size == size {
+                assert_eq!(real_index, index, "the size does not bind the index");
             }
         }
         if index < size && size <= n {
@@ -92,18 +101,14 @@ pub(crate) fn run(data: &[u8]) {
                 // (so a caller must not take a size-0 "old root" as checked).
                 assert!(proof.is_empty(), "a proof from the empty tree");
             } else {
-                assert!(new <= n, "consistency beyond the tree accepted");
-                assert_eq!(
-                    old_root,
-                    root_at(old),
-                    "consistency from a root not the tree's"
-                );
-                assert_eq!(
-                    new_root,
-                    root_at(new),
-                    "consistency with a root not the tree's"
-                );
-                match tree.consistency_proof(old, new) {
+                // As for inclusion, the sizes are bound by the signed checkpoints, not by the
+                // roots and the proof: the statement must hold for the sizes of these roots.
+                let (Some(real_old), Some(real_new)) = (size_of(&old_root), size_of(&new_root))
+                else {
+                    panic!("consistency between roots of no size of the tree");
+                };
+                assert!(real_old <= real_new, "consistency backwards accepted");
+                match tree.consistency_proof(real_old, real_new) {
                     Ok(real) => assert_eq!(proof, real, "a second consistency proof verified"),
                     Err(e) => panic!("{e}"),
                 }

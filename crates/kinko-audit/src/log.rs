@@ -455,6 +455,44 @@ impl AuditLog {
         Ok(appended)
     }
 
+    /// Appends several records in this order, queued together so that they share one disk sync
+    /// when the writer takes them in one batch; returns once all are durable. Each record
+    /// succeeds or fails as with [`AuditLog::append`]; the first failure is returned.
+    pub fn append_all(&self, principal: &str, events: Vec<Event>) -> Result<Vec<Appended>, Error> {
+        let mut waiting = Vec::with_capacity(events.len());
+        for event in events {
+            let prefix = RecordPrefix::encode(principal, &event)?;
+            let (reply, rx) = mpsc::sync_channel(1);
+            self.send(Msg::Append {
+                prefix: prefix.into_bytes(),
+                needs_checkpoint: event.needs_checkpoint(),
+                reply,
+            })?;
+            waiting.push((rx, event));
+        }
+        let mut out = Vec::with_capacity(waiting.len());
+        let mut first_err = None;
+        for (rx, event) in waiting {
+            match rx.recv().map_err(|_| Error::WriterStopped).and_then(|r| r) {
+                Ok(appended) => {
+                    if let Event::PolicyInstalled(p) = &event
+                        && let Ok(mut last) = self.shared.last_policy.write()
+                    {
+                        *last = Some((appended.seq, p.policy_hash.0.clone()));
+                    }
+                    out.push(appended);
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
     /// The newest `policy_installed` record in the log: its sequence number and the installed
     /// policy's hash. The daemon checks at start that the policy it is about to enforce is this
     /// one, so a policy changed behind the log (file and database edited) is refused.

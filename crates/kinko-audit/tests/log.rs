@@ -391,3 +391,22 @@ fn the_newest_policy_installed_record_is_known_after_append_and_reopen() {
     let log = open(dir.path());
     assert_eq!(log.last_policy_installed(), Some((2, vec![2; 32])));
 }
+
+#[test]
+fn records_appended_together_keep_their_order_and_share_a_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let before = log.size();
+    let appended = log
+        .append_all("kinkod", (0..5).map(refusal).collect())
+        .unwrap();
+    let seqs: Vec<u64> = appended.iter().map(|a| a.seq).collect();
+    assert_eq!(seqs, (before..before + 5).collect::<Vec<_>>());
+    let lines = log.read_lines(before, 10).unwrap();
+    for (i, line) in lines.iter().enumerate() {
+        let r = Record::decode(line.as_bytes()).unwrap();
+        assert_eq!(r.event, refusal(i as u64), "in the order given");
+    }
+    drop(log);
+    assert_eq!(open(dir.path()).size(), before + 5);
+}

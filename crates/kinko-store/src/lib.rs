@@ -635,7 +635,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Claims everything signing needs, atomically: the request moves from `Approved` to
+    /// Claims everything signing needs, atomically: the request moves from `PendingApproval` (or `Approved`) to
     /// `Signing`, its replay keys and digests are bound to it (refused when another request of
     /// the same key holds one), and its velocity reservations are recorded. After a crash, a
     /// request found in `Signing` was authorized and possibly signed: the daemon completes or
@@ -643,7 +643,11 @@ impl Store {
     pub fn claim_signing(&self, claim: &SigningClaim) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        check_state(&tx, &claim.request_id, &[RequestState::Approved])?;
+        check_state(
+            &tx,
+            &claim.request_id,
+            &[RequestState::PendingApproval, RequestState::Approved],
+        )?;
         for (what, table, column, values) in [
             (
                 "replay key",

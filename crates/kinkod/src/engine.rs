@@ -183,6 +183,27 @@ impl Engine {
         let _ = self.changes.send(id.to_string());
     }
 
+    /// Appends `events` in order, together (see [`AuditLog::append_all`]).
+    async fn append_all(&self, principal: &str, events: Vec<Event>) -> Result<(), Refused> {
+        let audit = Arc::clone(&self.audit);
+        let principal = principal.to_string();
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || audit.append_all(&principal, events))
+            .await
+            .map_err(|e| Refused::internal("audit worker", e))?;
+        self.metrics
+            .audit_append_seconds
+            .observe(started.elapsed().as_secs_f64());
+        result.map(|_| ()).map_err(|e| {
+            self.metrics.audit_errors.inc();
+            tracing::error!(error = %e, "audit append failed");
+            Refused::new(
+                Reason::AuditUnavailable,
+                "the audit log cannot be written; nothing was changed or signed",
+            )
+        })
+    }
+
     async fn append(&self, principal: &str, event: Event) -> Result<(), Refused> {
         let audit = Arc::clone(&self.audit);
         let principal = principal.to_string();
@@ -329,46 +350,37 @@ impl Engine {
             Inserted::Existing(r) => return Ok(r),
             Inserted::Created(r) => r,
         };
-        let received = self
-            .append(
-                principal,
-                Event::RequestReceived(rec::RequestReceived {
-                    request_id: id.clone(),
-                    key_name: key.name.clone(),
-                    chain: key.chain,
-                    payload: HexBytes(s.payload.clone()),
-                    idempotency_key: s.idempotency_key.clone(),
-                    reference: s.reference.clone(),
-                    requester_signature: Some(HexBytes(s.requester_signature.to_vec())),
-                    intent: Some(
-                        IntentRecord::of(&intent)
-                            .map_err(|e| Refused::internal("intent record", e))?,
-                    ),
-                }),
-            )
-            .await;
-        if let Err(e) = received {
-            // Not in the log, so it did not happen: the stored request goes too.
+        // The request and the decision go to the log together: one disk sync for both.
+        let received = Event::RequestReceived(rec::RequestReceived {
+            request_id: id.clone(),
+            key_name: key.name.clone(),
+            chain: key.chain,
+            payload: HexBytes(s.payload.clone()),
+            idempotency_key: s.idempotency_key.clone(),
+            reference: s.reference.clone(),
+            requester_signature: Some(HexBytes(s.requester_signature.to_vec())),
+            intent: Some(
+                IntentRecord::of(&intent).map_err(|e| Refused::internal("intent record", e))?,
+            ),
+        });
+        let decided = Event::Decision(rec::Decision {
+            request_id: id.clone(),
+            policy_hash: HexBytes(policy.hash().0.to_vec()),
+            outcome: if decision.is_denied() {
+                rec::Outcome::Deny
+            } else {
+                rec::Outcome::NeedsApproval
+            },
+            rules: decision.rule.iter().map(|r| r.name.clone()).collect(),
+            explanation: decision.to_json(),
+        });
+        if let Err(e) = self.append_all(principal, vec![received, decided]).await {
+            // Not (wholly) in the log, so it did not happen: the stored request goes too.
             if let Err(d) = self.store.delete_unlogged_request(&id) {
                 tracing::error!(request = id, error = %d, "could not remove an unlogged request");
             }
             return Err(e);
         }
-        self.append(
-            principal,
-            Event::Decision(rec::Decision {
-                request_id: id.clone(),
-                policy_hash: HexBytes(policy.hash().0.to_vec()),
-                outcome: if decision.is_denied() {
-                    rec::Outcome::Deny
-                } else {
-                    rec::Outcome::NeedsApproval
-                },
-                rules: decision.rule.iter().map(|r| r.name.clone()).collect(),
-                explanation: decision.to_json(),
-            }),
-        )
-        .await?;
         self.metrics.record_decision(
             decision.rule.as_ref().map(|r| r.name.as_str()),
             decision.is_denied(),
@@ -636,16 +648,8 @@ impl Engine {
                 request_id,
             ));
         }
+        // Pending → signing in the claim's own commit (one disk sync under the lock, not two).
         let at = now();
-        if request.state == RequestState::PendingApproval {
-            self.store.transition(
-                request_id,
-                &[RequestState::PendingApproval],
-                RequestState::Approved,
-                None,
-                unix(at),
-            )?;
-        }
         let velocity = velocity_entry(&intent);
         let digests: Vec<String> = intent
             .to_sign
@@ -800,7 +804,12 @@ impl Engine {
     async fn fail(&self, request_id: &str, reason: &str) {
         match self.store.transition(
             request_id,
-            &[RequestState::Signing, RequestState::Approved],
+            &[
+                RequestState::Signing,
+                RequestState::Approved,
+                // A claim refused for a replayed nonce leaves the request where it was.
+                RequestState::PendingApproval,
+            ],
             RequestState::Failed,
             Some(reason),
             unix(now()),

@@ -141,14 +141,39 @@ fn main() -> ExitCode {
     }
 }
 
-/// Signs checkpoints with the log key in the HSM (on the audit writer's own thread), and
-/// remembers each signed checkpoint's size and root in the store: a log later found shorter or
-/// with another root was truncated or replaced while kinkod was down.
+/// Signs checkpoints with the log key in the HSM (on the audit writer's own thread), and hands
+/// each signed checkpoint's size and root to the anchor writer: a log later found shorter than,
+/// or with another root than, a checkpoint kinkod signed was truncated or replaced while it was
+/// down. The anchor is written off the writer's thread, so no append waits for SQLite; it may
+/// lag the log by a checkpoint after a crash, which only makes it a weaker lower bound.
 struct HsmCheckpointSigner {
     hsm: Hsm,
     label: String,
     public_key: [u8; 32],
+    anchors: std::sync::mpsc::Sender<(u64, [u8; 32])>,
+}
+
+/// Records the newest checkpoint anchors in the store, coalescing bursts into one write.
+fn spawn_anchor_writer(
     store: Arc<kinko_store::Store>,
+) -> Result<std::sync::mpsc::Sender<(u64, [u8; 32])>, String> {
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, [u8; 32])>();
+    std::thread::Builder::new()
+        .name("kinko-audit-anchor".into())
+        .spawn(move || {
+            while let Ok(mut newest) = rx.recv() {
+                while let Ok(next) = rx.try_recv() {
+                    if next.0 >= newest.0 {
+                        newest = next;
+                    }
+                }
+                if let Err(e) = store.set_audit_anchor(newest.0, &newest.1) {
+                    tracing::error!(error = %e, "could not record the checkpoint anchor in the store");
+                }
+            }
+        })
+        .map_err(|e| format!("anchor writer thread: {e}"))?;
+    Ok(tx)
 }
 
 impl CheckpointSigner for HsmCheckpointSigner {
@@ -158,10 +183,8 @@ impl CheckpointSigner for HsmCheckpointSigner {
         let body = std::str::from_utf8(msg)
             .ok()
             .and_then(|t| kinko_audit::note::Checkpoint::parse_text(t).ok());
-        if let Some(cp) = body
-            && let Err(e) = self.store.set_audit_anchor(cp.size, &cp.root)
-        {
-            tracing::error!(error = %e, "could not record the checkpoint anchor in the store");
+        if let Some(cp) = body {
+            let _ = self.anchors.send((cp.size, cp.root));
         }
         Ok(sig)
     }
@@ -218,7 +241,7 @@ async fn run(config: Config) -> Result<(), String> {
         hsm: hsm.clone(),
         label: config.audit.log_key_label.clone(),
         public_key: log_pk.to_bytes(),
-        store: Arc::clone(&store),
+        anchors: spawn_anchor_writer(Arc::clone(&store))?,
     };
     // Read before the log is opened: opening signs a checkpoint of whatever the log holds.
     let anchor = store.audit_anchor().map_err(|e| e.to_string())?;

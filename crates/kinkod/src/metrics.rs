@@ -179,6 +179,7 @@ pub(crate) async fn serve(
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
+        let _ = tcp.set_nodelay(true);
         let (acceptor, principals, engine) = (
             acceptor.clone(),
             Arc::clone(&principals),

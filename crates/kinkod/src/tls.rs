@@ -94,6 +94,8 @@ pub(crate) fn incoming(
             if tx.is_closed() {
                 break;
             }
+            // Small gRPC frames must not wait for the peer's delayed ACK (Nagle): ~40 ms a call.
+            let _ = tcp.set_nodelay(true);
             let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
                 tracing::warn!(%peer, "too many TLS handshakes in flight; connection closed");
                 continue;

@@ -189,4 +189,23 @@ async fn a_log_edited_truncated_or_replaced_offline_is_refused_and_named() {
     std::fs::remove_dir_all(&audit).unwrap();
     copy_dir(&pristine, &audit);
     drop(start(&dir, &label, port, false));
+
+    // 4. The store lost (or swapped for an empty one) next to a log with history: refused, since
+    //    kinkod would forget the freeze, the velocity used and every nonce already signed.
+    let db = tmp.path().join("db-backup");
+    std::fs::create_dir(&db).unwrap();
+    for f in ["kinko.db", "kinko.db-wal", "kinko.db-shm"] {
+        if dir.join(f).exists() {
+            std::fs::rename(dir.join(f), db.join(f)).unwrap();
+        }
+    }
+    let err = start_fails(&dir);
+    assert!(err.contains("the store was lost or replaced"), "{err}");
+    for f in ["kinko.db", "kinko.db-wal", "kinko.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(f));
+        if db.join(f).exists() {
+            std::fs::rename(db.join(f), dir.join(f)).unwrap();
+        }
+    }
+    drop(start(&dir, &label, port, false));
 }

@@ -332,6 +332,20 @@ async fn run(config: Config) -> Result<(), String> {
             .map_err(|e| format!("cannot record the initial keys and policy: {e}"))?;
         }
     }
+    // An empty store next to a log with history: the store was lost or replaced. Starting would
+    // forget the freeze, the velocity used and the nonces, outpoints and digests already signed.
+    let genesis = u64::try_from(keys.len())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    if installed.is_none() && audit.size() > genesis {
+        return Err(format!(
+            "the store {} is empty but the audit log holds {} records: the store was lost or \
+             replaced. kinkod will not start without it (it would forget the freeze, velocity and \
+             every nonce, outpoint and digest already signed); restore it from backup",
+            config.store.path.display(),
+            audit.size()
+        ));
+    }
     if installed.is_none() {
         store
             .install_policy(&kinko_store::InstalledPolicy {

@@ -227,3 +227,64 @@ async fn forged_replayed_and_doubled_approvals_never_count() {
         .into_inner();
     assert_eq!(r.state, pb::RequestState::Signed as i32);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_requester_never_approves_its_own_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (label, port) = (kinko_tests::unique_label("atk-self"), free_port());
+    let alice_pk = std::cell::RefCell::new(String::new());
+    kinko_tests::init(&dir, &label, port, |dir| {
+        *alice_pk.borrow_mut() = hex::encode(
+            ed25519_key(&dir.join("officers/alice.key"))
+                .verifying_key()
+                .to_bytes(),
+        );
+    });
+    let pristine = std::fs::read_to_string(dir.join("policy.toml")).unwrap();
+
+    // 1. The policy language refuses an officer who is also a requester, or a key shared by both.
+    kinko_tests::replace_in(
+        &dir.join("policy.toml"),
+        "[[keys]]",
+        &format!(
+            "[[requesters]]\nid = \"alice\"\npublic_key = \"{}\"\nkeys = [\"eth-dev\"]\n\n[[keys]]",
+            alice_pk.borrow()
+        ),
+    );
+    let err = kinko_tests::start_fails(&dir);
+    assert!(err.contains("is also an officer id"), "{err}");
+    assert!(err.contains("is also the key of officer"), "{err}");
+    std::fs::write(dir.join("policy.toml"), pristine).unwrap();
+
+    // 2. At the daemon: a certificate mapped to the requester's principal with the officer role
+    //    (an operator's mistake, or an insider's edit) still cannot approve its own request.
+    kinko_tests::replace_in(
+        &dir.join("kinkod.toml"),
+        "name = \"auditor\"\ncertificate_cn = \"auditor\"\nroles = [\"auditor\", \"metrics\"]",
+        "name = \"ledger\"\ncertificate_cn = \"auditor\"\nroles = [\"officer\"]",
+    );
+    let d = start(&dir, &label, port, false);
+    let r = submit(&d, 0, "own").await;
+    let mut ledger_as_officer = ApprovalServiceClient::new(channel(&d, "auditor").await);
+    let own = sign_approval(
+        &d,
+        "ledger",
+        "alice",
+        Subject::Withdrawal {
+            request_id: r.request_id.clone(),
+            intent_digest: kinko_intent::IntentDigest(
+                r.intent_digest.as_slice().try_into().unwrap(),
+            ),
+        },
+        Verdict::Approve,
+        600,
+    );
+    let err = ledger_as_officer.approve(own).await.unwrap_err();
+    assert_eq!(reason(&err), "SELF_APPROVAL", "{err:?}");
+    assert_eq!(
+        state(&d, &r.request_id).await,
+        (pb::RequestState::PendingApproval as i32, 0),
+        "nothing recorded"
+    );
+}

@@ -88,6 +88,35 @@ fn cli(args: &[&str], dir: &Path) -> (bool, String) {
     )
 }
 
+/// The auditor's step: `kinko audit fetch` into `copy`, then `kinko audit verify` offline.
+fn fetch_and_verify(d: &Daemon, server: &str, copy: &Path, dir: &Path) {
+    let (ok, out) = cli(
+        &[
+            "audit",
+            "fetch",
+            "--server",
+            server,
+            "--as",
+            "auditor",
+            "--out",
+            copy.to_str().unwrap(),
+        ],
+        dir,
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = cli(
+        &[
+            "audit",
+            "verify",
+            copy.to_str().unwrap(),
+            "--log-key",
+            &d.vkey,
+        ],
+        dir,
+    );
+    assert!(ok, "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_incident_response_runbook_works_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
@@ -155,32 +184,7 @@ async fn the_incident_response_runbook_works_end_to_end() {
     );
 
     // 3. Investigate: the auditor fetches the log and verifies it offline.
-    let copy = tmp.path().join("audit-copy");
-    let (ok, out) = cli(
-        &[
-            "audit",
-            "fetch",
-            "--server",
-            &server,
-            "--as",
-            "auditor",
-            "--out",
-            copy.to_str().unwrap(),
-        ],
-        &dir,
-    );
-    assert!(ok, "{out}");
-    let (ok, out) = cli(
-        &[
-            "audit",
-            "verify",
-            copy.to_str().unwrap(),
-            "--log-key",
-            &d.vkey,
-        ],
-        &dir,
-    );
-    assert!(ok, "{out}");
+    fetch_and_verify(&d, &server, &tmp.path().join("audit-copy"), &dir);
 
     // 4. Eradicate: install a policy that retires eth-dev and creates eth-dev-2 (while frozen).
     let old = std::fs::read_to_string(&policy_file).unwrap();
@@ -324,30 +328,5 @@ async fn the_incident_response_runbook_works_end_to_end() {
     assert!(!signed.signed_transaction.is_empty());
 
     // 7. Afterwards: the whole incident verifies offline, approvals and quorums included.
-    let copy = tmp.path().join("audit-after");
-    let (ok, out) = cli(
-        &[
-            "audit",
-            "fetch",
-            "--server",
-            &server,
-            "--as",
-            "auditor",
-            "--out",
-            copy.to_str().unwrap(),
-        ],
-        &dir,
-    );
-    assert!(ok, "{out}");
-    let (ok, out) = cli(
-        &[
-            "audit",
-            "verify",
-            copy.to_str().unwrap(),
-            "--log-key",
-            &d.vkey,
-        ],
-        &dir,
-    );
-    assert!(ok, "{out}");
+    fetch_and_verify(&d, &server, &tmp.path().join("audit-after"), &dir);
 }

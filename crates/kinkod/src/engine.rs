@@ -204,24 +204,9 @@ impl Engine {
         })
     }
 
+    /// Appends one record and waits until it is durable.
     async fn append(&self, principal: &str, event: Event) -> Result<(), Refused> {
-        let audit = Arc::clone(&self.audit);
-        let principal = principal.to_string();
-        let started = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || audit.append(&principal, event))
-            .await
-            .map_err(|e| Refused::internal("audit worker", e))?;
-        self.metrics
-            .audit_append_seconds
-            .observe(started.elapsed().as_secs_f64());
-        result.map(|_| ()).map_err(|e| {
-            self.metrics.audit_errors.inc();
-            tracing::error!(error = %e, "audit append failed");
-            Refused::new(
-                Reason::AuditUnavailable,
-                "the audit log cannot be written; nothing was changed or signed",
-            )
-        })
+        self.append_all(principal, vec![event]).await
     }
 
     /// Records a refusal that reached the daemon (best effort: the refusal stands either way).

@@ -447,6 +447,30 @@ fn governance_approval(m: &pb::GovernanceApproval) -> Result<SignedApproval, Sta
     })
 }
 
+/// How far a governance change has got: approvals required and counted, and when it takes
+/// effect once its quorum is reached.
+fn governance_progress(
+    status: &kinko_policy::governance::GovernanceStatus,
+) -> (u32, usize, Option<jiff::Timestamp>) {
+    use kinko_policy::governance::GovernanceStatus as G;
+    match status {
+        G::PendingQuorum { quorum } => (quorum.required.count, quorum.counted.len(), None),
+        G::Waiting {
+            quorum,
+            effective_at,
+        }
+        | G::Effective {
+            quorum,
+            effective_at,
+        } => (
+            quorum.required.count,
+            quorum.counted.len(),
+            effective_at.parse::<jiff::Timestamp>().ok(),
+        ),
+        _ => (0, 0, None),
+    }
+}
+
 impl Api {
     fn freeze_to_pb(&self, f: &kinko_store::FreezeState) -> Result<pb::FreezeState, Status> {
         let store = self.engine.store();
@@ -457,23 +481,11 @@ impl Api {
         } else {
             None
         };
-        use kinko_policy::governance::GovernanceStatus as G;
         let (approvals, at) = match &open {
-            Some(g) => match self.engine.unfreeze_status(&g.id)? {
-                G::PendingQuorum { quorum } => (quorum.counted.len(), None),
-                G::Waiting {
-                    quorum,
-                    effective_at,
-                }
-                | G::Effective {
-                    quorum,
-                    effective_at,
-                } => (
-                    quorum.counted.len(),
-                    effective_at.parse::<jiff::Timestamp>().ok(),
-                ),
-                _ => (0, None),
-            },
+            Some(g) => {
+                let (_, counted, at) = governance_progress(&self.engine.unfreeze_status(&g.id)?);
+                (counted, at)
+            }
             None => (0, None),
         };
         Ok(pb::FreezeState {
@@ -488,25 +500,8 @@ impl Api {
     }
 
     fn proposal_to_pb(&self, p: &crate::engine::ProposalStatus) -> pb::PolicyProposal {
-        use kinko_policy::governance::GovernanceStatus as G;
-        let (required, counted, effective) = match &p.status {
-            Some(G::PendingQuorum { quorum }) => {
-                (quorum.required.count, quorum.counted.len(), None)
-            }
-            Some(G::Waiting {
-                quorum,
-                effective_at,
-            })
-            | Some(G::Effective {
-                quorum,
-                effective_at,
-            }) => (
-                quorum.required.count,
-                quorum.counted.len(),
-                effective_at.parse::<jiff::Timestamp>().ok(),
-            ),
-            _ => (0, 0, None),
-        };
+        let (required, counted, effective) =
+            p.status.as_ref().map_or((0, 0, None), governance_progress);
         pb::PolicyProposal {
             proposal_id: p.proposal.id.clone(),
             policy_hash: p.proposal.policy_hash.clone(),

@@ -794,15 +794,7 @@ impl Store {
             .query_row(
                 "SELECT id, kind, created_at, quorum_reached_at, state FROM governance WHERE id = ?1",
                 params![id],
-                |r| {
-                    Ok(Governance {
-                        id: r.get(0)?,
-                        kind: r.get(1)?,
-                        created_at: r.get(2)?,
-                        quorum_reached_at: r.get(3)?,
-                        state: r.get(4)?,
-                    })
-                },
+                governance_row,
             )
             .optional()?)
     }
@@ -850,15 +842,7 @@ impl Store {
                 "SELECT id, kind, created_at, quorum_reached_at, state FROM governance
                  WHERE kind = ?1 AND state IN ('pending', 'waiting') ORDER BY created_at DESC, id LIMIT 1",
                 params![kind],
-                |r| {
-                    Ok(Governance {
-                        id: r.get(0)?,
-                        kind: r.get(1)?,
-                        created_at: r.get(2)?,
-                        quorum_reached_at: r.get(3)?,
-                        state: r.get(4)?,
-                    })
-                },
+                governance_row,
             )
             .optional()?)
     }
@@ -1030,6 +1014,16 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+fn governance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Governance> {
+    Ok(Governance {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        created_at: r.get(2)?,
+        quorum_reached_at: r.get(3)?,
+        state: r.get(4)?,
+    })
 }
 
 fn reservation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Reservation> {

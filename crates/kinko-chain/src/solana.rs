@@ -15,7 +15,14 @@
 //! # What is accepted
 //!
 //! * The payload is the serialized **message** (what the signature covers), legacy or v0 (`0x80`
-//!   prefix). Other versions, trailing bytes, truncation, non-canonical shortvecs, duplicate
+//!   prefix), or the **unsigned transaction** in wire format, as `@solana/web3.js`
+//!   (`serialize({requireAllSignatures: false})`) and solders produce it: `shortvec(count)`,
+//!   `count` 64-byte signature slots, then the message. In the transaction the count must equal
+//!   the header's `num_required_signatures` ([`SolanaError::SignatureSlotCount`]) and every slot
+//!   must be all zeros ([`SolanaError::PartiallySigned`]: Kinko never co-signs a transaction
+//!   someone else signed first). Either way the message is what is decoded and signed, so both
+//!   forms of one message give the same intent (and digest). Other versions, trailing bytes
+//!   (after the message, in either form), truncation, non-canonical shortvecs, duplicate
 //!   account keys, out-of-range indices and messages whose signed transaction would exceed the
 //!   1232-byte packet limit are refused.
 //! * The signing key (32 bytes, `ctx.public_key`) must be account 0: the **fee payer**. It must be
@@ -59,10 +66,24 @@
 //! runtime's historical one and an upper bound of the newer defaults, so `fee.max` stays a
 //! maximum.
 //!
+//! # Replay key
+//!
+//! A recent blockhash is not a one-time resource: any number of different transactions may
+//! share it. Only the transaction itself is, so the key is
+//! `blockhash:<base58 blockhash>:message:<hex SHA-256 of the message>`: two withdrawals sharing a
+//! blockhash conflict only when they are the same message (re-signing it would yield the same
+//! transaction and signature). A **durable nonce** is one-time: when the first instruction is
+//! System `AdvanceNonceAccount` on a writable account (the runtime's rule), the blockhash field
+//! is that account's stored nonce and only one transaction can consume it, so the key is
+//! `nonce-account:<base58 account>:nonce:<base58 nonce>` and any two messages consuming the same
+//! nonce conflict. A nonce account loaded from a lookup table cannot be named offline and is
+//! refused ([`SolanaError::NonceAccountFromLookupTable`]).
+//!
 //! # Finalizing
 //!
 //! One [`ProducedSignature::Ed25519`], verified (strictly) against the message and the key; the
-//! transaction is `shortvec(1) || signature || message` and its id the base58 signature.
+//! transaction is `shortvec(1) || signature || message` (the key is the only signer, slot 0)
+//! whichever form the payload had, and its id the base58 signature.
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use kinko_intent::{
@@ -91,6 +112,7 @@ pub const TOKEN_2022_PROGRAM: &str = "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuE
 pub const COMPUTE_BUDGET_PROGRAM: &str = "ComputeBudget111111111111111111111111111111";
 
 const SYSTEM_TRANSFER: u32 = 2;
+const SYSTEM_ADVANCE_NONCE_ACCOUNT: u32 = 4;
 const TOKEN_TRANSFER_CHECKED: u8 = 12;
 
 /// Why a Solana payload was refused.
@@ -109,6 +131,22 @@ pub enum SolanaError {
     /// Bytes follow the end of the message.
     #[error("{0} trailing bytes after the message")]
     TrailingBytes(usize),
+    /// The unsigned wire transaction's signature count differs from the message's
+    /// `num_required_signatures`.
+    #[error(
+        "the transaction has {slots} signature slot(s) but its message requires {required} signature(s)"
+    )]
+    SignatureSlotCount {
+        /// The transaction's signature count.
+        slots: usize,
+        /// The message header's `num_required_signatures`.
+        required: u8,
+    },
+    /// A signature slot of the wire transaction is not all zeros: it is partially signed.
+    #[error(
+        "signature slot {0} is not empty: the transaction is partially signed, and Kinko never co-signs a transaction someone else signed first; send it unsigned (all slots zero) or as the bare message"
+    )]
+    PartiallySigned(usize),
     /// A compact-u16 length is non-canonical or exceeds `u16::MAX`.
     #[error("invalid compact-u16 length while reading {0}")]
     InvalidShortVec(&'static str),
@@ -152,6 +190,12 @@ pub enum SolanaError {
     /// A transfer's source (or a token transfer's owner) is not the signing key.
     #[error("instruction {0}: the transfer's source/owner is not the signing key")]
     SourceNotSigner(usize),
+    /// The durable-nonce account (first instruction `AdvanceNonceAccount`) is loaded from an
+    /// address lookup table, so the replay guard could not name it.
+    #[error(
+        "the durable-nonce account comes from an address lookup table and cannot be resolved offline"
+    )]
+    NonceAccountFromLookupTable,
     /// A transfer references an account loaded from an address lookup table.
     #[error(
         "instruction {0}: a transfer account comes from an address lookup table and cannot be resolved offline"
@@ -266,8 +310,10 @@ struct Message<'a> {
     lookup_accounts: usize,
 }
 
-fn parse_message(payload: &[u8]) -> Result<Message<'_>, SolanaError> {
-    let mut r = Reader { buf: payload };
+/// Reads one message from the start of `bytes`; returns it and its length in bytes. Neither
+/// trailing bytes nor the structural rules ([`sanitize`]) are checked here.
+fn parse_message_prefix(bytes: &[u8]) -> Result<(Message<'_>, usize), SolanaError> {
+    let mut r = Reader { buf: bytes };
     let first = r.u8("header")?;
     let (versioned, num_required_signatures) = if first & 0x80 != 0 {
         let version = first & 0x7f;
@@ -326,10 +372,6 @@ fn parse_message(payload: &[u8]) -> Result<Message<'_>, SolanaError> {
                 .ok_or(SolanaError::InvalidHeader("too many accounts"))?;
         }
     }
-    if !r.buf.is_empty() {
-        return Err(SolanaError::TrailingBytes(r.buf.len()));
-    }
-
     let msg = Message {
         num_required_signatures,
         num_readonly_signed,
@@ -339,8 +381,82 @@ fn parse_message(payload: &[u8]) -> Result<Message<'_>, SolanaError> {
         instructions,
         lookup_accounts,
     };
+    Ok((msg, bytes.len() - r.buf.len()))
+}
+
+/// Parses a complete message: no trailing bytes, structurally sane.
+fn parse_message(bytes: &[u8]) -> Result<Message<'_>, SolanaError> {
+    let (msg, len) = parse_message_prefix(bytes)?;
+    if len != bytes.len() {
+        return Err(SolanaError::TrailingBytes(bytes.len() - len));
+    }
     sanitize(&msg)?;
     Ok(msg)
+}
+
+/// Parses the payload in either accepted form and returns the message and its exact bytes
+/// (what the signature covers).
+///
+/// * A payload that is a complete, valid message is the **bare message**.
+/// * Otherwise it is read as an unsigned **wire transaction** (`@solana/web3.js`
+///   `serialize({requireAllSignatures: false})`, solders): `shortvec(count) || count × 64-byte
+///   signature slots || message`. With `count ≥ 1` all-zero slots it is one: the count must equal
+///   the message's `num_required_signatures` and nothing may follow the message. A transaction
+///   with a non-empty slot (or no slot) that is otherwise complete and valid is refused as
+///   [`SolanaError::PartiallySigned`] (or [`SolanaError::SignatureSlotCount`]).
+/// * Anything else is refused with the error of the bare-message reading.
+///
+/// The two readings never both accept one payload: all-zero slots put three zero bytes after the
+/// first, which as a bare message is a header followed by zero account keys, refused by
+/// [`sanitize`] (at least one signer). A payload that reads as a bare message is decoded and
+/// signed as exactly that message, so the intent always describes the signed bytes.
+fn parse_payload(payload: &[u8]) -> Result<(Message<'_>, &[u8]), SolanaError> {
+    let bare_error = match parse_message(payload) {
+        Ok(msg) => return Ok((msg, payload)),
+        Err(e) => e,
+    };
+    let mut r = Reader { buf: payload };
+    let Ok(count) = r.shortvec("signature count") else {
+        return Err(bare_error);
+    };
+    // count ≤ u16::MAX, so 64 × count fits a usize.
+    let Ok(slots) = r.bytes(64 * count, "signature slots") else {
+        return Err(bare_error);
+    };
+    let rest = r.buf;
+    let first_signed = slots
+        .chunks_exact(64)
+        .position(|slot| slot.iter().any(|&b| b != 0));
+    if count == 0 || first_signed.is_some() {
+        // Taken for a transaction only when the rest is a complete, valid message (the slots
+        // of a malformed bare message are rarely all zero, but its tail often starts a message).
+        return Err(match (parse_message(rest), first_signed) {
+            (Ok(msg), _) if count == 0 => SolanaError::SignatureSlotCount {
+                slots: 0,
+                required: msg.num_required_signatures,
+            },
+            (Ok(msg), Some(slot)) if count == usize::from(msg.num_required_signatures) => {
+                SolanaError::PartiallySigned(slot)
+            }
+            _ => bare_error,
+        });
+    }
+    // count ≥ 1 all-zero slots: the unsigned transaction (never a valid bare message).
+    let (msg, len) = parse_message_prefix(rest)?;
+    if count != usize::from(msg.num_required_signatures) {
+        return Err(SolanaError::SignatureSlotCount {
+            slots: count,
+            required: msg.num_required_signatures,
+        });
+    }
+    if len != rest.len() {
+        return Err(SolanaError::TrailingBytes(rest.len() - len));
+    }
+    sanitize(&msg)?;
+    Ok((
+        msg,
+        rest.get(..len).ok_or(SolanaError::Truncated("message"))?,
+    ))
 }
 
 /// Structural rules (those of Solana's `Message::sanitize`, plus no duplicate keys).
@@ -386,9 +502,15 @@ fn sanitize(m: &Message<'_>) -> Result<(), SolanaError> {
 }
 
 /// Everything decoding established.
-struct Decoded {
+struct Decoded<'a> {
     key: VerifyingKey,
     intent: Intent,
+    /// The message bytes (the payload, or the message inside the unsigned transaction).
+    message: &'a [u8],
+    /// The message's `num_required_signatures`: the signature slots of the transaction.
+    num_signatures: usize,
+    /// The signing key's slot: its index among the account keys (always 0, the fee payer).
+    slot: usize,
 }
 
 fn check_cluster(name: &str) -> Result<(), SolanaError> {
@@ -420,7 +542,10 @@ struct TokenMove {
     transfer: Transfer,
 }
 
-fn decode_inner(payload: &[u8], ctx: &DecodeContext<'_>) -> Result<Decoded, SolanaError> {
+fn decode_inner<'a>(
+    payload: &'a [u8],
+    ctx: &DecodeContext<'_>,
+) -> Result<Decoded<'a>, SolanaError> {
     check_cluster(ctx.network.as_str())?;
     let key_bytes: [u8; 32] = ctx.public_key.try_into().map_err(|_| {
         SolanaError::InvalidPublicKey(format!("expected 32 bytes, got {}", ctx.public_key.len()))
@@ -428,11 +553,11 @@ fn decode_inner(payload: &[u8], ctx: &DecodeContext<'_>) -> Result<Decoded, Sola
     let key = VerifyingKey::from_bytes(&key_bytes)
         .map_err(|_| SolanaError::InvalidPublicKey("not an Ed25519 point".to_string()))?;
 
-    let m = parse_message(payload)?;
+    let (m, message) = parse_payload(payload)?;
     // The signed transaction: shortvec(count) (1 byte below 128) + 64 bytes per signature.
     let tx_len = 1usize
         .checked_add(64 * usize::from(m.num_required_signatures))
-        .and_then(|n| n.checked_add(payload.len()))
+        .and_then(|n| n.checked_add(message.len()))
         .ok_or(SolanaError::TooLarge(usize::MAX))?;
     if tx_len > MAX_TRANSACTION_LEN {
         return Err(SolanaError::TooLarge(tx_len));
@@ -683,14 +808,71 @@ fn decode_inner(payload: &[u8], ctx: &DecodeContext<'_>) -> Result<Decoded, Sola
         fee,
         nonce: None,
         call,
-        replay_keys: vec![format!("blockhash:{}", base58(&m.recent_blockhash))],
+        replay_keys: vec![replay_key(&m, message)?],
         to_sign: vec![SigningInput::Ed25519 {
-            message: hex::encode(payload),
+            message: hex::encode(message),
             public_key: hex::encode(key_bytes),
             index: 0,
         }],
     };
-    Ok(Decoded { key, intent })
+    Ok(Decoded {
+        key,
+        intent,
+        message,
+        num_signatures: usize::from(m.num_required_signatures),
+        slot: 0,
+    })
+}
+
+/// The one-time resource a message consumes (see the module documentation, "Replay key").
+fn replay_key(m: &Message<'_>, message: &[u8]) -> Result<String, SolanaError> {
+    if let Some(account) = durable_nonce_account(m)? {
+        return Ok(format!(
+            "nonce-account:{}:nonce:{}",
+            base58(account),
+            base58(&m.recent_blockhash)
+        ));
+    }
+    use sha2::Digest as _;
+    Ok(format!(
+        "blockhash:{}:message:{}",
+        base58(&m.recent_blockhash),
+        hex::encode(sha2::Sha256::digest(message))
+    ))
+}
+
+/// The durable-nonce account, as the runtime finds it (`get_durable_nonce`): the first
+/// instruction is a System Program `AdvanceNonceAccount` (its data read as bincode, trailing
+/// bytes ignored) and its first account is writable. A table-loaded nonce account is refused.
+fn durable_nonce_account<'m>(m: &'m Message<'_>) -> Result<Option<&'m [u8; 32]>, SolanaError> {
+    let Some(ix) = m.instructions.first() else {
+        return Ok(None);
+    };
+    let is_system = m
+        .keys
+        .get(usize::from(ix.program_index))
+        .is_some_and(|p| base58(p) == SYSTEM_PROGRAM);
+    if !is_system || ix.data.get(..4).and_then(le_u32) != Some(SYSTEM_ADVANCE_NONCE_ACCOUNT) {
+        return Ok(None);
+    }
+    let Some(&idx) = ix.accounts.first() else {
+        return Ok(None);
+    };
+    let idx = usize::from(idx);
+    let Some(account) = m.keys.get(idx) else {
+        // Accounts from tables come after the static keys: writable ones first.
+        return Err(SolanaError::NonceAccountFromLookupTable);
+    };
+    let signers = usize::from(m.num_required_signatures);
+    let writable = if idx < signers {
+        idx < signers.saturating_sub(usize::from(m.num_readonly_signed))
+    } else {
+        idx < m
+            .keys
+            .len()
+            .saturating_sub(usize::from(m.num_readonly_unsigned))
+    };
+    Ok(writable.then_some(account))
 }
 
 /// Decodes a serialized Solana message into an intent.
@@ -704,17 +886,36 @@ pub fn finalize(
     ctx: &DecodeContext<'_>,
     signatures: &[ProducedSignature],
 ) -> Result<Finalized, SolanaError> {
-    let Decoded { key, .. } = decode_inner(payload, ctx)?;
+    let Decoded {
+        key,
+        message,
+        num_signatures,
+        slot,
+        ..
+    } = decode_inner(payload, ctx)?;
     let [ProducedSignature::Ed25519(sig_bytes)] = signatures else {
         return Err(SolanaError::SignatureCount(signatures.len()));
     };
     let sig = Signature::from_bytes(sig_bytes);
-    key.verify_strict(payload, &sig)
+    key.verify_strict(message, &sig)
         .map_err(|_| SolanaError::InvalidSignature)?;
-    let mut signed = Vec::with_capacity(1 + 64 + payload.len());
-    signed.push(1u8); // shortvec(1): one signature.
-    signed.extend_from_slice(sig_bytes);
-    signed.extend_from_slice(payload);
+    // shortvec(count) || count × 64-byte slots (ours at `slot`) || message. Decoding allows
+    // one signer only, so the count is 1 and the shortvec one byte; written generally anyway.
+    let mut signed = Vec::with_capacity(3 + 64 * num_signatures + message.len());
+    let mut n = num_signatures;
+    loop {
+        let low = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            signed.push(low);
+            break;
+        }
+        signed.push(low | 0x80);
+    }
+    for i in 0..num_signatures {
+        signed.extend_from_slice(if i == slot { sig_bytes } else { &[0u8; 64] });
+    }
+    signed.extend_from_slice(message);
     Ok(Finalized {
         signed,
         id: base58(sig_bytes),

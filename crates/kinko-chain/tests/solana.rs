@@ -43,6 +43,31 @@ fn split_signed(tx: &[u8]) -> ([u8; 64], Vec<u8>) {
     (tx[1..65].try_into().unwrap(), tx[65..].to_vec())
 }
 
+/// The unsigned transaction in wire format, as `@solana/web3.js`
+/// `Transaction.serialize({requireAllSignatures: false})` (and solders) write it, built byte by
+/// byte from the format (<https://solana.com/docs/core/transactions>): the compact-u16
+/// signature count (`header.num_required_signatures`; one byte below 128), one 64-byte slot per
+/// required signer, all zeros while unsigned (web3.js allocates the buffer zeroed and copies only
+/// non-null signatures), then the message bytes unchanged.
+fn unsigned_tx(msg: &[u8]) -> Vec<u8> {
+    let count = msg[usize::from(msg[0] & 0x80 != 0)];
+    assert!(count < 0x80, "one-byte shortvec");
+    let mut tx = vec![count];
+    tx.extend(std::iter::repeat_n(0u8, 64 * usize::from(count)));
+    tx.extend_from_slice(msg);
+    tx
+}
+
+/// The replay key of a recent-blockhash message: blockhash and SHA-256 of the message.
+fn message_key(blockhash: &[u8; 32], msg: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!(
+        "blockhash:{}:message:{}",
+        base58(blockhash),
+        hex::encode(sha2::Sha256::digest(msg))
+    )
+}
+
 fn ctx<'a>(
     network: &'a Network,
     public_key: &'a [u8],
@@ -226,7 +251,10 @@ fn mainnet_spl_transfer_checked() {
     assert_eq!(intent.transfers[0].amount, Amount::from_u64(4000));
     assert_eq!(
         intent.replay_keys,
-        vec!["blockhash:CNaHfvqePgGYMvtYi9RuUdVxDYttr1zs4TWrTXYabxZi".to_string()]
+        vec![message_key(
+            &key32("CNaHfvqePgGYMvtYi9RuUdVxDYttr1zs4TWrTXYabxZi"),
+            &msg
+        )]
     );
     assert_eq!(intent.fee.max, Amount::from_u64(5000));
     assert_eq!(
@@ -319,10 +347,7 @@ fn trust_wallet_system_transfer() {
         "4iSnyfDKaejniaPc2pBBckwQqV3mDS93go15NdxWJq2y"
     );
     assert_eq!(intent.transfers[0].amount, Amount::from_u64(42));
-    assert_eq!(
-        intent.replay_keys,
-        vec!["blockhash:11111111111111111111111111111111".to_string()]
-    );
+    assert_eq!(intent.replay_keys, vec![message_key(&[0; 32], &msg)]);
     let fin = finalize(Chain::Solana, &msg, &c, &[ProducedSignature::Ed25519(sig)]).unwrap();
     assert_eq!(fin.signed, tx);
     assert_eq!(
@@ -394,10 +419,7 @@ fn round_trip_v0_with_compute_budget() {
             compute_unit_limit: Some(300_000),
         }
     );
-    assert_eq!(
-        intent.replay_keys,
-        vec![format!("blockhash:{}", base58(&[9; 32]))]
-    );
+    assert_eq!(intent.replay_keys, vec![message_key(&[9; 32], &msg)]);
 
     let SigningInput::Ed25519 { message: m, .. } = &intent.to_sign[0] else {
         panic!()
@@ -849,6 +871,441 @@ fn refuses_bad_context_and_bad_signatures() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The unsigned wire transaction (web3.js / solders)
+// ---------------------------------------------------------------------------------------------
+
+/// The messages of both external vectors, a v0 message and a built legacy one: each as the
+/// unsigned transaction decodes to exactly the intent (and digest) of the bare message, whose
+/// `to_sign` is the message, not the transaction.
+#[test]
+fn unsigned_transaction_decodes_to_the_intent_of_its_message() {
+    let pk = signer().verifying_key().to_bytes();
+    let mainnet_owner = key32("B1iGmDJdvmxyUiYM8UEo2Uw2D58EmUrw4KyLYMmrhf8V");
+    let tw_from = key32("41a5jYky56M6EWDsFfLaZRxoRtgAJSRWxJnxaJNJELn5");
+    let budget = program("ComputeBudget111111111111111111111111111111");
+    let mut limit = vec![2u8];
+    limit.extend_from_slice(&300_000u32.to_le_bytes());
+    let v0 = message(
+        true,
+        [1, 0, 2],
+        &[pk, recipient(), SYSTEM, budget],
+        [9; 32],
+        &[
+            Ix {
+                program: 3,
+                accounts: vec![],
+                data: limit,
+            },
+            Ix {
+                program: 2,
+                accounts: vec![0, 1],
+                data: transfer_data(77),
+            },
+        ],
+        &[],
+    );
+    let cases = [
+        (
+            split_signed(&vector("mainnet_spl_transfer_checked_3vZ67C.txt")).1,
+            mainnet_owner,
+        ),
+        (
+            split_signed(&vector("trustwallet_sol_transfer_42.txt")).1,
+            tw_from,
+        ),
+        (v0, pk),
+        (sol_transfer(pk, 5), pk),
+    ];
+    let net = Network::new("mainnet-beta").unwrap();
+    let tokens = TokenRegistry::new();
+    for (msg, key) in cases {
+        let c = ctx(&net, &key, &tokens);
+        let tx = unsigned_tx(&msg);
+        assert_eq!(tx.len(), 1 + 64 + msg.len());
+        let bare = decode(Chain::Solana, &msg, &c).unwrap();
+        let wire = decode(Chain::Solana, &tx, &c).unwrap();
+        assert_eq!(wire, bare);
+        assert_eq!(wire.digest().unwrap(), bare.digest().unwrap());
+        let SigningInput::Ed25519 { message: m, .. } = &wire.to_sign[0] else {
+            panic!("expected Ed25519")
+        };
+        assert_eq!(m, &hex::encode(&msg));
+    }
+}
+
+/// The real mainnet transaction with its signature slot zeroed is byte for byte what web3.js
+/// serializes before signing; decoding it matches the committed worked-example intent, and
+/// finalizing it with the on-chain signature yields exactly the on-chain transaction.
+#[test]
+fn mainnet_vector_as_unsigned_transaction() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/solana");
+    let onchain = vector("mainnet_spl_transfer_checked_3vZ67C.txt");
+    let (sig, msg) = split_signed(&onchain);
+    // shortvec(1) || 64 zero bytes || message.
+    let mut unsigned = onchain.clone();
+    unsigned[1..65].fill(0);
+    assert_eq!(unsigned, unsigned_tx(&msg));
+
+    let owner = key32("B1iGmDJdvmxyUiYM8UEo2Uw2D58EmUrw4KyLYMmrhf8V");
+    let net = Network::new("mainnet-beta").unwrap();
+    let mut tokens = TokenRegistry::new();
+    tokens.insert(
+        Chain::Solana,
+        "SRMuApVNdxXokk5GT7XD5cUUgXMBCoAz2LHeuAoKWRt",
+        TokenInfo {
+            symbol: "SRM".to_string(),
+            decimals: 6,
+        },
+    );
+    let c = ctx(&net, &owner, &tokens);
+    let intent = decode(Chain::Solana, &unsigned, &c).unwrap();
+    let canonical = std::fs::read(dir.join("mainnet_3vZ67C.intent.canonical.json")).unwrap();
+    assert_eq!(intent.canonical_bytes().unwrap(), canonical);
+    let fin = finalize(
+        Chain::Solana,
+        &unsigned,
+        &c,
+        &[ProducedSignature::Ed25519(sig)],
+    )
+    .unwrap();
+    assert_eq!(fin.signed, onchain);
+    assert_eq!(
+        fin.id,
+        "3vZ67CGoRYkuT76TtpP2VrtTPBfnvG2xj6mUTvvux46qbnpThgQDgm27nC3yQVUZrABFjT9Qo7vA74tCjtV5P9Xg"
+    );
+    // The signed transaction itself is partially signed from Kinko's point of view.
+    assert!(matches!(
+        solana_err(decode(Chain::Solana, &onchain, &c)),
+        SolanaError::PartiallySigned(0)
+    ));
+}
+
+/// decode(unsigned tx) → sign the `to_sign` message with ed25519-dalek → finalize(unsigned tx):
+/// the signature sits in slot 0, verifies over the message, and the message bytes are unchanged;
+/// the result equals finalizing the bare message.
+#[test]
+fn finalize_from_unsigned_transaction() {
+    let sk = signer();
+    let pk = sk.verifying_key().to_bytes();
+    let msg = sol_transfer(pk, 123_456);
+    let tx = unsigned_tx(&msg);
+    let net = Network::new("devnet").unwrap();
+    let tokens = TokenRegistry::new();
+    let c = ctx(&net, &pk, &tokens);
+    let intent = decode(Chain::Solana, &tx, &c).unwrap();
+    let SigningInput::Ed25519 { message: m, .. } = &intent.to_sign[0] else {
+        panic!("expected Ed25519")
+    };
+    let sig = sk.sign(&hex::decode(m).unwrap()).to_bytes();
+    let fin = finalize(Chain::Solana, &tx, &c, &[ProducedSignature::Ed25519(sig)]).unwrap();
+    assert_eq!(fin.signed.len(), tx.len());
+    let (got_sig, got_msg) = split_signed(&fin.signed);
+    assert_eq!(got_msg, msg);
+    VerifyingKey::from_bytes(&pk)
+        .unwrap()
+        .verify_strict(&got_msg, &ed25519_dalek::Signature::from_bytes(&got_sig))
+        .unwrap();
+    assert_eq!(fin.id, base58(&got_sig));
+    let bare = finalize(Chain::Solana, &msg, &c, &[ProducedSignature::Ed25519(sig)]).unwrap();
+    assert_eq!(fin.signed, bare.signed);
+    // A signature over the whole unsigned transaction (not the message) is refused.
+    let over_tx = sk.sign(&tx).to_bytes();
+    assert!(matches!(
+        solana_err(finalize(
+            Chain::Solana,
+            &tx,
+            &c,
+            &[ProducedSignature::Ed25519(over_tx)]
+        )),
+        SolanaError::InvalidSignature
+    ));
+}
+
+/// Any non-zero byte in a signature slot: refused as partially signed, never co-signed.
+#[test]
+fn refuses_partially_signed_transaction() {
+    let sk = signer();
+    let pk = sk.verifying_key().to_bytes();
+    let msg = sol_transfer(pk, 1);
+    let net = Network::new("mainnet-beta").unwrap();
+    let tokens = TokenRegistry::new();
+    let c = ctx(&net, &pk, &tokens);
+    // A real signature in the slot, or a single stray byte at either end of it.
+    let mut signed = vec![1u8];
+    signed.extend_from_slice(&sk.sign(&msg).to_bytes());
+    signed.extend_from_slice(&msg);
+    for tx in [
+        signed,
+        {
+            let mut t = unsigned_tx(&msg);
+            t[1] = 1;
+            t
+        },
+        {
+            let mut t = unsigned_tx(&msg);
+            t[64] = 0xff;
+            t
+        },
+    ] {
+        let err = solana_err(decode(Chain::Solana, &tx, &c));
+        assert!(matches!(err, SolanaError::PartiallySigned(0)), "{err:?}");
+        assert!(err.to_string().contains("never co-signs"), "{err}");
+        assert!(matches!(
+            solana_err(finalize(
+                Chain::Solana,
+                &tx,
+                &c,
+                &[ProducedSignature::Ed25519(sk.sign(&msg).to_bytes())]
+            )),
+            SolanaError::PartiallySigned(0)
+        ));
+    }
+}
+
+/// The signature count must equal the header's `num_required_signatures`.
+#[test]
+fn refuses_wrong_signature_count() {
+    let pk = signer().verifying_key().to_bytes();
+    let msg = sol_transfer(pk, 1);
+    let net = Network::new("mainnet-beta").unwrap();
+    let tokens = TokenRegistry::new();
+    let c = ctx(&net, &pk, &tokens);
+    for count in [0u8, 2, 3] {
+        let mut tx = vec![count];
+        tx.extend(std::iter::repeat_n(0u8, 64 * usize::from(count)));
+        tx.extend_from_slice(&msg);
+        let err = solana_err(decode(Chain::Solana, &tx, &c));
+        assert!(
+            matches!(err, SolanaError::SignatureSlotCount { slots, required: 1 } if slots == usize::from(count)),
+            "count {count}: {err:?}"
+        );
+    }
+    // A two-signer message with one slot.
+    let two = message(
+        false,
+        [2, 0, 1],
+        &[pk, recipient(), SYSTEM],
+        [1; 32],
+        &[Ix {
+            program: 2,
+            accounts: vec![0, 1],
+            data: transfer_data(1),
+        }],
+        &[],
+    );
+    let mut tx = vec![1u8];
+    tx.extend_from_slice(&[0; 64]);
+    tx.extend_from_slice(&two);
+    assert!(matches!(
+        solana_err(decode(Chain::Solana, &tx, &c)),
+        SolanaError::SignatureSlotCount {
+            slots: 1,
+            required: 2
+        }
+    ));
+    // With the right count it is refused for what it is: another signer is required.
+    assert!(matches!(
+        solana_err(decode(Chain::Solana, &unsigned_tx(&two), &c)),
+        SolanaError::OtherSignersRequired(2)
+    ));
+}
+
+/// Nothing may follow the message inside the transaction; truncations are refused too.
+#[test]
+fn refuses_trailing_bytes_and_truncation_of_unsigned_transaction() {
+    let pk = signer().verifying_key().to_bytes();
+    let msg = sol_transfer(pk, 1);
+    let net = Network::new("mainnet-beta").unwrap();
+    let tokens = TokenRegistry::new();
+    let c = ctx(&net, &pk, &tokens);
+    for extra in [vec![0u8], vec![1], vec![0; 64]] {
+        let mut tx = unsigned_tx(&msg);
+        tx.extend_from_slice(&extra);
+        let err = solana_err(decode(Chain::Solana, &tx, &c));
+        assert!(
+            matches!(err, SolanaError::TrailingBytes(n) if n == extra.len()),
+            "{err:?}"
+        );
+    }
+    let tx = unsigned_tx(&msg);
+    for len in 0..tx.len() {
+        assert!(
+            decode(Chain::Solana, &tx[..len], &c).is_err(),
+            "prefix of {len} bytes accepted"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replay keys
+// ---------------------------------------------------------------------------------------------
+
+fn replay_keys(msg: &[u8], pk: &[u8; 32]) -> Vec<String> {
+    let net = Network::new("mainnet-beta").unwrap();
+    let tokens = TokenRegistry::new();
+    decode(Chain::Solana, msg, &ctx(&net, pk, &tokens))
+        .unwrap()
+        .replay_keys
+}
+
+/// A recent blockhash is shared by any number of transactions: two different withdrawals with
+/// the same blockhash do not conflict; the same message (bare or as a transaction) does.
+#[test]
+fn replay_key_of_a_blockhash_message_is_the_message() {
+    let pk = signer().verifying_key().to_bytes();
+    let a = sol_transfer(pk, 1_000);
+    let b = sol_transfer(pk, 2_000);
+    let to_other = message(
+        false,
+        [1, 0, 1],
+        &[pk, [0x43; 32], SYSTEM],
+        [7; 32],
+        &[Ix {
+            program: 2,
+            accounts: vec![0, 1],
+            data: transfer_data(1_000),
+        }],
+        &[],
+    );
+    let (ka, kb, kc) = (
+        replay_keys(&a, &pk),
+        replay_keys(&b, &pk),
+        replay_keys(&to_other, &pk),
+    );
+    assert_eq!(ka, vec![message_key(&[7; 32], &a)]);
+    assert_ne!(ka, kb);
+    assert_ne!(ka, kc);
+    assert_ne!(kb, kc);
+    assert!(ka[0].starts_with(&format!("blockhash:{}:", base58(&[7; 32]))));
+    assert_eq!(replay_keys(&unsigned_tx(&a), &pk), ka);
+    assert_eq!(replay_keys(&a, &pk), ka);
+}
+
+/// System `AdvanceNonceAccount` (index 4; accounts nonce, RecentBlockhashes sysvar, authority)
+/// as the first instruction, then a transfer; the blockhash field holds the stored nonce.
+fn nonce_transfer(
+    pk: [u8; 32],
+    nonce_account: [u8; 32],
+    nonce: [u8; 32],
+    to: [u8; 32],
+    lamports: u64,
+    header: [u8; 3],
+) -> Vec<u8> {
+    let recent_blockhashes_sysvar = key32("SysvarRecentB1ockHashes11111111111111111111");
+    message(
+        false,
+        header,
+        &[pk, nonce_account, to, recent_blockhashes_sysvar, SYSTEM],
+        nonce,
+        &[
+            Ix {
+                program: 4,
+                accounts: vec![1, 3, 0],
+                data: 4u32.to_le_bytes().to_vec(),
+            },
+            Ix {
+                program: 4,
+                accounts: vec![0, 2],
+                data: transfer_data(lamports),
+            },
+        ],
+        &[],
+    )
+}
+
+/// A durable nonce is consumed once: two different transactions advancing the same nonce
+/// account at the same nonce share their replay key; another nonce value or account does not.
+#[test]
+fn replay_key_of_a_durable_nonce_is_the_nonce() {
+    let pk = signer().verifying_key().to_bytes();
+    let acct = [0x55; 32];
+    let header = [1, 0, 2];
+    let a = nonce_transfer(pk, acct, [8; 32], recipient(), 1_000, header);
+    let b = nonce_transfer(pk, acct, [8; 32], [0x43; 32], 2_000, header);
+    let ka = replay_keys(&a, &pk);
+    assert_eq!(
+        ka,
+        vec![format!(
+            "nonce-account:{}:nonce:{}",
+            base58(&acct),
+            base58(&[8; 32])
+        )]
+    );
+    assert_eq!(replay_keys(&b, &pk), ka);
+    assert_eq!(replay_keys(&unsigned_tx(&b), &pk), ka);
+    let later = nonce_transfer(pk, acct, [9; 32], recipient(), 1_000, header);
+    assert_ne!(replay_keys(&later, &pk), ka);
+    let other_account = nonce_transfer(pk, [0x56; 32], [8; 32], recipient(), 1_000, header);
+    assert_ne!(replay_keys(&other_account, &pk), ka);
+    // A readonly nonce account is not a durable nonce for the runtime (it uses the field as a
+    // recent blockhash): the key is the message's.
+    let readonly = nonce_transfer(pk, acct, [8; 32], recipient(), 1_000, [1, 0, 4]);
+    assert_eq!(
+        replay_keys(&readonly, &pk),
+        vec![message_key(&[8; 32], &readonly)]
+    );
+    // AdvanceNonceAccount in second place does not make a nonce transaction either.
+    let recent_blockhashes_sysvar = key32("SysvarRecentB1ockHashes11111111111111111111");
+    let second = message(
+        false,
+        [1, 0, 2],
+        &[pk, acct, recipient(), recent_blockhashes_sysvar, SYSTEM],
+        [8; 32],
+        &[
+            Ix {
+                program: 4,
+                accounts: vec![0, 2],
+                data: transfer_data(1_000),
+            },
+            Ix {
+                program: 4,
+                accounts: vec![1, 3, 0],
+                data: 4u32.to_le_bytes().to_vec(),
+            },
+        ],
+        &[],
+    );
+    assert_eq!(
+        replay_keys(&second, &pk),
+        vec![message_key(&[8; 32], &second)]
+    );
+}
+
+/// A nonce account loaded from an address lookup table cannot be named offline: refused.
+#[test]
+fn refuses_nonce_account_from_lookup_table() {
+    let pk = signer().verifying_key().to_bytes();
+    let recent_blockhashes_sysvar = key32("SysvarRecentB1ockHashes11111111111111111111");
+    let msg = message(
+        true,
+        [1, 0, 2],
+        &[pk, recipient(), recent_blockhashes_sysvar, SYSTEM],
+        [8; 32],
+        &[
+            Ix {
+                program: 3,
+                accounts: vec![4, 2, 0],
+                data: 4u32.to_le_bytes().to_vec(),
+            },
+            Ix {
+                program: 3,
+                accounts: vec![0, 1],
+                data: transfer_data(1_000),
+            },
+        ],
+        &[Lookup {
+            table: [5; 32],
+            writable: vec![0],
+            readonly: vec![],
+        }],
+    );
+    assert!(matches!(
+        refuse(&msg, &pk),
+        SolanaError::NonceAccountFromLookupTable
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Fuzz seeds
 // ---------------------------------------------------------------------------------------------
 
@@ -879,6 +1336,23 @@ fn write_fuzz_seeds() {
         write_seed(&split_signed(&vector(name)).1);
     }
     write_seed(&sol_transfer(pk, 1_000_000));
+    // Unsigned wire transactions (web3.js / solders form), a partially signed one, and a
+    // durable-nonce transfer.
+    write_seed(&unsigned_tx(
+        &split_signed(&vector("trustwallet_sol_transfer_42.txt")).1,
+    ));
+    write_seed(&unsigned_tx(&sol_transfer(pk, 1_000_000)));
+    let mut partial = unsigned_tx(&sol_transfer(pk, 7));
+    partial[1] = 1;
+    write_seed(&partial);
+    write_seed(&unsigned_tx(&nonce_transfer(
+        pk,
+        [0x55; 32],
+        [8; 32],
+        recipient(),
+        1_000,
+        [1, 0, 2],
+    )));
     let budget = program("ComputeBudget111111111111111111111111111111");
     let token = program("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb");
     let mut limit = vec![2u8];
@@ -952,6 +1426,27 @@ proptest::proptest! {
                 panic!("expected Ed25519")
             };
             proptest::prop_assert_eq!(message, &hex::encode(&msg));
+        }
+    }
+
+    /// Any single-byte change of an unsigned transaction decodes to an intent only when the
+    /// change is in the message: the count and the zero slots stay as they were, and the
+    /// message to sign is the bytes after the slot.
+    #[test]
+    fn mutated_unsigned_transactions_never_panic(pos in 0usize..300, byte in 0u8..=255) {
+        let pk = signer().verifying_key().to_bytes();
+        let mut tx = unsigned_tx(&sol_transfer(pk, 1_000));
+        let at = pos % tx.len();
+        tx[at] = byte;
+        let net = Network::new("mainnet-beta").unwrap();
+        let tokens = TokenRegistry::new();
+        if let Ok(intent) = decode(Chain::Solana, &tx, &ctx(&net, &pk, &tokens)) {
+            proptest::prop_assert_eq!(tx[0], 1);
+            proptest::prop_assert!(tx[1..65].iter().all(|&b| b == 0));
+            let SigningInput::Ed25519 { message, .. } = &intent.to_sign[0] else {
+                panic!("expected Ed25519")
+            };
+            proptest::prop_assert_eq!(message, &hex::encode(&tx[65..]));
         }
     }
 }

@@ -266,8 +266,11 @@ async fn the_incident_response_runbook_works_end_to_end() {
     );
 
     // 6. Unfreeze: one officer is not enough; two of two groups, then the delay.
+    let freeze_id =
+        kinko_policy::FreezeId(frozen(&d).await.freeze_id.as_slice().try_into().unwrap());
     let unfreeze = Subject::Unfreeze {
         request_id: "unfreeze-drill".into(),
+        freeze_id,
     };
     admin(&d, "alice")
         .await

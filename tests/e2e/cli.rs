@@ -331,21 +331,30 @@ async fn officers_and_auditors_drive_kinkod_with_the_cli() {
     assert!(f.frozen, "{f:?}");
     let unfreeze_id = f.unfreeze_request_id.clone();
     assert!(unfreeze_id.starts_with("unfreeze-"), "{f:?}");
-    // Bob's veto is signed and recorded, but only a freezer's veto counts: still pending.
+    // Only a freezer may veto an unfreeze: bob's signed veto is refused when received, and
+    // nothing is stored (it could never count, so it must not occupy bob's vote).
     let r = gov("bob", &["unfreeze", "--veto"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(
-        r.stdout
-            .contains(&format!("vetoing unfreeze request {unfreeze_id} as bob")),
+        r.stdout.contains(&format!(
+            "vetoing unfreeze request {unfreeze_id} (lifting freeze"
+        )),
         "{}",
         r.stdout
     );
-    assert!(r.stdout.contains("pending_quorum"), "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("[APPROVAL_INVALID] the unfreeze vote does not count: MissingRole"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(freeze_state(&d).await.unfreeze_approvals, 1);
     let r = gov("carol", &["unfreeze"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.contains(&format!(
-            "approving unfreeze request {unfreeze_id} as carol"
+            "approving unfreeze request {unfreeze_id} (lifting freeze {}) as carol",
+            hex::encode(&f.freeze_id)
         )),
         "{}",
         r.stdout

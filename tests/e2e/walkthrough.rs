@@ -451,6 +451,8 @@ async fn a_freeze_between_approval_and_signing_stops_it_and_unfreezing_is_slow()
         .unwrap()
         .into_inner();
     assert!(f.frozen);
+    assert_eq!(f.freeze_id.len(), 32, "{f:?}");
+    let freeze_id = kinko_policy::FreezeId(f.freeze_id.as_slice().try_into().unwrap());
 
     // The second approval is recorded, but nothing is signed while frozen.
     let mut bob = ApprovalServiceClient::new(channel(&d, "bob").await);
@@ -466,6 +468,7 @@ async fn a_freeze_between_approval_and_signing_stops_it_and_unfreezing_is_slow()
     // Unfreezing needs two admins from two groups and then a delay: still frozen after both.
     let unfreeze = Subject::Unfreeze {
         request_id: "unfreeze-1".into(),
+        freeze_id,
     };
     let mut alice_admin = AdminServiceClient::new(channel(&d, "alice").await);
     let f = alice_admin

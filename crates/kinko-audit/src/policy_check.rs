@@ -6,19 +6,38 @@
 //! key's network and public key, with the policy's token registry) and must yield exactly the
 //! recorded intent: the digest the HSM signed is the one the payload yields, not one the daemon
 //! claimed.
+//!
+//! Governance outcomes are re-derived from the log alone: a policy installation must follow its
+//! `policy_proposed` record, and an unfreeze must lift the freeze in force; both must be
+//! effective by the votes logged for them (`governance_vote` records, each checked as valid when
+//! it was received), counting from the vote that completed the quorum, with every logged veto
+//! taken into account and the proposer never counted. Evidence copied into the installation or
+//! unfreeze record must be among those logged votes.
 
 use std::collections::HashMap;
 
 use jiff::Timestamp;
 use kinko_intent::Intent;
-use kinko_policy::governance::{install_status, unfreeze_status};
+use kinko_policy::governance::{GovernanceStatus, change_status, check_vote};
 use kinko_policy::{
-    ApprovalMessage, Context, Policy, PolicyHash, SignedApproval, Subject, VelocityLedger, Verdict,
-    evaluate, evaluate_quorum, velocity_entry,
+    ApprovalMessage, Context, FreezeId, Policy, PolicyHash, SignedApproval, Subject,
+    VelocityLedger, evaluate, evaluate_quorum, velocity_entry,
 };
 
-use crate::record::{Approval, KeyCreated, PolicyInstalled, Record, SigningAuthorized, Unfreeze};
+use crate::merkle::Hash;
+use crate::record::{
+    Approval, GovernanceVote, KeyCreated, PolicyInstalled, PolicyProposed, Record,
+    SigningAuthorized, Unfreeze,
+};
 use crate::verify::AuthorizationCheck;
+
+/// A proposal as its `policy_proposed` record states it.
+#[derive(Debug, Clone)]
+struct Proposal {
+    proposer: String,
+    policy_hash: [u8; 32],
+    base_policy_hash: Vec<u8>,
+}
 
 /// [`AuthorizationCheck`] implemented with kinko-policy.
 #[derive(Debug, Default)]
@@ -26,6 +45,9 @@ pub struct PolicyCheck {
     current: Option<Policy>,
     ledger: VelocityLedger,
     keys: HashMap<String, Vec<u8>>,
+    proposals: HashMap<String, Proposal>,
+    /// Accepted governance votes per governance request, in log order, with their record time.
+    votes: HashMap<String, Vec<(SignedApproval, Timestamp)>>,
 }
 
 impl PolicyCheck {
@@ -62,24 +84,74 @@ fn signed(approvals: &[Approval]) -> Result<Vec<SignedApproval>, String> {
         .collect()
 }
 
-/// The request id the approvals name, and when the last of them was issued (the latest the
-/// quorum can have been reached).
-fn governance_request(approvals: &[SignedApproval]) -> Result<(String, Option<Timestamp>), String> {
-    let messages: Vec<ApprovalMessage> = approvals
-        .iter()
-        .filter_map(|a| ApprovalMessage::from_bytes(&a.message).ok())
-        .collect();
-    let request_id = messages
-        .first()
-        .map(|m| m.subject.request_id().to_string())
-        .ok_or("a governance change without approvals")?;
-    let reached = messages
-        .iter()
-        .filter(|m| m.verdict == Verdict::Approve)
-        .map(|m| m.issued_at)
-        .max()
-        .and_then(|s| Timestamp::from_second(s).ok());
-    Ok((request_id, reached))
+/// The governance request id the approvals name (all must name the same one).
+fn governance_request(approvals: &[SignedApproval]) -> Result<String, String> {
+    let mut ids = approvals.iter().map(|a| {
+        ApprovalMessage::from_bytes(&a.message).map(|m| m.subject.request_id().to_string())
+    });
+    let first = ids
+        .next()
+        .ok_or("a governance change without approvals")?
+        .map_err(|e| e.to_string())?;
+    for id in ids {
+        if id.map_err(|e| e.to_string())? != first {
+            return Err("the approvals name different governance requests".into());
+        }
+    }
+    Ok(first)
+}
+
+/// A record time in whole seconds (the daemon records the quorum instant in seconds).
+fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
+impl PolicyCheck {
+    /// The outcome of a timed governance change at `now`, from the votes logged for it: the
+    /// quorum instant is the time of the vote that first completed it.
+    fn outcome(
+        &self,
+        policy: &Policy,
+        subject: &Subject,
+        proposer: Option<&str>,
+        now: Timestamp,
+    ) -> GovernanceStatus {
+        let votes = self
+            .votes
+            .get(subject.request_id())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let approvals: Vec<SignedApproval> = votes.iter().map(|(a, _)| a.clone()).collect();
+        let mut reached = None;
+        for (i, (_, at)) in votes.iter().enumerate() {
+            let at = whole_seconds(*at);
+            let prefix = approvals.get(..=i).unwrap_or_default();
+            if matches!(
+                change_status(policy, subject, proposer, prefix, Some(at), at),
+                GovernanceStatus::Waiting { .. } | GovernanceStatus::Effective { .. }
+            ) {
+                reached = Some(at);
+                break;
+            }
+        }
+        change_status(policy, subject, proposer, &approvals, reached, now)
+    }
+
+    /// Every approval in `evidence` must be a logged vote of governance request `id`.
+    fn evidence_logged(&self, id: &str, evidence: &[SignedApproval]) -> Result<(), String> {
+        let votes = self.votes.get(id).map(Vec::as_slice).unwrap_or_default();
+        for a in evidence {
+            if !votes.iter().any(|(v, _)| v == a) {
+                let who = ApprovalMessage::from_bytes(&a.message)
+                    .map(|m| m.officer_id)
+                    .unwrap_or_default();
+                return Err(format!(
+                    "the evidence holds an approval by {who:?} that was never logged as a vote"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn timestamp(record: &Record) -> Result<Timestamp, String> {
@@ -113,32 +185,152 @@ impl AuthorizationCheck for PolicyCheck {
             .map_err(|e| format!("the recorded policy text does not load: {e}"))?;
         if let Some(current) = &self.current {
             let approvals = signed(&event.approvals)?;
-            let (request_id, reached) = governance_request(&approvals)?;
-            let now = timestamp(record)?;
-            let status = install_status(current, &request_id, hash, &approvals, reached, now);
+            let request_id = governance_request(&approvals)?;
+            let proposal = self
+                .proposals
+                .get(&request_id)
+                .ok_or_else(|| format!("no policy_proposed record for proposal {request_id}"))?;
+            if proposal.policy_hash != hash.0 {
+                return Err(format!(
+                    "proposal {request_id} proposed another policy ({})",
+                    hex::encode(proposal.policy_hash)
+                ));
+            }
+            if proposal.base_policy_hash[..] != current.hash().0[..] {
+                return Err(format!(
+                    "proposal {request_id} was made under another policy than the one in force"
+                ));
+            }
+            self.evidence_logged(&request_id, &approvals)?;
+            let subject = Subject::InstallPolicy {
+                request_id: request_id.clone(),
+                new_policy_hash: hash,
+            };
+            let status = self.outcome(
+                current,
+                &subject,
+                Some(&proposal.proposer),
+                timestamp(record)?,
+            );
             if !status.is_effective() {
                 return Err(format!(
                     "not installed by the install quorum of the policy in force: {status:?}"
                 ));
             }
         }
+        // Proposals made under the old policy can no longer install anything.
+        self.proposals.clear();
+        self.votes.clear();
         self.current = Some(policy);
         Ok(())
     }
 
-    fn unfrozen(&mut self, record: &Record, event: &Unfreeze) -> Result<(), String> {
+    fn unfrozen(
+        &mut self,
+        record: &Record,
+        event: &Unfreeze,
+        lifted: Option<&Hash>,
+    ) -> Result<(), String> {
         let policy = self
             .current
             .as_ref()
             .ok_or("no policy in force to check the unfreeze against")?;
+        let freeze_id = FreezeId(*lifted.ok_or("signing was not frozen")?);
         let approvals = signed(&event.approvals)?;
-        let (request_id, reached) = governance_request(&approvals)?;
-        let status = unfreeze_status(policy, &request_id, &approvals, reached, timestamp(record)?);
+        let request_id = governance_request(&approvals)?;
+        self.evidence_logged(&request_id, &approvals)?;
+        let subject = Subject::Unfreeze {
+            request_id: request_id.clone(),
+            freeze_id,
+        };
+        let status = self.outcome(policy, &subject, None, timestamp(record)?);
         if !status.is_effective() {
             return Err(format!(
-                "not unfrozen by the unfreeze quorum of the policy in force: {status:?}"
+                "not unfrozen by the unfreeze quorum of the policy in force for freeze {freeze_id}: {status:?}"
             ));
         }
+        self.votes.remove(&request_id);
+        Ok(())
+    }
+
+    fn policy_proposed(&mut self, _record: &Record, event: &PolicyProposed) -> Result<(), String> {
+        let policy_hash: [u8; 32] = event
+            .policy_hash
+            .0
+            .as_slice()
+            .try_into()
+            .map_err(|_| "the proposed policy hash is not 32 bytes")?;
+        if let Some(current) = &self.current
+            && event.base_policy_hash.0[..] != current.hash().0[..]
+        {
+            return Err("proposed under another policy than the one in force".into());
+        }
+        self.proposals.insert(
+            event.request_id.clone(),
+            Proposal {
+                proposer: event.proposer.clone(),
+                policy_hash,
+                base_policy_hash: event.base_policy_hash.0.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    fn governance_vote(
+        &mut self,
+        record: &Record,
+        event: &GovernanceVote,
+        frozen: Option<&Hash>,
+    ) -> Result<(), String> {
+        let policy = self
+            .current
+            .as_ref()
+            .ok_or("no policy in force to check the vote against")?;
+        let approval = signed(std::slice::from_ref(&event.approval))?
+            .pop()
+            .ok_or("no vote")?;
+        let msg = ApprovalMessage::from_bytes(&approval.message).map_err(|e| e.to_string())?;
+        if msg.subject.request_id() != event.request_id {
+            return Err(format!(
+                "the vote names request {}, the record {}",
+                msg.subject.request_id(),
+                event.request_id
+            ));
+        }
+        let (expected, proposer) = match &msg.subject {
+            Subject::InstallPolicy { request_id, .. } => {
+                let p = self
+                    .proposals
+                    .get(request_id)
+                    .ok_or_else(|| format!("a vote for {request_id}, which is no open proposal"))?;
+                (
+                    Subject::InstallPolicy {
+                        request_id: request_id.clone(),
+                        new_policy_hash: PolicyHash(p.policy_hash),
+                    },
+                    Some(p.proposer.as_str()),
+                )
+            }
+            Subject::Unfreeze { request_id, .. } => (
+                Subject::Unfreeze {
+                    request_id: request_id.clone(),
+                    freeze_id: FreezeId(*frozen.ok_or("an unfreeze vote while not frozen")?),
+                },
+                None,
+            ),
+            other => return Err(format!("a governance vote about {other:?}")),
+        };
+        let at = timestamp(record)?;
+        check_vote(policy, &expected, proposer, &approval, at).map_err(|why| {
+            format!(
+                "the vote by {} did not count when received: {why:?}",
+                msg.officer_id
+            )
+        })?;
+        self.votes
+            .entry(event.request_id.clone())
+            .or_default()
+            .push((approval, at));
         Ok(())
     }
 

@@ -240,6 +240,33 @@ pub struct Freeze {
     pub signed: Option<Approval>,
 }
 
+/// A policy change was proposed. The proposer (the record's principal, repeated here) never
+/// counts toward the proposal's install quorum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyProposed {
+    /// The governance request id officers approve.
+    pub request_id: String,
+    /// The hash of the proposed policy file.
+    pub policy_hash: HexBytes,
+    /// The hash of the policy in force when it was proposed (the one that decides it).
+    pub base_policy_hash: HexBytes,
+    /// Who proposed it.
+    pub proposer: String,
+}
+
+/// An officer's governance vote (an approval or a veto of a policy installation or an
+/// unfreeze) was checked and accepted. Every vote that can affect an outcome is here, so the
+/// outcome can be re-derived from the log alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernanceVote {
+    /// The governance request id.
+    pub request_id: String,
+    /// The signed vote (its message names the subject, verdict and policy).
+    pub approval: Approval,
+}
+
 /// Signing was unfrozen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -332,6 +359,10 @@ pub enum Event {
     SignatureProduced(SignatureProduced),
     /// A refusal.
     Refusal(Refusal),
+    /// A policy change was proposed.
+    PolicyProposed(PolicyProposed),
+    /// A governance vote was accepted.
+    GovernanceVote(GovernanceVote),
 }
 
 impl Event {
@@ -349,6 +380,8 @@ impl Event {
             Event::SigningAuthorized(_) => "signing_authorized",
             Event::SignatureProduced(_) => "signature_produced",
             Event::Refusal(_) => "refusal",
+            Event::PolicyProposed(_) => "policy_proposed",
+            Event::GovernanceVote(_) => "governance_vote",
         }
     }
 

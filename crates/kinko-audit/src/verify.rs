@@ -26,7 +26,10 @@ use crate::merkle::{
     verify_inclusion,
 };
 use crate::note::{Checkpoint, VerifierKey};
-use crate::record::{Event, KeyCreated, PolicyInstalled, Record, SigningAuthorized, Unfreeze};
+use crate::record::{
+    Event, GovernanceVote, KeyCreated, PolicyInstalled, PolicyProposed, Record, SigningAuthorized,
+    Unfreeze,
+};
 
 /// The most findings kept in a report (the first is what matters).
 pub const MAX_FINDINGS: usize = 1000;
@@ -41,10 +44,35 @@ pub trait AuthorizationCheck {
         Ok(())
     }
 
-    /// Signing was unfrozen by `record`: check the unfreeze quorum (and delay) of the policy in
-    /// force.
-    fn unfrozen(&mut self, record: &Record, event: &Unfreeze) -> Result<(), String> {
+    /// Signing was unfrozen by `record`: check that the unfreeze lifted `lifted` (the leaf hash
+    /// of the freeze in force; `None` when signing was not frozen) with the unfreeze quorum (and
+    /// delay, and no veto) of the policy in force, from the votes logged for it.
+    fn unfrozen(
+        &mut self,
+        record: &Record,
+        event: &Unfreeze,
+        lifted: Option<&Hash>,
+    ) -> Result<(), String> {
+        let _ = (record, event, lifted);
+        Ok(())
+    }
+
+    /// A policy change was proposed by `record`.
+    fn policy_proposed(&mut self, record: &Record, event: &PolicyProposed) -> Result<(), String> {
         let _ = (record, event);
+        Ok(())
+    }
+
+    /// An officer's governance vote was accepted by `record`: check it was valid when received
+    /// (under the policy in force, for an open proposal or the freeze in force `frozen`) and
+    /// remember it for the outcome.
+    fn governance_vote(
+        &mut self,
+        record: &Record,
+        event: &GovernanceVote,
+        frozen: Option<&Hash>,
+    ) -> Result<(), String> {
+        let _ = (record, event, frozen);
         Ok(())
     }
 
@@ -390,7 +418,7 @@ pub fn verify_dir(
                         Some(a) => Some(&mut **a),
                         None => None,
                     };
-                    state.check(&mut report, seq, &location, &record, auth);
+                    state.check(&mut report, seq, &location, &h, &record, auth);
                 }
                 Err(e) => report.fail(Some(seq), location, format!("unreadable record: {e}")),
             }
@@ -484,6 +512,8 @@ struct SemanticState {
     last_time: u64,
     policy_in_force: Option<Vec<u8>>,
     frozen: bool,
+    /// The leaf hash of the freeze in force (the identity an unfreeze must name).
+    freeze_id: Option<Hash>,
     /// Per request: the payload's SHA-256 and the requester principal.
     payloads: HashMap<String, ([u8; 32], String)>,
     keys: HashMap<String, Vec<u8>>,
@@ -502,6 +532,7 @@ impl SemanticState {
         report: &mut Report,
         seq: u64,
         location: &str,
+        leaf: &Hash,
         record: &Record,
         auth: Option<&mut dyn AuthorizationCheck>,
     ) {
@@ -574,15 +605,35 @@ impl SemanticState {
                     self.check_approvals(std::slice::from_ref(s), &mut fail);
                 }
                 self.frozen = true;
+                self.freeze_id = Some(*leaf);
             }
             Event::Unfreeze(e) => {
                 self.check_approvals(&e.approvals, &mut fail);
+                if !self.frozen {
+                    fail("unfreeze while signing was not frozen".into());
+                }
                 if let Some(a) = auth
-                    && let Err(reason) = a.unfrozen(record, e)
+                    && let Err(reason) = a.unfrozen(record, e, self.freeze_id.as_ref())
                 {
                     fail(format!("unfreeze does not verify: {reason}"));
                 }
                 self.frozen = false;
+                self.freeze_id = None;
+            }
+            Event::PolicyProposed(e) => {
+                if let Some(a) = auth
+                    && let Err(reason) = a.policy_proposed(record, e)
+                {
+                    fail(format!("policy proposal does not verify: {reason}"));
+                }
+            }
+            Event::GovernanceVote(e) => {
+                self.check_approvals(std::slice::from_ref(&e.approval), &mut fail);
+                if let Some(a) = auth
+                    && let Err(reason) = a.governance_vote(record, e, self.freeze_id.as_ref())
+                {
+                    fail(format!("governance vote does not verify: {reason}"));
+                }
             }
             Event::SigningAuthorized(e) => {
                 self.authorizations += 1;

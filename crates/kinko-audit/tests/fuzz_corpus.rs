@@ -20,7 +20,7 @@ use kinko_audit::log::{AuditLog, LogConfig};
 use kinko_audit::merkle::MerkleTree;
 use kinko_audit::note::{Checkpoint, CheckpointSigner, SoftwareSigner, sign_note};
 use kinko_audit::policy_check::PolicyCheck;
-use kinko_audit::record::{Event, Freeze, Refusal, Rejection, RequestReceived, Unfreeze};
+use kinko_audit::record::{Event, Freeze, Refusal, Rejection, RequestReceived};
 use kinko_audit::verify::{VerifyOptions, verify_dir};
 use kinko_intent::Chain;
 use kinko_policy::Subject;
@@ -175,7 +175,7 @@ fn rich_log(dir: &Path) {
             0,
         )),
     }));
-    events.push(Event::Freeze(Freeze {
+    let freeze = Event::Freeze(Freeze {
         reason: "suspicious request".into(),
         signed: Some(signed_approval(
             1,
@@ -185,23 +185,12 @@ fn rich_log(dir: &Path) {
             },
             0,
         )),
-    }));
-    events.push(Event::Unfreeze(Unfreeze {
-        reason: "investigated".into(),
-        approvals: [1, 2]
-            .iter()
-            .map(|&i| {
-                signed_approval(
-                    i,
-                    &p1,
-                    Subject::Unfreeze {
-                        request_id: "gov-u".into(),
-                    },
-                    0,
-                )
-            })
-            .collect(),
-    }));
+    });
+    for e in events.drain(..) {
+        log.append("officer-1", e).unwrap();
+    }
+    let freeze_id = log.append("officer-1", freeze).unwrap().leaf_hash;
+    events.extend(governed_unfreeze(&p1, freeze_id, &[1, 2]));
     events.extend(withdrawal(1, &p1, &[2, 3]));
     for e in events {
         log.append("officer-1", e).unwrap();

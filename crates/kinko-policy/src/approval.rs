@@ -12,7 +12,7 @@
 //! | policy hash (the policy the approval is given under) | 32 |
 //! | subject tag: 1 withdrawal, 2 install policy, 3 freeze, 4 unfreeze | 1 |
 //! | request id (`str`) | 2..=129 |
-//! | subject digest: intent digest (1), new policy hash (2), 32 zero bytes (3, 4) | 32 |
+//! | subject digest: intent digest (1), new policy hash (2), 32 zero bytes (3), the lifted freeze's id (4) | 32 |
 //! | officer id (`str`) | 2..=129 |
 //! | verdict: 1 approve, 2 reject | 1 |
 //! | issued at, unix seconds (`i64`) | 8 |
@@ -66,11 +66,50 @@ pub enum Subject {
         /// The governance request id.
         request_id: String,
     },
-    /// Lifting a freeze.
+    /// Lifting one freeze: the one whose audit record has leaf hash `freeze_id` (the freeze's
+    /// identity as the log knows it). An approval to lift one freeze never lifts another.
     Unfreeze {
         /// The governance request id.
         request_id: String,
+        /// The RFC 6962 leaf hash of the `freeze` record this unfreeze lifts.
+        freeze_id: FreezeId,
     },
+}
+
+/// A freeze's identity: the RFC 6962 leaf hash of its `freeze` audit record. Unique per freeze
+/// (the record carries its sequence number and time), and checkable by an auditor from the log.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FreezeId(pub [u8; 32]);
+
+impl FreezeId {
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+    /// Parses 64 hex characters.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(FreezeId(out))
+    }
+}
+
+impl std::fmt::Debug for FreezeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FreezeId({})", self.to_hex())
+    }
+}
+
+impl std::fmt::Display for FreezeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl Serialize for FreezeId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
 }
 
 impl Subject {
@@ -88,7 +127,7 @@ impl Subject {
             Subject::Withdrawal { request_id, .. }
             | Subject::InstallPolicy { request_id, .. }
             | Subject::Freeze { request_id }
-            | Subject::Unfreeze { request_id } => request_id,
+            | Subject::Unfreeze { request_id, .. } => request_id,
         }
     }
     fn digest(&self) -> [u8; 32] {
@@ -97,7 +136,8 @@ impl Subject {
             Subject::InstallPolicy {
                 new_policy_hash, ..
             } => new_policy_hash.0,
-            Subject::Freeze { .. } | Subject::Unfreeze { .. } => [0; 32],
+            Subject::Unfreeze { freeze_id, .. } => freeze_id.0,
+            Subject::Freeze { .. } => [0; 32],
         }
     }
     fn kind_name(&self) -> &'static str {
@@ -251,11 +291,17 @@ impl ApprovalMessage {
                 request_id,
                 new_policy_hash: PolicyHash(digest),
             },
-            3 | 4 if digest != [0; 32] => {
-                return Err(malformed("freeze/unfreeze digest must be zero"));
+            3 if digest != [0; 32] => {
+                return Err(malformed("freeze digest must be zero"));
+            }
+            4 if digest == [0; 32] => {
+                return Err(malformed("an unfreeze must name the freeze it lifts"));
             }
             3 => Subject::Freeze { request_id },
-            4 => Subject::Unfreeze { request_id },
+            4 => Subject::Unfreeze {
+                request_id,
+                freeze_id: FreezeId(digest),
+            },
             _ => return Err(malformed("unknown subject tag")),
         };
         let officer_id = r.str()?;
@@ -481,7 +527,7 @@ impl QuorumResult {
 
 /// Whether the approval is valid in itself at `now` for `expected` under `policy` — signature,
 /// binding, time, lifetime — ignoring roles, the requester and duplicates.
-fn check_one(
+pub(crate) fn check_one(
     policy: &Policy,
     expected: &Subject,
     lifetime_secs: i64,

@@ -13,7 +13,8 @@ pub mod request;
 pub mod velocity;
 
 pub use approval::{
-    ApprovalMessage, QuorumResult, QuorumState, SignedApproval, Subject, Verdict, evaluate_quorum,
+    ApprovalMessage, FreezeId, QuorumResult, QuorumState, SignedApproval, Subject, Verdict,
+    evaluate_quorum,
 };
 pub use authorize::{Authorization, authorize};
 pub use error::{Diagnostic, Diagnostics, PolicyError};

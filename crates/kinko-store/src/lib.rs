@@ -291,6 +291,9 @@ pub struct FreezeState {
     pub reason: String,
     /// Unix seconds.
     pub since: i64,
+    /// The freeze's identity: the leaf hash of its `freeze` audit record (what an unfreeze
+    /// approval must name). Empty when not frozen.
+    pub freeze_id: Vec<u8>,
 }
 
 /// A governance request (freeze, unfreeze, policy install) as stored.
@@ -989,7 +992,7 @@ impl Store {
         let conn = self.conn()?;
         Ok(conn
             .query_row(
-                "SELECT frozen, frozen_by, reason, since FROM freeze WHERE id = 1",
+                "SELECT frozen, frozen_by, reason, since, freeze_id FROM freeze WHERE id = 1",
                 [],
                 |r| {
                     Ok(FreezeState {
@@ -997,6 +1000,7 @@ impl Store {
                         by: r.get(1)?,
                         reason: r.get(2)?,
                         since: r.get(3)?,
+                        freeze_id: r.get(4)?,
                     })
                 },
             )
@@ -1004,14 +1008,21 @@ impl Store {
             .unwrap_or_default())
     }
 
-    /// Sets the freeze switch.
+    /// Sets the freeze switch. Any unfreeze request still open is for an earlier freeze (or
+    /// lifted this one) and can never act again: it becomes `superseded` in the same commit.
     pub fn set_freeze(&self, state: &FreezeState) -> Result<(), StoreError> {
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO freeze (id, frozen, frozen_by, reason, since) VALUES (1, ?1, ?2, ?3, ?4)
-             ON CONFLICT(id) DO UPDATE SET frozen = excluded.frozen, frozen_by = excluded.frozen_by, reason = excluded.reason, since = excluded.since",
-            params![state.frozen, state.by, state.reason, state.since],
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO freeze (id, frozen, frozen_by, reason, since, freeze_id) VALUES (1, ?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET frozen = excluded.frozen, frozen_by = excluded.frozen_by, reason = excluded.reason, since = excluded.since, freeze_id = excluded.freeze_id",
+            params![state.frozen, state.by, state.reason, state.since, state.freeze_id],
         )?;
+        tx.execute(
+            "UPDATE governance SET state = 'superseded' WHERE kind = 'unfreeze' AND state IN ('pending', 'waiting')",
+            [],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 }

@@ -114,6 +114,8 @@ const MIGRATIONS: &[&str] = &[
         size INTEGER NOT NULL,
         root BLOB NOT NULL
     ) STRICT;",
+    // 6: the freeze's identity (its audit record's leaf hash), which an unfreeze must name.
+    "ALTER TABLE freeze ADD COLUMN freeze_id BLOB NOT NULL DEFAULT x'';",
 ];
 
 /// The schema version this build writes.

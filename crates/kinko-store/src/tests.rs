@@ -266,9 +266,37 @@ fn freeze_state_persists() {
         by: "carol".into(),
         reason: "incident".into(),
         since: 9,
+        freeze_id: vec![7; 32],
     };
     s.set_freeze(&f).unwrap();
     assert_eq!(s.freeze_state().unwrap(), f);
+}
+
+#[test]
+fn a_new_freeze_or_an_unfreeze_closes_every_open_unfreeze_request() {
+    let (_d, s) = store();
+    let a = StoredApproval {
+        request_id: "unf-1".into(),
+        officer_id: "alice".into(),
+        approve: true,
+        message: vec![1],
+        signature: vec![2; 64],
+        received_at: 10,
+    };
+    s.add_governance_approval("unf-1", "unfreeze", &a).unwrap();
+    s.set_governance_state("unf-1", "waiting", Some(11))
+        .unwrap();
+    assert_eq!(s.open_governance("unfreeze").unwrap().unwrap().id, "unf-1");
+    s.set_freeze(&FreezeState {
+        frozen: true,
+        by: "carol".into(),
+        reason: "again".into(),
+        since: 12,
+        freeze_id: vec![8; 32],
+    })
+    .unwrap();
+    assert_eq!(s.open_governance("unfreeze").unwrap(), None);
+    assert_eq!(s.governance("unf-1").unwrap().unwrap().state, "superseded");
 }
 
 #[test]

@@ -120,6 +120,12 @@ pub(crate) fn print_freeze(f: &pb::FreezeState) {
     if !f.reason.is_empty() {
         println!("reason: {}", clean(&f.reason));
     }
+    if f.frozen && !f.freeze_id.is_empty() {
+        println!(
+            "freeze id (leaf hash of its audit record): {}",
+            hex::encode(&f.freeze_id)
+        );
+    }
     if !f.unfreeze_request_id.is_empty() {
         println!(
             "unfreeze request {}: {} approval(s), may take effect at {}",
@@ -176,18 +182,29 @@ pub(crate) async fn unfreeze(s: Signer, veto: bool) -> Result<(), String> {
     } else {
         state.unfreeze_request_id.clone()
     };
+    // The approval lifts this freeze and no other: a later freeze needs a new quorum.
+    let freeze_id =
+        kinko_policy::FreezeId(state.freeze_id.as_slice().try_into().map_err(|_| {
+            format!(
+                "the daemon reports a freeze id of {} bytes, not 32; nothing signed",
+                state.freeze_id.len()
+            )
+        })?);
     let verdict = if veto {
         Verdict::Reject
     } else {
         Verdict::Approve
     };
     println!(
-        "{} unfreeze request {request_id} as {officer}",
+        "{} unfreeze request {request_id} (lifting freeze {freeze_id}) as {officer}",
         if veto { "vetoing" } else { "approving" }
     );
     let approval = sign_governance(
         &policy,
-        Subject::Unfreeze { request_id },
+        Subject::Unfreeze {
+            request_id,
+            freeze_id,
+        },
         &officer,
         verdict,
         s.valid_for,

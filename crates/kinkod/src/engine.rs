@@ -19,8 +19,8 @@ use kinko_intent::{Chain, Intent, SigningInput};
 use kinko_policy::approval::NotCounted;
 use kinko_policy::request::RequestToSign;
 use kinko_policy::{
-    ApprovalMessage, Authorization, Context, DenyCode, Policy, PolicyError, SignedApproval,
-    Subject, VelocityLedger, Verdict, evaluate, evaluate_quorum, velocity_entry,
+    ApprovalMessage, Authorization, Context, DenyCode, FreezeId, Policy, PolicyError,
+    SignedApproval, Subject, VelocityLedger, Verdict, evaluate, evaluate_quorum, velocity_entry,
 };
 use kinko_proto::validate::Submission;
 use kinko_store::{
@@ -89,6 +89,12 @@ pub(crate) struct Engine {
     velocity: Mutex<VelocityLedger>,
     /// Held from the signing-time authorization to the durable claim (never across the HSM).
     sign_lock: tokio::sync::Mutex<()>,
+    /// The controls in force (freeze state, policy). A signing step holds it shared from its
+    /// authorization until its `signing_authorized` record is durable; a freeze, an unfreeze
+    /// and a policy installation hold it exclusively while they log and apply the change. So
+    /// the log never shows a signing authorized under a freeze state or policy that had already
+    /// changed (tokio's lock is fair: a waiting change is not starved by signers).
+    controls: tokio::sync::RwLock<()>,
     /// Serializes governance changes (installs, unfreezes).
     governance_lock: tokio::sync::Mutex<()>,
     changes: broadcast::Sender<String>,
@@ -126,6 +132,7 @@ impl Engine {
             live: RwLock::new(Arc::new(live)),
             velocity: Mutex::new(VelocityLedger::new()),
             sign_lock: tokio::sync::Mutex::new(()),
+            controls: tokio::sync::RwLock::new(()),
             governance_lock: tokio::sync::Mutex::new(()),
             changes,
             limits,
@@ -207,6 +214,31 @@ impl Engine {
     /// Appends one record and waits until it is durable.
     async fn append(&self, principal: &str, event: Event) -> Result<(), Refused> {
         self.append_all(principal, vec![event]).await
+    }
+
+    /// Appends one record, waits until it is durable, and returns where it is.
+    async fn append_one(
+        &self,
+        principal: &str,
+        event: Event,
+    ) -> Result<kinko_audit::log::Appended, Refused> {
+        let audit = Arc::clone(&self.audit);
+        let principal = principal.to_string();
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || audit.append(&principal, event))
+            .await
+            .map_err(|e| Refused::internal("audit worker", e))?;
+        self.metrics
+            .audit_append_seconds
+            .observe(started.elapsed().as_secs_f64());
+        result.map_err(|e| {
+            self.metrics.audit_errors.inc();
+            tracing::error!(error = %e, "audit append failed");
+            Refused::new(
+                Reason::AuditUnavailable,
+                "the audit log cannot be written; nothing was changed or signed",
+            )
+        })
     }
 
     /// Records a refusal that reached the daemon (best effort: the refusal stands either way).
@@ -584,6 +616,7 @@ impl Engine {
         let started = std::time::Instant::now();
         // Authorization, velocity and the claim happen under the lock, one request at a time;
         // the audit record and the HSM run outside it, so signatures proceed in parallel.
+        let controls = self.controls.read().await;
         let guard = self.sign_lock.lock().await;
         let live = self.live();
         let policy = &live.policy;
@@ -670,6 +703,7 @@ impl Engine {
                 // Another request of this key already holds the nonce, outpoint or digest: this
                 // one can never be signed, so it ends here rather than waiting forever.
                 drop(guard);
+                drop(controls);
                 self.fail(request_id, &refused.message).await;
             }
             return Err(refused);
@@ -702,7 +736,10 @@ impl Engine {
             policy_hash: HexBytes(policy.hash().0.to_vec()),
             approvals: evidence,
         });
-        if let Err(e) = self.append("kinkod", authorized).await {
+        let logged = self.append("kinkod", authorized).await;
+        // The authorization is in the log (or never will be): controls may change from here.
+        drop(controls);
+        if let Err(e) = logged {
             // Not logged, so the HSM is never asked: the claim is undone (nonces, digests and
             // velocity free again) and the request fails; resubmit once the log is writable.
             let reason = "the signing-authorized record could not be logged; nothing was signed";
@@ -865,153 +902,283 @@ impl Engine {
         Ok((evidence, finalized))
     }
 
-    /// `Freeze`: one valid signed approval of `Subject::Freeze` from an officer with a freeze
-    /// role stops all signing at once.
-    pub(crate) async fn freeze(
+    /// Logs a refusal of a governance call (anything but an internal error) and returns it.
+    async fn refusing<T>(
         &self,
         principal: &str,
-        approval: SignedApproval,
-    ) -> Result<kinko_store::FreezeState, Refused> {
-        let live = self.live();
-        let msg = self.governance_message(principal, &approval)?;
-        let Subject::Freeze { request_id } = &msg.subject else {
-            return Err(Refused::new(
-                Reason::ApprovalInvalid,
-                "the signed subject is not a freeze",
-            ));
-        };
-        let result = kinko_policy::governance::freeze_status(
-            &live.policy,
-            request_id,
-            std::slice::from_ref(&approval),
-            now(),
-        );
-        if !result.is_satisfied() {
-            return Err(self
-                .refuse(
-                    principal,
-                    Some(request_id),
-                    Refused::new(
-                        Reason::ApprovalInvalid,
-                        format!("the freeze does not count: {}", result.to_text()),
-                    ),
-                )
-                .await);
+        approval: &SignedApproval,
+        r: Result<T, Refused>,
+    ) -> Result<T, Refused> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) if e.reason == Reason::Internal => Err(e),
+            Err(e) => {
+                let id = ApprovalMessage::from_bytes(&approval.message)
+                    .ok()
+                    .map(|m| m.subject.request_id().to_string());
+                Err(self.refuse(principal, id.as_deref(), e).await)
+            }
         }
-        let state = kinko_store::FreezeState {
-            frozen: true,
-            by: principal.to_string(),
-            reason: format!("freeze {request_id}"),
-            since: unix(now()),
-        };
-        // Logged first: a freeze that is not in the log did not happen.
-        self.append(
-            principal,
-            Event::Freeze(rec::Freeze {
-                reason: state.reason.clone(),
-                signed: Some(evidence(
-                    &live.policy,
-                    StoredApproval {
-                        request_id: request_id.clone(),
-                        officer_id: principal.to_string(),
-                        approve: true,
-                        message: approval.message.clone(),
-                        signature: approval.signature.to_vec(),
-                        received_at: unix(now()),
-                    },
-                )),
-            }),
-        )
-        .await?;
-        self.store.set_freeze(&state)?;
-        Ok(state)
     }
 
-    /// `Unfreeze`: adds an officer's signed approval (or veto) to the unfreeze request; the
-    /// freeze lifts once the policy's unfreeze quorum is reached and its delay has passed, with
-    /// no valid veto from a freezer.
-    pub(crate) async fn unfreeze(
+    /// Checks a governance vote when it is received, under the policy in force: a vote that
+    /// could never count (signature, officer, subject, policy, expiry, role, the proposer's
+    /// own) is refused here, so it is neither stored nor logged and never blocks a valid one.
+    fn check_vote(
+        &self,
+        live: &Live,
+        subject: &Subject,
+        proposer: Option<&str>,
+        approval: &SignedApproval,
+    ) -> Result<ApprovalMessage, Refused> {
+        kinko_policy::governance::check_vote(&live.policy, subject, proposer, approval, now())
+            .map_err(|why| match why {
+                NotCounted::IsRequester => Refused::new(
+                    Reason::SelfApproval,
+                    "the proposer of a policy never approves its own proposal",
+                ),
+                why => Refused::new(
+                    Reason::ApprovalInvalid,
+                    format!("the {} vote does not count: {why:?}", subject_kind(subject)),
+                ),
+            })
+    }
+
+    /// Refuses a second vote of the same officer on a governance request before anything is
+    /// logged.
+    fn not_voted_yet(&self, id: &str, officer: &str) -> Result<(), Refused> {
+        if self
+            .store
+            .governance_approvals(id)?
+            .iter()
+            .any(|a| a.officer_id == officer)
+        {
+            return Err(Refused::new(
+                Reason::WrongState,
+                format!("officer {officer} already voted on {id}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Logs an accepted governance vote, then stores it. Called under the governance lock, so
+    /// the log's order of votes is the store's.
+    async fn record_vote(
         &self,
         principal: &str,
-        approval: SignedApproval,
-    ) -> Result<(kinko_store::FreezeState, String), Refused> {
-        let msg = self.governance_message(principal, &approval)?;
-        let Subject::Unfreeze { request_id } = msg.subject.clone() else {
-            return Err(Refused::new(
-                Reason::ApprovalInvalid,
-                "the signed subject is not an unfreeze",
-            ));
-        };
-        if !self.store.freeze_state()?.frozen {
-            return Err(Refused::new(Reason::WrongState, "signing is not frozen"));
-        }
+        live: &Live,
+        kind: &str,
+        request_id: &str,
+        msg: &ApprovalMessage,
+        approval: &SignedApproval,
+    ) -> Result<(), Refused> {
         let stored = StoredApproval {
-            request_id: request_id.clone(),
+            request_id: request_id.to_string(),
             officer_id: principal.to_string(),
             approve: msg.verdict == Verdict::Approve,
             message: approval.message.clone(),
             signature: approval.signature.to_vec(),
             received_at: unix(now()),
         };
+        self.append(
+            principal,
+            Event::GovernanceVote(rec::GovernanceVote {
+                request_id: request_id.to_string(),
+                approval: evidence(&live.policy, stored.clone()),
+            }),
+        )
+        .await?;
         self.store
-            .add_governance_approval(&request_id, "unfreeze", &stored)?;
-        let status = self.settle_unfreeze(&request_id).await?;
+            .add_governance_approval(request_id, kind, &stored)?;
+        Ok(())
+    }
+
+    /// `Freeze`: one valid signed approval of `Subject::Freeze` from an officer with a freeze
+    /// role stops all signing at once. The freeze's identity is the leaf hash of its record.
+    pub(crate) async fn freeze(
+        &self,
+        principal: &str,
+        approval: SignedApproval,
+    ) -> Result<kinko_store::FreezeState, Refused> {
+        let r = self.freeze_inner(principal, &approval).await;
+        self.refusing(principal, &approval, r).await
+    }
+
+    async fn freeze_inner(
+        &self,
+        principal: &str,
+        approval: &SignedApproval,
+    ) -> Result<kinko_store::FreezeState, Refused> {
+        let msg = self.governance_message(principal, approval)?;
+        let Subject::Freeze { request_id } = &msg.subject else {
+            return Err(Refused::new(
+                Reason::ApprovalInvalid,
+                "the signed subject is not a freeze",
+            ));
+        };
+        // No signing authorization is logged from here until the freeze is in force.
+        let _controls = self.controls.write().await;
+        let live = self.live();
+        self.check_vote(&live, &msg.subject, None, approval)?;
+        let reason = format!("freeze {request_id}");
+        // Logged first: a freeze that is not in the log did not happen.
+        let appended = self
+            .append_one(
+                principal,
+                Event::Freeze(rec::Freeze {
+                    reason: reason.clone(),
+                    signed: Some(evidence(
+                        &live.policy,
+                        StoredApproval {
+                            request_id: request_id.clone(),
+                            officer_id: principal.to_string(),
+                            approve: true,
+                            message: approval.message.clone(),
+                            signature: approval.signature.to_vec(),
+                            received_at: unix(now()),
+                        },
+                    )),
+                }),
+            )
+            .await?;
+        let state = kinko_store::FreezeState {
+            frozen: true,
+            by: principal.to_string(),
+            reason,
+            since: unix(now()),
+            freeze_id: appended.leaf_hash.to_vec(),
+        };
+        self.store.set_freeze(&state)?;
+        tracing::warn!(
+            by = principal,
+            freeze = hex::encode(appended.leaf_hash),
+            "signing frozen"
+        );
+        Ok(state)
+    }
+
+    /// `Unfreeze`: adds an officer's signed approval (or veto) to the unfreeze request for the
+    /// freeze in force; the freeze lifts once the policy's unfreeze quorum is reached and its
+    /// delay has passed, with no valid veto from a freezer.
+    pub(crate) async fn unfreeze(
+        &self,
+        principal: &str,
+        approval: SignedApproval,
+    ) -> Result<(kinko_store::FreezeState, String), Refused> {
+        let r = self.unfreeze_inner(principal, &approval).await;
+        self.refusing(principal, &approval, r).await
+    }
+
+    async fn unfreeze_inner(
+        &self,
+        principal: &str,
+        approval: &SignedApproval,
+    ) -> Result<(kinko_store::FreezeState, String), Refused> {
+        let msg = self.governance_message(principal, approval)?;
+        let Subject::Unfreeze {
+            request_id,
+            freeze_id,
+        } = msg.subject.clone()
+        else {
+            return Err(Refused::new(
+                Reason::ApprovalInvalid,
+                "the signed subject is not an unfreeze",
+            ));
+        };
+        let _g = self.governance_lock.lock().await;
+        let f = self.store.freeze_state()?;
+        if !f.frozen {
+            return Err(Refused::new(Reason::WrongState, "signing is not frozen"));
+        }
+        if f.freeze_id.as_slice() != freeze_id.0.as_slice() {
+            return Err(Refused::new(
+                Reason::ApprovalInvalid,
+                format!(
+                    "the approval lifts freeze {freeze_id}, but the freeze in force is {}",
+                    hex::encode(&f.freeze_id)
+                ),
+            ));
+        }
+        if let Some(g) = self.store.governance(&request_id)?
+            && (g.kind != "unfreeze" || (g.state != "pending" && g.state != "waiting"))
+        {
+            return Err(Refused::new(
+                Reason::WrongState,
+                format!(
+                    "{} request {request_id} is {}; it never acts again",
+                    g.kind, g.state
+                ),
+            ));
+        }
+        let live = self.live();
+        let msg = self.check_vote(&live, &msg.subject, None, approval)?;
+        self.not_voted_yet(&request_id, principal)?;
+        self.record_vote(principal, &live, "unfreeze", &request_id, &msg, approval)
+            .await?;
+        let status = self.settle_unfreeze_locked(&request_id).await?;
         let text = serde_json::to_string(&status).unwrap_or_default();
         Ok((self.store.freeze_state()?, text))
     }
 
-    /// Evaluates an unfreeze request from its stored signed approvals and lifts the freeze
-    /// once it is effective (quorum, delay passed, no veto).
     async fn settle_unfreeze(
         &self,
         request_id: &str,
     ) -> Result<kinko_policy::governance::GovernanceStatus, Refused> {
         let _g = self.governance_lock.lock().await;
+        self.settle_unfreeze_locked(request_id).await
+    }
+
+    /// Evaluates an open unfreeze request from its stored signed approvals against the freeze in
+    /// force, and lifts the freeze once it is effective (quorum, delay passed, no veto). A
+    /// request that took effect, was vetoed or superseded never acts again. Takes the
+    /// governance lock's place: the caller holds it.
+    async fn settle_unfreeze_locked(
+        &self,
+        request_id: &str,
+    ) -> Result<kinko_policy::governance::GovernanceStatus, Refused> {
         let live = self.live();
         let g = self
             .store
             .governance(request_id)?
             .ok_or_else(|| Refused::new(Reason::NotFound, "no such unfreeze request"))?;
-        let approvals = to_signed(&self.store.governance_approvals(request_id)?)?;
-        let reached = g
-            .quorum_reached_at
-            .and_then(|t| Timestamp::from_second(t).ok());
-        let status = kinko_policy::governance::unfreeze_status(
-            &live.policy,
-            request_id,
-            &approvals,
-            reached,
-            now(),
-        );
+        let status = self.unfreeze_status_of(&live, &g)?;
+        if g.state != "pending" && g.state != "waiting" {
+            return Ok(status);
+        }
+        let f = self.store.freeze_state()?;
+        if !f.frozen {
+            self.store
+                .set_governance_state(request_id, "superseded", None)?;
+            return Ok(status);
+        }
         let (state, reached_now) = stored_state(&status);
         if !status.is_effective() {
             self.store
                 .set_governance_state(request_id, state, reached_now)?;
             return Ok(status);
         }
-        if !self.store.freeze_state()?.frozen {
+        let stored = self.store.governance_approvals(request_id)?;
+        let evidence_list = counted_evidence(&live.policy, &status, stored);
+        {
+            // No signing authorization is logged while the freeze lifts.
+            let _controls = self.controls.write().await;
+            if self.store.freeze_state()?.freeze_id != f.freeze_id {
+                // Frozen again while this waited: it lifted an earlier freeze, and is closed.
+                return Ok(status);
+            }
+            self.append(
+                "kinkod",
+                Event::Unfreeze(rec::Unfreeze {
+                    reason: format!("unfreeze {request_id}"),
+                    approvals: evidence_list,
+                }),
+            )
+            .await?;
             self.store
                 .set_governance_state(request_id, "effective", reached_now)?;
-            return Ok(status);
+            self.store
+                .set_freeze(&kinko_store::FreezeState::default())?;
         }
-        let evidence_list = self
-            .store
-            .governance_approvals(request_id)?
-            .into_iter()
-            .map(|a| evidence(&live.policy, a))
-            .collect();
-        self.append(
-            "kinkod",
-            Event::Unfreeze(rec::Unfreeze {
-                reason: format!("unfreeze {request_id}"),
-                approvals: evidence_list,
-            }),
-        )
-        .await?;
-        self.store
-            .set_governance_state(request_id, "effective", reached_now)?;
-        self.store
-            .set_freeze(&kinko_store::FreezeState::default())?;
         tracing::warn!(request_id, "signing unfrozen");
         // Requests whose quorum was met while frozen are signed now.
         for r in self.store.list_by_state(RequestState::PendingApproval)? {
@@ -1022,31 +1189,54 @@ impl Engine {
         Ok(status)
     }
 
-    /// Where an unfreeze request stands, without changing anything.
-    pub(crate) fn unfreeze_status(
+    /// Where an unfreeze request stands against the freeze in force, without changing anything.
+    fn unfreeze_status_of(
         &self,
-        request_id: &str,
+        live: &Live,
+        g: &kinko_store::Governance,
     ) -> Result<kinko_policy::governance::GovernanceStatus, Refused> {
-        let live = self.live();
-        let g = self
-            .store
-            .governance(request_id)?
-            .ok_or_else(|| Refused::new(Reason::NotFound, "no such unfreeze request"))?;
-        let approvals = to_signed(&self.store.governance_approvals(request_id)?)?;
+        let f = self.store.freeze_state()?;
+        let freeze_id = FreezeId(f.freeze_id.as_slice().try_into().unwrap_or([0; 32]));
+        let approvals = to_signed(&self.store.governance_approvals(&g.id)?)?;
         let reached = g
             .quorum_reached_at
             .and_then(|t| Timestamp::from_second(t).ok());
         Ok(kinko_policy::governance::unfreeze_status(
             &live.policy,
-            request_id,
+            &g.id,
+            freeze_id,
             &approvals,
             reached,
             now(),
         ))
     }
 
-    /// `ProposePolicy`: records a proposal (nothing changes until officers approve it).
+    /// Where an unfreeze request stands, without changing anything.
+    pub(crate) fn unfreeze_status(
+        &self,
+        request_id: &str,
+    ) -> Result<kinko_policy::governance::GovernanceStatus, Refused> {
+        let g = self
+            .store
+            .governance(request_id)?
+            .ok_or_else(|| Refused::new(Reason::NotFound, "no such unfreeze request"))?;
+        self.unfreeze_status_of(&self.live(), &g)
+    }
+
+    /// `ProposePolicy`: logs and records a proposal (nothing changes until officers approve it).
     pub(crate) async fn propose_policy(
+        &self,
+        principal: &str,
+        text: &str,
+    ) -> Result<kinko_store::PolicyProposal, Refused> {
+        match self.propose_policy_inner(principal, text).await {
+            Ok(p) => Ok(p),
+            Err(e) if e.reason == Reason::Internal => Err(e),
+            Err(e) => Err(self.refuse(principal, None, e).await),
+        }
+    }
+
+    async fn propose_policy_inner(
         &self,
         principal: &str,
         text: &str,
@@ -1066,6 +1256,7 @@ impl Engine {
                 format!("the policy does not load: {e}"),
             )
         })?;
+        let _g = self.governance_lock.lock().await;
         let live = self.live();
         if proposed.hash() == live.policy.hash() {
             return Err(Refused::new(
@@ -1095,6 +1286,16 @@ impl Engine {
             proposed_by: principal.to_string(),
             created_at: unix(now()),
         };
+        self.append(
+            principal,
+            Event::PolicyProposed(rec::PolicyProposed {
+                request_id: p.id.clone(),
+                policy_hash: HexBytes(p.policy_hash.clone()),
+                base_policy_hash: HexBytes(p.base_policy_hash.clone()),
+                proposer: principal.to_string(),
+            }),
+        )
+        .await?;
         self.store.insert_policy_proposal(&p)?;
         tracing::info!(proposal = p.id, by = principal, "policy proposed");
         Ok(p)
@@ -1107,7 +1308,16 @@ impl Engine {
         principal: &str,
         approval: SignedApproval,
     ) -> Result<ProposalStatus, Refused> {
-        let msg = self.governance_message(principal, &approval)?;
+        let r = self.approve_policy_inner(principal, &approval).await;
+        self.refusing(principal, &approval, r).await
+    }
+
+    async fn approve_policy_inner(
+        &self,
+        principal: &str,
+        approval: &SignedApproval,
+    ) -> Result<ProposalStatus, Refused> {
+        let msg = self.governance_message(principal, approval)?;
         let Subject::InstallPolicy {
             request_id,
             new_policy_hash,
@@ -1118,53 +1328,50 @@ impl Engine {
                 "the signed subject is not a policy installation",
             ));
         };
+        let _g = self.governance_lock.lock().await;
         let proposal = self.store.policy_proposal(&request_id)?.ok_or_else(|| {
             Refused::new(Reason::NotFound, format!("no policy proposal {request_id}"))
         })?;
         if new_policy_hash.0.as_slice() != proposal.policy_hash.as_slice() {
-            return Err(self
-                .refuse(
-                    principal,
-                    Some(&request_id),
-                    Refused::new(
-                        Reason::ApprovalInvalid,
-                        "the approval names another policy hash than the proposal's",
-                    ),
-                )
-                .await);
-        }
-        let g = self.store.governance(&request_id)?;
-        if g.as_ref()
-            .is_none_or(|g| g.state != "pending" && g.state != "waiting")
-        {
             return Err(Refused::new(
-                Reason::WrongState,
-                format!(
-                    "proposal {request_id} is {}",
-                    g.map_or("unknown".to_string(), |g| g.state)
-                ),
+                Reason::ApprovalInvalid,
+                "the approval names another policy hash than the proposal's",
             ));
         }
-        let stored = StoredApproval {
-            request_id: request_id.clone(),
-            officer_id: principal.to_string(),
-            approve: msg.verdict == Verdict::Approve,
-            message: approval.message.clone(),
-            signature: approval.signature.to_vec(),
-            received_at: unix(now()),
-        };
-        self.store
-            .add_governance_approval(&request_id, "install_policy", &stored)?;
-        self.settle_policy(&request_id).await
+        let live = self.live();
+        let g = self.store.governance(&request_id)?;
+        let state = g.as_ref().map_or("unknown", |g| g.state.as_str());
+        if state != "pending" && state != "waiting" {
+            return Err(Refused::new(
+                Reason::WrongState,
+                format!("proposal {request_id} is {state}; it never acts again"),
+            ));
+        }
+        if proposal.base_policy_hash != live.policy.hash().0.to_vec() {
+            self.store
+                .set_governance_state(&request_id, "superseded", None)?;
+            return Err(Refused::new(
+                Reason::WrongState,
+                format!("proposal {request_id} was made under another policy and is superseded"),
+            ));
+        }
+        let msg = self.check_vote(&live, &msg.subject, Some(&proposal.proposed_by), approval)?;
+        self.not_voted_yet(&request_id, principal)?;
+        self.record_vote(
+            principal,
+            &live,
+            "install_policy",
+            &request_id,
+            &msg,
+            approval,
+        )
+        .await?;
+        self.settle_policy_locked(&request_id).await
     }
 
-    /// Where a proposal stands (installing it if it became effective).
-    pub(crate) async fn policy_proposal(&self, id: &str) -> Result<ProposalStatus, Refused> {
-        self.settle_policy(id).await
-    }
-
-    async fn settle_policy(&self, id: &str) -> Result<ProposalStatus, Refused> {
-        let _g = self.governance_lock.lock().await;
+    /// Where a proposal stands, without changing anything (a read never installs: the
+    /// background step does, once the time-lock has passed).
+    pub(crate) fn policy_proposal(&self, id: &str) -> Result<ProposalStatus, Refused> {
         let live = self.live();
         let proposal = self
             .store
@@ -1174,7 +1381,6 @@ impl Engine {
             .store
             .governance(id)?
             .ok_or_else(|| Refused::new(Reason::NotFound, format!("no policy proposal {id}")))?;
-        let approvals = to_signed(&self.store.governance_approvals(id)?)?;
         let mut out = ProposalStatus {
             proposal: proposal.clone(),
             state: if g.state == "effective" {
@@ -1189,25 +1395,64 @@ impl Engine {
             return Ok(out);
         }
         if proposal.base_policy_hash != live.policy.hash().0.to_vec() {
-            self.store.set_governance_state(id, "superseded", None)?;
             out.state = "superseded".into();
             return Ok(out);
         }
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(proposal.policy_hash.get(..32).unwrap_or(&[0u8; 32]));
+        let status = self.install_status_of(&live, &proposal, &g)?;
+        out.state = match &status {
+            kinko_policy::governance::GovernanceStatus::PendingQuorum { .. } => "pending",
+            kinko_policy::governance::GovernanceStatus::Vetoed { .. } => "vetoed",
+            _ => "waiting",
+        }
+        .into();
+        out.status = Some(status);
+        Ok(out)
+    }
+
+    fn install_status_of(
+        &self,
+        live: &Live,
+        proposal: &kinko_store::PolicyProposal,
+        g: &kinko_store::Governance,
+    ) -> Result<kinko_policy::governance::GovernanceStatus, Refused> {
+        let approvals = to_signed(&self.store.governance_approvals(&proposal.id)?)?;
+        let hash: [u8; 32] = proposal
+            .policy_hash
+            .as_slice()
+            .try_into()
+            .map_err(|_| Refused::internal("stored policy hash length", proposal.id.clone()))?;
         let reached = g
             .quorum_reached_at
             .and_then(|t| Timestamp::from_second(t).ok());
-        let status = kinko_policy::governance::install_status(
+        Ok(kinko_policy::governance::install_status(
             &live.policy,
-            id,
+            &proposal.id,
             kinko_policy::PolicyHash(hash),
+            &proposal.proposed_by,
             &approvals,
             reached,
             now(),
-        );
+        ))
+    }
+
+    async fn settle_policy(&self, id: &str) -> Result<ProposalStatus, Refused> {
+        let _g = self.governance_lock.lock().await;
+        self.settle_policy_locked(id).await
+    }
+
+    /// Records where an open proposal stands and installs it once effective. The caller holds
+    /// the governance lock.
+    async fn settle_policy_locked(&self, id: &str) -> Result<ProposalStatus, Refused> {
+        let mut out = self.policy_proposal(id)?;
+        let (Some(status), "pending" | "waiting" | "vetoed") =
+            (out.status.clone(), out.state.as_str())
+        else {
+            if out.state == "superseded" {
+                self.store.set_governance_state(id, "superseded", None)?;
+            }
+            return Ok(out);
+        };
         let (state, reached_now) = stored_state(&status);
-        out.status = Some(status.clone());
         if !status.is_effective() {
             self.store.set_governance_state(id, state, reached_now)?;
             out.state = state.into();
@@ -1215,31 +1460,37 @@ impl Engine {
         }
         self.store
             .set_governance_state(id, "waiting", reached_now)?;
+        let live = self.live();
         let stored = self.store.governance_approvals(id)?;
-        self.install(&live, &proposal, stored).await?;
+        let evidence_list = counted_evidence(&live.policy, &status, stored);
+        self.install(&live, &out.proposal, evidence_list).await?;
         out.state = "installed".into();
-        out.current_policy_hash = proposal.policy_hash.clone();
+        out.current_policy_hash = out.proposal.policy_hash.clone();
         Ok(out)
     }
 
     /// Installs an approved proposal: new keys are created in the HSM, everything is logged
     /// first, then the store records it, the engine switches, and the policy file is rewritten.
+    /// `evidence_list` holds the approvals that counted (each verified when received).
     async fn install(
         &self,
         live: &Live,
         proposal: &kinko_store::PolicyProposal,
-        approvals: Vec<StoredApproval>,
+        evidence_list: Vec<rec::Approval>,
     ) -> Result<(), Refused> {
         let policy = Policy::from_toml(proposal.policy_text.as_bytes())
             .map_err(|e| Refused::internal("approved policy no longer loads", e))?;
-        let evidence_list: Vec<rec::Approval> = approvals
-            .into_iter()
-            .filter(|a| a.approve)
-            .map(|a| evidence(&live.policy, a))
-            .collect();
         let (keys, created) = load_keys(&self.hsm, &policy, true)
             .await
             .map_err(|e| Refused::new(Reason::HsmUnavailable, e))?;
+        // No signing authorization is logged between the installation record and the switch.
+        let _controls = self.controls.write().await;
+        if self.live().policy.hash() != live.policy.hash() {
+            return Err(Refused::new(
+                Reason::WrongState,
+                "another policy was installed meanwhile",
+            ));
+        }
         for name in &created {
             if let Some(k) = keys.get(name) {
                 self.append(
@@ -1399,6 +1650,36 @@ pub(crate) struct ProposalStatus {
     pub(crate) state: String,
     pub(crate) status: Option<kinko_policy::governance::GovernanceStatus>,
     pub(crate) current_policy_hash: Vec<u8>,
+}
+
+/// The approvals that counted toward a governance change's quorum, as audit evidence.
+fn counted_evidence(
+    policy: &Policy,
+    status: &kinko_policy::governance::GovernanceStatus,
+    stored: Vec<StoredApproval>,
+) -> Vec<rec::Approval> {
+    use kinko_policy::governance::GovernanceStatus as G;
+    let counted: Vec<usize> = match status {
+        G::Waiting { quorum, .. } | G::Effective { quorum, .. } => {
+            quorum.counted.iter().map(|c| c.index).collect()
+        }
+        _ => Vec::new(),
+    };
+    stored
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| counted.contains(i))
+        .map(|(_, a)| evidence(policy, a))
+        .collect()
+}
+
+fn subject_kind(subject: &Subject) -> &'static str {
+    match subject {
+        Subject::Withdrawal { .. } => "withdrawal",
+        Subject::InstallPolicy { .. } => "policy installation",
+        Subject::Freeze { .. } => "freeze",
+        Subject::Unfreeze { .. } => "unfreeze",
+    }
 }
 
 /// An approval as audit evidence: the signed bytes and the officer's key in `policy`.

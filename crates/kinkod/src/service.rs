@@ -496,6 +496,7 @@ impl Api {
             unfreeze_approvals: u32::try_from(approvals).unwrap_or(u32::MAX),
             unfreeze_at_unix: at.map_or(0, |t| t.as_second()),
             unfreeze_request_id: open.map(|g| g.id).unwrap_or_default(),
+            freeze_id: f.freeze_id.clone(),
         })
     }
 
@@ -532,7 +533,7 @@ impl pb::admin_service_server::AdminService for Api {
             .engine
             .propose_policy(&who.name, &req.get_ref().policy_text)
             .await?;
-        let status = self.engine.policy_proposal(&p.id).await?;
+        let status = self.engine.policy_proposal(&p.id)?;
         Ok(Response::new(self.proposal_to_pb(&status)))
     }
 
@@ -551,10 +552,7 @@ impl pb::admin_service_server::AdminService for Api {
         req: Request<pb::ProposalId>,
     ) -> Result<Response<pb::PolicyProposal>, Status> {
         self.principals.authorize_any(&req)?;
-        let p = self
-            .engine
-            .policy_proposal(&req.get_ref().proposal_id)
-            .await?;
+        let p = self.engine.policy_proposal(&req.get_ref().proposal_id)?;
         Ok(Response::new(self.proposal_to_pb(&p)))
     }
 

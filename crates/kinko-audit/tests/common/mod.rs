@@ -249,9 +249,9 @@ pub fn policy_text(ids: &[u8], version: &str) -> String {
         "[[keys]]\nname = \"{KEY_NAME}\"\nchain = \"ethereum\"\nnetwork = \"1\"\nhsm_label = \"k\"\n\n"
     );
     s += "[[rules]]\nname = \"eth-transfer\"\nchain = \"ethereum\"\nasset = \"ETH\"\nkinds = [\"transfer\"]\nmax_amount = \"10\"\napprovals = { count = 2, roles = [\"approver\"], lifetime = \"4h\" }\n\n";
-    s += "[governance.install]\nquorum = { count = 2, roles = [\"admin\"], lifetime = \"72h\" }\ntime_lock = \"1h\"\nveto_roles = []\n\n";
+    s += "[governance.install]\nquorum = { count = 2, roles = [\"admin\"], lifetime = \"72h\" }\ntime_lock = \"0s\"\nveto_roles = []\n\n";
     s += "[governance.freeze]\nroles = [\"freezer\"]\nlifetime = \"1h\"\n\n";
-    s += "[governance.unfreeze]\nquorum = { count = 2, roles = [\"admin\"], lifetime = \"24h\" }\ndelay = \"1h\"\n";
+    s += "[governance.unfreeze]\nquorum = { count = 2, roles = [\"admin\"], lifetime = \"24h\" }\ndelay = \"0s\"\n";
     s
 }
 
@@ -299,6 +299,69 @@ pub fn install(policy: &str, previous: Option<&str>, approvers: &[u8]) -> Event 
         policy_text: policy.into(),
         approvals,
     })
+}
+
+/// A policy installation as the daemon logs it: the proposal (by `proposer`), each officer's
+/// vote under `previous`, then the installation carrying the votes as evidence.
+pub fn governed_install(policy: &str, previous: &str, approvers: &[u8]) -> Vec<Event> {
+    let hash = PolicyHash::of_file(policy.as_bytes());
+    let Event::PolicyInstalled(mut installed) = install(policy, Some(previous), approvers) else {
+        unreachable!()
+    };
+    let mut out = vec![Event::PolicyProposed(PolicyProposed {
+        request_id: "gov-1".into(),
+        policy_hash: hash.0.to_vec().into(),
+        base_policy_hash: PolicyHash::of_file(previous.as_bytes()).0.to_vec().into(),
+        proposer: "admin".into(),
+    })];
+    // Votes are checked as received: issued now.
+    installed.approvals = approvers
+        .iter()
+        .map(|&i| {
+            let subject = Subject::InstallPolicy {
+                request_id: "gov-1".into(),
+                new_policy_hash: hash,
+            };
+            signed_approval(i, previous, subject, 0)
+        })
+        .collect();
+    for a in &installed.approvals {
+        out.push(Event::GovernanceVote(GovernanceVote {
+            request_id: "gov-1".into(),
+            approval: a.clone(),
+        }));
+    }
+    out.push(Event::PolicyInstalled(installed));
+    out
+}
+
+/// Votes by `officers` to lift the freeze whose record has leaf hash `freeze_id`, as the daemon
+/// logs them, and the unfreeze carrying them as evidence.
+pub fn governed_unfreeze(policy: &str, freeze_id: [u8; 32], officers: &[u8]) -> Vec<Event> {
+    let approvals: Vec<Approval> = officers
+        .iter()
+        .map(|&i| {
+            let subject = Subject::Unfreeze {
+                request_id: "gov-u".into(),
+                freeze_id: kinko_policy::FreezeId(freeze_id),
+            };
+            signed_approval(i, policy, subject, 0)
+        })
+        .collect();
+    let mut out: Vec<Event> = approvals
+        .iter()
+        .map(|a| {
+            Event::GovernanceVote(GovernanceVote {
+                request_id: "gov-u".into(),
+                approval: a.clone(),
+            })
+        })
+        .collect();
+    out.push(Event::Unfreeze(Unfreeze {
+        reason: "investigated".into(),
+        approvals,
+    }));
+    out
 }
 
 /// A withdrawal approved under `policy` by `officers`, recorded as the daemon records it.

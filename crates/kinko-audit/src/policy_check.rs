@@ -14,7 +14,7 @@ use kinko_intent::Intent;
 use kinko_policy::governance::{install_status, unfreeze_status};
 use kinko_policy::{
     ApprovalMessage, Context, Policy, PolicyHash, SignedApproval, Subject, VelocityLedger, Verdict,
-    evaluate, evaluate_quorum, velocity_entry,
+    evaluate, evaluate_quorum, velocity_entries,
 };
 
 use crate::record::{Approval, KeyCreated, PolicyInstalled, Record, SigningAuthorized, Unfreeze};
@@ -211,7 +211,7 @@ impl AuthorizationCheck for PolicyCheck {
                 one_line(&result.to_text())
             ));
         }
-        if let Some((asset, amount)) = velocity_entry(intent) {
+        for (asset, amount) in velocity_entries(intent).map_err(|e| format!("velocity: {e}"))? {
             self.ledger
                 .record(&event.key_name, &asset, now, amount)
                 .map_err(|e| format!("velocity history: {e}"))?;

@@ -248,7 +248,7 @@ pub fn policy_text(ids: &[u8], version: &str) -> String {
     s += &format!(
         "[[keys]]\nname = \"{KEY_NAME}\"\nchain = \"ethereum\"\nnetwork = \"1\"\nhsm_label = \"k\"\n\n"
     );
-    s += "[[rules]]\nname = \"eth-transfer\"\nchain = \"ethereum\"\nasset = \"ETH\"\nkinds = [\"transfer\"]\nmax_amount = \"10\"\napprovals = { count = 2, roles = [\"approver\"], lifetime = \"4h\" }\n\n";
+    s += "[[rules]]\nname = \"eth-transfer\"\nchain = \"ethereum\"\nasset = \"ETH\"\nkinds = [\"transfer\"]\nmax_amount = \"10\"\nmax_fee = \"0.01\"\napprovals = { count = 2, roles = [\"approver\"], lifetime = \"4h\" }\n\n";
     s += "[governance.install]\nquorum = { count = 2, roles = [\"admin\"], lifetime = \"72h\" }\ntime_lock = \"1h\"\nveto_roles = []\n\n";
     s += "[governance.freeze]\nroles = [\"freezer\"]\nlifetime = \"1h\"\n\n";
     s += "[governance.unfreeze]\nquorum = { count = 2, roles = [\"admin\"], lifetime = \"24h\" }\ndelay = \"1h\"\n";

@@ -21,7 +21,7 @@ use kinko_intent::Intent;
 use kinko_policy::governance::{GovernanceStatus, change_status, check_vote};
 use kinko_policy::{
     ApprovalMessage, Context, FreezeId, Policy, PolicyHash, SignedApproval, Subject,
-    VelocityLedger, evaluate, evaluate_quorum, velocity_entry,
+    VelocityLedger, evaluate, evaluate_quorum, velocity_entries,
 };
 
 use crate::merkle::Hash;
@@ -403,7 +403,7 @@ impl AuthorizationCheck for PolicyCheck {
                 one_line(&result.to_text())
             ));
         }
-        if let Some((asset, amount)) = velocity_entry(intent) {
+        for (asset, amount) in velocity_entries(intent).map_err(|e| format!("velocity: {e}"))? {
             self.ledger
                 .record(&event.key_name, &asset, now, amount)
                 .map_err(|e| format!("velocity history: {e}"))?;

@@ -22,6 +22,7 @@ asset = "ETH"
 kinds = ["transfer"]
 destination_book = "eth-hot"
 max_amount = "100"
+max_fee = "0.01"
 approvals = { count = 2, roles = ["approver"], lifetime = "4h" }
 velocity = [{ window = "24h", max_total = "100000000", max_count = 100000000 }]
 
@@ -32,6 +33,7 @@ asset = "BTC"
 kinds = ["transfer"]
 destination_book = "btc-hot"
 max_amount = "10"
+max_fee = "0.001"
 approvals = { count = 2, roles = ["approver"], lifetime = "4h" }
 velocity = [{ window = "24h", max_total = "10000000", max_count = 100000000 }]
 
@@ -42,6 +44,7 @@ asset = "SOL"
 kinds = ["transfer"]
 destination_book = "sol-hot"
 max_amount = "1000"
+max_fee = "0.001"
 approvals = { count = 2, roles = ["approver"], lifetime = "4h" }
 velocity = [{ window = "24h", max_total = "1000000000", max_count = 100000000 }]
 "#;

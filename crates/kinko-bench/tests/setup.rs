@@ -107,6 +107,7 @@ asset = "ETH"
 kinds = ["transfer"]
 destination_book = "eth-hot"
 max_amount = "100"
+max_fee = "0.01"
 approvals = {{ count = 2, roles = ["approver"], lifetime = "4h" }}
 velocity = [{{ window = "24h", max_total = "500", max_count = 50 }}]
 

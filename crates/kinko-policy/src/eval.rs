@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use jiff::civil::Time;
 use jiff::{SignedDuration, Timestamp};
-use kinko_intent::{Amount, Intent};
+use kinko_intent::{Amount, FeeDetail, Intent, IntentError, native_asset};
 use serde::Serialize;
 
 use crate::model::{
@@ -61,6 +61,8 @@ pub enum DenyCode {
     RuleDenies,
     /// The matched rule's time windows do not contain the current time.
     OutsideTimeWindow,
+    /// The intent's worst-case fee exceeds the matched rule's `max_fee` or `max_fee_bps`.
+    FeeTooHigh,
     /// A velocity limit of the matched rule would be exceeded.
     VelocityExceeded,
     /// The velocity history could not be read.
@@ -88,8 +90,8 @@ pub enum Outcome {
 /// One condition checked, with the value it saw.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// What was checked (`key`, `chain`, `asset`, `kind`, `destination`, `amount`, `window`,
-    /// `velocity`, …).
+    /// What was checked (`key`, `chain`, `asset`, `kind`, `destination`, `amount`, `fee`,
+    /// `window`, `velocity`, …).
     pub condition: &'static str,
     /// What the rule wants.
     pub expected: String,
@@ -230,13 +232,70 @@ fn fmt_amount(a: Amount, rule: &Rule) -> String {
     }
 }
 
-/// What the daemon records in the velocity history once an intent is signed: the asset and the
-/// total out (the same quantity the velocity limits compare).
-pub fn velocity_entry(intent: &Intent) -> Option<(AssetId, Amount)> {
-    Some((
-        AssetId::of_intent_asset(intent.chain, &intent.asset),
-        intent.total_out().ok()?,
-    ))
+/// What the daemon records in the velocity history once an intent is signed — the same
+/// quantities the velocity limits compare — one entry per asset the intent spends:
+///
+/// * an intent in the chain's native asset: one entry, the total out **plus** the worst-case fee
+///   (`fee.max`);
+/// * a token intent: the token and its total out, then the chain's native asset and the
+///   worst-case fee (left out when the fee is zero, as for a Safe transaction, whose executor
+///   pays the gas).
+///
+/// Fails only when a sum overflows 256 bits ([`evaluate`] denies such an intent).
+pub fn velocity_entries(intent: &Intent) -> Result<Vec<(AssetId, Amount)>, IntentError> {
+    let asset = AssetId::of_intent_asset(intent.chain, &intent.asset);
+    let total = intent.total_out()?;
+    let fee = intent.fee.max;
+    Ok(match asset {
+        AssetId::Native(_) => vec![(
+            asset,
+            total.checked_add(fee).ok_or(IntentError::AmountOverflow)?,
+        )],
+        AssetId::Token(..) if fee.is_zero() => vec![(asset, total)],
+        AssetId::Token(..) => vec![(asset, total), (AssetId::Native(intent.chain), fee)],
+    })
+}
+
+/// `fee ≤ total × bps / 10,000`, exactly (no division); fails closed when both sides overflow.
+fn fee_within_bps(fee: Amount, total: Amount, bps: u32) -> bool {
+    let lhs = fee.checked_mul(Amount::from_u64(10_000));
+    let rhs = total.checked_mul(Amount::from_u64(u64::from(bps)));
+    match (lhs, rhs) {
+        (Some(l), Some(r)) => l <= r,
+        // The right side is at least 2^256, the left side below it.
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+/// How the decoder reached the worst-case fee, for the explanation.
+fn fee_detail_text(detail: &FeeDetail) -> String {
+    match detail {
+        FeeDetail::Ethereum {
+            gas_limit,
+            max_fee_per_gas,
+            ..
+        } => format!("gas limit {gas_limit} × max fee per gas {max_fee_per_gas} wei"),
+        FeeDetail::Bitcoin { vsize, sat_per_kvb } => format!(
+            "inputs − outputs, {} sat/vB over {vsize} vB",
+            Amount::from_u64(*sat_per_kvb).format_units(3)
+        ),
+        FeeDetail::Solana {
+            signatures,
+            compute_unit_price_micro_lamports,
+            compute_unit_limit,
+        } => {
+            let mut s = format!("{signatures} signature(s)");
+            if let Some(p) = compute_unit_price_micro_lamports {
+                let _ = write!(s, ", priority {p} micro-lamports per compute unit");
+            }
+            if let Some(l) = compute_unit_limit {
+                let _ = write!(s, ", limit {l} compute units");
+            }
+            s
+        }
+        FeeDetail::Safe { .. } => "Safe transaction: the executor pays the gas".to_string(),
+    }
 }
 
 struct Eval<'a> {
@@ -245,6 +304,8 @@ struct Eval<'a> {
     ctx: &'a Context<'a>,
     asset: AssetId,
     total: Amount,
+    /// What this request adds to the `asset` series (total out, plus the fee for a native asset).
+    counted: Amount,
 }
 
 impl Eval<'_> {
@@ -402,6 +463,7 @@ impl Eval<'_> {
         rule: &Rule,
         out: &mut Vec<Check>,
     ) -> Result<(), (crate::eval::DenyCode, String)> {
+        self.fee(rule, out)?;
         if !rule.windows.is_empty() {
             let mut any = false;
             let mut saw = Vec::new();
@@ -443,7 +505,7 @@ impl Eval<'_> {
                 .history
                 .totals_since(self.ctx.key, &self.asset, since)
                 .map_err(|e| (DenyCode::HistoryUnavailable, e.to_string()))?;
-            let new_total = totals.total.checked_add(self.total);
+            let new_total = totals.total.checked_add(self.counted);
             let new_count = totals.count.checked_add(1);
             let total_ok = v
                 .max_total
@@ -453,7 +515,12 @@ impl Eval<'_> {
                 .is_none_or(|m| new_count.is_some_and(|c| c <= m));
             let mut expected = Vec::new();
             if let Some(m) = v.max_total {
-                expected.push(format!("total ≤ {}", fmt_amount(m, rule)));
+                let what = if matches!(self.asset, AssetId::Native(_)) {
+                    "total (amounts + worst-case fees)"
+                } else {
+                    "total"
+                };
+                expected.push(format!("{what} ≤ {}", fmt_amount(m, rule)));
             }
             if let Some(m) = v.max_count {
                 expected.push(format!("count ≤ {m}"));
@@ -488,6 +555,57 @@ impl Eval<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl Eval<'_> {
+    /// The rule's fee caps against the intent's worst-case fee.
+    fn fee(&self, rule: &Rule, out: &mut Vec<Check>) -> Result<(), (DenyCode, String)> {
+        if rule.max_fee.is_none() && rule.max_fee_bps.is_none() {
+            return Ok(());
+        }
+        let (sym, dec) = match native_asset(self.intent.chain) {
+            kinko_intent::Asset::Native { symbol, decimals } => (symbol, decimals),
+            kinko_intent::Asset::Token { .. } => (String::new(), 0),
+        };
+        let native = |a: Amount| format!("{} {sym}", a.format_units(dec));
+        let fee = self.intent.fee.max;
+        let mut expected = Vec::new();
+        let mut ok = true;
+        if let Some(cap) = rule.max_fee {
+            ok &= fee <= cap;
+            expected.push(format!("at most {}", native(cap)));
+        }
+        if let Some(bps) = rule.max_fee_bps {
+            ok &= fee_within_bps(fee, self.total, bps);
+            // total × bps / 10^4, shown exactly with four more decimals.
+            let cap = self
+                .total
+                .checked_mul(Amount::from_u64(u64::from(bps)))
+                .map_or("more than 2^256 base units".to_string(), |c| {
+                    format!("{} {sym}", c.format_units(dec.saturating_add(4)))
+                });
+            expected.push(format!("at most {bps} bps of the amount ({cap})"));
+        }
+        let expected = format!("worst-case fee {}", expected.join(" and "));
+        let saw = format!(
+            "{} ({}) on an amount of {}",
+            native(fee),
+            fee_detail_text(&self.intent.fee.detail),
+            fmt_amount(self.total, rule)
+        );
+        out.push(check("fee", expected.clone(), saw.clone(), ok));
+        if ok {
+            Ok(())
+        } else {
+            Err((
+                DenyCode::FeeTooHigh,
+                format!(
+                    "fee cap of rule {:?} exceeded: {expected}; saw {saw}",
+                    rule.name
+                ),
+            ))
+        }
     }
 }
 
@@ -526,9 +644,10 @@ fn rule_ref(rule: &Rule) -> RuleRef {
 ///
 /// Order: the freeze; the requester (listed, allowed this key); the key (listed, same chain and
 /// network as the intent); then the rules top-down. The first rule whose matchers (key, chain,
-/// asset, kind, destination book, amount range) all hold is *the* rule: its conditions (time
-/// windows, velocity limits) must then hold or the request is denied, and its action applies.
-/// When no rule matches, the request is denied.
+/// asset, kind, destination book, amount range) all hold is *the* rule: its conditions (fee
+/// caps on the worst-case fee, time windows, velocity limits counting fees in the native asset)
+/// must then hold or the request is denied, and its action applies. When no rule matches, the
+/// request is denied.
 pub fn evaluate(policy: &Policy, intent: &Intent, ctx: &Context<'_>) -> Decision {
     let mut checks = Vec::new();
     let mut skipped = Vec::new();
@@ -632,12 +751,27 @@ pub fn evaluate(policy: &Policy, intent: &Intent, ctx: &Context<'_>) -> Decision
             skipped,
         );
     };
+    let asset = AssetId::of_intent_asset(intent.chain, &intent.asset);
+    let Some(counted) = velocity_entries(intent)
+        .ok()
+        .and_then(|v| v.into_iter().find(|(a, _)| *a == asset))
+        .map(|(_, a)| a)
+    else {
+        return deny(
+            DenyCode::InvalidIntent,
+            "the transfer amounts plus the fee overflow 256 bits".into(),
+            None,
+            checks,
+            skipped,
+        );
+    };
     let ev = Eval {
         policy,
         intent,
         ctx,
-        asset: AssetId::of_intent_asset(intent.chain, &intent.asset),
+        asset,
         total,
+        counted,
     };
 
     for rule in policy.rules() {

@@ -19,11 +19,11 @@ pub use approval::{
 pub use authorize::{Authorization, authorize};
 pub use error::{Diagnostic, Diagnostics, PolicyError};
 pub use eval::{
-    Check, Context, Decision, DenyCode, Outcome, RuleRef, Skipped, evaluate, velocity_entry,
+    Check, Context, Decision, DenyCode, Outcome, RuleRef, Skipped, evaluate, velocity_entries,
     window_start,
 };
 pub use load::{
-    MAX_BOOK_ENTRIES, MAX_BOOKS, MAX_DURATION_SECS, MAX_KEYS, MAX_LIST, MAX_OFFICERS,
+    MAX_BOOK_ENTRIES, MAX_BOOKS, MAX_DURATION_SECS, MAX_FEE_BPS, MAX_KEYS, MAX_LIST, MAX_OFFICERS,
     MAX_POLICY_BYTES, MAX_REQUESTERS, MAX_RULES, MAX_TEXT, MAX_TOKENS,
 };
 pub use model::{

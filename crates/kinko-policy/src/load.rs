@@ -41,6 +41,8 @@ pub const MAX_BOOK_ENTRIES: usize = 100_000;
 pub const MAX_RULES: usize = 1024;
 /// The most items in any small list (roles, keys of a rule, days, windows, velocity limits…).
 pub const MAX_LIST: usize = 64;
+/// The largest `max_fee_bps`: 10,000 basis points, a fee as large as the amount.
+pub const MAX_FEE_BPS: u32 = 10_000;
 /// The longest free-text field (names, labels, reasons), in bytes.
 pub const MAX_TEXT: usize = 512;
 /// The longest approval lifetime, time-lock, delay, cool-down or velocity window: 400 days.
@@ -1184,6 +1186,62 @@ fn check_rules(
             );
             ok = false;
         }
+        let max_fee = match (&r.max_fee, chain) {
+            (None, _) => None,
+            (Some(s), None) => {
+                l.err(
+                    &s.span(),
+                    "`max_fee` needs `chain` in the same rule (the fee is in whole units of the chain's native asset)",
+                );
+                ok = false;
+                None
+            }
+            (Some(s), Some(c)) => {
+                let native = kinko_intent::native_asset(c);
+                let dec = native.decimals().unwrap_or(0);
+                match Amount::parse_units(s.get_ref(), dec) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        l.err(
+                            &s.span(),
+                            format!(
+                                "max_fee: {e} (the fee is in {}, which has {dec} decimals)",
+                                native.display_symbol()
+                            ),
+                        );
+                        ok = false;
+                        None
+                    }
+                }
+            }
+        };
+        let max_fee_bps = match &r.max_fee_bps {
+            None => None,
+            Some(b) if *b.get_ref() > MAX_FEE_BPS => {
+                l.err(
+                    &b.span(),
+                    format!("max_fee_bps: at most {MAX_FEE_BPS} (100 % of the amount)"),
+                );
+                ok = false;
+                None
+            }
+            Some(b) if !matches!(&asset, Some((AssetId::Native(_), _, _))) => {
+                l.err(
+                    &b.span(),
+                    "`max_fee_bps` compares the fee with the amount, so it needs `asset` to be the chain's native asset (the fee's own asset); a token rule caps its fee with `max_fee` alone",
+                );
+                ok = false;
+                None
+            }
+            Some(b) => Some(*b.get_ref()),
+        };
+        if r.approvals.is_some() && r.max_fee.is_none() {
+            l.err(
+                &r.name.span(),
+                "a rule that allows signing needs `max_fee` (with `chain`): the most the transaction may pay in fees, in whole units of the chain's native asset",
+            );
+            ok = false;
+        }
         let mut windows = Vec::new();
         if let Some(ws) = &r.windows {
             if ws.len() > MAX_LIST {
@@ -1237,6 +1295,8 @@ fn check_rules(
                 destination_book,
                 min_amount,
                 max_amount,
+                max_fee,
+                max_fee_bps,
                 windows,
                 velocity,
                 action,

@@ -268,6 +268,12 @@ pub struct Rule {
     pub min_amount: Option<Amount>,
     /// Total out must be at most this (base units).
     pub max_amount: Option<Amount>,
+    /// Condition: the intent's worst-case fee (`fee.max`) must be at most this, in base units of
+    /// the chain's native asset (wei, satoshi, lamport). Every rule that allows signing has one.
+    pub max_fee: Option<Amount>,
+    /// Condition: the worst-case fee must be at most this many basis points (1/10,000) of the
+    /// total out. Only on rules whose asset is the chain's native asset (the fee's own asset).
+    pub max_fee_bps: Option<u32>,
     /// Time windows: the current time must be inside one of them.
     pub windows: Vec<TimeWindow>,
     /// Velocity limits: all must hold.

@@ -107,6 +107,8 @@ pub(crate) struct RawRule {
     pub(crate) destination_book: Option<Spanned<String>>,
     pub(crate) min_amount: Option<Spanned<String>>,
     pub(crate) max_amount: Option<Spanned<String>>,
+    pub(crate) max_fee: Option<Spanned<String>>,
+    pub(crate) max_fee_bps: Option<Spanned<u32>>,
     pub(crate) windows: Option<Vec<Spanned<RawWindow>>>,
     pub(crate) velocity: Option<Vec<Spanned<RawVelocity>>>,
     pub(crate) deny: Option<Spanned<String>>,

@@ -6,9 +6,9 @@ mod common;
 
 use common::*;
 use jiff::{SignedDuration, Timestamp};
-use kinko_intent::{Address, Amount, Call, IntentKind};
+use kinko_intent::{Address, Amount, Call, Chain, Fee, FeeDetail, Intent, IntentKind};
 use kinko_policy::{
-    AssetId, Context, DenyCode, Outcome, Policy, VelocityLedger, evaluate, velocity_entry,
+    AssetId, Context, DenyCode, Outcome, Policy, VelocityLedger, evaluate, velocity_entries,
 };
 
 fn code(d: &kinko_policy::Decision) -> Option<DenyCode> {
@@ -211,7 +211,7 @@ fn cool_down_boundary_is_exact() {
 #[test]
 fn velocity_window_boundary_is_exact() {
     let p = example();
-    let (asset, _) = velocity_entry(&eth_transfer(HOT1, eth(1))).unwrap();
+    let (asset, _) = velocity_entries(&eth_transfer(HOT1, eth(1))).unwrap()[0].clone();
     assert_eq!(asset, AssetId::Native(kinko_intent::Chain::Ethereum));
     let t0 = ts("2026-07-06T00:00:00Z");
     let mut ledger = VelocityLedger::new();
@@ -236,17 +236,24 @@ fn velocity_window_boundary_is_exact() {
     let d = evaluate(&p, &intent, &ctx(boundary, "eth-cold-1", &ledger));
     assert_eq!(rule_name(&d), "eth-hot-refill");
     assert!(!d.is_denied(), "{}", d.to_text());
-    // Exactly at the cap passes; one wei over fails.
-    let at_cap = eth_transfer(HOT1, eth(100));
+    // Exactly at the cap passes; one wei over fails. The worst-case fee counts with the amount.
+    let at_cap = eth_transfer(HOT1, eth(100).checked_sub(eth_fee().max).unwrap());
     assert!(!evaluate(&p, &at_cap, &ctx(just_inside, "eth-cold-1", &ledger)).is_denied());
-    let over = eth_transfer(HOT1, eth(100).checked_add(Amount::from_u64(1)).unwrap());
+    let over = eth_transfer(
+        HOT1,
+        eth(100)
+            .checked_sub(eth_fee().max)
+            .unwrap()
+            .checked_add(Amount::from_u64(1))
+            .unwrap(),
+    );
     assert!(evaluate(&p, &over, &ctx(just_inside, "eth-cold-1", &ledger)).is_denied());
 }
 
 #[test]
 fn velocity_count_limit_and_per_key_scope() {
     let p = example();
-    let (asset, _) = velocity_entry(&eth_transfer(HOT1, eth(1))).unwrap();
+    let (asset, _) = velocity_entries(&eth_transfer(HOT1, eth(1))).unwrap()[0].clone();
     let now = office_hours();
     let mut ledger = VelocityLedger::new();
     for i in 0..20 {
@@ -266,7 +273,9 @@ fn velocity_count_limit_and_per_key_scope() {
     );
     assert_eq!(code(&d), Some(DenyCode::VelocityExceeded));
     // Another asset's history does not count.
-    let usdc = velocity_entry(&usdc_transfer(HOT1, 1)).unwrap().0;
+    let usdc = velocity_entries(&usdc_transfer(HOT1, 1)).unwrap()[0]
+        .0
+        .clone();
     let mut other = VelocityLedger::new();
     for i in 0..20 {
         other
@@ -317,6 +326,7 @@ fn window_policy(zone: &str, days: &str, from: &str, until: &str) -> Policy {
         r#"[[rules]]
 name = "windowed"
 chain = "ethereum"
+max_fee = "0.01"
 approvals = {{ count = 1, roles = ["approver"], lifetime = "1h" }}
 windows = [{{ zone = "{zone}", days = [{days}], from = "{from}", until = "{until}" }}]
 "#
@@ -457,4 +467,329 @@ fn explain_text_names_the_failed_condition() {
     assert!(text.contains("[FAIL] window"), "{text}");
     assert!(text.contains("sat 10:00:00 Asia/Tokyo"), "{text}");
     assert!(text.contains("DENIED (OutsideTimeWindow)"), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fees: the worst-case fee is capped per rule and counts toward velocity in the native asset.
+
+fn reason(d: &kinko_policy::Decision) -> &str {
+    match &d.outcome {
+        Outcome::Deny { reason, .. } => reason,
+        Outcome::RequireApprovals { .. } => "",
+    }
+}
+
+/// An Ethereum fee as kinko-chain fills it: at most gas limit × max fee per gas.
+fn eth_fee_of(gas_limit: u64, max_fee_per_gas: u128) -> Fee {
+    Fee {
+        max: Amount::from_u64(gas_limit)
+            .checked_mul(Amount::from_u128(max_fee_per_gas))
+            .unwrap(),
+        detail: FeeDetail::Ethereum {
+            gas_limit,
+            max_fee_per_gas: Amount::from_u128(max_fee_per_gas),
+            max_priority_fee_per_gas: Some(Amount::from_u64(1_000_000_000)),
+        },
+    }
+}
+
+/// A Bitcoin fee as kinko-chain fills it: inputs − outputs, and the rate over the virtual size.
+fn btc_fee(sats: u64, vsize: u64) -> Fee {
+    Fee {
+        max: Amount::from_u64(sats),
+        detail: FeeDetail::Bitcoin {
+            vsize,
+            sat_per_kvb: sats * 1000 / vsize,
+        },
+    }
+}
+
+fn with_fee(mut intent: Intent, fee: Fee) -> Intent {
+    intent.fee = fee;
+    intent
+}
+
+fn fee_check(d: &kinko_policy::Decision) -> &kinko_policy::Check {
+    d.checks
+        .iter()
+        .find(|c| c.condition == "fee")
+        .unwrap_or_else(|| panic!("no fee check: {}", d.to_text()))
+}
+
+#[test]
+fn a_5_btc_fee_on_dust_to_an_allowlisted_address_is_denied() {
+    let p = example();
+    let c = ctx(office_hours(), "btc-cold-1", &EMPTY);
+    // 0.0001 BTC to hot wallet 1, 0.5 BTC change, and inputs − outputs = 5 BTC to the miner
+    // (a 141 vB one-input, two-output P2WPKH transaction).
+    let dust = with_fee(
+        btc_transfer(BTC_HOT1, 10_000, 50_000_000),
+        btc_fee(500_000_000, 141),
+    );
+    let d = evaluate(&p, &dust, &c);
+    assert_eq!(code(&d), Some(DenyCode::FeeTooHigh), "{}", d.to_text());
+    // Denied by the rule that matched; it does not fall through to a later rule.
+    assert_eq!(rule_name(&d), "btc-hot-refill");
+    let why = reason(&d);
+    assert!(why.contains("rule \"btc-hot-refill\""), "{why}");
+    assert!(why.contains("at most 0.001 BTC"), "{why}");
+    assert!(
+        why.contains("at most 100 bps of the amount (0.000001 BTC)"),
+        "{why}"
+    );
+    assert!(why.contains("saw 5 BTC (inputs − outputs"), "{why}");
+    assert!(why.contains("on an amount of 0.0001 BTC"), "{why}");
+    assert!(!fee_check(&d).passed);
+    let text = d.to_text();
+    assert!(text.contains("[FAIL] fee"), "{text}");
+    assert!(text.contains("DENIED (FeeTooHigh)"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&d.to_json()).unwrap();
+    assert_eq!(json["code"], "fee_too_high");
+    // Control: the same refill shape, 0.5 BTC with a 2,000 sat fee, is an ordinary refill.
+    let ok = evaluate(&p, &btc_transfer(BTC_HOT1, 50_000_000, 50_000_000), &c);
+    assert!(!ok.is_denied(), "{}", ok.to_text());
+    assert!(fee_check(&ok).passed);
+}
+
+#[test]
+fn an_ethereum_transfer_with_a_max_fee_of_several_eth_is_denied() {
+    let p = example();
+    let c = ctx(office_hours(), "eth-cold-1", &EMPTY);
+    // 1 ETH to hot wallet 1, gas limit 100,000 at a max fee of 50,000 gwei: up to 5 ETH for a
+    // colluding block builder.
+    let greedy = eth_fee_of(100_000, 50_000_000_000_000);
+    let d = evaluate(
+        &p,
+        &with_fee(eth_transfer(HOT1, eth(1)), greedy.clone()),
+        &c,
+    );
+    assert_eq!(code(&d), Some(DenyCode::FeeTooHigh), "{}", d.to_text());
+    assert_eq!(rule_name(&d), "eth-hot-refill");
+    let why = reason(&d);
+    assert!(why.contains("at most 0.01 ETH"), "{why}");
+    assert!(
+        why.contains("saw 5 ETH (gas limit 100000 × max fee per gas 50000000000000 wei)"),
+        "{why}"
+    );
+    // A token transfer pays its fee in ETH: the USDC rule caps it in ETH too.
+    let d = evaluate(&p, &with_fee(usdc_transfer(HOT1, 1_000), greedy), &c);
+    assert_eq!(code(&d), Some(DenyCode::FeeTooHigh), "{}", d.to_text());
+    assert_eq!(rule_name(&d), "usdc-hot-refill");
+    let why = reason(&d);
+    assert!(why.contains("at most 0.02 ETH"), "{why}");
+    assert!(why.contains("on an amount of 1000 USDC"), "{why}");
+    // Control: with an ordinary fee (21,000 gas at 30 gwei) both are refills.
+    assert!(!evaluate(&p, &eth_transfer(HOT1, eth(1)), &c).is_denied());
+    assert!(!evaluate(&p, &usdc_transfer(HOT1, 1_000), &c).is_denied());
+}
+
+#[test]
+fn a_fee_at_the_cap_is_allowed_and_one_base_unit_over_is_denied() {
+    let p = example();
+    // eth-hot-refill: max_fee 0.01 ETH. On 100 ETH the 1 % relative cap (1 ETH) does not bind.
+    // 100,000 gas × 100 gwei = 0.01 ETH exactly.
+    let c = ctx(office_hours(), "eth-cold-1", &EMPTY);
+    let at = with_fee(
+        eth_transfer(HOT1, eth(100)),
+        eth_fee_of(100_000, 100_000_000_000),
+    );
+    let d = evaluate(&p, &at, &c);
+    assert!(!d.is_denied(), "{}", d.to_text());
+    assert!(fee_check(&d).passed);
+    let mut over = at.clone();
+    over.fee.max = over.fee.max.checked_add(Amount::from_u64(1)).unwrap();
+    assert_eq!(code(&evaluate(&p, &over, &c)), Some(DenyCode::FeeTooHigh));
+    // Bitcoin: max_fee 0.001 BTC = 100,000 sat, on a 1 BTC refill.
+    let c = ctx(office_hours(), "btc-cold-1", &EMPTY);
+    let at = with_fee(
+        btc_transfer(BTC_HOT1, 100_000_000, 0),
+        btc_fee(100_000, 141),
+    );
+    assert!(!evaluate(&p, &at, &c).is_denied());
+    let over = with_fee(
+        btc_transfer(BTC_HOT1, 100_000_000, 0),
+        btc_fee(100_001, 141),
+    );
+    assert_eq!(code(&evaluate(&p, &over, &c)), Some(DenyCode::FeeTooHigh));
+}
+
+#[test]
+fn the_relative_fee_cap_is_in_basis_points_of_the_amount() {
+    let p = example();
+    let c = ctx(office_hours(), "btc-cold-1", &EMPTY);
+    // btc-hot-refill: max_fee_bps = 100 (1 %). On 0.05 BTC out (0.2 BTC change, which is not
+    // amount) that is 0.0005 BTC = 50,000 sat, below the 0.001 BTC absolute cap.
+    let at = with_fee(
+        btc_transfer(BTC_HOT1, 5_000_000, 20_000_000),
+        btc_fee(50_000, 141),
+    );
+    let d = evaluate(&p, &at, &c);
+    assert!(!d.is_denied(), "{}", d.to_text());
+    let over = with_fee(
+        btc_transfer(BTC_HOT1, 5_000_000, 20_000_000),
+        btc_fee(50_001, 141),
+    );
+    let d = evaluate(&p, &over, &c);
+    assert_eq!(code(&d), Some(DenyCode::FeeTooHigh), "{}", d.to_text());
+    let f = fee_check(&d);
+    assert!(
+        f.expected
+            .contains("at most 100 bps of the amount (0.0005 BTC)"),
+        "{}",
+        f.expected
+    );
+    assert!(f.saw.contains("0.00050001 BTC"), "{}", f.saw);
+    assert!(f.saw.contains("on an amount of 0.05 BTC"), "{}", f.saw);
+}
+
+/// A rule with a daily velocity cap of `max_total` ETH (and none on fees per se).
+fn eth_daily_policy(max_total: &str) -> Policy {
+    let rules = format!(
+        r#"[[rules]]
+name = "eth-daily"
+chain = "ethereum"
+asset = "ETH"
+kinds = ["transfer"]
+destination_book = "eth-hot-wallets"
+max_fee = "0.01"
+approvals = {{ count = 2, roles = ["approver"], lifetime = "4h" }}
+velocity = [{{ window = "24h", max_total = "{max_total}" }}]
+
+[[rules]]
+name = "usdc-daily"
+chain = "ethereum"
+asset = "USDC"
+kinds = ["token_transfer"]
+destination_book = "eth-hot-wallets"
+max_fee = "0.01"
+approvals = {{ count = 2, roles = ["approver"], lifetime = "4h" }}
+velocity = [{{ window = "24h", max_total = "1000" }}]
+"#
+    );
+    Policy::from_toml(with_rules(&rules).as_bytes()).unwrap()
+}
+
+/// What the daemon does once an intent is signed.
+fn record_signed(ledger: &mut VelocityLedger, key: &str, intent: &Intent, at: Timestamp) {
+    for (asset, amount) in velocity_entries(intent).unwrap() {
+        ledger.record(key, &asset, at, amount).unwrap();
+    }
+}
+
+#[test]
+fn fees_count_toward_velocity() {
+    let p = eth_daily_policy("2");
+    let fee = eth_fee().max; // 21,000 gas × 30 gwei = 0.00063 ETH
+    let now = office_hours();
+    let mut ledger = VelocityLedger::new();
+    // Two 1 ETH withdrawals: the amounts fit the 2 ETH day exactly, amounts plus fees do not.
+    let first = eth_transfer(HOT1, eth(1));
+    assert_eq!(
+        velocity_entries(&first).unwrap(),
+        vec![(
+            AssetId::Native(Chain::Ethereum),
+            eth(1).checked_add(fee).unwrap()
+        )]
+    );
+    let d = evaluate(&p, &first, &ctx(now, "eth-cold-1", &ledger));
+    assert!(!d.is_denied(), "{}", d.to_text());
+    record_signed(&mut ledger, "eth-cold-1", &first, now);
+    let later = now + SignedDuration::from_mins(1);
+    let second = eth_transfer(HOT2, eth(1));
+    let d = evaluate(&p, &second, &ctx(later, "eth-cold-1", &ledger));
+    assert_eq!(
+        code(&d),
+        Some(DenyCode::VelocityExceeded),
+        "{}",
+        d.to_text()
+    );
+    let v = d.checks.iter().find(|c| c.condition == "velocity").unwrap();
+    assert!(
+        v.expected.contains("amounts + worst-case fees"),
+        "{}",
+        v.expected
+    );
+    assert!(
+        v.saw
+            .contains("1.00063 ETH in 1 signature(s) already; with this request 2.00126 ETH"),
+        "{}",
+        v.saw
+    );
+    // What does fit: a second withdrawal whose amount plus fee is the 0.99937 ETH left.
+    let rest = eth(1).checked_sub(fee).unwrap().checked_sub(fee).unwrap();
+    let d = evaluate(
+        &p,
+        &eth_transfer(HOT2, rest),
+        &ctx(later, "eth-cold-1", &ledger),
+    );
+    assert!(!d.is_denied(), "{}", d.to_text());
+}
+
+#[test]
+fn a_token_transfers_fee_counts_in_the_native_series() {
+    let p = eth_daily_policy("1");
+    let now = office_hours();
+    // 1000 USDC with a worst-case fee of 65,000 gas × 100 gwei = 0.0065 ETH.
+    let usdc = with_fee(
+        usdc_transfer(HOT1, 1_000),
+        eth_fee_of(65_000, 100_000_000_000),
+    );
+    let fee = usdc.fee.max;
+    assert_eq!(
+        velocity_entries(&usdc).unwrap(),
+        vec![
+            (
+                AssetId::Token(Chain::Ethereum, USDC.to_ascii_lowercase()),
+                Amount::from_u64(1_000_000_000)
+            ),
+            (AssetId::Native(Chain::Ethereum), fee),
+        ]
+    );
+    // A token transfer that costs the signer nothing (a SafeTx: the executor pays) adds nothing
+    // to the native series.
+    let mut free = usdc.clone();
+    free.fee.max = Amount::ZERO;
+    assert_eq!(velocity_entries(&free).unwrap().len(), 1);
+
+    let mut ledger = VelocityLedger::new();
+    assert!(!evaluate(&p, &usdc, &ctx(now, "eth-cold-1", &ledger)).is_denied());
+    record_signed(&mut ledger, "eth-cold-1", &usdc, now);
+    // 0.995 ETH plus its 0.00063 ETH fee fits a 1 ETH day alone …
+    let eth_out = Amount::parse_units("0.995", 18).unwrap();
+    let alone = evaluate(
+        &p,
+        &eth_transfer(HOT1, eth_out),
+        &ctx(now, "eth-cold-1", &EMPTY),
+    );
+    assert!(!alone.is_denied(), "{}", alone.to_text());
+    // … but not after the USDC transfer's 0.0065 ETH fee.
+    let later = now + SignedDuration::from_mins(1);
+    let d = evaluate(
+        &p,
+        &eth_transfer(HOT1, eth_out),
+        &ctx(later, "eth-cold-1", &ledger),
+    );
+    assert_eq!(
+        code(&d),
+        Some(DenyCode::VelocityExceeded),
+        "{}",
+        d.to_text()
+    );
+    let v = d.checks.iter().find(|c| c.condition == "velocity").unwrap();
+    assert!(v.saw.contains("0.0065 ETH in 1 signature(s)"), "{}", v.saw);
+    // The USDC series holds the 1000 USDC and no fee: a second 1 USDC transfer exceeds the
+    // 1000 USDC day by exactly its amount.
+    let d = evaluate(
+        &p,
+        &usdc_transfer(HOT1, 1),
+        &ctx(later, "eth-cold-1", &ledger),
+    );
+    assert_eq!(code(&d), Some(DenyCode::VelocityExceeded));
+    let v = d.checks.iter().find(|c| c.condition == "velocity").unwrap();
+    assert!(
+        v.saw
+            .contains("1000 USDC in 1 signature(s) already; with this request 1001 USDC"),
+        "{}",
+        v.saw
+    );
 }

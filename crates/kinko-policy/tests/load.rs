@@ -77,6 +77,7 @@ fn several_semantic_errors_are_reported_at_once_with_their_lines() {
 name = "bad-asset"
 chain = "ethereum"
 asset = "DOGE"
+max_fee = "0.01"
 approvals = { count = 2, roles = ["approver"], lifetime = "4h" }
 
 [[rules]]
@@ -86,6 +87,8 @@ deny = "x"
 
 [[rules]]
 name = "too-many"
+chain = "ethereum"
+max_fee = "0.01"
 approvals = { count = 9, roles = ["approver"], lifetime = "4h" }
 
 [[rules]]
@@ -227,7 +230,7 @@ fn invalid_utf8_and_oversized_files_are_refused() {
 #[test]
 fn rule_action_must_be_exactly_one() {
     let text = with_rules(
-        "[[rules]]\nname = \"both\"\ndeny = \"x\"\napprovals = { count = 1, roles = [\"approver\"], lifetime = \"1h\" }\n\n[[rules]]\nname = \"neither\"\n",
+        "[[rules]]\nname = \"both\"\nchain = \"ethereum\"\nmax_fee = \"0.01\"\ndeny = \"x\"\napprovals = { count = 1, roles = [\"approver\"], lifetime = \"1h\" }\n\n[[rules]]\nname = \"neither\"\n",
     );
     let errs = errors(&text);
     assert_eq!(errs.len(), 2, "{errs:#?}");
@@ -349,5 +352,124 @@ fn deeply_nested_input_is_refused_without_overflowing_the_stack() {
             Policy::from_toml(text.as_bytes()),
             Err(PolicyError::Invalid(_))
         ));
+    }
+}
+
+#[test]
+fn a_rule_that_allows_signing_must_cap_the_fee() {
+    let approvals = "approvals = { count = 2, roles = [\"approver\"], lifetime = \"4h\" }";
+    let text = with_rules(&format!(
+        "[[rules]]\nname = \"uncapped\"\nchain = \"ethereum\"\nasset = \"ETH\"\n{approvals}\n\n\
+         [[rules]]\nname = \"any-chain\"\nmax_fee = \"0.01\"\n{approvals}\n\n\
+         [[rules]]\nname = \"a-deny-needs-no-cap\"\nchain = \"bitcoin\"\ndeny = \"x\"\n"
+    ));
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!(errs[0].line, line_of(&text, "name = \"uncapped\""));
+    assert!(
+        errs[0]
+            .message
+            .contains("a rule that allows signing needs `max_fee`"),
+        "{}",
+        errs[0].message
+    );
+    // A fee cap is in the chain's native asset: without a chain it means nothing.
+    assert_eq!(errs[1].line, line_of(&text, "max_fee = \"0.01\""));
+    assert!(
+        errs[1].message.contains("needs `chain`"),
+        "{}",
+        errs[1].message
+    );
+}
+
+#[test]
+fn fee_caps_are_in_native_units_and_relative_caps_only_on_native_rules() {
+    let text = with_rules(
+        r#"[[rules]]
+name = "too-precise"
+chain = "bitcoin"
+asset = "BTC"
+max_fee = "0.000000001"
+deny = "x"
+
+[[rules]]
+name = "relative-on-a-token"
+chain = "ethereum"
+asset = "USDC"
+max_fee = "0.02"
+max_fee_bps = 10
+deny = "x"
+
+[[rules]]
+name = "over-100-percent"
+chain = "ethereum"
+asset = "ETH"
+max_fee = "0.01"
+max_fee_bps = 10001
+deny = "x"
+
+[[rules]]
+name = "relative-without-asset"
+chain = "solana"
+max_fee = "0.001"
+max_fee_bps = 5
+deny = "x"
+"#,
+    );
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert_eq!(errs[0].line, line_of(&text, "max_fee = \"0.000000001\""));
+    assert!(
+        errs[0].message.contains("BTC, which has 8 decimals"),
+        "{}",
+        errs[0].message
+    );
+    assert_eq!(errs[1].line, line_of(&text, "max_fee_bps = 10\n"));
+    assert!(
+        errs[1].message.contains("native asset"),
+        "{}",
+        errs[1].message
+    );
+    assert_eq!(errs[2].line, line_of(&text, "max_fee_bps = 10001"));
+    assert!(
+        errs[2].message.contains("at most 10000"),
+        "{}",
+        errs[2].message
+    );
+    assert_eq!(errs[3].line, line_of(&text, "max_fee_bps = 5"));
+    assert!(
+        errs[3].message.contains("native asset"),
+        "{}",
+        errs[3].message
+    );
+
+    // The example's caps, in base units of the native asset.
+    let p = example();
+    let rule = |name: &str| p.rules().iter().find(|r| r.name == name).unwrap();
+    let eth = rule("eth-hot-refill");
+    assert_eq!(
+        eth.max_fee,
+        Some(kinko_intent::Amount::from_u64(10_000_000_000_000_000))
+    );
+    assert_eq!(eth.max_fee_bps, Some(100));
+    let usdc = rule("usdc-hot-refill");
+    assert_eq!(
+        usdc.max_fee,
+        Some(kinko_intent::Amount::from_u64(20_000_000_000_000_000))
+    );
+    assert_eq!(usdc.max_fee_bps, None);
+    assert_eq!(
+        rule("btc-hot-refill").max_fee,
+        Some(kinko_intent::Amount::from_u64(100_000))
+    );
+    assert_eq!(
+        rule("sol-hot-refill").max_fee,
+        Some(kinko_intent::Amount::from_u64(1_000_000))
+    );
+    // Every rule of the example that allows signing caps the fee.
+    for r in p.rules() {
+        if matches!(r.action, kinko_policy::RuleAction::RequireApprovals(_)) {
+            assert!(r.max_fee.is_some(), "{}", r.name);
+        }
     }
 }

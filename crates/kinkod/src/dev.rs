@@ -352,6 +352,7 @@ asset = "ETH"
 kinds = ["transfer"]
 destination_book = "eth-hot"
 max_amount = "100"
+max_fee = "0.01"
 approvals = {{ count = 2, roles = ["approver"], lifetime = "4h" }}
 velocity = [{{ window = "24h", max_total = "500", max_count = 50 }}]
 
@@ -362,6 +363,7 @@ asset = "BTC"
 kinds = ["transfer"]
 destination_book = "btc-hot"
 max_amount = "10"
+max_fee = "0.001"
 approvals = {{ count = 2, roles = ["approver"], lifetime = "4h" }}
 
 [[rules]]
@@ -371,6 +373,7 @@ asset = "SOL"
 kinds = ["transfer"]
 destination_book = "sol-hot"
 max_amount = "1000"
+max_fee = "0.001"
 approvals = {{ count = 2, roles = ["approver"], lifetime = "4h" }}
 
 [governance.install]

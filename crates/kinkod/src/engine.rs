@@ -20,7 +20,7 @@ use kinko_policy::approval::NotCounted;
 use kinko_policy::request::RequestToSign;
 use kinko_policy::{
     ApprovalMessage, Authorization, Context, DenyCode, FreezeId, Policy, PolicyError,
-    SignedApproval, Subject, VelocityLedger, Verdict, evaluate, evaluate_quorum, velocity_entry,
+    SignedApproval, Subject, VelocityLedger, Verdict, evaluate, evaluate_quorum, velocity_entries,
 };
 use kinko_proto::validate::Submission;
 use kinko_store::{
@@ -668,7 +668,7 @@ impl Engine {
         }
         // Pending → signing in the claim's own commit (one disk sync under the lock, not two).
         let at = now();
-        let velocity = velocity_entry(&intent);
+        let velocity = velocity_entries(&intent).map_err(|e| Refused::internal("velocity", e))?;
         let digests: Vec<String> = intent
             .to_sign
             .iter()
@@ -708,7 +708,7 @@ impl Engine {
             }
             return Err(refused);
         }
-        if let Some((asset, amount)) = &velocity {
+        for (asset, amount) in &velocity {
             let mut ledger = self
                 .velocity
                 .lock()

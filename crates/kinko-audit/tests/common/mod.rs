@@ -248,8 +248,22 @@ pub fn policy_text(ids: &[u8], version: &str) -> String {
     s += &format!(
         "[[keys]]\nname = \"{KEY_NAME}\"\nchain = \"ethereum\"\nnetwork = \"1\"\nhsm_label = \"k\"\n\n"
     );
-    s += "[[rules]]\nname = \"eth-transfer\"\nchain = \"ethereum\"\nasset = \"ETH\"\nkinds = [\"transfer\"]\nmax_amount = \"10\"\napprovals = { count = 2, roles = [\"approver\"], lifetime = \"4h\" }\n\n";
-    s += "[governance.install]\nquorum = { count = 2, roles = [\"admin\"], lifetime = \"72h\" }\ntime_lock = \"0s\"\nveto_roles = []\n\n";
+    s += "[[rules]]
+name = \"eth-transfer\"
+chain = \"ethereum\"
+asset = \"ETH\"
+kinds = [\"transfer\"]
+max_amount = \"10\"
+max_fee = \"0.01\"
+approvals = { count = 2, roles = [\"approver\"], lifetime = \"4h\" }
+
+";
+    s += "[governance.install]
+quorum = { count = 2, roles = [\"admin\"], lifetime = \"72h\" }
+time_lock = \"0s\"
+veto_roles = []
+
+";
     s += "[governance.freeze]\nroles = [\"freezer\"]\nlifetime = \"1h\"\n\n";
     s += "[governance.unfreeze]\nquorum = { count = 2, roles = [\"admin\"], lifetime = \"24h\" }\ndelay = \"0s\"\n";
     s

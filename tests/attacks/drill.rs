@@ -72,7 +72,7 @@ async fn frozen(d: &Daemon) -> pb::FreezeState {
         .into_inner()
 }
 
-fn cli(args: &[&str], dir: &Path) -> (bool, String) {
+pub(crate) fn cli(args: &[&str], dir: &Path) -> (bool, String) {
     let out = Command::new(bin("kinko"))
         .args(args)
         .env("KINKO_DEV_DIR", dir)
@@ -89,7 +89,7 @@ fn cli(args: &[&str], dir: &Path) -> (bool, String) {
 }
 
 /// The auditor's step: `kinko audit fetch` into `copy`, then `kinko audit verify` offline.
-fn fetch_and_verify(d: &Daemon, server: &str, copy: &Path, dir: &Path) {
+pub(crate) fn fetch_and_verify(d: &Daemon, server: &str, copy: &Path, dir: &Path) {
     let (ok, out) = cli(
         &[
             "audit",

@@ -10,6 +10,7 @@
 
 mod approvals;
 mod audit_tamper;
+mod controls;
 mod disk_full;
 mod drill;
 mod exhaustion;

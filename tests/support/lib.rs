@@ -16,7 +16,7 @@ use alloy_consensus::{SignableTransaction, TxEip1559};
 use alloy_primitives::{TxKind, U256};
 use kinko_intent::Chain;
 use kinko_policy::request::RequestToSign;
-pub use kinko_policy::{ApprovalMessage, Policy, SignedApproval, Subject, Verdict};
+pub use kinko_policy::{ApprovalMessage, FreezeId, Policy, SignedApproval, Subject, Verdict};
 pub use kinko_proto::v1 as pb;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 

@@ -1,0 +1,418 @@
+//! Governance held to the withdrawal path's standard, against a real kinkod: an unfreeze lifts
+//! the one freeze it names and never another; every governance vote is checked when it arrives
+//! (a bad one is refused, logged, stored nowhere, and never takes a valid vote's place); the
+//! proposer of a policy never counts toward its quorum; and signing racing freezes, unfreezes
+//! and policy installs never leaves a signature authorized under a control no longer in force
+//! (the auditor's offline verification of the log passes).
+
+use std::time::Duration;
+
+use kinko_intent::Chain;
+
+use kinko_tests::pb::admin_service_client::AdminServiceClient;
+use kinko_tests::pb::approval_service_client::ApprovalServiceClient;
+use kinko_tests::pb::withdrawal_service_client::WithdrawalServiceClient;
+use kinko_tests::{
+    Daemon, FreezeId, Policy, Subject, Verdict, audit_records, channel, eth_transfer, event_type,
+    free_port, governance, init, officer_approval, pb, reason, replace_in, start, submission,
+    unique_label,
+};
+
+const HOT: alloy_primitives::Address =
+    alloy_primitives::address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
+
+async fn admin(d: &Daemon, who: &str) -> AdminServiceClient<tonic::transport::Channel> {
+    AdminServiceClient::new(channel(d, who).await)
+}
+
+async fn freeze_state(d: &Daemon) -> pb::FreezeState {
+    admin(d, "auditor")
+        .await
+        .get_freeze_state(pb::ListKeysRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn freeze_id(f: &pb::FreezeState) -> FreezeId {
+    FreezeId(f.freeze_id.as_slice().try_into().unwrap())
+}
+
+async fn freeze(d: &Daemon, id: &str) -> FreezeId {
+    let f = admin(d, "carol")
+        .await
+        .freeze(governance(
+            d,
+            "carol",
+            Subject::Freeze {
+                request_id: id.into(),
+            },
+            Verdict::Approve,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(f.frozen, "{f:?}");
+    freeze_id(&f)
+}
+
+async fn wait_until_unfrozen(d: &Daemon) {
+    for _ in 0..60 {
+        if !freeze_state(d).await.frozen {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("still frozen");
+}
+
+/// A kinkod whose governance delays are seconds, not hours.
+fn quick_governance(tag: &str) -> (tempfile::TempDir, std::path::PathBuf, String, u16) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (label, port) = (unique_label(tag), free_port());
+    init(&dir, &label, port, |dir| {
+        let policy = dir.join("policy.toml");
+        replace_in(&policy, "time_lock = \"1h\"", "time_lock = \"1s\"");
+        replace_in(&policy, "delay = \"1h\"", "delay = \"1s\"");
+        // alice may also propose policies (an admin who is an officer).
+        replace_in(
+            &dir.join("kinkod.toml"),
+            "name = \"alice\"\ncertificate_cn = \"alice\"\nroles = [\"officer\"]",
+            "name = \"alice\"\ncertificate_cn = \"alice\"\nroles = [\"officer\", \"admin\"]",
+        );
+    });
+    (tmp, dir, label, port)
+}
+
+/// The refusal records of the log for governance request `id`, with their codes.
+fn refusals_for(records: &[serde_json::Value], id: &str) -> Vec<String> {
+    records
+        .iter()
+        .filter(|r| event_type(r) == "refusal" && r["event"]["request_id"] == id)
+        .map(|r| r["event"]["code"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unfreeze_lifts_the_freeze_it_names_and_never_another() {
+    let (_tmp, dir, label, port) = quick_governance("unfreeze");
+    let d = start(&dir, &label, port, false);
+
+    // Freeze 1, lifted by alice and carol (two groups), after the delay.
+    let first = freeze(&d, "freeze-1").await;
+    let lift_first = Subject::Unfreeze {
+        request_id: "unfreeze-1".into(),
+        freeze_id: first,
+    };
+    let alice_old = governance(&d, "alice", lift_first.clone(), Verdict::Approve);
+    admin(&d, "alice")
+        .await
+        .unfreeze(alice_old.clone())
+        .await
+        .unwrap();
+    admin(&d, "carol")
+        .await
+        .unfreeze(governance(&d, "carol", lift_first, Verdict::Approve))
+        .await
+        .unwrap();
+    wait_until_unfrozen(&d).await;
+
+    // Freeze 2. One officer replays her accepted approval for the lifted freeze: refused,
+    // because it names freeze 1.
+    let second = freeze(&d, "freeze-2").await;
+    assert_ne!(first, second);
+    let err = admin(&d, "alice")
+        .await
+        .unfreeze(alice_old)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "APPROVAL_INVALID", "{err:?}");
+    assert!(
+        err.message().contains(&format!(
+            "lifts freeze {first}, but the freeze in force is {second}"
+        )),
+        "{err:?}"
+    );
+    // Re-signed for freeze 2 under the old, effective request id: that request never acts
+    // again.
+    let err = admin(&d, "alice")
+        .await
+        .unfreeze(governance(
+            &d,
+            "alice",
+            Subject::Unfreeze {
+                request_id: "unfreeze-1".into(),
+                freeze_id: second,
+            },
+            Verdict::Approve,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "WRONG_STATE", "{err:?}");
+    assert!(err.message().contains("never acts again"), "{err:?}");
+
+    // A garbage signature for a new unfreeze of freeze 2: refused on receipt, nothing stored —
+    // so it does not take alice's place, and her valid approval is then accepted.
+    let lift_second = Subject::Unfreeze {
+        request_id: "unfreeze-2".into(),
+        freeze_id: second,
+    };
+    let mut garbage = governance(&d, "alice", lift_second.clone(), Verdict::Approve);
+    garbage.signature[7] ^= 0x20;
+    let err = admin(&d, "alice")
+        .await
+        .unfreeze(garbage)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "APPROVAL_INVALID", "{err:?}");
+    assert!(err.message().contains("BadSignature"), "{err:?}");
+    let f = freeze_state(&d).await;
+    assert!(f.frozen && f.unfreeze_approvals == 0, "{f:?}");
+    // Bob holds no freezer role: his veto could never count, so it is refused too.
+    let err = admin(&d, "bob")
+        .await
+        .unfreeze(governance(&d, "bob", lift_second.clone(), Verdict::Reject))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "APPROVAL_INVALID", "{err:?}");
+    assert!(err.message().contains("MissingRole"), "{err:?}");
+    let f = admin(&d, "alice")
+        .await
+        .unfreeze(governance(&d, "alice", lift_second, Verdict::Approve))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(f.frozen, "one officer never unfreezes: {f:?}");
+    assert_eq!(f.unfreeze_request_id, "unfreeze-2");
+    assert_eq!(f.unfreeze_approvals, 1, "{f:?}");
+    // Well past the delay, freeze 2 still holds: one valid approval is not a quorum.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(freeze_state(&d).await.frozen);
+
+    // The log holds every accepted vote with its signature, and every refusal with its code.
+    let records = audit_records(&d).await;
+    let votes: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|r| event_type(r) == "governance_vote")
+        .map(|r| {
+            (
+                r["event"]["request_id"].as_str().unwrap(),
+                r["event"]["approval"]["officer"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        votes,
+        [
+            ("unfreeze-1", "alice"),
+            ("unfreeze-1", "carol"),
+            ("unfreeze-2", "alice")
+        ]
+    );
+    assert_eq!(
+        refusals_for(&records, "unfreeze-1"),
+        ["APPROVAL_INVALID", "WRONG_STATE"]
+    );
+    assert_eq!(
+        refusals_for(&records, "unfreeze-2"),
+        ["APPROVAL_INVALID", "APPROVAL_INVALID"]
+    );
+    // And it verifies offline, governance outcomes re-derived from the log alone.
+    let copy = dir.parent().unwrap().join("audit-copy");
+    crate::drill::fetch_and_verify(&d, &format!("https://localhost:{port}"), &copy, &dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proposer_never_counts_toward_its_own_policy() {
+    let (_tmp, dir, label, port) = quick_governance("proposer");
+    let d = start(&dir, &label, port, false);
+    let text = std::fs::read_to_string(dir.join("policy.toml")).unwrap() + "# proposed by alice\n";
+    let p = admin(&d, "alice")
+        .await
+        .propose_policy(pb::ProposePolicyRequest {
+            policy_text: text.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p.proposed_by, "alice");
+    let subject = Subject::InstallPolicy {
+        request_id: p.proposal_id.clone(),
+        new_policy_hash: Policy::from_toml(text.as_bytes()).unwrap().hash(),
+    };
+    // alice (treasury) approving her own proposal: refused, not stored.
+    let err = admin(&d, "alice")
+        .await
+        .approve_policy(governance(&d, "alice", subject.clone(), Verdict::Approve))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "SELF_APPROVAL", "{err:?}");
+    // carol (risk) alone is one of the two officers from two groups the quorum needs.
+    let s = admin(&d, "carol")
+        .await
+        .approve_policy(governance(&d, "carol", subject.clone(), Verdict::Approve))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.state, "pending", "{s:?}");
+    assert_eq!(s.approvals_counted, 1, "{s:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = admin(&d, "auditor")
+        .await
+        .get_policy_proposal(pb::ProposalId {
+            proposal_id: p.proposal_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.state, "pending", "{s:?}");
+    assert_ne!(s.current_policy_hash, s.policy_hash);
+    // bob (treasury) completes it: two officers, two groups, neither the proposer.
+    admin(&d, "bob")
+        .await
+        .approve_policy(governance(&d, "bob", subject, Verdict::Approve))
+        .await
+        .unwrap();
+    let mut installed = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let s = admin(&d, "auditor")
+            .await
+            .get_policy_proposal(pb::ProposalId {
+                proposal_id: p.proposal_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if s.state == "installed" {
+            installed = true;
+            break;
+        }
+    }
+    assert!(installed);
+    let records = audit_records(&d).await;
+    let installed = records
+        .iter()
+        .find(|r| event_type(r) == "policy_installed")
+        .unwrap();
+    let evidence: Vec<&str> = installed["event"]["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["officer"].as_str().unwrap())
+        .collect();
+    assert_eq!(evidence, ["carol", "bob"]);
+    assert_eq!(refusals_for(&records, &p.proposal_id), ["SELF_APPROVAL"]);
+    let copy = dir.parent().unwrap().join("audit-copy");
+    crate::drill::fetch_and_verify(&d, &format!("https://localhost:{port}"), &copy, &dir);
+}
+
+/// Quorums complete (and signatures are authorized) while freezes, unfreezes and a policy
+/// installation land. Whatever the interleaving, no `signing_authorized` record follows a
+/// freeze or an installation it did not see: the auditor's offline verification passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_racing_freezes_and_installs_never_outruns_the_controls() {
+    let (_tmp, dir, label, port) = quick_governance("race");
+    let d = start(&dir, &label, port, false);
+    let rounds: u64 = if crate::slow() { 6 } else { 3 };
+    let per_round: u64 = 8;
+    let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+    let mut nonce = 0;
+    for round in 0..rounds {
+        // Requests approved by alice; bob's approvals complete their quorums below.
+        let mut ids = Vec::new();
+        for _ in 0..per_round {
+            let r = ledger
+                .submit_withdrawal(submission(
+                    &dir,
+                    "eth-dev",
+                    Chain::Ethereum,
+                    eth_transfer(nonce, 1_000, HOT),
+                    &format!("race-{nonce}"),
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            nonce += 1;
+            assert_eq!(r.state, pb::RequestState::PendingApproval as i32, "{r:?}");
+            let mut alice = ApprovalServiceClient::new(channel(&d, "alice").await);
+            alice
+                .approve(officer_approval(&d, "alice", &r.request_id, Verdict::Approve).await)
+                .await
+                .unwrap();
+            ids.push(r.request_id);
+        }
+        let mut approvals = Vec::new();
+        for id in &ids {
+            approvals.push(officer_approval(&d, "bob", id, Verdict::Approve).await);
+        }
+        let signers = {
+            let d_ch = channel(&d, "bob").await;
+            tokio::spawn(async move {
+                let mut tasks = Vec::new();
+                for a in approvals {
+                    let mut bob = ApprovalServiceClient::new(d_ch.clone());
+                    tasks.push(tokio::spawn(async move { bob.approve(a).await }));
+                }
+                for t in tasks {
+                    // Approved, or refused because frozen meanwhile: both fine here.
+                    let _ = t.await.unwrap();
+                }
+            })
+        };
+        if round % 2 == 0 {
+            let f = freeze(&d, &format!("race-freeze-{round}")).await;
+            let lift = Subject::Unfreeze {
+                request_id: format!("race-unfreeze-{round}"),
+                freeze_id: f,
+            };
+            for who in ["alice", "carol"] {
+                admin(&d, who)
+                    .await
+                    .unfreeze(governance(&d, who, lift.clone(), Verdict::Approve))
+                    .await
+                    .unwrap();
+            }
+            signers.await.unwrap();
+            wait_until_unfrozen(&d).await;
+        } else {
+            let text = std::fs::read_to_string(dir.join("policy.toml")).unwrap()
+                + &format!("# round {round}\n");
+            let p = admin(&d, "admin")
+                .await
+                .propose_policy(pb::ProposePolicyRequest {
+                    policy_text: text.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let subject = Subject::InstallPolicy {
+                request_id: p.proposal_id.clone(),
+                new_policy_hash: Policy::from_toml(text.as_bytes()).unwrap().hash(),
+            };
+            for who in ["alice", "carol"] {
+                admin(&d, who)
+                    .await
+                    .approve_policy(governance(&d, who, subject.clone(), Verdict::Approve))
+                    .await
+                    .unwrap();
+            }
+            signers.await.unwrap();
+            for _ in 0..40 {
+                if std::fs::read_to_string(dir.join("policy.toml")).unwrap() == text {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            assert_eq!(std::fs::read_to_string(dir.join("policy.toml")).unwrap(), text);
+        }
+    }
+    let records = audit_records(&d).await;
+    let count = |t: &str| records.iter().filter(|r| event_type(r) == t).count();
+    assert!(count("signature_produced") > 0, "nothing was signed");
+    assert_eq!(count("freeze") as u64, rounds.div_ceil(2));
+    assert_eq!(count("policy_installed") as u64, 1 + rounds / 2);
+    let copy = dir.parent().unwrap().join("audit-copy");
+    crate::drill::fetch_and_verify(&d, &format!("https://localhost:{port}"), &copy, &dir);
+}

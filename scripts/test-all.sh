@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
-# Every check and every test, as CI runs them. Installs SoftHSM2 when missing (Debian).
+# Every check and every test, as CI runs them. Installs SoftHSM2 and promtool when missing (Debian).
 # Tests make their own SoftHSM2 tokens under target/tmp/softhsm2-test (see .cargo/config.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hsm-config/softhsm2/install.sh
+# promtool (Debian's prometheus package) tests the alert rules in docs/alerts.
+if ! command -v promtool >/dev/null 2>&1; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "promtool is missing and this is not a Debian-like system: install Prometheus's promtool" >&2
+    exit 1
+  fi
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "installing prometheus for promtool (apt-get)..." >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+promtool check rules docs/alerts/kinko.rules.yml
+promtool test rules docs/alerts/kinko.rules.test.yml
 rm -rf target/tmp/softhsm2-test
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

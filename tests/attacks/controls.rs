@@ -405,7 +405,10 @@ async fn signing_racing_freezes_and_installs_never_outruns_the_controls() {
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            assert_eq!(std::fs::read_to_string(dir.join("policy.toml")).unwrap(), text);
+            assert_eq!(
+                std::fs::read_to_string(dir.join("policy.toml")).unwrap(),
+                text
+            );
         }
     }
     let records = audit_records(&d).await;

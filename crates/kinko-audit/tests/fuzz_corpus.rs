@@ -44,39 +44,69 @@ fn corpus(target: &str) -> PathBuf {
 }
 
 /// Runs every seed of `target`, and every `step`-th prefix of it (truncation is the commonest
-/// malformation), through `run`.
-fn replay(target: &str, step: usize, min: usize, run: fn(&[u8])) {
+/// malformation), through `check`, which asserts the body's invariants on what each of its `K`
+/// parsers or verifiers accepts, and that what they refuse is a typed error with a message. At
+/// least `min` seeds, of which at least `accepted[k]` accepted by parser `k` (so its invariants
+/// are checked at all; the bounds are today's counts, new seeds may add more), and some input
+/// refused by all of them.
+fn replay<const K: usize>(
+    target: &str,
+    step: usize,
+    min: usize,
+    accepted: [usize; K],
+    check: fn(&[u8]) -> [bool; K],
+) {
     let dir = corpus(target);
-    let mut n = 0;
+    let (mut n, mut seeds_accepted, mut inputs, mut refused) = (0, [0; K], 0, 0);
     for entry in std::fs::read_dir(&dir).unwrap() {
         let data = std::fs::read(entry.unwrap().path()).unwrap();
-        run(&data);
+        let mut run = |data: &[u8]| {
+            inputs += 1;
+            let a = check(data);
+            refused += usize::from(!a.contains(&true));
+            a
+        };
+        for (count, ok) in seeds_accepted.iter_mut().zip(run(&data)) {
+            *count += usize::from(ok);
+        }
         for len in (0..data.len()).step_by(step) {
             run(&data[..len]);
         }
         n += 1;
     }
     assert!(n >= min, "only {n} seeds in {}", dir.display());
+    for k in 0..K {
+        assert!(
+            seeds_accepted[k] >= accepted[k],
+            "{target}: only {} of {n} seeds accepted by check {k}, expected at least {}",
+            seeds_accepted[k],
+            accepted[k]
+        );
+    }
+    assert!(refused > 0, "{target}: none of {inputs} inputs refused");
 }
 
 #[test]
 fn record_corpus_replays() {
-    replay("record", 7, 12, record::run);
+    replay("record", 7, 12, [18], record::check);
 }
 
+/// Accepted seeds: opened as a note, parsed as checkpoint text, parsed as a verifier key.
 #[test]
 fn note_corpus_replays() {
-    replay("note", 1, 8, note::run);
+    replay("note", 1, 8, [9, 1, 1], note::check);
 }
 
+/// Accepted seeds: logs that pass (so the deleted-record check runs on them).
 #[test]
 fn verify_dir_corpus_replays() {
-    replay("verify_dir", 7919, 8, verify_body::run);
+    replay("verify_dir", 7919, 8, [4], verify_body::check);
 }
 
+/// Accepted seeds: proofs the verifier accepts.
 #[test]
 fn proof_corpus_replays() {
-    replay("proof", 1, 8, proof::run);
+    replay("proof", 1, 8, [13], proof::check);
 }
 
 /// The fixtures' log key is the one the note and verifier bodies verify under.

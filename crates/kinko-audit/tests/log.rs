@@ -11,7 +11,7 @@ use kinko_audit::Error;
 use kinko_audit::log::{AuditLog, CHECKPOINTS_FILE};
 use kinko_audit::merkle::{leaf_hash, verify_consistency, verify_inclusion};
 use kinko_audit::note::{Checkpoint, SoftwareSigner};
-use kinko_audit::record::{Event, Freeze, Record, Refusal};
+use kinko_audit::record::{Event, Freeze, Record, Refusal, Rejection, Unfreeze};
 
 fn refusal(i: u64) -> Event {
     Event::Refusal(Refusal {
@@ -51,22 +51,119 @@ fn appends_survive_reopen_and_proofs_verify() {
 fn signature_events_return_with_a_covering_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
-    for e in bootstrap_events() {
-        log.append("kinkod", e).unwrap();
-    }
-    for e in withdrawal_events(0, &[1, 2]) {
+    let mut covered = Vec::new();
+    for e in bootstrap_events()
+        .into_iter()
+        .chain(withdrawal_events(0, &[1, 2]))
+    {
+        let kind = e.kind();
         let needs = e.needs_checkpoint();
         let a = log.append("requester", e).unwrap();
         if needs {
             let cp = Checkpoint::open(&a.checkpoint.unwrap(), &log_key(), Some(ORIGIN)).unwrap();
-            assert!(
-                cp.size > a.seq,
-                "checkpoint must cover the signature record"
-            );
+            assert!(cp.size > a.seq, "checkpoint must cover the {kind} record");
+            covered.push(kind);
         }
     }
+    // The checks above ran, once for each event that must be covered (the list of which is
+    // pinned by `exactly_these_events_need_a_checkpoint`).
+    assert_eq!(
+        covered,
+        ["policy_installed", "key_created", "signature_produced"]
+    );
     // An event that needs none returns without one (no HSM call per record).
     assert!(log.append("x", refusal(1)).unwrap().checkpoint.is_none());
+}
+
+/// One event of every kind, each with whether it must return covered by a signed checkpoint.
+fn one_event_of_each_kind() -> Vec<(Event, bool)> {
+    let mut v: Vec<(Event, bool)> = bootstrap_events()
+        .into_iter()
+        .chain(withdrawal_events(0, &[1]))
+        .map(|e| {
+            let needs = matches!(
+                e,
+                Event::KeyCreated(_) | Event::PolicyInstalled(_) | Event::SignatureProduced(_)
+            );
+            (e, needs)
+        })
+        .collect();
+    let a = approval(1, b"any");
+    v.push((
+        Event::Rejection(Rejection {
+            request_id: "req-0".into(),
+            officer: officer_name(1),
+            reason: "wrong destination".into(),
+            signed: Some(a.clone()),
+        }),
+        false,
+    ));
+    v.push((
+        Event::Freeze(Freeze {
+            reason: "incident".into(),
+            signed: Some(a.clone()),
+        }),
+        true,
+    ));
+    v.push((
+        Event::Unfreeze(Unfreeze {
+            reason: "resolved".into(),
+            approvals: vec![a],
+        }),
+        true,
+    ));
+    v.push((refusal(1), false));
+    v
+}
+
+#[test]
+fn exactly_these_events_need_a_checkpoint() {
+    let events = one_event_of_each_kind();
+    // Every kind of event, once each (a new kind must be added here, with its answer).
+    let mut kinds: Vec<&str> = events.iter().map(|(e, _)| e.kind()).collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        [
+            "approval",
+            "decision",
+            "freeze",
+            "key_created",
+            "policy_installed",
+            "refusal",
+            "rejection",
+            "request_received",
+            "signature_produced",
+            "signing_authorized",
+            "unfreeze",
+        ]
+    );
+    let pinned: Vec<(&str, bool)> = events.iter().map(|(e, n)| (e.kind(), *n)).collect();
+    let actual: Vec<(&str, bool)> = events
+        .iter()
+        .map(|(e, _)| (e.kind(), e.needs_checkpoint()))
+        .collect();
+    assert_eq!(actual, pinned);
+    // And the log honours it: those return covered by a signed checkpoint, the others return
+    // without one (no HSM signature per record).
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let mut checked = 0;
+    for (e, needs) in events {
+        let kind = e.kind();
+        let a = log.append("x", e).unwrap();
+        if needs {
+            let note = a
+                .checkpoint
+                .unwrap_or_else(|| panic!("{kind}: no checkpoint"));
+            let cp = Checkpoint::open(&note, &log_key(), Some(ORIGIN)).unwrap();
+            assert!(cp.size > a.seq, "{kind}: checkpoint does not cover it");
+        } else {
+            assert!(a.checkpoint.is_none(), "{kind}: unexpected checkpoint");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 11);
 }
 
 #[test]
@@ -204,7 +301,7 @@ fn concurrent_appends_share_syncs_and_checkpoints() {
         .map(|t| {
             let log = Arc::clone(&log);
             std::thread::spawn(move || {
-                let mut seqs = Vec::new();
+                let (mut seqs, mut covered) = (Vec::new(), 0);
                 for i in 0..5 {
                     for e in withdrawal_events(t * 100 + i, &[1, 2]) {
                         let needs = e.needs_checkpoint();
@@ -213,10 +310,13 @@ fn concurrent_appends_share_syncs_and_checkpoints() {
                             let cp =
                                 Checkpoint::open(&a.checkpoint.unwrap(), &log_key(), None).unwrap();
                             assert!(cp.size > a.seq);
+                            covered += 1;
                         }
                         seqs.push(a.seq);
                     }
                 }
+                // One covered signature per withdrawal: the check above ran for each.
+                assert_eq!(covered, 5);
                 seqs
             })
         })

@@ -224,13 +224,36 @@ fn checkpoints_by_another_key_are_refused() {
 
 #[test]
 fn signature_records_are_checked() {
-    // A signature event with no authorization before it.
-    let (dir, mut lines) = log_with(2);
-    lines.remove(2 + 6 + 4);
-    // Renumbering would be needed to hide the removal; the verifier names the first problem.
-    write_lines(dir.path(), &lines);
-    let f = first_failure(&verify(dir.path()));
-    assert!(f.starts_with("record 12 "), "{f}");
+    // A signature event with no authorization before it, in a log the log's own writer wrote:
+    // sequence numbers, hashes and checkpoints (signed by the log key) are all correct, so only
+    // the missing-authorization check can catch it.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        for e in bootstrap_events() {
+            log.append("kinkod", e).unwrap();
+        }
+        for e in withdrawal_events(0, &[1, 2]) {
+            log.append("r", e).unwrap();
+        }
+        for e in withdrawal_events(1, &[1, 2]) {
+            if !matches!(e, Event::SigningAuthorized(_)) {
+                log.append("r", e).unwrap();
+            }
+        }
+    }
+    let r = verify(dir.path());
+    // Bootstrap 0-1, request 0 at 2-7, request 1 at 8-11 without its authorization: its
+    // signature is record 12, and it is the one and only finding.
+    assert_eq!(r.records, 13, "{r}");
+    assert!(r.checkpoints > 0, "{r}");
+    assert_eq!((r.authorizations, r.signatures), (1, 2), "{r}");
+    assert_eq!(r.failures.len(), 1, "{r}");
+    assert_eq!(r.failures[0].seq, Some(12), "{r}");
+    assert_eq!(
+        r.failures[0].reason, "signature for request req-1 without a signing authorization",
+        "{r}"
+    );
 
     // A bad HSM signature, in a log re-signed so that only the signature check catches it.
     let dir = tempfile::tempdir().unwrap();

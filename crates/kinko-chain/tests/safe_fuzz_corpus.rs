@@ -13,25 +13,34 @@ use sha2::{Digest, Sha256};
 #[path = "../fuzz/bodies/safe.rs"]
 mod body;
 
+mod fuzz_tally;
+use fuzz_tally::Tally;
+
+/// How many of the committed seeds decode (a lower bound: new seeds may add more).
+const SEEDS_DECODED: usize = 6;
+
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/safe")
 }
 
 #[test]
 fn safe_fuzz_corpus_replays_without_panic() {
-    let mut n = 0;
+    let (mut n, mut seeds, mut all) = (0, Tally::new(body::check), Tally::new(body::check));
     for entry in std::fs::read_dir(corpus_dir()).unwrap() {
         let data = std::fs::read(entry.unwrap().path()).unwrap();
-        body::run(&data);
+        seeds.run(&data);
+        all.run(&data);
         for len in (0..data.len()).step_by(11) {
-            body::run(&data[..len]);
+            all.run(&data[..len]);
             let mut cut = data.clone();
             cut.remove(len);
-            body::run(&cut);
+            all.run(&cut);
         }
         n += 1;
     }
     assert!(n >= 3, "only {n} seeds");
+    seeds.assert_both_paths(SEEDS_DECODED);
+    all.assert_both_paths(SEEDS_DECODED);
 }
 
 #[test]

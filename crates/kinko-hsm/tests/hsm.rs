@@ -369,7 +369,11 @@ async fn extractable_or_non_sensitive_keys_are_refused() {
     let hsm = token.open(1).await.unwrap();
     let s = common::raw_session(&token);
     let params = vec![0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a];
-    for (label, sensitive, extractable) in [("leaky", false, true), ("exportable", true, true)] {
+    // Each case breaks exactly one of the two attributes, so each refusal proves its own check.
+    for (label, sensitive, extractable, why) in [
+        ("not-sensitive", false, false, "CKA_SENSITIVE is not true"),
+        ("exportable", true, true, "CKA_EXTRACTABLE is not false"),
+    ] {
         let public = vec![
             Attribute::Token(true),
             Attribute::Verify(true),
@@ -390,10 +394,16 @@ async fn extractable_or_non_sensitive_keys_are_refused() {
             .sign_secp256k1_prehash(label, [1; 32])
             .await
             .unwrap_err();
-        assert!(
-            matches!(err, HsmError::UnsafeKey { .. }),
-            "{label}: {err:?}"
-        );
+        match &err {
+            HsmError::UnsafeKey {
+                label: got_label,
+                reason,
+            } => {
+                assert_eq!(got_label, label, "{err:?}");
+                assert_eq!(reason, why, "{err:?}");
+            }
+            other => panic!("{label}: expected UnsafeKey, got {other:?}"),
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use kinko_policy::{
     ApprovalMessage, Policy, PolicyError, PolicyHash, QuorumRequirement, QuorumState,
     SignedApproval, Verdict, evaluate_quorum,
 };
+use kinko_policy::{DenyCode, VelocityLedger, velocity_entry};
 use proptest::prelude::*;
 
 const NOW: i64 = 1_783_299_600; // 2026-07-06T01:00:00Z
@@ -424,10 +425,33 @@ fn authorize_needs_the_rule_and_the_quorum_together() {
         authorize(&p, &other, &c, "req-9", &two),
         Err(PolicyError::QuorumNotSatisfied(_))
     ));
-    // A denied intent is refused whatever the approvals.
+    // A denied intent is refused whatever the approvals, even approvals that meet the quorum.
+    // 1. The very intent and approvals just authorized, once the key's velocity is used up.
+    let (asset, _) = velocity_entry(&intent).unwrap();
+    let mut full = VelocityLedger::new();
+    for i in 0..20 {
+        full.record(
+            "eth-cold-1",
+            &asset,
+            now() - SignedDuration::from_mins(i + 1),
+            eth(1),
+        )
+        .unwrap();
+    }
+    let c_full = ctx(now(), "eth-cold-1", &full);
+    match authorize(&p, &intent, &c_full, "req-9", &two) {
+        Err(PolicyError::Denied { code, .. }) => assert_eq!(code, DenyCode::VelocityExceeded),
+        other => panic!("expected Denied(VelocityExceeded), got {other:?}"),
+    }
+    // 2. A destination no rule allows, approved by two officers for that very intent: the
+    // approvals satisfy the quorum the refill rule asks for, and still nothing is authorized.
     let denied = eth_transfer(STRANGER, eth(1));
-    assert!(matches!(
-        authorize(&p, &denied, &c, "req-9", &two),
-        Err(PolicyError::Denied { .. })
-    ));
+    let sd = withdrawal("req-10", denied.digest().unwrap());
+    let for_denied = vec![ok(&p, &sd, "alice"), ok(&p, &sd, "carol")];
+    let needed = a.decision().quorum().unwrap();
+    assert!(evaluate_quorum(&p, needed, &sd, Some(c.requester), &for_denied, now()).is_satisfied());
+    match authorize(&p, &denied, &c, "req-10", &for_denied) {
+        Err(PolicyError::Denied { code, .. }) => assert_eq!(code, DenyCode::NoRuleMatched),
+        other => panic!("expected Denied(NoRuleMatched), got {other:?}"),
+    }
 }

@@ -295,6 +295,47 @@ fn velocity_count_limit_and_per_key_scope() {
         )
         .is_denied()
     );
+    // Another key's history of the same asset does not count; the key's own does. 19 of the
+    // key's own signatures leave room for a 20th (count <= 20) even with another key at 20;
+    // a 20th of its own then fills the limit.
+    let mut per_key = VelocityLedger::new();
+    for i in 0..20 {
+        let at = now - SignedDuration::from_mins(i + 1);
+        per_key.record("eth-cold-2", &asset, at, eth(1)).unwrap();
+        if i < 19 {
+            per_key.record("eth-cold-1", &asset, at, eth(1)).unwrap();
+        }
+    }
+    let d = evaluate(
+        &p,
+        &eth_transfer(HOT1, eth(1)),
+        &ctx(now, "eth-cold-1", &per_key),
+    );
+    assert!(!d.is_denied(), "{}", d.to_text());
+    let velocity = d.checks.iter().find(|c| c.condition == "velocity").unwrap();
+    assert!(
+        velocity.saw.contains("in 19 signature(s) already"),
+        "{velocity:?}"
+    );
+    per_key
+        .record(
+            "eth-cold-1",
+            &asset,
+            now - SignedDuration::from_secs(1),
+            eth(1),
+        )
+        .unwrap();
+    let d = evaluate(
+        &p,
+        &eth_transfer(HOT1, eth(1)),
+        &ctx(now, "eth-cold-1", &per_key),
+    );
+    assert_eq!(
+        code(&d),
+        Some(DenyCode::VelocityExceeded),
+        "{}",
+        d.to_text()
+    );
 }
 
 #[test]

@@ -16,18 +16,40 @@ fn corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/requests")
 }
 
+/// How many committed seeds validate, per message type (lower bounds: new seeds may add more).
+const MIN_VALID_SEEDS: [usize; 4] = [3, 3, 2, 17];
+
 #[test]
 fn requests_corpus_replays_without_panic() {
-    let mut n = 0;
+    let (mut n, mut valid_seeds, mut inputs, mut refused) = (0, [0usize; 4], 0, [0usize; 4]);
     for entry in std::fs::read_dir(corpus()).unwrap() {
         let data = std::fs::read(entry.unwrap().path()).unwrap();
-        requests::run(&data);
+        let kind = usize::from(data.first().copied().unwrap_or(0) % 4);
+        if requests::check(&data) {
+            valid_seeds[kind] += 1;
+        } else {
+            refused[kind] += 1;
+        }
+        // Every proper prefix too (the empty one holds no message type).
         for len in 0..data.len() {
-            requests::run(&data[..len]);
+            inputs += 1;
+            if !requests::check(&data[..len]) && len > 0 {
+                refused[kind] += 1;
+            }
         }
         n += 1;
     }
     assert!(n >= 8, "only {n} seeds");
+    assert!(inputs > n, "no prefixes replayed");
+    // Every message type's bounds were checked on valid messages, and its refusals on others.
+    for kind in 0..4 {
+        assert!(
+            valid_seeds[kind] >= MIN_VALID_SEEDS[kind],
+            "message type {kind}: only {} valid seeds",
+            valid_seeds[kind]
+        );
+        assert!(refused[kind] > 0, "message type {kind}: nothing refused");
+    }
 }
 
 /// The seeds: each message type valid, and each at or past a bound.

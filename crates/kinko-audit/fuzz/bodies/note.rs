@@ -17,17 +17,39 @@ pub(crate) const SEED: [u8; 32] = [1; 32];
 /// name, nor the same key under another name), stops verifying when its text changes, and, when
 /// it carries that one signature only, is byte for byte the note the library signs (Ed25519 is
 /// deterministic, base64 is strict). A checkpoint or verifier key that parses re-encodes to the
-/// same bytes, and a parsed checkpoint signs and opens back to itself.
+/// same bytes, and a parsed checkpoint signs and opens back to itself. Every refusal is a typed
+/// error with a message.
+#[allow(
+    dead_code,
+    reason = "the fuzz target's entry; the corpus test calls `check`"
+)]
 pub(crate) fn run(data: &[u8]) {
+    check(data);
+}
+
+/// The refusal must say why.
+fn refused(e: &kinko_audit::Error) {
+    assert!(!e.to_string().trim().is_empty(), "no message: {e:?}");
+}
+
+/// [`run`], saying whether `data` opened as a note, parsed as a checkpoint, and parsed as a
+/// verifier key.
+pub(crate) fn check(data: &[u8]) -> [bool; 3] {
     let Ok(s) = std::str::from_utf8(data) else {
-        return;
+        return [false; 3];
     };
+    let mut accepted = [false; 3];
     let signer = SoftwareSigner::from_seed(&SEED);
     let Ok(key) = VerifierKey::new(ORIGIN, &signer.public_key()) else {
         panic!("the fixture's log key is invalid");
     };
 
-    if let Ok(text) = open_note(s, &key) {
+    let opened = open_note(s, &key);
+    if let Err(e) = &opened {
+        refused(e);
+    }
+    if let Ok(text) = opened {
+        accepted[0] = true;
         let sigs = s
             .strip_prefix(text)
             .and_then(|rest| rest.strip_prefix('\n'))
@@ -74,7 +96,12 @@ pub(crate) fn run(data: &[u8]) {
         );
     }
 
-    if let Ok(cp) = Checkpoint::parse_text(s) {
+    let parsed = Checkpoint::parse_text(s);
+    if let Err(e) = &parsed {
+        refused(e);
+    }
+    if let Ok(cp) = parsed {
+        accepted[1] = true;
         assert_eq!(cp.to_text(), s, "parsed checkpoint re-encodes differently");
         if let Ok(ck) = VerifierKey::new(&cp.origin, &signer.public_key()) {
             match cp.sign(&cp.origin, &signer) {
@@ -87,11 +114,16 @@ pub(crate) fn run(data: &[u8]) {
         }
     }
 
-    if let Ok(vkey) = VerifierKey::parse(s) {
-        assert_eq!(vkey.to_string(), s, "verifier key re-encodes differently");
-        match VerifierKey::new(vkey.name(), &vkey.public_key()) {
-            Ok(again) => assert_eq!(again, vkey),
-            Err(e) => panic!("parsed verifier key does not rebuild: {e}"),
+    match VerifierKey::parse(s) {
+        Ok(vkey) => {
+            accepted[2] = true;
+            assert_eq!(vkey.to_string(), s, "verifier key re-encodes differently");
+            match VerifierKey::new(vkey.name(), &vkey.public_key()) {
+                Ok(again) => assert_eq!(again, vkey),
+                Err(e) => panic!("parsed verifier key does not rebuild: {e}"),
+            }
         }
+        Err(e) => refused(&e),
     }
+    accepted
 }

@@ -15,17 +15,31 @@ use kinko_audit::merkle::{Hash, MerkleTree, leaf_hash, verify_consistency, verif
 /// (anything else would need a SHA-256 collision), and accepts that proof whenever the
 /// statement is true. The claimed sizes need not be the true ones: RFC 9162 verification does
 /// not bind them (a proof for a 13-leaf tree also verifies as one for 15 leaves), which is why a
-/// checkpoint signs size and root together; for a fixed size the index is bound.
+/// checkpoint signs size and root together; for a fixed size the index is bound. A refused
+/// proof is refused with a typed error that has a message.
+#[allow(
+    dead_code,
+    reason = "the fuzz target's entry; the corpus test calls `check`"
+)]
 pub(crate) fn run(data: &[u8]) {
+    check(data);
+}
+
+/// [`run`], saying whether the input held a proof the verifier accepted.
+pub(crate) fn check(data: &[u8]) -> [bool; 1] {
     let [n, flags, rest @ ..] = data else {
-        return;
+        return [false];
     };
     let (Some(a), Some(b)) = (rest.get(..8), rest.get(8..16)) else {
-        return;
+        return [false];
     };
     let (Ok(a), Ok(b)) = (<[u8; 8]>::try_from(a), <[u8; 8]>::try_from(b)) else {
-        return;
+        return [false];
     };
+    let refused = |e: &kinko_audit::Error| {
+        assert!(!e.to_string().trim().is_empty(), "no message: {e:?}");
+    };
+    let mut accepted = false;
     let (a, b) = (u64::from_le_bytes(a), u64::from_le_bytes(b));
     let mut hashes: Vec<Hash> = rest
         .get(16..)
@@ -57,7 +71,12 @@ pub(crate) fn run(data: &[u8]) {
         let leaf = take(2, real_leaf);
         let root = take(4, root_at(size));
         let proof = hashes;
-        if verify_inclusion(index, size, &leaf, &proof, &root).is_ok() {
+        let verdict = verify_inclusion(index, size, &leaf, &proof, &root);
+        if let Err(e) = &verdict {
+            refused(e);
+        }
+        if verdict.is_ok() {
+            accepted = true;
             assert!(index < size, "inclusion outside the claimed size accepted");
             // A root and a proof do not bind the tree size (RFC 9162 §2.1.3.2 consumes only
             // some bits of it): the statement must hold for the size whose root this is, with
@@ -91,7 +110,12 @@ pub(crate) fn run(data: &[u8]) {
         let old_root = take(2, root_at(old));
         let new_root = take(4, root_at(new));
         let proof = hashes;
-        if verify_consistency(old, new, &old_root, &new_root, &proof).is_ok() {
+        let verdict = verify_consistency(old, new, &old_root, &new_root, &proof);
+        if let Err(e) = &verdict {
+            refused(e);
+        }
+        if verdict.is_ok() {
+            accepted = true;
             assert!(old <= new, "consistency backwards accepted");
             if old == new {
                 // A tree is a prefix of itself: any root, no proof.
@@ -124,4 +148,5 @@ pub(crate) fn run(data: &[u8]) {
             }
         }
     }
+    [accepted]
 }

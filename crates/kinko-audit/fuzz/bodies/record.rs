@@ -8,9 +8,23 @@ use kinko_audit::record::{Approval, Event, IntentRecord, MAX_RECORD_LEN, Record}
 /// record it holds (one record, one line, one leaf hash), fit on one line of the log, and
 /// survive the verifier's evidence checks: a recorded intent that checks re-records to the same
 /// bytes and digest; an approval whose signature verifies stops verifying over another message.
+/// What does not decode is refused with a typed error that has a message.
+#[allow(
+    dead_code,
+    reason = "the fuzz target's entry; the corpus test calls `check`"
+)]
 pub(crate) fn run(data: &[u8]) {
-    let Ok(record) = Record::decode(data) else {
-        return;
+    check(data);
+}
+
+/// [`run`], saying whether `data` decoded.
+pub(crate) fn check(data: &[u8]) -> [bool; 1] {
+    let record = match Record::decode(data) {
+        Ok(record) => record,
+        Err(e) => {
+            assert!(!e.to_string().trim().is_empty(), "no message: {e:?}");
+            return [false];
+        }
     };
     assert!(data.len() <= MAX_RECORD_LEN, "over-long line decoded");
     assert!(std::str::from_utf8(data).is_ok(), "non-UTF-8 line decoded");
@@ -54,6 +68,7 @@ pub(crate) fn run(data: &[u8]) {
             );
         }
     }
+    [true]
 }
 
 /// The intents and approvals a record carries as evidence.

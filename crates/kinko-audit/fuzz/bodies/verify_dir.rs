@@ -103,8 +103,18 @@ fn verify(dir: &Path, key: &VerifierKey, policy: bool) -> Report {
 /// records the log holds; compute the same root as an independent tree over them; and pass a
 /// log only if every record decodes at its own sequence number, every signature is covered by
 /// a verified checkpoint that the records hash to, and the policy check only adds failures.
-/// Deleting a record that a checkpoint covers from a log that passed must make it fail.
+/// Deleting a record that a checkpoint covers from a log that passed must make it fail. Every
+/// failure the verifier reports says why.
+#[allow(
+    dead_code,
+    reason = "the fuzz target's entry; the corpus test calls `check`"
+)]
 pub(crate) fn run(data: &[u8]) {
+    check(data);
+}
+
+/// [`run`], saying whether the log passed.
+pub(crate) fn check(data: &[u8]) -> [bool; 1] {
     let dir = SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         let scratch = s.get_or_insert_with(|| {
@@ -142,8 +152,14 @@ pub(crate) fn run(data: &[u8]) {
         !checked.ok() || plain.ok(),
         "the policy check removed a failure"
     );
+    for f in plain.failures.iter().chain(&checked.failures) {
+        assert!(
+            !f.reason.trim().is_empty(),
+            "a failure without a reason: {f:?}"
+        );
+    }
     if !plain.ok() {
-        return;
+        return [false];
     }
 
     let mut signature_seqs = Vec::new();
@@ -207,4 +223,5 @@ pub(crate) fn run(data: &[u8]) {
         let r = verify(&dir, &key, false);
         assert!(!r.ok(), "deleting covered record {victim} went unnoticed");
     }
+    [true]
 }

@@ -11,29 +11,45 @@ pub(crate) const FUZZ_PUBKEY: &str =
 
 /// Decodes `data` as SafeTx typed-data JSON for chain ids 1 and 8453, and
 /// finalizes it with a placeholder signature: any outcome but a panic, an intent that cannot be
-/// encoded, or an accepted placeholder signature is a failure.
+/// encoded, an accepted placeholder signature or an error without a message is a failure.
+#[allow(
+    dead_code,
+    reason = "the fuzz target's entry; the corpus test calls `check`"
+)]
 pub(crate) fn run(data: &[u8]) {
+    check(data);
+}
+
+/// [`run`], saying whether `data` decoded on any network; every refusal must be a typed error
+/// with a message.
+pub(crate) fn check(data: &[u8]) -> bool {
     let Ok(key) = hex::decode(FUZZ_PUBKEY) else {
-        return;
+        panic!("the fuzz public key is not hex");
     };
+    let mut decoded = false;
     let tokens = TokenRegistry::new();
     for name in ["1", "8453"] {
         let Ok(network) = Network::new(name) else {
-            return;
+            panic!("network {name} is not valid");
         };
         let ctx = DecodeContext {
             network: &network,
             public_key: &key,
             tokens: &tokens,
         };
-        if let Ok(intent) = decode(data, &ctx) {
-            assert!(intent.digest().is_ok());
-            assert_eq!(intent.to_sign.len(), 1);
-            let sig = ProducedSignature::EcdsaSecp256k1 {
-                rs: [1; 64],
-                recovery_id: 0,
-            };
-            assert!(finalize(data, &ctx, &[sig]).is_err());
+        match decode(data, &ctx) {
+            Ok(intent) => {
+                decoded = true;
+                assert!(intent.digest().is_ok());
+                assert_eq!(intent.to_sign.len(), 1);
+                let sig = ProducedSignature::EcdsaSecp256k1 {
+                    rs: [1; 64],
+                    recovery_id: 0,
+                };
+                assert!(finalize(data, &ctx, &[sig]).is_err());
+            }
+            Err(e) => assert!(!e.to_string().trim().is_empty(), "no message: {e:?}"),
         }
     }
+    decoded
 }

@@ -5,8 +5,18 @@ use kinko_intent::{Address, Amount, Chain, Fee, FeeDetail, Intent, IntentKind, N
 use kinko_policy::{Context, EmptyHistory, Policy, PolicyError};
 
 /// Loads `data`; a loaded policy evaluates a fixed intent and every diagnostic names a line
-/// inside the input. Any outcome but a panic (or a line outside the file) is a pass.
+/// inside the input. Any outcome but a panic, a line outside the file or an error without a
+/// message is a pass.
+#[allow(
+    dead_code,
+    reason = "the fuzz target's entry; the corpus test calls `check`"
+)]
 pub(crate) fn run(data: &[u8]) {
+    check(data);
+}
+
+/// [`run`], saying whether `data` loaded.
+pub(crate) fn check(data: &[u8]) -> bool {
     match Policy::from_toml(data) {
         Ok(policy) => {
             let _ = policy.summary();
@@ -15,7 +25,7 @@ pub(crate) fn run(data: &[u8]) {
                 Address::new("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
                 Address::new("0x000000000000000000000000000000000000c01d"),
             ) else {
-                return;
+                panic!("the fixed intent's network or addresses are invalid");
             };
             let intent = Intent {
                 chain: Chain::Ethereum,
@@ -52,6 +62,7 @@ pub(crate) fn run(data: &[u8]) {
                 let d = kinko_policy::evaluate(&policy, &intent, &ctx);
                 let _ = (d.to_text(), d.to_json());
             }
+            true
         }
         Err(PolicyError::Invalid(d)) => {
             let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -61,8 +72,13 @@ pub(crate) fn run(data: &[u8]) {
                     e.line >= 1 && e.line <= lines,
                     "diagnostic outside the file: {e}"
                 );
+                assert!(!e.to_string().trim().is_empty(), "empty diagnostic");
             }
+            false
         }
-        Err(_) => {}
+        Err(e) => {
+            assert!(!e.to_string().trim().is_empty(), "no message: {e:?}");
+            false
+        }
     }
 }

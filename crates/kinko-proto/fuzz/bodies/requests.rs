@@ -9,52 +9,92 @@ use prost::Message as _;
 /// The payload limit the daemon passes (kinko-chain's).
 const MAX_PAYLOAD: usize = 256 * 1024;
 
-/// Decodes and validates; whatever passes must be within every documented bound.
+/// Decodes and validates; whatever passes must be within every documented bound, and whatever
+/// is refused is refused with a typed error that has a message.
+#[allow(
+    dead_code,
+    reason = "the fuzz target's entry; the corpus test calls `check`"
+)]
 pub(crate) fn run(data: &[u8]) {
+    check(data);
+}
+
+/// The refusal must say why.
+fn refused(e: &impl std::fmt::Display) -> bool {
+    assert!(
+        !e.to_string().trim().is_empty(),
+        "a refusal without a message"
+    );
+    false
+}
+
+/// [`run`], saying whether `data` decoded and validated.
+pub(crate) fn check(data: &[u8]) -> bool {
     let Some((&kind, bytes)) = data.split_first() else {
-        return;
+        return false;
     };
     match kind % 4 {
         0 => {
-            let Ok(m) = pb::SubmitWithdrawalRequest::decode(bytes) else {
-                return;
+            let m = match pb::SubmitWithdrawalRequest::decode(bytes) {
+                Ok(m) => m,
+                Err(e) => return refused(&e),
             };
-            if let Ok(s) = validate::submission(m, MAX_PAYLOAD) {
-                assert!(!s.payload.is_empty() && s.payload.len() <= MAX_PAYLOAD);
-                assert!(!s.key_name.is_empty() && s.key_name.len() <= validate::MAX_ID_LEN);
-                assert!(
-                    !s.idempotency_key.is_empty()
-                        && s.idempotency_key.len() <= validate::MAX_IDEMPOTENCY_KEY_LEN
-                );
-                assert!(s.reference.len() <= validate::MAX_REFERENCE_LEN);
+            match validate::submission(m, MAX_PAYLOAD) {
+                Ok(s) => {
+                    assert!(!s.payload.is_empty() && s.payload.len() <= MAX_PAYLOAD);
+                    assert!(!s.key_name.is_empty() && s.key_name.len() <= validate::MAX_ID_LEN);
+                    assert!(
+                        !s.idempotency_key.is_empty()
+                            && s.idempotency_key.len() <= validate::MAX_IDEMPOTENCY_KEY_LEN
+                    );
+                    assert!(s.reference.len() <= validate::MAX_REFERENCE_LEN);
+                    true
+                }
+                Err(e) => refused(&e.message),
             }
         }
         1 => {
-            let Ok(m) = pb::SignedApproval::decode(bytes) else {
-                return;
+            let m = match pb::SignedApproval::decode(bytes) {
+                Ok(m) => m,
+                Err(e) => return refused(&e),
             };
-            if let Ok(a) = validate::signed_approval(m) {
-                assert!(
-                    !a.message.is_empty() && a.message.len() <= validate::MAX_APPROVAL_MESSAGE_LEN
-                );
-                assert!(a.subject_id.len() <= validate::MAX_ID_LEN);
+            match validate::signed_approval(m) {
+                Ok(a) => {
+                    assert!(
+                        !a.message.is_empty()
+                            && a.message.len() <= validate::MAX_APPROVAL_MESSAGE_LEN
+                    );
+                    assert!(a.subject_id.len() <= validate::MAX_ID_LEN);
+                    true
+                }
+                Err(e) => refused(&e.message),
             }
         }
         2 => {
-            let Ok(m) = pb::GovernanceApproval::decode(bytes) else {
-                return;
+            let m = match pb::GovernanceApproval::decode(bytes) {
+                Ok(m) => m,
+                Err(e) => return refused(&e),
             };
-            if let Ok(a) = validate::governance_approval(m) {
-                assert!(a.message.len() <= validate::MAX_APPROVAL_MESSAGE_LEN);
+            match validate::governance_approval(m) {
+                Ok(a) => {
+                    assert!(a.message.len() <= validate::MAX_APPROVAL_MESSAGE_LEN);
+                    true
+                }
+                Err(e) => refused(&e.message),
             }
         }
         _ => {
-            let Ok(m) = pb::ListPendingRequest::decode(bytes) else {
-                return;
+            let m = match pb::ListPendingRequest::decode(bytes) {
+                Ok(m) => m,
+                Err(e) => return refused(&e),
             };
-            if let Ok((after, limit)) = validate::page(&m) {
-                assert!((1..=validate::MAX_PAGE).contains(&limit));
-                assert!(after.is_none_or(|a| !a.is_empty() && a.len() <= validate::MAX_ID_LEN));
+            match validate::page(&m) {
+                Ok((after, limit)) => {
+                    assert!((1..=validate::MAX_PAGE).contains(&limit));
+                    assert!(after.is_none_or(|a| !a.is_empty() && a.len() <= validate::MAX_ID_LEN));
+                    true
+                }
+                Err(e) => refused(&e.message),
             }
         }
     }

@@ -294,7 +294,7 @@ async fn a_proposer_never_counts_toward_its_own_policy() {
     let records = audit_records(&d).await;
     let installed = records
         .iter()
-        .find(|r| event_type(r) == "policy_installed")
+        .rfind(|r| event_type(r) == "policy_installed")
         .unwrap();
     let evidence: Vec<&str> = installed["event"]["approvals"]
         .as_array()

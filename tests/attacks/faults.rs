@@ -271,3 +271,131 @@ fn start_vkey(dir: &std::path::Path, label: &str, port: u16) -> String {
     let d = start(dir, label, port, false);
     d.vkey.clone()
 }
+
+/// A crash at each step between two durable records of the signing path (a crash point, see
+/// crates/kinkod/src/failpoint.rs), then a restart: the request ends as the log says. Signed when
+/// `signature_produced` is in the log (its signed transaction may be out: reporting it failed
+/// would invite a second valid transaction), failed otherwise; either way its nonce stays
+/// claimed and the log verifies offline.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_any_two_durable_steps_recovers_to_what_the_log_says() {
+    let hot = address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
+    for point in [
+        "after_claim",
+        "after_signing_authorized",
+        "after_signature_produced",
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let (label, port) = (unique_label("crash"), free_port());
+        init(&dir, &label, port, |_| {});
+        let d =
+            kinko_tests::start_with_env(&dir, &label, port, false, &[("KINKO_FAILPOINT", point)]);
+        let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+        let r = ledger
+            .submit_withdrawal(submission(
+                &dir,
+                "eth-dev",
+                Chain::Ethereum,
+                eth_transfer(0, 1_000, hot),
+                "crash-1",
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let id = r.request_id.clone();
+        for officer in ["alice", "bob"] {
+            let a = officer_approval(&d, officer, &id, Verdict::Approve).await;
+            let result = ApprovalServiceClient::new(channel(&d, officer).await)
+                .approve(a)
+                .await;
+            if officer == "bob" {
+                // The daemon died at the crash point while answering.
+                assert!(result.is_err(), "{point}: {result:?}");
+            } else {
+                result.unwrap();
+            }
+        }
+        d.kill9();
+
+        let d = start(&dir, &label, port, false);
+        let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+        let now = ledger
+            .get_request(pb::RequestId {
+                request_id: id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let records = audit_records(&d).await;
+        let of = |t: &str| -> Vec<&serde_json::Value> {
+            records
+                .iter()
+                .filter(|r| event_type(r) == t && r["event"]["request_id"] == id.as_str())
+                .collect()
+        };
+        match point {
+            "after_signature_produced" => {
+                assert_eq!(
+                    now.state,
+                    pb::RequestState::Signed as i32,
+                    "{point}: {now:?}"
+                );
+                let produced = of("signature_produced");
+                assert_eq!(produced.len(), 1, "{point}");
+                let logged =
+                    hex::decode(produced[0]["event"]["signed_payload"].as_str().unwrap()).unwrap();
+                assert_eq!(now.signed_transaction, logged, "{point}");
+                assert_eq!(
+                    now.transaction_id,
+                    produced[0]["event"]["transaction_id"].as_str().unwrap(),
+                    "{point}"
+                );
+                assert!(now.transaction_id.starts_with("0x"), "{now:?}");
+            }
+            _ => {
+                assert_eq!(
+                    now.state,
+                    pb::RequestState::Failed as i32,
+                    "{point}: {now:?}"
+                );
+                assert!(
+                    now.final_reason.contains("no signature left the signer"),
+                    "{point}: {now:?}"
+                );
+                assert!(now.signed_transaction.is_empty(), "{point}");
+                assert!(of("signature_produced").is_empty(), "{point}");
+                let authorized = of("signing_authorized").len();
+                let expected = usize::from(point == "after_signing_authorized");
+                assert_eq!(authorized, expected, "{point}");
+            }
+        }
+        // The nonce stays claimed: the same transaction under a new request is never signed.
+        let again = ledger
+            .submit_withdrawal(submission(
+                &dir,
+                "eth-dev",
+                Chain::Ethereum,
+                eth_transfer(0, 1_000, hot),
+                "crash-2",
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        ApprovalServiceClient::new(channel(&d, "alice").await)
+            .approve(officer_approval(&d, "alice", &again.request_id, Verdict::Approve).await)
+            .await
+            .unwrap();
+        let err = ApprovalServiceClient::new(channel(&d, "bob").await)
+            .approve(officer_approval(&d, "bob", &again.request_id, Verdict::Approve).await)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            kinko_tests::reason(&err),
+            "REPLAY_CONFLICT",
+            "{point}: {err:?}"
+        );
+        let copy = tmp.path().join("audit-copy");
+        crate::drill::fetch_and_verify(&d, &d.addr, &copy, &dir);
+    }
+}

@@ -119,6 +119,17 @@ fn key_line(line: &str) -> Option<(String, Vec<u8>)> {
 
 /// Starts kinkod (`dev` on first start, `--config` afterwards) and waits until it listens.
 pub fn start(dir: &Path, label: &str, port: u16, first: bool) -> Daemon {
+    start_with_env(dir, label, port, first, &[])
+}
+
+/// [`start`] with extra environment variables (e.g. `KINKO_FAILPOINT`).
+pub fn start_with_env(
+    dir: &Path,
+    label: &str,
+    port: u16,
+    first: bool,
+    env: &[(&str, &str)],
+) -> Daemon {
     kinko_hsm::testing::ensure_softhsm2_conf().unwrap();
     let mut cmd = Command::new(bin("kinkod"));
     if first {
@@ -131,6 +142,7 @@ pub fn start(dir: &Path, label: &str, port: u16, first: bool) -> Daemon {
     } else {
         cmd.arg("--config").arg(dir.join("kinkod.toml"));
     }
+    cmd.envs(env.iter().copied());
     let mut child = cmd
         .env("RUST_LOG", "warn,cryptoki::mechanism=off")
         .stderr(Stdio::piped())

@@ -318,6 +318,11 @@ pub struct SignatureProduced {
     pub signatures: Vec<ProducedSignature>,
     /// The signed transaction returned to the requester, if assembled.
     pub signed_payload: Option<HexBytes>,
+    /// Its transaction id as the chain's explorers show it (absent in records written before
+    /// it was logged). With `signed_payload`, what a restart restores when the daemon stopped
+    /// after this record was durable but before its database recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
 }
 
 /// A refusal that reached the daemon.

@@ -13,7 +13,7 @@ use kinko_policy::{
     ApprovalMessage, Policy, PolicyError, PolicyHash, QuorumRequirement, QuorumState,
     SignedApproval, Verdict, evaluate_quorum,
 };
-use kinko_policy::{DenyCode, VelocityLedger, velocity_entry};
+use kinko_policy::{DenyCode, VelocityLedger, velocity_entries};
 use proptest::prelude::*;
 
 const NOW: i64 = 1_783_299_600; // 2026-07-06T01:00:00Z
@@ -427,7 +427,7 @@ fn authorize_needs_the_rule_and_the_quorum_together() {
     ));
     // A denied intent is refused whatever the approvals, even approvals that meet the quorum.
     // 1. The very intent and approvals just authorized, once the key's velocity is used up.
-    let (asset, _) = velocity_entry(&intent).unwrap();
+    let (asset, _) = velocity_entries(&intent).unwrap().remove(0);
     let mut full = VelocityLedger::new();
     for i in 0..20 {
         full.record(

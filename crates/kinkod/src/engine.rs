@@ -736,6 +736,7 @@ impl Engine {
             policy_hash: HexBytes(policy.hash().0.to_vec()),
             approvals: evidence,
         });
+        crate::failpoint::hit("after_claim");
         let logged = self.append("kinkod", authorized).await;
         // The authorization is in the log (or never will be): controls may change from here.
         drop(controls);
@@ -760,6 +761,7 @@ impl Engine {
             }
             return Err(e);
         }
+        crate::failpoint::hit("after_signing_authorized");
         match self
             .sign_and_finalize(&live, &auth, &key, &intent, &request.new.payload)
             .await
@@ -770,8 +772,10 @@ impl Engine {
                     key_name: key.name.clone(),
                     signatures,
                     signed_payload: Some(HexBytes(finalized.signed.clone())),
+                    transaction_id: Some(finalized.id.clone()),
                 });
                 self.append("kinkod", produced).await?;
+                crate::failpoint::hit("after_signature_produced");
                 let r = self.store.record_signed(
                     request_id,
                     &finalized.signed,
@@ -1607,26 +1611,77 @@ impl Engine {
         self.live().keys.values().cloned().collect()
     }
 
-    /// Requests left in `signing` by a crash: authorized, maybe signed by the HSM, but never
-    /// recorded. They are failed explicitly (never signed twice); their nonces stay claimed so
-    /// no conflicting transaction is signed.
-    pub(crate) fn recover(&self) -> Result<usize, String> {
+    /// Requests left in `signing` by a crash. The log outranks the store: a request whose
+    /// `signature_produced` record is in the log was signed — its signed transaction may already
+    /// be out (the log is streamed to auditors) — so it is restored as signed, never reported
+    /// failed (a resubmission would be a second valid transaction). The others were authorized
+    /// and maybe signed by the HSM, but no signature ever left the process: they are failed
+    /// explicitly, and their nonces stay claimed so no conflicting transaction is signed.
+    /// Returns (restored, failed).
+    pub(crate) fn recover(&self) -> Result<(usize, usize), String> {
         let stuck = self
             .store
             .list_by_state(RequestState::Signing)
             .map_err(|e| e.to_string())?;
-        for r in &stuck {
-            self.store
-                .transition(
-                    &r.new.id,
-                    &[RequestState::Signing],
-                    RequestState::Failed,
-                    Some("kinkod stopped between authorization and recording the signature; resubmit with a new nonce after checking the chain"),
-                    unix(now()),
-                )
-                .map_err(|e| e.to_string())?;
+        if stuck.is_empty() {
+            return Ok((0, 0));
         }
-        Ok(stuck.len())
+        let wanted: std::collections::HashSet<&str> =
+            stuck.iter().map(|r| r.new.id.as_str()).collect();
+        let mut produced: HashMap<String, rec::SignatureProduced> = HashMap::new();
+        let mut from = 0u64;
+        loop {
+            let lines = self
+                .audit
+                .read_lines(from, 4096)
+                .map_err(|e| format!("reading the audit log to recover: {e}"))?;
+            if lines.is_empty() {
+                break;
+            }
+            for line in &lines {
+                let record = rec::Record::decode(line.as_bytes())
+                    .map_err(|e| format!("audit record {from}: {e}"))?;
+                if let Event::SignatureProduced(p) = record.event
+                    && wanted.contains(p.request_id.as_str())
+                {
+                    produced.insert(p.request_id.clone(), p);
+                }
+                from += 1;
+            }
+        }
+        let (mut restored, mut failed) = (0, 0);
+        for r in &stuck {
+            let id = r.new.id.as_str();
+            match produced.get(id).and_then(|p| {
+                p.signed_payload
+                    .as_ref()
+                    .map(|s| (s, p.transaction_id.clone()))
+            }) {
+                Some((signed, txid)) => {
+                    self.store
+                        .record_signed(id, &signed.0, txid.as_deref().unwrap_or(""), unix(now()))
+                        .map_err(|e| e.to_string())?;
+                    tracing::warn!(
+                        request = id,
+                        "restored as signed from its signature_produced record"
+                    );
+                    restored += 1;
+                }
+                None => {
+                    self.store
+                        .transition(
+                            id,
+                            &[RequestState::Signing],
+                            RequestState::Failed,
+                            Some("kinkod stopped between authorization and signature; no signature left the signer (none is in the audit log); the nonce stays claimed: resubmit with a new nonce after checking the chain"),
+                            unix(now()),
+                        )
+                        .map_err(|e| e.to_string())?;
+                    failed += 1;
+                }
+            }
+        }
+        Ok((restored, failed))
     }
 }
 

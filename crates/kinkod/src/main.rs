@@ -15,6 +15,7 @@ mod auth;
 mod config;
 mod dev;
 mod engine;
+mod failpoint;
 mod metrics;
 mod service;
 mod status;
@@ -373,7 +374,13 @@ async fn run(config: Config) -> Result<(), String> {
         Arc::clone(&metrics),
         policy_path,
     )?;
-    let failed = engine.recover()?;
+    let (restored, failed) = engine.recover()?;
+    if restored > 0 {
+        tracing::warn!(
+            restored,
+            "requests whose signature was logged before a stop were restored as signed from the log"
+        );
+    }
     if failed > 0 {
         tracing::warn!(
             failed,

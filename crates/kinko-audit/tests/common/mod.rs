@@ -195,6 +195,7 @@ pub fn withdrawal_events(n: u64, officers: &[u8]) -> Vec<Event> {
             signature: sig.to_bytes().to_vec().into(),
         }],
         signed_payload: None,
+        transaction_id: None,
     }));
     events
 }

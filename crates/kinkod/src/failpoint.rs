@@ -1,0 +1,39 @@
+//! Crash points for the fault tests. With `KINKO_FAILPOINT=<name>` in its environment, kinkod
+//! aborts the process — as `kill -9` would: no destructor, no flush — the first time a request
+//! reaches the named step of the signing path, so a test can stop it exactly between two
+//! durable steps and check what a restart makes of it. A crash point only ever stops the
+//! daemon; it never skips a check. Never set it outside tests.
+//!
+//! | name | where |
+//! |---|---|
+//! | `after_claim` | the claim (nonces, digests, velocity) is committed; `signing_authorized` is not logged |
+//! | `after_signing_authorized` | `signing_authorized` is durable; the HSM has not been asked |
+//! | `after_signature_produced` | `signature_produced` (with the signed transaction) is durable; the store has not recorded it |
+
+use std::sync::OnceLock;
+
+/// The crash point names, in the order a signing reaches them.
+pub(crate) const POINTS: [&str; 3] = [
+    "after_claim",
+    "after_signing_authorized",
+    "after_signature_produced",
+];
+
+/// Aborts the process if `name` is the configured crash point.
+pub(crate) fn hit(name: &str) {
+    static POINT: OnceLock<Option<String>> = OnceLock::new();
+    let point = POINT.get_or_init(|| {
+        let p = std::env::var("KINKO_FAILPOINT").ok()?;
+        if POINTS.contains(&p.as_str()) {
+            tracing::warn!(point = p, "crash point armed (a test set KINKO_FAILPOINT)");
+            Some(p)
+        } else {
+            tracing::error!(point = p, "unknown KINKO_FAILPOINT ignored");
+            None
+        }
+    });
+    if point.as_deref() == Some(name) {
+        eprintln!("kinkod: crash point {name} reached: aborting");
+        std::process::abort();
+    }
+}

@@ -267,6 +267,16 @@ pub struct GovernanceVote {
     pub approval: Approval,
 }
 
+/// A requester cancelled its pending request; it is never signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cancelled {
+    /// The request id.
+    pub request_id: String,
+    /// The requester's reason.
+    pub reason: String,
+}
+
 /// Signing was unfrozen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -368,6 +378,8 @@ pub enum Event {
     PolicyProposed(PolicyProposed),
     /// A governance vote was accepted.
     GovernanceVote(GovernanceVote),
+    /// A request was cancelled.
+    Cancelled(Cancelled),
 }
 
 impl Event {
@@ -387,6 +399,7 @@ impl Event {
             Event::Refusal(_) => "refusal",
             Event::PolicyProposed(_) => "policy_proposed",
             Event::GovernanceVote(_) => "governance_vote",
+            Event::Cancelled(_) => "request_cancelled",
         }
     }
 

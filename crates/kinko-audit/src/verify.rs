@@ -519,6 +519,7 @@ struct SemanticState {
     keys: HashMap<String, Vec<u8>>,
     authorized: HashMap<String, Authorized>,
     signed: BTreeSet<String>,
+    cancelled: BTreeSet<String>,
     last_signature_seq: Option<u64>,
     signatures: u64,
     authorizations: u64,
@@ -620,6 +621,17 @@ impl SemanticState {
                 self.frozen = false;
                 self.freeze_id = None;
             }
+            Event::Cancelled(e) => {
+                if self.authorized.contains_key(&e.request_id)
+                    || self.signed.contains(&e.request_id)
+                {
+                    fail(format!(
+                        "request {} cancelled after its signing was authorized",
+                        e.request_id
+                    ));
+                }
+                self.cancelled.insert(e.request_id.clone());
+            }
             Event::PolicyProposed(e) => {
                 if let Some(a) = auth
                     && let Err(reason) = a.policy_proposed(record, e)
@@ -646,6 +658,12 @@ impl SemanticState {
                 };
                 if self.frozen {
                     fail("signing authorized while signing was frozen".into());
+                }
+                if self.cancelled.contains(&e.request_id) {
+                    fail(format!(
+                        "request {} signed after it was cancelled",
+                        e.request_id
+                    ));
                 }
                 match &self.policy_in_force {
                     None => fail("signing authorized with no policy installed".into()),

@@ -66,10 +66,17 @@ fn read_pin_file(path: &Path) -> Result<Zeroizing<String>, HsmError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path)
         .map_err(|e| HsmError::PinSource(format!("{}: {e}", path.display())))?;
-    let mode = meta.permissions().mode();
-    if mode & 0o007 != 0 {
+    if !meta.is_file() {
         return Err(HsmError::PinSource(format!(
-            "{} is accessible to other users (mode {:o}); run chmod 600 on it",
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let mode = meta.permissions().mode();
+    // Only the owner: a PIN readable by a group is readable by everyone in it.
+    if mode & 0o077 != 0 {
+        return Err(HsmError::PinSource(format!(
+            "{} is accessible to users other than its owner (mode {:o}); run chmod 600 on it",
             path.display(),
             mode & 0o777
         )));

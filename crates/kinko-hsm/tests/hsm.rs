@@ -325,18 +325,21 @@ async fn pin_sources_refuse_readable_files_and_never_show_the_pin() {
     let pin_path = dir.path().join("pin");
     let pin = secrecy::ExposeSecret::expose_secret(&token.user_pin).to_string();
     std::fs::write(&pin_path, format!("{pin}\n")).unwrap();
-    std::fs::set_permissions(&pin_path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let config = HsmConfig {
         module: module_path(),
         token_label: token.label.clone(),
         pin: PinSource::File(pin_path.clone()),
         pool_size: 2,
     };
-    let err = Hsm::open(&config).await.unwrap_err();
-    assert!(
-        matches!(err, HsmError::PinSource(ref m) if m.contains("chmod 600")),
-        "{err:?}"
-    );
+    // Readable by everyone, by the group only, writable by the group: each refused.
+    for mode in [0o644, 0o640, 0o620, 0o604] {
+        std::fs::set_permissions(&pin_path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = Hsm::open(&config).await.unwrap_err();
+        assert!(
+            matches!(err, HsmError::PinSource(ref m) if m.contains("chmod 600") && m.contains(&format!("mode {mode:o}"))),
+            "{mode:o}: {err:?}"
+        );
+    }
     std::fs::set_permissions(&pin_path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let hsm = Hsm::open(&config).await.unwrap();
     for shown in [

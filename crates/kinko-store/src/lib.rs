@@ -619,6 +619,25 @@ impl Store {
         Ok(())
     }
 
+    /// Stores an officer's signed verdict in place of one of theirs that no longer counts
+    /// (expired, or given under a policy no longer in force): an approval that stopped counting
+    /// never keeps its officer from deciding again. The request must be pending approval.
+    pub fn replace_approval(&self, a: &StoredApproval) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        check_state(&tx, &a.request_id, &[RequestState::PendingApproval])?;
+        tx.execute(
+            "DELETE FROM approvals WHERE request_id = ?1 AND officer_id = ?2",
+            params![a.request_id, a.officer_id],
+        )?;
+        tx.execute(
+            "INSERT INTO approvals (request_id, officer_id, approve, message, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![a.request_id, a.officer_id, a.approve, a.message, a.signature, a.received_at],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The verdicts on a request, in the order received.
     pub fn approvals(&self, request_id: &str) -> Result<Vec<StoredApproval>, StoreError> {
         let conn = self.conn()?;

@@ -26,6 +26,9 @@ pub(crate) struct Connect {
     /// Client private key (PEM).
     #[arg(long, env = "KINKO_TLS_KEY")]
     pub(crate) tls_key: Option<PathBuf>,
+    /// The name kinkod's certificate must carry (default: the host of --server).
+    #[arg(long, env = "KINKO_TLS_SERVER_NAME")]
+    pub(crate) tls_server_name: Option<String>,
 }
 
 impl Connect {
@@ -48,13 +51,32 @@ impl Connect {
         ))
     }
 
+    /// The name checked against kinkod's certificate: --tls-server-name, else the host of
+    /// --server (a DNS name or an IP address).
+    pub(crate) fn server_name(&self) -> Result<String, String> {
+        if let Some(n) = &self.tls_server_name {
+            return Ok(n.clone());
+        }
+        let uri: tonic::transport::Uri = self
+            .server
+            .parse()
+            .map_err(|e| format!("--server {:?}: {e}", self.server))?;
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("--server {:?} names no host", self.server))?;
+        Ok(host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string())
+    }
+
     pub(crate) async fn channel(&self) -> Result<Channel, String> {
         let (ca, cert, key) = self.paths()?;
         let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(read(&ca)?))
             .identity(Identity::from_pem(read(&cert)?, read(&key)?))
-            .domain_name("localhost");
+            .domain_name(self.server_name()?);
         Channel::from_shared(self.server.clone())
             .map_err(|e| format!("--server: {e}"))?
             .tls_config(tls)
@@ -114,4 +136,44 @@ pub(crate) fn clean(s: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Connect;
+
+    fn connect(server: &str, name: Option<&str>) -> Connect {
+        Connect {
+            server: server.into(),
+            dev_dir: None,
+            as_principal: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_server_name: name.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_server_name_checked_is_the_one_given() {
+        // Not always "localhost": the host of --server, or --tls-server-name.
+        for (server, name, want) in [
+            ("https://kinko.example.com:7443", None, "kinko.example.com"),
+            ("https://localhost:7443", None, "localhost"),
+            ("https://127.0.0.1:7443", None, "127.0.0.1"),
+            ("https://[::1]:7443", None, "::1"),
+            (
+                "https://10.0.0.5:7443",
+                Some("kinko.internal"),
+                "kinko.internal",
+            ),
+        ] {
+            assert_eq!(
+                connect(server, name).server_name().unwrap(),
+                want,
+                "{server}"
+            );
+        }
+        assert!(connect("not a uri", None).server_name().is_err());
+    }
 }

@@ -145,7 +145,19 @@ pub(crate) fn print_request(r: &pb::Request) {
         } else {
             "rejected"
         };
-        println!("  {} {v}", clean(&a.officer_id));
+        // Only what counts is said to count.
+        if a.counts {
+            println!("  {} {v} (counts)", clean(&a.officer_id));
+        } else if a.note.is_empty() {
+            // The request is no longer pending: nothing is counted any more.
+            println!("  {} {v}", clean(&a.officer_id));
+        } else {
+            println!(
+                "  {} {v}, does NOT count: {}",
+                clean(&a.officer_id),
+                clean(&a.note)
+            );
+        }
     }
     if !r.final_reason.is_empty() {
         println!("reason: {}", clean(&r.final_reason));

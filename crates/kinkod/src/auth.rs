@@ -28,10 +28,16 @@ struct Bucket {
     at: Instant,
 }
 
-/// Certificate common names → principals, and each principal's call rate.
+/// Pinned certificates → principals, and each principal's call rate.
 #[derive(Debug, Default)]
 pub(crate) struct Principals {
-    by_cn: HashMap<String, Principal>,
+    /// SHA-256 of a certificate's DER (lowercase hex) → the principal and the common name it
+    /// must carry.
+    by_fingerprint: HashMap<String, (String, Principal)>,
+    /// Common names of configured principals (to say why an unpinned certificate is refused).
+    cns: HashMap<String, String>,
+    /// Revoked certificates (SHA-256 of the DER, lowercase hex).
+    revoked: std::collections::HashSet<String>,
     /// Calls per second per principal (0: unlimited) and the burst allowed.
     rate: f64,
     burst: f64,
@@ -79,45 +85,79 @@ impl Principals {
 
     /// The principal a verified certificate chain maps to.
     pub(crate) fn by_certificates(&self, certs: &[CertificateDer<'static>]) -> Option<Principal> {
-        let cn = crate::tls::peer_common_name(certs)?;
-        self.by_cn.get(&cn).cloned()
+        self.identify(certs).ok()
     }
 
-    pub(crate) fn new(list: &[PrincipalConfig]) -> Self {
-        Principals {
-            by_cn: list
-                .iter()
-                .map(|p| {
+    /// Identifies the leaf certificate: it must be pinned to a principal (by the SHA-256 of its
+    /// DER), carry that principal's common name, and not be revoked.
+    pub(crate) fn identify(&self, certs: &[CertificateDer<'static>]) -> Result<Principal, String> {
+        let leaf = certs.first().ok_or("a client certificate is required")?;
+        let fingerprint = {
+            use sha2::Digest as _;
+            hex::encode(sha2::Sha256::digest(leaf.as_ref()))
+        };
+        if self.revoked.contains(&fingerprint) {
+            return Err(format!("certificate {fingerprint} is revoked"));
+        }
+        let cn = crate::tls::peer_common_name(certs).unwrap_or_default();
+        match self.by_fingerprint.get(&fingerprint) {
+            Some((want_cn, p)) if *want_cn == cn => Ok(p.clone()),
+            Some((want_cn, p)) => Err(format!(
+                "certificate {fingerprint} is pinned to {} but names {cn:?}, not {want_cn:?}",
+                p.name
+            )),
+            None => Err(match self.cns.get(&cn) {
+                Some(name) => format!(
+                    "certificate {fingerprint} names {cn:?} but is not a pinned certificate of principal {name}"
+                ),
+                None => format!(
+                    "certificate {fingerprint} ({cn:?}) is not pinned to a principal in the daemon's config"
+                ),
+            }),
+        }
+    }
+
+    pub(crate) fn new(list: &[PrincipalConfig], revoked: &[String]) -> Self {
+        let mut by_fingerprint = HashMap::new();
+        let mut cns = HashMap::new();
+        for p in list {
+            cns.insert(p.certificate_cn.clone(), p.name.clone());
+            for f in &p.certificate_sha256 {
+                by_fingerprint.insert(
+                    f.to_ascii_lowercase(),
                     (
                         p.certificate_cn.clone(),
                         Principal {
                             name: p.name.clone(),
                             roles: p.roles.clone(),
                         },
-                    )
-                })
-                .collect(),
+                    ),
+                );
+            }
+        }
+        Principals {
+            by_fingerprint,
+            cns,
+            revoked: revoked.iter().map(|f| f.to_ascii_lowercase()).collect(),
             ..Default::default()
         }
     }
 
-    /// The caller of `req`, whatever its roles.
+    /// The caller of `req`, whatever its roles — except a principal that may only scrape
+    /// metrics, which reads nothing through the API.
     pub(crate) fn authorize_any<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
         let certs = req
             .peer_certs()
             .ok_or_else(|| status(Reason::Unauthenticated, "a client certificate is required"))?;
-        let cn = crate::tls::peer_common_name(&certs).ok_or_else(|| {
-            status(
-                Reason::Unauthenticated,
-                "the client certificate has no subject common name",
-            )
-        })?;
-        let p = self.by_cn.get(&cn).cloned().ok_or_else(|| {
-            status(
-                Reason::Unauthenticated,
-                &format!("certificate {cn:?} is not mapped to a principal in the daemon's config"),
-            )
-        })?;
+        let p = self
+            .identify(&certs)
+            .map_err(|e| status(Reason::Unauthenticated, &e))?;
+        if p.roles.iter().all(|r| *r == Role::Metrics) {
+            return Err(status(
+                Reason::RoleRequired,
+                &format!("principal {} may only scrape metrics", p.name),
+            ));
+        }
         if !self.admit(&p.name) {
             if let Some(m) = &self.metrics {
                 m.rate_limited.inc();

@@ -56,6 +56,9 @@ pub(crate) struct TlsConfig {
     pub(crate) cert: PathBuf,
     /// PEM server private key (refused when other users can read it).
     pub(crate) key: PathBuf,
+    /// Revoked client certificates: SHA-256 of their DER, hex. Refused even when pinned.
+    #[serde(default)]
+    pub(crate) revoked_sha256: Vec<String>,
 }
 
 /// Roles a principal can hold.
@@ -79,10 +82,15 @@ pub(crate) enum Role {
 pub(crate) struct PrincipalConfig {
     /// The principal's name: a requester or officer id of the policy.
     pub(crate) name: String,
-    /// The certificate subject common name that identifies it.
+    /// The certificate subject common name it must carry.
     pub(crate) certificate_cn: String,
     /// Its roles.
     pub(crate) roles: Vec<Role>,
+    /// The certificates that are this principal: SHA-256 of each one's DER, hex (more than one
+    /// while a certificate is rotated). Required: a common name alone does not identify a
+    /// principal, since anyone the CA issues a certificate to can choose it.
+    #[serde(default)]
+    pub(crate) certificate_sha256: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -168,12 +176,36 @@ impl Config {
             *p = base.join(&*p);
         }
         let mut seen = std::collections::HashSet::new();
+        let mut pinned = std::collections::HashSet::new();
+        let fingerprint_ok = |f: &str| f.len() == 64 && f.bytes().all(|b| b.is_ascii_hexdigit());
         for p in &c.principals {
             if !seen.insert(p.certificate_cn.clone()) {
                 return Err(format!(
                     "certificate_cn {:?} is mapped twice",
                     p.certificate_cn
                 ));
+            }
+            if p.certificate_sha256.is_empty() {
+                return Err(format!(
+                    "principal {:?}: certificate_sha256 is required: the SHA-256 of each certificate that is this principal (`openssl x509 -in CERT.pem -outform der | sha256sum`); a common name alone identifies no one",
+                    p.name
+                ));
+            }
+            for f in &p.certificate_sha256 {
+                if !fingerprint_ok(f) {
+                    return Err(format!(
+                        "principal {:?}: certificate_sha256 {f:?} is not 64 hex characters",
+                        p.name
+                    ));
+                }
+                if !pinned.insert(f.to_ascii_lowercase()) {
+                    return Err(format!("certificate {f} is pinned to two principals"));
+                }
+            }
+        }
+        for f in &c.tls.revoked_sha256 {
+            if !fingerprint_ok(f) {
+                return Err(format!("tls.revoked_sha256 {f:?} is not 64 hex characters"));
             }
         }
         Ok(c)

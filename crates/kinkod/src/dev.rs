@@ -168,7 +168,9 @@ pub(crate) async fn ensure(
     let ca_cert = ca_params.self_signed(&ca_key).map_err(|e| e.to_string())?;
     write_public(&dir.join("tls/ca.pem"), ca_cert.pem().as_bytes())?;
     let issuer = Issuer::new(ca_params, ca_key);
-    let leaf = |cn: &str, server: bool| -> Result<(String, String), String> {
+    // A leaf certificate: its PEM, its key's PEM, and the SHA-256 of its DER (what the config
+    // pins for a client).
+    let leaf = |cn: &str, server: bool| -> Result<(String, String, String), String> {
         let key = KeyPair::generate().map_err(|e| e.to_string())?;
         let sans = if server {
             vec!["localhost".to_string()]
@@ -187,9 +189,13 @@ pub(crate) async fn ensure(
             ExtendedKeyUsagePurpose::ClientAuth
         }];
         let cert = p.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
-        Ok((cert.pem(), key.serialize_pem()))
+        let fingerprint = {
+            use sha2::Digest as _;
+            hex::encode(sha2::Sha256::digest(cert.der()))
+        };
+        Ok((cert.pem(), key.serialize_pem(), fingerprint))
     };
-    let (cert, key) = leaf("localhost", true)?;
+    let (cert, key, _) = leaf("localhost", true)?;
     write_public(&dir.join("tls/server.pem"), cert.as_bytes())?;
     write_private(&dir.join("tls/server.key"), key.as_bytes())?;
     // Certificate common name and roles (a TOML array's contents).
@@ -203,12 +209,12 @@ pub(crate) async fn ensure(
     clients.push(("admin".to_string(), r#""admin""#));
     let mut principals = String::new();
     for (cn, roles) in &clients {
-        let (cert, key) = leaf(cn, false)?;
+        let (cert, key, fingerprint) = leaf(cn, false)?;
         write_public(&dir.join(format!("tls/{cn}.pem")), cert.as_bytes())?;
         write_private(&dir.join(format!("tls/{cn}.key")), key.as_bytes())?;
         let _ = writeln!(
             principals,
-            "[[principals]]\nname = \"{cn}\"\ncertificate_cn = \"{cn}\"\nroles = [{roles}]\n"
+            "[[principals]]\nname = \"{cn}\"\ncertificate_cn = \"{cn}\"\nroles = [{roles}]\ncertificate_sha256 = [\"{fingerprint}\"]\n"
         );
     }
 

@@ -33,6 +33,9 @@ use crate::status::{Reason, Refused};
 /// Least time between two re-initializations of the PKCS#11 module.
 const HSM_RESET_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Refused authentications and roles logged per second, on average.
+const AUTH_REFUSALS_PER_SEC: f64 = 5.0;
+
 /// Largest payload accepted from a client.
 pub(crate) const MAX_PAYLOAD: usize = kinko_chain::MAX_PAYLOAD_LEN;
 
@@ -104,6 +107,10 @@ pub(crate) struct Engine {
     policy_path: std::path::PathBuf,
     /// When the PKCS#11 module was last re-initialized after a key or token went missing.
     last_hsm_reset: Mutex<Option<std::time::Instant>>,
+    /// Token bucket for logging refused authentications: (tokens, last refill).
+    auth_refusals: Mutex<(f64, std::time::Instant)>,
+    /// The HSM label of the audit log's key: no signing key may use it.
+    log_key_label: String,
 }
 
 fn now() -> Timestamp {
@@ -139,9 +146,17 @@ impl Engine {
             metrics,
             policy_path,
             last_hsm_reset: Mutex::new(None),
+            auth_refusals: Mutex::new((AUTH_REFUSALS_PER_SEC * 10.0, std::time::Instant::now())),
+            log_key_label: String::new(),
         };
         engine.load_velocity()?;
         Ok(engine)
+    }
+
+    /// Sets the audit log key's HSM label, which no signing key of a proposed policy may use.
+    pub(crate) fn with_log_key_label(mut self, label: &str) -> Self {
+        self.log_key_label = label.to_string();
+        self
     }
 
     /// Rebuilds the in-memory velocity ledger from the store's reservations of the longest
@@ -252,6 +267,35 @@ impl Engine {
             tracing::error!(reason = e.message, "could not log a refusal");
         }
         r
+    }
+
+    /// Logs a refused authentication or role, at most [`AUTH_REFUSALS_PER_SEC`] per second on
+    /// average (bursts of ten times that); the rest are only counted.
+    pub(crate) async fn log_auth_refusal(&self, principal: &str, code: &str, message: &str) {
+        let admitted = self.auth_refusals.lock().is_ok_and(|mut b| {
+            let now = std::time::Instant::now();
+            let refill = now.duration_since(b.1).as_secs_f64() * AUTH_REFUSALS_PER_SEC;
+            b.0 = (b.0 + refill).min(AUTH_REFUSALS_PER_SEC * 10.0);
+            b.1 = now;
+            if b.0 >= 1.0 {
+                b.0 -= 1.0;
+                true
+            } else {
+                false
+            }
+        });
+        if !admitted {
+            self.metrics.auth_refusals_unlogged.inc();
+            return;
+        }
+        let event = Event::Refusal(rec::Refusal {
+            request_id: None,
+            code: code.to_string(),
+            message: message.chars().take(512).collect(),
+        });
+        if let Err(e) = self.append(principal, event).await {
+            tracing::error!(reason = e.message, "could not log a refused call");
+        }
     }
 
     /// `SubmitWithdrawal`.
@@ -406,6 +450,69 @@ impl Engine {
         Ok(request)
     }
 
+    /// `CancelRequest`: the requester withdraws its request while it waits for approvals.
+    /// Logged first, under the signing lock, so a cancel and a signing never both happen.
+    pub(crate) async fn cancel(
+        &self,
+        principal: &str,
+        request_id: &str,
+        why: &str,
+    ) -> Result<Request, Refused> {
+        let r = self.cancel_inner(principal, request_id, why).await;
+        match r {
+            Ok(r) => Ok(r),
+            Err(e) if e.reason == Reason::Internal => Err(e),
+            Err(e) => Err(self.refuse(principal, Some(request_id), e).await),
+        }
+    }
+
+    async fn cancel_inner(
+        &self,
+        principal: &str,
+        request_id: &str,
+        why: &str,
+    ) -> Result<Request, Refused> {
+        let _guard = self.sign_lock.lock().await;
+        let request = self.store.get_request(request_id)?;
+        if request.new.requester != principal {
+            return Err(Refused::new(
+                Reason::NotFound,
+                "no such request for this requester",
+            ));
+        }
+        if !matches!(
+            request.state,
+            RequestState::PendingApproval | RequestState::Received
+        ) {
+            return Err(Refused::new(
+                Reason::WrongState,
+                format!(
+                    "request {request_id} is {}; only a pending request can be cancelled",
+                    request.state
+                ),
+            ));
+        }
+        let why: String = why.chars().take(1024).collect();
+        let reason = format!("cancelled by {principal}: {why}");
+        self.append(
+            principal,
+            Event::Cancelled(rec::Cancelled {
+                request_id: request_id.to_string(),
+                reason: reason.clone(),
+            }),
+        )
+        .await?;
+        let r = self.store.transition(
+            request_id,
+            &[RequestState::PendingApproval, RequestState::Received],
+            RequestState::Cancelled,
+            Some(&reason),
+            unix(now()),
+        )?;
+        self.notify(request_id);
+        Ok(r)
+    }
+
     /// `Approve` / `Reject`: stores the officer's signed verdict after checking that it counts,
     /// then signs when the quorum is met (or rejects when a reject blocks).
     pub(crate) async fn vote(
@@ -478,6 +585,31 @@ impl Engine {
                 format!("the approval does not count: {:?}", ignored.why),
             ));
         }
+        // An earlier verdict of this officer that still counts (or still blocks) stands; one
+        // that stopped counting (expired, or under a policy no longer in force) is replaced.
+        let earlier = self
+            .store
+            .approvals(request_id)?
+            .into_iter()
+            .find(|a| a.officer_id == principal);
+        if let Some(old) = &earlier {
+            let (res, _) =
+                self.quorum_now(&live, &request, &to_signed(std::slice::from_ref(old))?)?;
+            let decided = !res.counted.is_empty()
+                || !res.rejected_by.is_empty()
+                || res
+                    .ignored
+                    .iter()
+                    .any(|i| i.why == NotCounted::RejectNotBlocking);
+            if decided {
+                return Err(Refused::new(
+                    Reason::WrongState,
+                    format!(
+                        "officer {principal} already decided on request {request_id}, and that verdict still counts"
+                    ),
+                ));
+            }
+        }
         let stored = StoredApproval {
             request_id: request_id.to_string(),
             officer_id: principal.to_string(),
@@ -486,7 +618,11 @@ impl Engine {
             signature: approval.signature.to_vec(),
             received_at: unix(now()),
         };
-        self.store.add_approval(&stored)?;
+        if earlier.is_some() {
+            self.store.replace_approval(&stored)?;
+        } else {
+            self.store.add_approval(&stored)?;
+        }
         let evidence = evidence(&live.policy, stored);
         let event = match expect {
             Verdict::Approve => Event::Approval(rec::ApprovalRecorded {
@@ -508,6 +644,38 @@ impl Engine {
         }
         self.notify(request_id);
         self.advance(request_id).await
+    }
+
+    /// For each stored verdict on `request` (in stored order): whether it counts toward the
+    /// quorum the policy in force requires now, and why not when it does not.
+    pub(crate) fn approval_status(&self, request: &Request) -> Vec<(bool, String)> {
+        let stored = match self.store.approvals(&request.new.id) {
+            Ok(s) => s,
+            Err(_) => return Vec::new(),
+        };
+        if request.state != RequestState::PendingApproval {
+            // Nothing is counted any more (the signing authorization in the log holds the
+            // approvals that counted).
+            return stored.iter().map(|_| (false, String::new())).collect();
+        }
+        let Ok(signed) = to_signed(&stored) else {
+            return Vec::new();
+        };
+        let live = self.live();
+        match self.quorum_now(&live, request, &signed) {
+            Ok((res, _)) => (0..stored.len())
+                .map(|i| {
+                    if res.counted.iter().any(|c| c.index == i) {
+                        (true, String::new())
+                    } else if let Some(ig) = res.ignored.iter().find(|g| g.index == i) {
+                        (false, format!("{:?}", ig.why))
+                    } else {
+                        (false, "a blocking reject".to_string())
+                    }
+                })
+                .collect(),
+            Err(e) => stored.iter().map(|_| (false, e.message.clone())).collect(),
+        }
     }
 
     /// The intent re-decoded from the stored payload and the quorum the policy in force
@@ -1270,6 +1438,8 @@ impl Engine {
         }
         // Keys the new policy keeps must be the same keys (same label, same pinned key).
         for k in proposed.keys() {
+            check_not_log_key(k, &self.log_key_label)
+                .map_err(|e| Refused::new(Reason::InvalidRequest, e))?;
             if let Some(cur) = live.keys.get(&k.name)
                 && (cur.hsm_label != k.hsm_label || cur.chain != k.chain)
             {
@@ -1750,6 +1920,21 @@ fn evidence(policy: &Policy, a: StoredApproval) -> rec::Approval {
         message: HexBytes(a.message),
         signature: HexBytes(a.signature),
     }
+}
+
+/// A signing key never shares its HSM label with the audit log's key (it would sign
+/// withdrawals with the key that signs the log's checkpoints, or the reverse).
+pub(crate) fn check_not_log_key(
+    k: &kinko_policy::KeyEntry,
+    log_key_label: &str,
+) -> Result<(), String> {
+    if k.hsm_label == log_key_label {
+        return Err(format!(
+            "signing key {} uses HSM label {:?}, the audit log key's label; give it its own",
+            k.name, k.hsm_label
+        ));
+    }
+    Ok(())
 }
 
 /// Reads each signing key the policy names from the HSM, checking any pinned public key; with

@@ -227,6 +227,9 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .require_all()
         .map_err(|e| e.to_string())?;
+    for k in policy.keys() {
+        engine::check_not_log_key(k, &config.audit.log_key_label)?;
+    }
     let (keys, _) = engine::load_keys(&hsm, &policy, false).await?;
     let PublicKey::Ed25519(log_pk) = hsm
         .public_key(&config.audit.log_key_label)
@@ -373,7 +376,8 @@ async fn run(config: Config) -> Result<(), String> {
         },
         Arc::clone(&metrics),
         policy_path,
-    )?;
+    )?
+    .with_log_key_label(&config.audit.log_key_label);
     let (restored, failed) = engine.recover()?;
     if restored > 0 {
         tracing::warn!(
@@ -401,11 +405,13 @@ async fn run(config: Config) -> Result<(), String> {
             }
         });
     }
-    let principals = Arc::new(auth::Principals::new(&config.principals).with_rate_limit(
-        config.limits.calls_per_second_per_principal,
-        config.limits.call_burst_per_principal,
-        Arc::clone(&metrics),
-    ));
+    let principals = Arc::new(
+        auth::Principals::new(&config.principals, &config.tls.revoked_sha256).with_rate_limit(
+            config.limits.calls_per_second_per_principal,
+            config.limits.call_burst_per_principal,
+            Arc::clone(&metrics),
+        ),
+    );
     let api = service::Api {
         engine: Arc::clone(&engine),
         principals: Arc::clone(&principals),

@@ -82,6 +82,8 @@ pub(crate) struct Metrics {
     pub(crate) audit_errors: Counter,
     /// Calls refused by the per-principal rate limit.
     pub(crate) rate_limited: Counter,
+    /// Refused authentications beyond the logging rate (counted, not logged).
+    pub(crate) auth_refusals_unlogged: Counter,
 }
 
 impl Metrics {
@@ -141,6 +143,11 @@ impl Metrics {
                 "kinko_rate_limited_total",
                 "Calls refused by the per-principal rate limit.",
                 &self.rate_limited,
+            ),
+            (
+                "kinko_auth_refusals_unlogged_total",
+                "Refused authentications beyond the audit log's rate for them (counted only).",
+                &self.auth_refusals_unlogged,
             ),
         ] {
             let _ = writeln!(

@@ -47,17 +47,52 @@ fn state_to_pb(s: RequestState) -> pb::RequestState {
 }
 
 impl Api {
+    /// The caller of `req` (holding `role`, when given). A refusal for a missing, unpinned or
+    /// revoked certificate or a missing role is logged as a refusal record (at most a few per
+    /// second: beyond that only counted, so a flood of refused calls cannot fill the disk).
+    async fn who<T>(
+        &self,
+        req: &Request<T>,
+        role: Option<Role>,
+    ) -> Result<crate::auth::Principal, Status> {
+        let r = match role {
+            Some(role) => self.principals.authorize(req, role),
+            None => self.principals.authorize_any(req),
+        };
+        if let Err(s) = &r {
+            let reason = s
+                .metadata()
+                .get("kinko-reason")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if reason == Reason::Unauthenticated.as_str() || reason == Reason::RoleRequired.as_str()
+            {
+                let who = req
+                    .peer_certs()
+                    .and_then(|c| self.principals.by_certificates(&c))
+                    .map_or_else(|| "unauthenticated".to_string(), |p| p.name);
+                self.engine
+                    .log_auth_refusal(&who, reason, s.message())
+                    .await;
+            }
+        }
+        r
+    }
+
     fn to_pb(&self, r: &StoredRequest, with_payload: bool) -> Result<pb::Request, Status> {
         let intent: Option<kinko_intent::Intent> = serde_json::from_str(&r.new.intent_json).ok();
         let decision: serde_json::Value =
             serde_json::from_str(&r.new.decision_json).unwrap_or(serde_json::Value::Null);
+        let status = self.engine.approval_status(r);
         let approvals = self
             .engine
             .store()
             .approvals(&r.new.id)
             .map_err(|e| Status::from(Refused::from(e)))?
             .into_iter()
-            .map(|a| {
+            .enumerate()
+            .map(|(i, a)| {
+                let (counts, note) = status.get(i).cloned().unwrap_or_default();
                 let msg = kinko_policy::ApprovalMessage::from_bytes(&a.message).ok();
                 pb::ApprovalRecord {
                     officer_id: a.officer_id,
@@ -68,8 +103,8 @@ impl Api {
                     } as i32,
                     issued_at_unix: msg.as_ref().map_or(0, |m| m.issued_at),
                     expires_at_unix: msg.as_ref().map_or(0, |m| m.expires_at),
-                    counts: false,
-                    note: String::new(),
+                    counts,
+                    note,
                 }
             })
             .collect();
@@ -137,7 +172,7 @@ impl pb::withdrawal_service_server::WithdrawalService for Api {
         &self,
         req: Request<pb::SubmitWithdrawalRequest>,
     ) -> Result<Response<pb::Request>, Status> {
-        let who = self.principals.authorize(&req, Role::Requester)?;
+        let who = self.who(&req, Some(Role::Requester)).await?;
         let r = self.engine.submit(&who.name, req.into_inner()).await?;
         Ok(Response::new(self.to_pb(&r, false)?))
     }
@@ -146,7 +181,7 @@ impl pb::withdrawal_service_server::WithdrawalService for Api {
         &self,
         req: Request<pb::RequestId>,
     ) -> Result<Response<pb::Request>, Status> {
-        let who = self.principals.authorize(&req, Role::Requester)?;
+        let who = self.who(&req, Some(Role::Requester)).await?;
         let r = self.get(&req.get_ref().request_id, false)?;
         if r.requester != who.name {
             return Err(status(
@@ -163,7 +198,7 @@ impl pb::withdrawal_service_server::WithdrawalService for Api {
         &self,
         req: Request<pb::RequestId>,
     ) -> Result<Response<Self::WatchRequestStream>, Status> {
-        let who = self.principals.authorize(&req, Role::Requester)?;
+        let who = self.who(&req, Some(Role::Requester)).await?;
         let id = req.into_inner().request_id;
         let first = self.get(&id, false)?;
         if first.requester != who.name {
@@ -216,7 +251,7 @@ impl pb::withdrawal_service_server::WithdrawalService for Api {
         &self,
         req: Request<pb::CancelRequestRequest>,
     ) -> Result<Response<pb::Request>, Status> {
-        let who = self.principals.authorize(&req, Role::Requester)?;
+        let who = self.who(&req, Some(Role::Requester)).await?;
         let m = req.into_inner();
         let r = self.get(&m.request_id, false)?;
         if r.requester != who.name {
@@ -225,17 +260,9 @@ impl pb::withdrawal_service_server::WithdrawalService for Api {
                 "no such request for this requester",
             ));
         }
-        let reason = format!("cancelled by {}: {}", who.name, m.reason);
         self.engine
-            .store()
-            .transition(
-                &m.request_id,
-                &[RequestState::PendingApproval, RequestState::Received],
-                RequestState::Cancelled,
-                Some(&reason),
-                jiff::Timestamp::now().as_second(),
-            )
-            .map_err(|e| Status::from(Refused::from(e)))?;
+            .cancel(&who.name, &m.request_id, &m.reason)
+            .await?;
         Ok(Response::new(self.get(&m.request_id, false)?))
     }
 }
@@ -281,7 +308,7 @@ impl pb::approval_service_server::ApprovalService for Api {
         &self,
         req: Request<pb::ListPendingRequest>,
     ) -> Result<Response<pb::ListPendingResponse>, Status> {
-        self.principals.authorize(&req, Role::Officer)?;
+        self.who(&req, Some(Role::Officer)).await?;
         let m = req.into_inner();
         let (after, limit) = kinko_proto::validate::page(&m).map_err(Refused::from)?;
         let pending = self
@@ -308,7 +335,7 @@ impl pb::approval_service_server::ApprovalService for Api {
         &self,
         req: Request<pb::RequestId>,
     ) -> Result<Response<pb::Request>, Status> {
-        self.principals.authorize(&req, Role::Officer)?;
+        self.who(&req, Some(Role::Officer)).await?;
         Ok(Response::new(self.get(&req.get_ref().request_id, true)?))
     }
 
@@ -316,7 +343,7 @@ impl pb::approval_service_server::ApprovalService for Api {
         &self,
         req: Request<pb::SignedApproval>,
     ) -> Result<Response<pb::Request>, Status> {
-        let who = self.principals.authorize(&req, Role::Officer)?;
+        let who = self.who(&req, Some(Role::Officer)).await?;
         let (request_id, a) = signed_approval(req.into_inner())?;
         let r = self
             .engine
@@ -329,7 +356,7 @@ impl pb::approval_service_server::ApprovalService for Api {
         &self,
         req: Request<pb::SignedApproval>,
     ) -> Result<Response<pb::Request>, Status> {
-        let who = self.principals.authorize(&req, Role::Officer)?;
+        let who = self.who(&req, Some(Role::Officer)).await?;
         let (request_id, a) = signed_approval(req.into_inner())?;
         let r = self
             .engine
@@ -347,7 +374,7 @@ impl pb::audit_service_server::AuditService for Api {
         &self,
         req: Request<pb::StreamRecordsRequest>,
     ) -> Result<Response<Self::StreamRecordsStream>, Status> {
-        self.principals.authorize(&req, Role::Auditor)?;
+        self.who(&req, Some(Role::Auditor)).await?;
         let mut from = req.into_inner().from_sequence;
         let audit = Arc::clone(self.engine.audit());
         let stream = async_stream(move |tx| async move {
@@ -387,7 +414,7 @@ impl pb::audit_service_server::AuditService for Api {
         &self,
         req: Request<pb::CheckpointRequest>,
     ) -> Result<Response<pb::Checkpoint>, Status> {
-        self.principals.authorize(&req, Role::Auditor)?;
+        self.who(&req, Some(Role::Auditor)).await?;
         let note = self
             .engine
             .audit()
@@ -410,7 +437,7 @@ impl pb::audit_service_server::AuditService for Api {
         &self,
         req: Request<pb::InclusionProofRequest>,
     ) -> Result<Response<pb::Proof>, Status> {
-        self.principals.authorize(&req, Role::Auditor)?;
+        self.who(&req, Some(Role::Auditor)).await?;
         let m = req.into_inner();
         let hashes = self
             .engine
@@ -426,7 +453,7 @@ impl pb::audit_service_server::AuditService for Api {
         &self,
         req: Request<pb::ConsistencyProofRequest>,
     ) -> Result<Response<pb::Proof>, Status> {
-        self.principals.authorize(&req, Role::Auditor)?;
+        self.who(&req, Some(Role::Auditor)).await?;
         let m = req.into_inner();
         let hashes = self
             .engine
@@ -528,7 +555,7 @@ impl pb::admin_service_server::AdminService for Api {
         &self,
         req: Request<pb::ProposePolicyRequest>,
     ) -> Result<Response<pb::PolicyProposal>, Status> {
-        let who = self.principals.authorize(&req, Role::Admin)?;
+        let who = self.who(&req, Some(Role::Admin)).await?;
         let p = self
             .engine
             .propose_policy(&who.name, &req.get_ref().policy_text)
@@ -541,7 +568,7 @@ impl pb::admin_service_server::AdminService for Api {
         &self,
         req: Request<pb::GovernanceApproval>,
     ) -> Result<Response<pb::PolicyProposal>, Status> {
-        let who = self.principals.authorize(&req, Role::Officer)?;
+        let who = self.who(&req, Some(Role::Officer)).await?;
         let a = governance_approval(req.get_ref())?;
         let p = self.engine.approve_policy(&who.name, a).await?;
         Ok(Response::new(self.proposal_to_pb(&p)))
@@ -551,7 +578,7 @@ impl pb::admin_service_server::AdminService for Api {
         &self,
         req: Request<pb::ProposalId>,
     ) -> Result<Response<pb::PolicyProposal>, Status> {
-        self.principals.authorize_any(&req)?;
+        self.who(&req, None).await?;
         let p = self.engine.policy_proposal(&req.get_ref().proposal_id)?;
         Ok(Response::new(self.proposal_to_pb(&p)))
     }
@@ -560,7 +587,7 @@ impl pb::admin_service_server::AdminService for Api {
         &self,
         req: Request<pb::GetPolicyRequest>,
     ) -> Result<Response<pb::PolicyInfo>, Status> {
-        self.principals.authorize_any(&req)?;
+        self.who(&req, None).await?;
         let p = self
             .engine
             .store()
@@ -579,7 +606,7 @@ impl pb::admin_service_server::AdminService for Api {
         &self,
         req: Request<pb::GovernanceApproval>,
     ) -> Result<Response<pb::FreezeState>, Status> {
-        let who = self.principals.authorize(&req, Role::Officer)?;
+        let who = self.who(&req, Some(Role::Officer)).await?;
         let a = governance_approval(req.get_ref())?;
         let f = self.engine.freeze(&who.name, a).await?;
         Ok(Response::new(self.freeze_to_pb(&f)?))
@@ -589,7 +616,7 @@ impl pb::admin_service_server::AdminService for Api {
         &self,
         req: Request<pb::GovernanceApproval>,
     ) -> Result<Response<pb::FreezeState>, Status> {
-        let who = self.principals.authorize(&req, Role::Officer)?;
+        let who = self.who(&req, Some(Role::Officer)).await?;
         let a = governance_approval(req.get_ref())?;
         let (f, status_json) = self.engine.unfreeze(&who.name, a).await?;
         let mut out = self.freeze_to_pb(&f)?;
@@ -603,7 +630,7 @@ impl pb::admin_service_server::AdminService for Api {
         &self,
         req: Request<pb::ListKeysRequest>,
     ) -> Result<Response<pb::FreezeState>, Status> {
-        self.principals.authorize_any(&req)?;
+        self.who(&req, None).await?;
         let f = self
             .engine
             .store()
@@ -616,7 +643,7 @@ impl pb::admin_service_server::AdminService for Api {
         &self,
         req: Request<pb::ListKeysRequest>,
     ) -> Result<Response<pb::ListKeysResponse>, Status> {
-        self.principals.authorize_any(&req)?;
+        self.who(&req, None).await?;
         let mut keys: Vec<pb::KeyInfo> = self
             .engine
             .keys()

@@ -13,7 +13,7 @@ use alloy_consensus::TxEnvelope;
 use alloy_consensus::transaction::SignerRecoverable;
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{TxKind, U256, address};
-use kinko_intent::{Chain, Intent, Network};
+use kinko_intent::{Chain, Intent};
 use kinko_policy::{ApprovalMessage, Policy, SignedApproval, Subject, Verdict};
 use kinko_proto::v1 as pb;
 use pb::approval_service_client::ApprovalServiceClient;
@@ -73,18 +73,16 @@ async fn officer_approval(
     }
 }
 
-/// Decodes with the signer's public key taken from the daemon's claimed intent, then checks the
-/// daemon's intent is exactly what the officer's client decoded.
+/// Decodes with the network and public key the officer's own policy pins for the key (never
+/// anything the daemon claims), then checks the daemon's intent is exactly what the officer's
+/// client decoded.
 fn decode_locally(policy: &Policy, payload: &[u8], claimed_json: &str) -> Intent {
     let claimed: Intent = serde_json::from_str(claimed_json).unwrap();
-    let kinko_intent::SigningInput::EcdsaSecp256k1 { public_key, .. } = &claimed.to_sign[0] else {
-        panic!("ECDSA expected")
-    };
-    let pk = hex::decode(public_key).unwrap();
-    let network = Network::new("11155111").unwrap();
+    let key = policy.key("eth-dev").unwrap();
+    let pinned = key.public_key.as_deref().expect("kinkod dev pins the key");
     let ctx = kinko_chain::DecodeContext {
-        network: &network,
-        public_key: &pk,
+        network: &key.network,
+        public_key: pinned,
         tokens: policy.token_registry(),
     };
     let mine = kinko_chain::decode(Chain::Ethereum, payload, &ctx).unwrap();

@@ -185,13 +185,95 @@ async fn forged_replayed_and_doubled_approvals_never_count() {
         ledger_as_officer.approve(own).await.unwrap_err(),
     ));
 
-    let expected = |what: &str| match what {
-        "the requester approving" => "ROLE_REQUIRED",
-        "the same approval twice" | "a second approval by one officer" => "WRONG_STATE",
-        _ => "APPROVAL_INVALID",
-    };
-    for (what, err) in &attempts {
-        assert_eq!(reason(err), expected(what), "{what}: {err:?}");
+    // Each refusal names its own reason: the gRPC code, the stable kinko reason, and what in
+    // the message made it fail (the check that refused it, not just "invalid").
+    let (a_id, b_id) = (a.request_id.as_str(), b.request_id.as_str());
+    let expected: Vec<(&str, tonic::Code, &str, String, Option<&str>)> = vec![
+        (
+            "replayed onto another request",
+            tonic::Code::InvalidArgument,
+            "APPROVAL_INVALID",
+            format!("the approval does not count: WrongRequest {{ saw: {a_id:?} }}"),
+            Some(b_id),
+        ),
+        (
+            "another intent",
+            tonic::Code::InvalidArgument,
+            "APPROVAL_INVALID",
+            format!(
+                "the approval does not count: WrongDigest {{ saw: {:?} }}",
+                hex::encode(&b.intent_digest)
+            ),
+            Some(a_id),
+        ),
+        (
+            "the same approval twice",
+            tonic::Code::FailedPrecondition,
+            "WRONG_STATE",
+            format!(
+                "officer alice already decided on request {a_id}, and that verdict still counts"
+            ),
+            Some(a_id),
+        ),
+        (
+            "a second approval by one officer",
+            tonic::Code::FailedPrecondition,
+            "WRONG_STATE",
+            format!(
+                "officer alice already decided on request {a_id}, and that verdict still counts"
+            ),
+            Some(a_id),
+        ),
+        (
+            "one key, two certificates",
+            tonic::Code::InvalidArgument,
+            "APPROVAL_INVALID",
+            "the approval is signed as officer alice, but the caller is bob".into(),
+            Some(a_id),
+        ),
+        (
+            "another officer's key",
+            tonic::Code::InvalidArgument,
+            "APPROVAL_INVALID",
+            "the approval does not count: BadSignature".into(),
+            Some(a_id),
+        ),
+        (
+            "a stolen certificate without the officer's key",
+            tonic::Code::InvalidArgument,
+            "APPROVAL_INVALID",
+            "the approval does not count: BadSignature".into(),
+            Some(a_id),
+        ),
+        (
+            "an expired approval",
+            tonic::Code::InvalidArgument,
+            "APPROVAL_INVALID",
+            format!(
+                "the approval does not count: Expired {{ expires_at: {} }}",
+                now - 3600
+            ),
+            Some(a_id),
+        ),
+        // Refused by the role check before the engine: never reaches the log.
+        (
+            "the requester approving",
+            tonic::Code::PermissionDenied,
+            "ROLE_REQUIRED",
+            "principal ledger lacks the Officer role for this call".into(),
+            None,
+        ),
+    ];
+    assert_eq!(attempts.len(), expected.len());
+    for ((what, err), (name, code, why, message, _)) in attempts.iter().zip(&expected) {
+        assert_eq!(what, name);
+        assert_eq!(err.code(), *code, "{what}: {err:?}");
+        assert_eq!(reason(err), *why, "{what}: {err:?}");
+        assert_eq!(
+            err.message(),
+            format!("[{why}] {message}"),
+            "{what}: {err:?}"
+        );
     }
     // Nothing counted: A still has only alice's first approval, B none, nothing signed.
     assert_eq!(state(&d, &a.request_id).await, pending);
@@ -212,12 +294,26 @@ async fn forged_replayed_and_doubled_approvals_never_count() {
             .count(),
         1
     );
-    // Every refusal that reached the daemon past authentication and role is logged.
-    let logged = records
+    // Every refusal that reached the daemon past authentication and role is logged, in order,
+    // with its reason code, its message and the request id it was about.
+    let logged: Vec<(String, String, Option<String>)> = records
         .iter()
         .filter(|r| event_type(r) == "refusal")
-        .count();
-    assert!(logged >= attempts.len() - 1, "{logged} refusals logged");
+        .map(|r| {
+            (
+                r["event"]["code"].as_str().unwrap().to_string(),
+                r["event"]["message"].as_str().unwrap().to_string(),
+                r["event"]["request_id"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, Option<String>)> = expected
+        .iter()
+        .filter_map(|(_, _, why, message, id)| {
+            id.map(|id| (why.to_string(), message.clone(), Some(id.to_string())))
+        })
+        .collect();
+    assert_eq!(logged, want);
 
     // And the honest path still works: bob's real approval completes the quorum.
     let r = bob

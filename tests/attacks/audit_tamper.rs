@@ -127,24 +127,74 @@ async fn a_log_edited_truncated_or_replaced_offline_is_refused_and_named() {
         .collect();
     assert!(lines.len() > 10);
 
-    // 1. One byte of record 5 edited (an amount, a destination — any byte).
+    // The size of the last checkpoint kinkod signed (the one it checks the log against).
+    let cps_path = audit.join("checkpoints.jsonl");
+    let last_signed = checkpoint_size(
+        std::fs::read_to_string(&cps_path)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    );
+    // kinkod's refusal: which log, what failed, and that it will not start.
+    let refusal = |what: &str| format!("kinkod: audit log {}: {what}", audit.display());
+    const WONT_START: &str = " (kinkod will not start on a log that does not verify)\n";
+
+    // 1. One byte of record 5 edited (byte 20 falls in a field name) so that the record no
+    //    longer decodes: kinkod names the record and why.
     let mut edited = original.clone();
     let offset: usize = lines[..5].iter().map(|l| l.len() + 1).sum::<usize>() + 20;
     edited[offset] = if edited[offset] == b'0' { b'1' } else { b'0' };
     std::fs::write(&seg, &edited).unwrap();
     let err = start_fails(&dir);
-    assert!(err.contains("audit log"), "{err}");
+    assert!(
+        err.contains(&refusal(&format!(
+            "audit log at {} is corrupt: record 5: record encoding: unknown field `explanati0n`",
+            seg.display()
+        ))) && err.ends_with(WONT_START),
+        "{err}"
+    );
     let (code, out) = verify(&audit, &vkey, None);
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains("record 5"),
         "the first bad record is named: {out}"
     );
+
+    // 1b. One character of record 5's request id changed: the record still decodes, but the
+    //     log no longer hashes to the last checkpoint kinkod signed.
+    let mut edited = original.clone();
+    let at = lines[5]
+        .windows(18)
+        .position(|w| w == b"\"request_id\":\"req-")
+        .expect("record 5 names its request");
+    let offset: usize = lines[..5].iter().map(|l| l.len() + 1).sum::<usize>() + at + 18;
+    edited[offset] = if edited[offset] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&seg, &edited).unwrap();
+    let err = start_fails(&dir);
+    assert!(
+        err.contains(&refusal(&format!(
+            "audit log does not match its last signed checkpoint: the first {last_signed} records \
+             do not hash to the root of the last signed checkpoint{WONT_START}"
+        ))),
+        "{err}"
+    );
+    // The verifier narrows it down to the records between two checkpoints, record 5 among them.
+    let (code, out) = verify(&audit, &vkey, None);
+    assert_eq!(code, 2, "{out}");
+    let (from, to) = out
+        .lines()
+        .find_map(|l| l.strip_prefix("result:         FAILED at record "))
+        .and_then(|l| l.split_once("a record among "))
+        .and_then(|(_, r)| r.split_once(" was altered"))
+        .and_then(|(r, _)| r.split_once("..="))
+        .unwrap_or_else(|| panic!("no altered range named: {out}"));
+    let range = from.parse::<u64>().unwrap()..=to.parse::<u64>().unwrap();
+    assert!(range.contains(&5), "{range:?}: {out}");
     std::fs::write(&seg, &original).unwrap();
 
     // 2. Truncated consistently at an earlier signed checkpoint: records and checkpoints both cut,
     //    so the log is internally valid — but shorter than what kinkod signed.
-    let cps_path = audit.join("checkpoints.jsonl");
     let cps = std::fs::read_to_string(&cps_path).unwrap();
     let cp_lines: Vec<&str> = cps.lines().collect();
     let total = lines.len() as u64;

@@ -419,3 +419,250 @@ async fn signing_racing_freezes_and_installs_never_outruns_the_controls() {
     let copy = dir.parent().unwrap().join("audit-copy");
     crate::drill::fetch_and_verify(&d, &format!("https://localhost:{port}"), &copy, &dir);
 }
+
+/// The SHA-256 a principal's certificate is pinned with in `kinkod.toml`.
+fn pinned_fingerprint(config: &str, name: &str) -> String {
+    let block = config
+        .split("[[principals]]")
+        .find(|b| b.contains(&format!("name = \"{name}\"\n")))
+        .unwrap();
+    let (_, rest) = block.split_once("certificate_sha256 = [\"").unwrap();
+    rest[..64].to_string()
+}
+
+/// A principal is its pinned certificate, not a common name: a second certificate named "bob"
+/// from another CA the daemon trusts is not bob; a revoked certificate is nobody; a principal
+/// that may only scrape metrics reads nothing. Each refusal is a log record. Also: a cancel is
+/// logged and ends the request; an approval that expired never keeps its officer from
+/// approving again, and GetRequest says which approvals count; a signing key can never take
+/// the log key's HSM label.
+#[tokio::test(flavor = "multi_thread")]
+async fn identities_are_pinned_certificates_and_officers_are_never_locked_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (label, port) = (unique_label("ident"), free_port());
+    init(&dir, &label, port, |dir| {
+        // A second CA the daemon trusts for client certificates (another team's, say), which
+        // issues a certificate named "bob".
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "another CA");
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut leaf = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.distinguished_name
+            .push(rcgen::DnType::CommonName, "bob");
+        leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join("tls/rogue-bob.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("tls/rogue-bob.key"), key.serialize_pem()).unwrap();
+        let mut bundle = std::fs::read_to_string(dir.join("tls/ca.pem")).unwrap();
+        bundle.push_str(&ca_cert.pem());
+        std::fs::write(dir.join("tls/ca.pem"), bundle).unwrap();
+        // carol's certificate is revoked; the admin principal may only scrape metrics.
+        let config_path = dir.join("kinkod.toml");
+        let config = std::fs::read_to_string(&config_path).unwrap();
+        let carol = pinned_fingerprint(&config, "carol");
+        let config = config
+            .replace(
+                "key = \"tls/server.key\"\n",
+                &format!("key = \"tls/server.key\"\nrevoked_sha256 = [\"{carol}\"]\n"),
+            )
+            .replace(
+                "name = \"admin\"\ncertificate_cn = \"admin\"\nroles = [\"admin\"]",
+                "name = \"admin\"\ncertificate_cn = \"admin\"\nroles = [\"metrics\"]",
+            )
+            .replace(
+                "name = \"alice\"\ncertificate_cn = \"alice\"\nroles = [\"officer\"]",
+                "name = \"alice\"\ncertificate_cn = \"alice\"\nroles = [\"officer\", \"admin\"]",
+            );
+        std::fs::write(&config_path, config).unwrap();
+    });
+    let d = start(&dir, &label, port, false);
+
+    // The rogue "bob" passes TLS (its CA is trusted) but is not bob.
+    let err = ApprovalServiceClient::new(channel(&d, "rogue-bob").await)
+        .list_pending(pb::ListPendingRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "UNAUTHENTICATED", "{err:?}");
+    assert!(
+        err.message()
+            .ends_with("names \"bob\" but is not a pinned certificate of principal bob"),
+        "{err:?}"
+    );
+    // The real bob still is.
+    ApprovalServiceClient::new(channel(&d, "bob").await)
+        .list_pending(pb::ListPendingRequest::default())
+        .await
+        .unwrap();
+    // carol's revoked certificate is nobody, pinned or not.
+    let err = admin(&d, "carol")
+        .await
+        .get_freeze_state(pb::ListKeysRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "UNAUTHENTICATED", "{err:?}");
+    assert!(err.message().ends_with("is revoked"), "{err:?}");
+    // A metrics-only principal reads nothing through the API.
+    let err = admin(&d, "admin")
+        .await
+        .list_keys(pb::ListKeysRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "ROLE_REQUIRED", "{err:?}");
+    assert_eq!(
+        err.message(),
+        "[ROLE_REQUIRED] principal admin may only scrape metrics"
+    );
+
+    // A cancel is logged and ends the request: approvals after it are refused.
+    let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+    let submit = |nonce: u64, idem: &str| {
+        submission(
+            &dir,
+            "eth-dev",
+            Chain::Ethereum,
+            eth_transfer(nonce, 1_000, HOT),
+            idem,
+        )
+    };
+    let cancelled = ledger
+        .submit_withdrawal(submit(0, "to-cancel"))
+        .await
+        .unwrap()
+        .into_inner();
+    let r = ledger
+        .cancel_request(pb::CancelRequestRequest {
+            request_id: cancelled.request_id.clone(),
+            reason: "wrong amount".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.state, pb::RequestState::Cancelled as i32);
+    let err = ApprovalServiceClient::new(channel(&d, "alice").await)
+        .approve(officer_approval(&d, "alice", &cancelled.request_id, Verdict::Approve).await)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "WRONG_STATE", "{err:?}");
+
+    // alice's approval expires before bob's arrives: it stops counting, and alice approves
+    // again (before, she was "already decided" for good).
+    let r = ledger
+        .submit_withdrawal(submit(1, "expiring"))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = r.request_id.clone();
+    let short = kinko_tests::sign_approval(
+        &d,
+        "alice",
+        "alice",
+        Subject::Withdrawal {
+            request_id: id.clone(),
+            intent_digest: kinko_intent::IntentDigest(
+                r.intent_digest.as_slice().try_into().unwrap(),
+            ),
+        },
+        Verdict::Approve,
+        2,
+    );
+    let mut alice = ApprovalServiceClient::new(channel(&d, "alice").await);
+    let shown = alice.approve(short).await.unwrap().into_inner();
+    assert_eq!(shown.approvals.len(), 1);
+    assert!(shown.approvals[0].counts, "{shown:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let shown = alice
+        .get_request(pb::RequestId {
+            request_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!shown.approvals[0].counts, "{shown:?}");
+    assert!(shown.approvals[0].note.starts_with("Expired"), "{shown:?}");
+    let again = alice
+        .approve(officer_approval(&d, "alice", &id, Verdict::Approve).await)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.approvals.len(), 1, "{again:?}");
+    assert!(again.approvals[0].counts, "{again:?}");
+    let signed = ApprovalServiceClient::new(channel(&d, "bob").await)
+        .approve(officer_approval(&d, "bob", &id, Verdict::Approve).await)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(signed.state, pb::RequestState::Signed as i32, "{signed:?}");
+
+    // No signing key may take the log key's HSM label (kinkod dev names it "kinko-log").
+    let text = std::fs::read_to_string(dir.join("policy.toml"))
+        .unwrap()
+        .replacen(
+            "hsm_label = \"kinko-eth-dev\"",
+            "hsm_label = \"kinko-log\"",
+            1,
+        );
+    let err = AdminServiceClient::new(channel(&d, "alice").await)
+        .propose_policy(pb::ProposePolicyRequest { policy_text: text })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "INVALID_REQUEST", "{err:?}");
+    assert!(
+        err.message().ends_with(
+            "signing key eth-dev uses HSM label \"kinko-log\", the audit log key's label; give it its own"
+        ),
+        "{err:?}"
+    );
+
+    // Every refusal of the way in is a log record, with its code.
+    let records = audit_records(&d).await;
+    let refusals: Vec<(&str, &str, &str)> = records
+        .iter()
+        .filter(|r| event_type(r) == "refusal" && r["event"]["request_id"].is_null())
+        .map(|r| {
+            (
+                r["principal"].as_str().unwrap(),
+                r["event"]["code"].as_str().unwrap(),
+                r["event"]["message"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(refusals.len(), 4, "{refusals:?}");
+    // (the refused proposal is the fourth: logged by the engine, under its proposer)
+    assert_eq!(refusals[0].0, "unauthenticated");
+    assert_eq!(refusals[0].1, "UNAUTHENTICATED");
+    assert!(
+        refusals[0]
+            .2
+            .contains("not a pinned certificate of principal bob")
+    );
+    assert_eq!(refusals[1].0, "unauthenticated");
+    assert!(refusals[1].2.ends_with("is revoked"));
+    assert_eq!(
+        refusals[2],
+        (
+            "admin",
+            "ROLE_REQUIRED",
+            "principal admin may only scrape metrics"
+        )
+    );
+    assert_eq!(refusals[3].0, "alice");
+    assert_eq!(refusals[3].1, "INVALID_REQUEST");
+    let cancel = records
+        .iter()
+        .find(|r| event_type(r) == "request_cancelled")
+        .unwrap();
+    assert_eq!(cancel["event"]["request_id"], cancelled.request_id.as_str());
+    assert_eq!(cancel["principal"], "ledger");
+    assert_eq!(
+        cancel["event"]["reason"],
+        "cancelled by ledger: wrong amount"
+    );
+    let copy = dir.parent().unwrap().join("audit-copy");
+    crate::drill::fetch_and_verify(&d, &d.addr, &copy, &dir);
+}

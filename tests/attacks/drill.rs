@@ -260,10 +260,17 @@ async fn the_incident_response_runbook_works_end_to_end() {
         .unwrap()
         .into_inner();
     assert_eq!(r.state, pb::RequestState::Denied as i32, "{r:?}");
-    assert!(
-        r.decision.unwrap().explanation_json.contains("frozen"),
-        "denied because frozen"
+    // Denied by the freeze itself (every decision lists a `frozen` check; only a frozen
+    // daemon denies with the `frozen` code, before the requester, the key or any rule).
+    let decision = r.decision.unwrap();
+    let explained: serde_json::Value = serde_json::from_str(&decision.explanation_json).unwrap();
+    assert_eq!(explained["outcome"], "deny", "{explained}");
+    assert_eq!(explained["code"], "frozen", "{explained}");
+    assert_eq!(
+        decision.reason,
+        "signing is frozen; unfreezing needs the governance quorum and delay"
     );
+    assert!(explained["rule"].is_null(), "{explained}");
 
     // 6. Unfreeze: one officer is not enough; two of two groups, then the delay.
     let freeze_id =
@@ -278,23 +285,31 @@ async fn the_incident_response_runbook_works_end_to_end() {
         .await
         .unwrap();
     assert!(frozen(&d).await.frozen, "one officer cannot unfreeze");
+    // The quorum is reached by carol's approval, between `quorum_from` and `quorum_by`; the
+    // freeze lifts the policy's delay (3 s) after it, not earlier.
+    let quorum_from = jiff::Timestamp::now().as_second();
     admin(&d, "carol")
         .await
         .unfreeze(governance(&d, "carol", unfreeze, Verdict::Approve))
         .await
         .unwrap();
+    let quorum_by = jiff::Timestamp::now().as_second();
     let state = frozen(&d).await;
     assert!(state.frozen, "the delay has not passed");
     assert_eq!(state.unfreeze_request_id, "unfreeze-drill");
     assert_eq!(state.unfreeze_approvals, 2);
     assert!(
-        state.unfreeze_at_unix > jiff::Timestamp::now().as_second() - 1,
-        "{state:?}"
+        (quorum_from + 3..=quorum_by + 3).contains(&state.unfreeze_at_unix),
+        "lifts 3 s after the quorum reached in [{quorum_from}, {quorum_by}]: {state:?}"
     );
     let mut lifted = false;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(250)).await;
         if !frozen(&d).await.frozen {
+            assert!(
+                jiff::Timestamp::now().as_second() >= state.unfreeze_at_unix,
+                "lifted before its delay: {state:?}"
+            );
             lifted = true;
             break;
         }

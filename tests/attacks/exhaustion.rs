@@ -48,9 +48,11 @@ async fn floods_and_slow_clients_do_not_take_the_daemon_down() {
     let (label, port) = (unique_label("atk-dos"), free_port());
     init(&dir, &label, port, |dir| {
         let mut config = std::fs::read_to_string(dir.join("kinkod.toml")).unwrap();
-        config.push_str(
-            "\n[limits]\nmax_pending_per_requester = 20000\ncalls_per_second_per_principal = 0.0\n",
-        );
+        // The pending cap is exactly the flood's size; the rate limit is off here so the flood
+        // runs at full speed (it is tested on its own below).
+        config.push_str(&format!(
+            "\n[limits]\nmax_pending_per_requester = {pending}\ncalls_per_second_per_principal = 0.0\n"
+        ));
         std::fs::write(dir.join("kinkod.toml"), config).unwrap();
     });
     let d = start(&dir, &label, port, false);
@@ -82,6 +84,20 @@ async fn floods_and_slow_clients_do_not_take_the_daemon_down() {
     for t in tasks {
         t.await.unwrap();
     }
+    // The queue is full: one more is refused, not queued.
+    let err = ledger
+        .clone()
+        .submit_withdrawal(submission(
+            &dir,
+            "eth-dev",
+            Chain::Ethereum,
+            eth_transfer(pending, 1, hot),
+            "one-too-many",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert_eq!(reason(&err), "TOO_MANY_PENDING", "{err:?}");
     // Officers page through them; the whole queue is there.
     let mut officer = ApprovalServiceClient::new(channel(&d, "alice").await);
     let (mut seen, mut after) = (0u64, String::new());
@@ -120,11 +136,14 @@ async fn floods_and_slow_clients_do_not_take_the_daemon_down() {
         ))
         .await
         .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
     assert!(
-        matches!(
-            err.code(),
-            tonic::Code::ResourceExhausted | tonic::Code::OutOfRange
-        ),
+        err.message()
+            .contains("decoded message length too large: found 2097"),
+        "{err:?}"
+    );
+    assert!(
+        err.message().contains("the limit is: 524288 bytes"),
         "{err:?}"
     );
     // Just over the payload limit but within the message limit: a typed refusal.
@@ -138,12 +157,14 @@ async fn floods_and_slow_clients_do_not_take_the_daemon_down() {
         ))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            reason(&err).as_str(),
-            "INVALID_REQUEST" | "UNDECODABLE_PAYLOAD"
-        ),
-        "{err:?}"
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert_eq!(reason(&err), "INVALID_REQUEST", "{err:?}");
+    assert_eq!(
+        err.message(),
+        format!(
+            "[INVALID_REQUEST] payload must be 1..={} bytes",
+            kinko_chain::MAX_PAYLOAD_LEN
+        )
     );
     assert!(served(&d).await < Duration::from_secs(5));
 
@@ -171,4 +192,107 @@ async fn floods_and_slow_clients_do_not_take_the_daemon_down() {
     assert!(rss <= 150, "peak RSS {rss} MiB");
     drop(stalled);
     drop(idle);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_requester_hits_its_pending_cap_and_its_rate_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (label, port) = (unique_label("atk-lim"), free_port());
+    init(&dir, &label, port, |dir| {
+        let mut config = std::fs::read_to_string(dir.join("kinkod.toml")).unwrap();
+        config.push_str(
+            "\n[limits]\nmax_pending_per_requester = 3\ncalls_per_second_per_principal = 1.0\ncall_burst_per_principal = 8.0\n",
+        );
+        std::fs::write(dir.join("kinkod.toml"), config).unwrap();
+    });
+    let d = start(&dir, &label, port, false);
+    let hot = address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
+    let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+
+    // Pending cap: three requests wait for officers; the fourth is refused, typed and logged.
+    let mut ids = Vec::new();
+    for n in 0..3u64 {
+        let r = ledger
+            .submit_withdrawal(submission(
+                &dir,
+                "eth-dev",
+                Chain::Ethereum,
+                eth_transfer(n, 1, hot),
+                &format!("cap-{n}"),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.state, pb::RequestState::PendingApproval as i32);
+        ids.push(r.request_id);
+    }
+    let err = ledger
+        .submit_withdrawal(submission(
+            &dir,
+            "eth-dev",
+            Chain::Ethereum,
+            eth_transfer(3, 1, hot),
+            "cap-3",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert_eq!(reason(&err), "TOO_MANY_PENDING", "{err:?}");
+    assert_eq!(
+        err.message(),
+        "[TOO_MANY_PENDING] ledger already has 3 requests pending approval"
+    );
+
+    // Rate limit: 1 call a second, bursts of 8 (4 spent above). A rapid run is cut off.
+    let mut served = 0;
+    let limited = loop {
+        match ledger
+            .get_request(pb::RequestId {
+                request_id: ids[0].clone(),
+            })
+            .await
+        {
+            Ok(_) => served += 1,
+            Err(e) => break e,
+        }
+        assert!(served < 20, "20 rapid calls were all served");
+    };
+    assert!(served >= 3, "cut off early, after {served} calls");
+    assert_eq!(
+        limited.code(),
+        tonic::Code::ResourceExhausted,
+        "{limited:?}"
+    );
+    assert_eq!(reason(&limited), "RATE_LIMITED", "{limited:?}");
+    assert_eq!(
+        limited.message(),
+        "[RATE_LIMITED] ledger exceeds 1 calls per second; slow down and retry"
+    );
+    // Another principal is still served meanwhile; the requester again after a pause.
+    let mut officer = ApprovalServiceClient::new(channel(&d, "alice").await);
+    let queue = officer
+        .list_pending(pb::ListPendingRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .requests;
+    assert_eq!(queue.len(), 3, "the refused fourth was never queued");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ledger
+        .get_request(pb::RequestId {
+            request_id: ids[0].clone(),
+        })
+        .await
+        .unwrap();
+    // The pending-cap refusal reached the engine and is in the audit log.
+    let records = kinko_tests::audit_records(&d).await;
+    assert!(
+        records
+            .iter()
+            .any(|r| kinko_tests::event_type(r) == "refusal"
+                && r["event"]["code"] == "TOO_MANY_PENDING"
+                && r["event"]["message"] == "ledger already has 3 requests pending approval"),
+        "no TOO_MANY_PENDING refusal logged"
+    );
 }

@@ -90,6 +90,39 @@ async fn one_insider_cannot_change_the_policy_and_an_edited_file_changes_nothing
         pb::RequestState::Denied as i32,
         "the running daemon enforces the installed policy, not the file"
     );
+    // Denied by the installed policy's 100 ETH cap (the edited file's refill rule would have
+    // matched 500 ETH and asked for approvals): the refill rule is skipped on its amount, so
+    // nothing matches, under the installed policy's hash.
+    let explained: serde_json::Value =
+        serde_json::from_str(&r.decision.unwrap().explanation_json).unwrap();
+    assert_eq!(explained["code"], "no_rule_matched", "{explained}");
+    assert_eq!(
+        explained["policy_hash"],
+        Policy::from_toml(installed.as_bytes())
+            .unwrap()
+            .hash()
+            .to_hex(),
+        "{explained}"
+    );
+    let refill = explained["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["rule"]["name"] == "eth-hot-refill")
+        .unwrap_or_else(|| panic!("{explained}"));
+    assert_eq!(
+        (
+            &refill["failed"]["condition"],
+            &refill["failed"]["expected"],
+            &refill["failed"]["saw"]
+        ),
+        (
+            &serde_json::json!("amount"),
+            &serde_json::json!("at most 100 ETH"),
+            &serde_json::json!("500 ETH")
+        ),
+        "{refill}"
+    );
     let info = admin
         .get_policy(pb::GetPolicyRequest {})
         .await

@@ -58,6 +58,45 @@ async fn submit_and_approve_once(d: &Daemon, nonce: u64, idem: &str) -> String {
     r.request_id
 }
 
+/// A PSBT spending one P2WPKH output of btc-dev to the development hot wallet.
+fn btc_psbt(d: &Daemon) -> Vec<u8> {
+    use bitcoin::hashes::Hash as _;
+    let pk = kinko_tests::policy(&d.dir)
+        .key("btc-dev")
+        .unwrap()
+        .public_key
+        .clone()
+        .unwrap();
+    let key = bitcoin::CompressedPublicKey::from_slice(&pk).unwrap();
+    let hot = "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx"
+        .parse::<bitcoin::Address<_>>()
+        .unwrap()
+        .assume_checked();
+    let tx = bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn {
+            previous_output: bitcoin::OutPoint {
+                txid: bitcoin::Txid::from_byte_array([7; 32]),
+                vout: 0,
+            },
+            script_sig: bitcoin::ScriptBuf::new(),
+            sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: bitcoin::Witness::new(),
+        }],
+        output: vec![bitcoin::TxOut {
+            value: bitcoin::Amount::from_sat(90_000),
+            script_pubkey: hot.script_pubkey(),
+        }],
+    };
+    let mut psbt = bitcoin::psbt::Psbt::from_unsigned_tx(tx).unwrap();
+    psbt.inputs[0].witness_utxo = Some(bitcoin::TxOut {
+        value: bitcoin::Amount::from_sat(100_000),
+        script_pubkey: bitcoin::ScriptBuf::new_p2wpkh(&key.wpubkey_hash()),
+    });
+    psbt.serialize()
+}
+
 fn rename(from: &Path, to: &Path) {
     std::fs::rename(from, to).unwrap();
 }
@@ -163,16 +202,59 @@ async fn a_token_pulled_and_put_back_fails_typed_and_resumes() {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     assert!(saw_missing_key, "the missing key is named");
-    // The other keys still sign meanwhile: the Solana key's public key is still served.
-    let keys = kinko_tests::pb::admin_service_client::AdminServiceClient::new(
-        channel(&d, "auditor").await,
-    )
-    .list_keys(pb::ListKeysRequest {})
-    .await
-    .unwrap()
-    .into_inner()
-    .keys;
-    assert_eq!(keys.len(), 3);
+    // The other keys still sign meanwhile: a Bitcoin withdrawal goes through end to end on
+    // btc-dev, from the token kinkod re-read without the Ethereum key.
+    let btc = {
+        let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+        ledger
+            .submit_withdrawal(submission(
+                &d.dir,
+                "btc-dev",
+                Chain::Bitcoin,
+                btc_psbt(&d),
+                "btc-while-eth-gone",
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    assert_eq!(
+        btc.state,
+        pb::RequestState::PendingApproval as i32,
+        "{btc:?}"
+    );
+    let mut signed = None;
+    for officer in ["alice", "bob"] {
+        let mut c = ApprovalServiceClient::new(channel(&d, officer).await);
+        signed = Some(
+            c.approve(officer_approval(&d, officer, &btc.request_id, Verdict::Approve).await)
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    let signed = signed.unwrap();
+    assert_eq!(signed.state, pb::RequestState::Signed as i32, "{signed:?}");
+    let tx: bitcoin::Transaction =
+        bitcoin::consensus::deserialize(&signed.signed_transaction).unwrap();
+    assert_eq!(tx.input[0].witness.len(), 2, "a P2WPKH signature and key");
+    assert_eq!(
+        tx.input[0].witness.nth(1).unwrap(),
+        kinko_tests::policy(&d.dir)
+            .key("btc-dev")
+            .unwrap()
+            .public_key
+            .as_deref()
+            .unwrap()
+    );
+    // ... while the Ethereum key is still missing.
+    let id = submit_and_approve_once(&d, 170, "key-still-gone").await;
+    let err = bob
+        .approve(officer_approval(&d, "bob", &id, Verdict::Approve).await)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "HSM_UNAVAILABLE", "{err:?}");
+    assert!(err.message().contains("\"kinko-eth-dev\""), "{err:?}");
     for f in &key_files {
         rename(&kept.join(f.file_name().unwrap()), f);
     }

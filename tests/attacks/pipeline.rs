@@ -202,7 +202,8 @@ async fn a_compromised_pipeline_cannot_get_anything_signed_that_the_policy_does_
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let (label, port) = (unique_label("atk-pipe"), free_port());
-    let just_now = jiff::Timestamp::now().to_string();
+    let added_at = jiff::Timestamp::now();
+    let just_now = added_at.to_string();
     init(&dir, &label, port, |dir| {
         let policy = dir.join("policy.toml");
         // An address allowlisted a moment ago (the attacker got it added): in cool-down.
@@ -251,12 +252,42 @@ async fn a_compromised_pipeline_cannot_get_anything_signed_that_the_policy_does_
         let decision = r.decision.unwrap();
         assert!(!decision.allowed, "{idem}");
         assert_eq!(decision.rule, rule, "{idem}: {decision:?}");
-        if idem == "cool-down" {
-            assert!(
-                decision.explanation_json.contains("cool"),
-                "{idem}: {}",
-                decision.explanation_json
+        let explained: serde_json::Value =
+            serde_json::from_str(&decision.explanation_json).unwrap();
+        assert_eq!(explained["outcome"], "deny", "{idem}: {explained}");
+        let code = if rule.is_empty() {
+            "no_rule_matched"
+        } else {
+            "rule_denies"
+        };
+        assert_eq!(explained["code"], code, "{idem}: {explained}");
+        // A destination that is not allowlisted, and one allowlisted but still in its
+        // cool-down, are both denied by default — each with its own reason: the refill rule is
+        // skipped on its destination matcher, and the matcher says which check failed.
+        let destination = match idem {
+            "not-allowlisted" => Some(format!("{} is not in the book", ATTACKER.to_checksum(None))),
+            "cool-down" => Some(format!(
+                "{} (added just now) is in its cool-down until {}",
+                NEW_ADDRESS.to_checksum(None),
+                added_at
+                    .checked_add(jiff::SignedDuration::from_hours(72))
+                    .unwrap()
+            )),
+            _ => None,
+        };
+        if let Some(saw) = destination {
+            let refill = explained["skipped"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["rule"]["name"] == "eth-hot-refill")
+                .unwrap_or_else(|| panic!("{idem}: refill rule not tried: {explained}"));
+            assert_eq!(
+                refill["failed"]["condition"], "destination",
+                "{idem}: {refill}"
             );
+            assert_eq!(refill["failed"]["saw"], saw.as_str(), "{idem}: {refill}");
+            assert_eq!(refill["failed"]["passed"], false, "{idem}: {refill}");
         }
     }
 

@@ -114,13 +114,20 @@ async fn a_policy_changes_only_under_quorum_and_time_lock_and_never_behind_gover
         .into_inner();
     assert_eq!(p.state, "pending", "two officers of one group: {p:?}");
     let mut carol = AdminServiceClient::new(channel(&d, "carol").await);
+    // Carol's approval completes the quorum between `quorum_from` and `quorum_by`; the policy
+    // takes effect its 3 s time-lock after that.
+    let quorum_from = jiff::Timestamp::now().as_second();
     let p = carol
         .approve_policy(governance(&d, "carol", install.clone(), Verdict::Approve))
         .await
         .unwrap()
         .into_inner();
+    let quorum_by = jiff::Timestamp::now().as_second();
     assert_eq!(p.state, "waiting", "{p:?}");
-    assert!(p.effective_at_unix > 0);
+    assert!(
+        (quorum_from + 3..=quorum_by + 3).contains(&p.effective_at_unix),
+        "takes effect 3 s after the quorum reached in [{quorum_from}, {quorum_by}]: {p:?}"
+    );
 
     // Until the time-lock passes, the old policy is in force: 2 ETH is allowed.
     let info = admin
@@ -149,6 +156,10 @@ async fn a_policy_changes_only_under_quorum_and_time_lock_and_never_behind_gover
             .unwrap()
             .into_inner();
         if p.state == "installed" {
+            assert!(
+                jiff::Timestamp::now().as_second() >= p.effective_at_unix,
+                "installed before its time-lock: {p:?}"
+            );
             installed = true;
             break;
         }

@@ -13,13 +13,12 @@ use alloy_consensus::TxEnvelope;
 use alloy_consensus::transaction::SignerRecoverable;
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{TxKind, U256, address};
-use kinko_intent::{Chain, Intent, Network};
+use kinko_intent::{Chain, Intent};
 use kinko_policy::{ApprovalMessage, Policy, SignedApproval, Subject, Verdict};
 use kinko_proto::v1 as pb;
 use pb::approval_service_client::ApprovalServiceClient;
 use pb::audit_service_client::AuditServiceClient;
 use pb::withdrawal_service_client::WithdrawalServiceClient;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use kinko_tests::{
     Daemon, channel, ed25519_key, eth_transfer, free_port, governance, reason, start, unique_label,
@@ -74,18 +73,16 @@ async fn officer_approval(
     }
 }
 
-/// Decodes with the signer's public key taken from the daemon's claimed intent, then checks the
-/// daemon's intent is exactly what the officer's client decoded.
+/// Decodes with the network and public key the officer's own policy pins for the key (never
+/// anything the daemon claims), then checks the daemon's intent is exactly what the officer's
+/// client decoded.
 fn decode_locally(policy: &Policy, payload: &[u8], claimed_json: &str) -> Intent {
     let claimed: Intent = serde_json::from_str(claimed_json).unwrap();
-    let kinko_intent::SigningInput::EcdsaSecp256k1 { public_key, .. } = &claimed.to_sign[0] else {
-        panic!("ECDSA expected")
-    };
-    let pk = hex::decode(public_key).unwrap();
-    let network = Network::new("11155111").unwrap();
+    let key = policy.key("eth-dev").unwrap();
+    let pinned = key.public_key.as_deref().expect("kinkod dev pins the key");
     let ctx = kinko_chain::DecodeContext {
-        network: &network,
-        public_key: &pk,
+        network: &key.network,
+        public_key: pinned,
         tokens: policy.token_registry(),
     };
     let mine = kinko_chain::decode(Chain::Ethereum, payload, &ctx).unwrap();
@@ -338,69 +335,156 @@ async fn ethereum_withdrawal_walkthrough_refusals_restart_and_audit() {
     assert_eq!(report.signatures, 1, "{report}");
 }
 
+/// A TLS client of kinkod's gRPC listener offering only `version`, presenting `identity`
+/// (certificate and key PEM) if any. After the handshake it sends the HTTP/2 preface and reads
+/// once, since in TLS 1.3 the server judges the client's certificate after the client has
+/// finished. Returns the TLS error, if any.
+async fn tls_client(
+    d: &Daemon,
+    port: u16,
+    version: &'static rustls::SupportedProtocolVersion,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+) -> Result<(), rustls::Error> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let tls_error = |e: std::io::Error| -> rustls::Error {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .cloned()
+            .unwrap_or_else(|| panic!("not a TLS error: {e:?}"))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(d.dir.join("tls/ca.pem")).unwrap();
+    for c in CertificateDer::pem_slice_iter(&ca) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[version])
+    .unwrap()
+    .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(&cert)
+                    .map(|c| c.unwrap())
+                    .collect(),
+                PrivateKeyDer::from_pem_slice(&key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.map_err(tls_error)?;
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .map_err(tls_error)?;
+    let mut buf = [0u8; 64];
+    let n = tls.read(&mut buf).await.map_err(tls_error)?;
+    assert!(
+        n > 0,
+        "the server closed the connection without a TLS alert"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn clients_without_a_valid_certificate_or_role_are_refused() {
+    use pb::admin_service_client::AdminServiceClient;
+    use rustls::AlertDescription;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let port = free_port();
-    let d = start(&dir, &unique_label("e2e"), port, true);
-    // No client certificate: the handshake fails, no call gets through.
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(
-            std::fs::read(dir.join("tls/ca.pem")).unwrap(),
-        ))
-        .domain_name("localhost");
-    let result = async {
-        let ch = Channel::from_shared(d.addr.clone())
-            .unwrap()
-            .tls_config(tls)
-            .unwrap()
-            .connect()
-            .await?;
-        let mut c = AuditServiceClient::new(ch);
-        c.latest_checkpoint(pb::CheckpointRequest {})
-            .await
-            .map_err(Into::<Box<dyn std::error::Error + Send + Sync>>::into)?;
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-    }
-    .await;
-    assert!(
-        result.is_err(),
-        "a client without a certificate got through"
+    let (label, port) = (unique_label("e2e"), free_port());
+    // The admin's certificate (signed by the development CA) is no longer pinned to a
+    // principal: the admin principal now names another certificate.
+    kinko_tests::init(&dir, &label, port, |dir| {
+        let config = std::fs::read_to_string(dir.join("kinkod.toml")).unwrap();
+        let (head, tail) = config
+            .split_once("name = \"admin\"\ncertificate_cn = \"admin\"\nroles = [\"admin\"]\ncertificate_sha256 = [\"")
+            .unwrap();
+        let tail = &tail[64..];
+        std::fs::write(
+            dir.join("kinkod.toml"),
+            format!(
+                "{head}name = \"admin\"\ncertificate_cn = \"admin\"\nroles = [\"admin\"]\ncertificate_sha256 = [\"{}{tail}",
+                "0".repeat(64)
+            ),
+        )
+        .unwrap();
+    });
+    let d = start(&dir, &label, port, false);
+    let read = |p: &str| std::fs::read(dir.join(p)).unwrap();
+    let ledger = || Some((read("tls/ledger.pem"), read("tls/ledger.key")));
+
+    // A valid certificate over TLS 1.3 gets through the handshake (the client below works).
+    assert_eq!(
+        tls_client(&d, port, &rustls::version::TLS13, ledger()).await,
+        Ok(())
     );
-    // A certificate from another CA is refused too.
+    // TLS 1.3 only: a client offering only TLS 1.2 is refused in the handshake.
+    assert_eq!(
+        tls_client(&d, port, &rustls::version::TLS12, ledger()).await,
+        Err(rustls::Error::AlertReceived(
+            AlertDescription::ProtocolVersion
+        ))
+    );
+    // No client certificate: refused in the handshake, no call gets through.
+    assert_eq!(
+        tls_client(&d, port, &rustls::version::TLS13, None).await,
+        Err(rustls::Error::AlertReceived(
+            AlertDescription::CertificateRequired
+        ))
+    );
+    // A certificate from another CA, even with a mapped name: refused in the handshake.
     let other = rcgen_self_signed("ledger");
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(
-            std::fs::read(dir.join("tls/ca.pem")).unwrap(),
-        ))
-        .identity(Identity::from_pem(other.0, other.1))
-        .domain_name("localhost");
-    let result = async {
-        let ch = Channel::from_shared(d.addr.clone())
-            .unwrap()
-            .tls_config(tls)
-            .unwrap()
-            .connect()
-            .await?;
-        let mut c = AuditServiceClient::new(ch);
-        c.latest_checkpoint(pb::CheckpointRequest {})
-            .await
-            .map_err(Into::<Box<dyn std::error::Error + Send + Sync>>::into)?;
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-    }
-    .await;
-    assert!(
-        result.is_err(),
-        "a certificate from a foreign CA got through"
+    assert_eq!(
+        tls_client(
+            &d,
+            port,
+            &rustls::version::TLS13,
+            Some((other.0.into_bytes(), other.1.into_bytes()))
+        )
+        .await,
+        Err(rustls::Error::AlertReceived(AlertDescription::UnknownCA))
     );
-    // The auditor certificate cannot submit withdrawals.
+    // A certificate of the right CA whose name is mapped to no principal: unauthenticated,
+    // even for a call any principal may make.
+    let err = AdminServiceClient::new(channel(&d, "admin").await)
+        .list_keys(pb::ListKeysRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    assert_eq!(reason(&err), "UNAUTHENTICATED", "{err:?}");
+    let message = err.message();
+    let fingerprint = message
+        .strip_prefix("[UNAUTHENTICATED] certificate ")
+        .and_then(|m| {
+            m.strip_suffix(" names \"admin\" but is not a pinned certificate of principal admin")
+        })
+        .unwrap_or_else(|| panic!("{message}"));
+    assert!(
+        fingerprint.len() == 64 && fingerprint.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{message}"
+    );
+    // A mapped certificate of the wrong role for the call: the auditor cannot submit.
     let mut auditor_as_ledger = WithdrawalServiceClient::new(channel(&d, "auditor").await);
     let err = auditor_as_ledger
         .submit_withdrawal(submission(&dir, eth_transfer(0, 1, HOT_WALLET), "x"))
         .await
         .unwrap_err();
-    assert_eq!(reason(&err), "ROLE_REQUIRED");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert_eq!(reason(&err), "ROLE_REQUIRED", "{err:?}");
+    assert_eq!(
+        err.message(),
+        "[ROLE_REQUIRED] principal auditor lacks the Requester role for this call"
+    );
 }
 
 fn rcgen_self_signed(cn: &str) -> (String, String) {

@@ -379,6 +379,7 @@ pub enum Event {
     /// A governance vote was accepted.
     GovernanceVote(GovernanceVote),
     /// A request was cancelled.
+    #[serde(rename = "request_cancelled")]
     Cancelled(Cancelled),
 }
 

@@ -128,12 +128,26 @@ fn every_event_round_trips() {
         }),
         Event::Unfreeze(Unfreeze {
             reason: "ok".into(),
-            approvals: vec![a],
+            approvals: vec![a.clone()],
         }),
         Event::Refusal(Refusal {
             request_id: Some("r".into()),
             code: "DENIED".into(),
             message: "m".into(),
+        }),
+        Event::PolicyProposed(PolicyProposed {
+            request_id: "policy-1".into(),
+            policy_hash: vec![3; 32].into(),
+            base_policy_hash: vec![4; 32].into(),
+            proposer: "admin".into(),
+        }),
+        Event::GovernanceVote(GovernanceVote {
+            request_id: "policy-1".into(),
+            approval: a.clone(),
+        }),
+        Event::Cancelled(Cancelled {
+            request_id: "r".into(),
+            reason: "cancelled by ledger: wrong amount".into(),
         }),
     ];
     for (i, event) in events.into_iter().enumerate() {

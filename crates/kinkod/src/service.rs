@@ -71,9 +71,11 @@ impl Api {
                     .peer_certs()
                     .and_then(|c| self.principals.by_certificates(&c))
                     .map_or_else(|| "unauthenticated".to_string(), |p| p.name);
-                self.engine
-                    .log_auth_refusal(&who, reason, s.message())
-                    .await;
+                let message = s.message();
+                let message = message
+                    .strip_prefix(&format!("[{reason}] "))
+                    .unwrap_or(message);
+                self.engine.log_auth_refusal(&who, reason, message).await;
             }
         }
         r

@@ -666,3 +666,101 @@ async fn identities_are_pinned_certificates_and_officers_are_never_locked_out() 
     let copy = dir.parent().unwrap().join("audit-copy");
     crate::drill::fetch_and_verify(&d, &d.addr, &copy, &dir);
 }
+
+/// A proposer backdates a new allowlisted address (`added_at` a year ago) to skip its
+/// cool-down. The entry counts from the moment kinkod installed the policy: a withdrawal to it
+/// right after the installation is denied, and the offline verifier agrees.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backdated_allowlist_entry_still_waits_out_its_cool_down() {
+    let (_tmp, dir, label, port) = quick_governance("backdate");
+    let d = start(&dir, &label, port, false);
+    const NEW: alloy_primitives::Address =
+        alloy_primitives::address!("0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359");
+    let text = std::fs::read_to_string(dir.join("policy.toml")).unwrap().replacen(
+        "label = \"development hot wallet\"\nadded_at = \"2026-01-01T00:00:00Z\"\n",
+        &format!(
+            "label = \"development hot wallet\"\nadded_at = \"2026-01-01T00:00:00Z\"\n\n[[address_books.entries]]\naddress = \"{NEW}\"\nlabel = \"new wallet, backdated\"\nadded_at = \"2025-12-01T00:00:00Z\"\n"
+        ),
+        1,
+    );
+    let p = admin(&d, "admin")
+        .await
+        .propose_policy(pb::ProposePolicyRequest {
+            policy_text: text.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let subject = Subject::InstallPolicy {
+        request_id: p.proposal_id.clone(),
+        new_policy_hash: Policy::from_toml(text.as_bytes()).unwrap().hash(),
+    };
+    for who in ["alice", "carol"] {
+        admin(&d, who)
+            .await
+            .approve_policy(governance(&d, who, subject.clone(), Verdict::Approve))
+            .await
+            .unwrap();
+    }
+    for _ in 0..40 {
+        if std::fs::read_to_string(dir.join("policy.toml")).unwrap() == text {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("policy.toml")).unwrap(),
+        text
+    );
+    let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+    let r = ledger
+        .submit_withdrawal(submission(
+            &dir,
+            "eth-dev",
+            Chain::Ethereum,
+            eth_transfer(0, 1_000, NEW),
+            "backdated",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.state, pb::RequestState::Denied as i32, "{r:?}");
+    let explanation = r.decision.unwrap().explanation_json;
+    assert!(
+        explanation.contains(&format!(
+            "{NEW} (new wallet, backdated) is in its cool-down until"
+        )),
+        "{explanation}"
+    );
+    // The old entry is still usable at once.
+    let r = ledger
+        .submit_withdrawal(submission(
+            &dir,
+            "eth-dev",
+            Chain::Ethereum,
+            eth_transfer(0, 1_000, HOT),
+            "old-entry",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.state, pb::RequestState::PendingApproval as i32, "{r:?}");
+    // After a restart the entry still counts from its installation (replayed from the store).
+    drop(d);
+    let d = start(&dir, &label, port, false);
+    let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+    let r = ledger
+        .submit_withdrawal(submission(
+            &dir,
+            "eth-dev",
+            Chain::Ethereum,
+            eth_transfer(1, 1_000, NEW),
+            "backdated-after-restart",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.state, pb::RequestState::Denied as i32, "{r:?}");
+    let copy = dir.parent().unwrap().join("audit-copy");
+    crate::drill::fetch_and_verify(&d, &d.addr, &copy, &dir);
+}

@@ -181,7 +181,7 @@ impl AuthorizationCheck for PolicyCheck {
                 hash.to_hex()
             ));
         }
-        let policy = Policy::from_toml(event.policy_text.as_bytes())
+        let mut policy = Policy::from_toml(event.policy_text.as_bytes())
             .map_err(|e| format!("the recorded policy text does not load: {e}"))?;
         if let Some(current) = &self.current {
             let approvals = signed(&event.approvals)?;
@@ -217,6 +217,10 @@ impl AuthorizationCheck for PolicyCheck {
                     "not installed by the install quorum of the policy in force: {status:?}"
                 ));
             }
+        }
+        // Its new address-book entries count from this record, whatever `added_at` they claim.
+        if let Some(current) = &self.current {
+            policy.settle_added_at(Some(current), timestamp(record)?);
         }
         // Proposals made under the old policy can no longer install anything.
         self.proposals.clear();

@@ -338,6 +338,31 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Address-book entries count from the moment kinkod installed the policy that added them,
+    /// never from an earlier `added_at` a proposer wrote (backdating would skip the cool-down).
+    /// For a policy installed through governance at `installed_at` after `previous`: an entry
+    /// already in `previous` (same book name and chain) keeps its effective time there, or its
+    /// text's if later; a new entry counts from `installed_at`, or its text's time if later.
+    /// With `previous` unknown (`None`), every entry counts from `installed_at` at the earliest.
+    /// The bootstrap policy, installed by the operator at first start, keeps its text's times.
+    pub fn settle_added_at(&mut self, previous: Option<&Policy>, installed_at: Timestamp) {
+        for (name, book) in self.books.iter_mut() {
+            let before = previous
+                .and_then(|p| p.books.get(name))
+                .filter(|p| p.chain == book.chain);
+            for (norm, e) in book.entries.iter_mut() {
+                let floor = before
+                    .and_then(|p| p.entries.get(norm))
+                    .map_or(installed_at, |earlier| earlier.added_at);
+                if e.added_at < floor {
+                    e.added_at = floor;
+                }
+            }
+        }
+    }
+}
+
+impl Policy {
     /// The policy hash ([`PolicyHash::of_file`] of the bytes it was loaded from).
     pub fn hash(&self) -> PolicyHash {
         self.hash

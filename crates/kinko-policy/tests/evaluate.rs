@@ -834,3 +834,58 @@ fn a_token_transfers_fee_counts_in_the_native_series() {
         v.saw
     );
 }
+
+/// An address-book entry counts from the moment kinkod installed the policy that added it,
+/// not from the `added_at` its proposer wrote: a backdated entry still waits out its cool-down.
+#[test]
+fn a_backdated_address_book_entry_waits_out_its_cool_down_from_installation() {
+    // The policy in force has HOT1 and HOT2 but not HOT3.
+    let without_hot3 = EXAMPLE.replace(
+        "[[address_books.entries]]\naddress = \"0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB\"\nlabel = \"hot wallet 3 (added after the audit)\"\nadded_at = \"2026-06-01T09:00:00Z\"\n\n",
+        "",
+    );
+    assert_ne!(without_hot3, EXAMPLE);
+    let previous = Policy::from_toml(without_hot3.as_bytes()).unwrap();
+    // A proposal adds HOT3 claiming it was added on 2026-06-01; it is installed on 07-01.
+    let installed_at = ts("2026-07-01T12:00:00Z");
+    let mut p = example();
+    p.settle_added_at(Some(&previous), installed_at);
+    let intent = eth_transfer(HOT3, eth(1));
+    // Two days after installation: still in its cool-down (72 h from installation).
+    let d = evaluate(
+        &p,
+        &intent,
+        &ctx(ts("2026-07-03T12:00:00Z"), "eth-cold-1", &EMPTY),
+    );
+    assert_eq!(code(&d), Some(DenyCode::NoRuleMatched), "{}", d.to_text());
+    assert!(
+        d.skipped.iter().any(|s| s
+            .failed
+            .saw
+            .contains("cool-down until 2026-07-04T12:00:00Z")),
+        "{}",
+        d.to_text()
+    );
+    let d = evaluate(
+        &p,
+        &intent,
+        &ctx(ts("2026-07-04T12:00:00Z"), "eth-cold-1", &EMPTY),
+    );
+    assert_eq!(rule_name(&d), "eth-hot-refill");
+    // HOT1 was in the previous policy: it keeps its earlier time and is usable at once.
+    let d = evaluate(
+        &p,
+        &eth_transfer(HOT1, eth(1)),
+        &ctx(ts("2026-07-01T12:00:01Z"), "eth-cold-1", &EMPTY),
+    );
+    assert_eq!(rule_name(&d), "eth-hot-refill");
+    // With no known previous policy, every entry counts from installation.
+    let mut q = example();
+    q.settle_added_at(None, installed_at);
+    let d = evaluate(
+        &q,
+        &eth_transfer(HOT1, eth(1)),
+        &ctx(ts("2026-07-01T12:00:01Z"), "eth-cold-1", &EMPTY),
+    );
+    assert_eq!(code(&d), Some(DenyCode::NoRuleMatched), "{}", d.to_text());
+}

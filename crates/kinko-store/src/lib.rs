@@ -925,6 +925,24 @@ impl Store {
             .optional()?)
     }
 
+    /// Every policy installed, oldest first (the bootstrap policy, then each governance
+    /// installation).
+    pub fn installed_policies(&self) -> Result<Vec<InstalledPolicy>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT policy_hash, policy_text, proposal_id, installed_at FROM installed_policies ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(InstalledPolicy {
+                policy_hash: r.get(0)?,
+                policy_text: r.get(1)?,
+                proposal_id: r.get(2)?,
+                installed_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Installs a policy. For a proposal, atomically: its governance request becomes
     /// `effective`, and every other open install proposal is `superseded` (its approvals were
     /// signed under a policy no longer in force).

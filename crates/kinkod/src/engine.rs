@@ -1652,7 +1652,7 @@ impl Engine {
         proposal: &kinko_store::PolicyProposal,
         evidence_list: Vec<rec::Approval>,
     ) -> Result<(), Refused> {
-        let policy = Policy::from_toml(proposal.policy_text.as_bytes())
+        let mut policy = Policy::from_toml(proposal.policy_text.as_bytes())
             .map_err(|e| Refused::internal("approved policy no longer loads", e))?;
         let (keys, created) = load_keys(&self.hsm, &policy, true)
             .await
@@ -1689,12 +1689,18 @@ impl Engine {
             }),
         )
         .await?;
+        let installed_at = now();
         self.store.install_policy(&kinko_store::InstalledPolicy {
             policy_hash: proposal.policy_hash.clone(),
             policy_text: proposal.policy_text.clone(),
             proposal_id: Some(proposal.id.clone()),
-            installed_at: unix(now()),
+            installed_at: unix(installed_at),
         })?;
+        // Entries it adds to address books count from now, whatever `added_at` they claim.
+        policy.settle_added_at(
+            Some(&live.policy),
+            Timestamp::from_second(unix(installed_at)).unwrap_or(installed_at),
+        );
         let new = Arc::new(Live {
             policy: Arc::new(policy),
             keys,
@@ -1935,6 +1941,35 @@ pub(crate) fn check_not_log_key(
         ));
     }
     Ok(())
+}
+
+/// The policy in force with its address-book entries' effective times: the installed policies
+/// replayed oldest first, each governance installation counting its new entries from the moment
+/// it was installed ([`Policy::settle_added_at`]). `current` is the last one, as loaded from the
+/// policy file.
+pub(crate) fn settled_policy(
+    mut current: Policy,
+    history: &[kinko_store::InstalledPolicy],
+) -> Policy {
+    let Some((last, earlier)) = history.split_last() else {
+        return current;
+    };
+    let mut previous: Option<Policy> = None;
+    for (i, p) in earlier.iter().enumerate() {
+        let mut policy = Policy::from_toml(p.policy_text.as_bytes()).ok();
+        if i > 0
+            && let Some(policy) = policy.as_mut()
+        {
+            let at = Timestamp::from_second(p.installed_at).unwrap_or(Timestamp::MAX);
+            policy.settle_added_at(previous.as_ref(), at);
+        }
+        previous = policy;
+    }
+    if !earlier.is_empty() {
+        let at = Timestamp::from_second(last.installed_at).unwrap_or(Timestamp::MAX);
+        current.settle_added_at(previous.as_ref(), at);
+    }
+    current
 }
 
 /// Reads each signing key the policy names from the HSM, checking any pinned public key; with

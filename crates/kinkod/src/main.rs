@@ -198,7 +198,7 @@ async fn run(config: Config) -> Result<(), String> {
     let policy_path = config.policy.path.clone();
     let policy_text =
         std::fs::read(&policy_path).map_err(|e| format!("{}: {e}", policy_path.display()))?;
-    let policy =
+    let mut policy =
         Policy::from_toml(&policy_text).map_err(|e| format!("{}: {e}", policy_path.display()))?;
     let policy_hash = policy.hash().0.to_vec();
     let store = Arc::new(kinko_store::Store::open(&config.store.path).map_err(|e| e.to_string())?);
@@ -221,6 +221,11 @@ async fn run(config: Config) -> Result<(), String> {
         ));
     }
 
+    // Address-book entries count from when their policy was installed (not its text's times).
+    policy = engine::settled_policy(
+        policy,
+        &store.installed_policies().map_err(|e| e.to_string())?,
+    );
     let hsm = Hsm::open(&config.hsm).await.map_err(|e| e.to_string())?;
     hsm.probe()
         .await

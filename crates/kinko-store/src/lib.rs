@@ -577,6 +577,18 @@ impl Store {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// How many of `requester`'s requests created at or after `since` were denied (indexed by
+    /// requester and state).
+    pub fn count_denied_since(&self, requester: &str, since: i64) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM requests WHERE requester = ?1 AND state = 'denied' AND created_at >= ?2",
+            params![requester, since],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Moves a request from one of `from` to `to`, atomically (compare and set).
     pub fn transition(
         &self,

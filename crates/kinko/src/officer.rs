@@ -42,14 +42,19 @@ const MAX_VALID_FOR: i64 = 400 * 24 * 3600;
 
 /// Decodes the request's raw payload here, with the network and the public key of the officer's
 /// own policy (never a key the daemon reports), after checking the request was evaluated under
-/// that policy. Returns the intent and the digest this client computed.
+/// that policy — or, for a request that was pending when a new policy was installed, that the
+/// policy now in force (`in_force`, as the daemon reports it) is the officer's: an approval
+/// binds the officer's policy hash and counts only under that policy, so approving a request
+/// submitted under the previous one is re-deciding it under the new one. Returns the intent and
+/// the digest this client computed.
 pub(crate) fn decode_locally(
     policy: &Policy,
     req: &pb::Request,
+    in_force: Option<&[u8]>,
 ) -> Result<(Intent, IntentDigest), String> {
-    if req.policy_hash != policy.hash().0 {
+    if req.policy_hash != policy.hash().0 && in_force != Some(policy.hash().0.as_slice()) {
         return Err(format!(
-            "the request was evaluated under policy {}, but your policy file is {}: refusing to sign",
+            "the request was evaluated under policy {}, but your policy file is {} and is not the policy in force: refusing to sign",
             hex::encode(&req.policy_hash),
             policy.hash().to_hex()
         ));
@@ -111,7 +116,26 @@ pub(crate) async fn run(v: Vote, verdict: Verdict) -> Result<(), String> {
         .await
         .map_err(show_status)?
         .into_inner();
-    let (mine, digest) = decode_locally(&policy, &req)?;
+    // A request submitted before the policy in force was installed is approved under the new
+    // policy (the one the approval binds): ask which policy is in force.
+    let in_force = if req.policy_hash != policy.hash().0 {
+        let p = pb::admin_service_client::AdminServiceClient::new(v.connect.channel().await?)
+            .get_policy(pb::GetPolicyRequest {})
+            .await
+            .map_err(show_status)?
+            .into_inner();
+        if p.policy_hash == policy.hash().0 {
+            println!(
+                "note: the request was evaluated under policy {}; the policy in force is yours ({}), and your approval counts under it",
+                hex::encode(&req.policy_hash),
+                policy.hash().to_hex()
+            );
+        }
+        Some(p.policy_hash)
+    } else {
+        None
+    };
+    let (mine, digest) = decode_locally(&policy, &req, in_force.as_deref())?;
     println!(
         "request {} from {} ({:?})",
         req.request_id, req.requester, req.reference

@@ -55,7 +55,7 @@ fn the_officer_decodes_with_the_key_its_policy_pins() {
     let p = policy(Some(EIP155_PK));
     let payload = hex::decode(EIP155).unwrap();
     let honest = request(&p, &payload, EIP155_PK);
-    let (mine, digest) = decode_locally(&p, &honest).unwrap();
+    let (mine, digest) = decode_locally(&p, &honest, None).unwrap();
     // The EIP-155 example's sender: derived from the pinned key, not from the daemon.
     assert_eq!(
         mine.signer.as_str(),
@@ -65,7 +65,7 @@ fn the_officer_decodes_with_the_key_its_policy_pins() {
 
     // A daemon that decoded with another key shows another signer: caught.
     let other_key = request(&p, &payload, G_PK);
-    let (mine, digest) = decode_locally(&p, &other_key).unwrap();
+    let (mine, digest) = decode_locally(&p, &other_key, None).unwrap();
     assert!(!daemon_agrees(&other_key, &mine, &digest).unwrap());
 
     // A daemon that shows one transaction and serves another: caught.
@@ -75,12 +75,12 @@ fn the_officer_decodes_with_the_key_its_policy_pins() {
         "5aaeb6053f3e94c9b9a09f33669435e7ef1beaed",
     ))
     .unwrap();
-    let (mine, digest) = decode_locally(&p, &swapped).unwrap();
+    let (mine, digest) = decode_locally(&p, &swapped, None).unwrap();
     assert!(!daemon_agrees(&swapped, &mine, &digest).unwrap());
     // The right intent with another digest: caught.
     let mut digest_only = request(&p, &payload, EIP155_PK);
     digest_only.intent_digest = vec![0; 32];
-    let (mine, digest) = decode_locally(&p, &digest_only).unwrap();
+    let (mine, digest) = decode_locally(&p, &digest_only, None).unwrap();
     assert!(!daemon_agrees(&digest_only, &mine, &digest).unwrap());
 }
 
@@ -89,17 +89,24 @@ fn refusals_before_decoding() {
     let payload = hex::decode(EIP155).unwrap();
     // The policy does not pin the key: no key the daemon could choose is used instead.
     let unpinned = policy(None);
-    let err = decode_locally(&unpinned, &request(&unpinned, &payload, EIP155_PK)).unwrap_err();
+    let err =
+        decode_locally(&unpinned, &request(&unpinned, &payload, EIP155_PK), None).unwrap_err();
     assert!(err.contains("does not pin the public key"), "{err}");
     // The request was evaluated under another policy than the officer's.
     let p = policy(Some(EIP155_PK));
-    let err = decode_locally(&p, &request(&unpinned, &payload, EIP155_PK)).unwrap_err();
+    let err = decode_locally(&p, &request(&unpinned, &payload, EIP155_PK), None).unwrap_err();
     assert!(err.contains("refusing to sign"), "{err}");
+    // … unless the officer's policy is the one in force now (the request was pending across an
+    // installation): the approval binds, and counts under, the officer's policy.
+    let old = request(&unpinned, &payload, EIP155_PK);
+    assert!(decode_locally(&p, &old, Some(p.hash().0.as_slice())).is_ok());
+    let err = decode_locally(&p, &old, Some(unpinned.hash().0.as_slice())).unwrap_err();
+    assert!(err.contains("is not the policy in force"), "{err}");
     // A key the officer's policy does not know.
     let mut r = request(&p, &payload, EIP155_PK);
     r.key_name = "eth-hot-9".into();
     assert!(
-        decode_locally(&p, &r)
+        decode_locally(&p, &r, None)
             .unwrap_err()
             .contains("no signing key")
     );
@@ -107,7 +114,7 @@ fn refusals_before_decoding() {
     let mut r = request(&p, &payload, EIP155_PK);
     r.payload = hex::decode(EIP155.replace("018080", "058080")).unwrap();
     assert!(
-        decode_locally(&p, &r)
+        decode_locally(&p, &r, None)
             .unwrap_err()
             .contains("decoding the payload locally")
     );

@@ -127,6 +127,10 @@ pub(crate) struct Limits {
     pub(crate) max_concurrent_per_principal: usize,
     /// Pending requests per requester.
     pub(crate) max_pending_per_requester: usize,
+    /// Denied requests stored per requester per 24 h (past it, refused and not stored).
+    pub(crate) max_denied_per_requester_per_day: usize,
+    /// Open WatchRequest streams per principal.
+    pub(crate) max_watches_per_principal: usize,
     /// Deadline of every call.
     pub(crate) request_timeout_secs: u64,
     /// Calls per second per principal, averaged (0: unlimited).
@@ -143,6 +147,8 @@ impl Default for Limits {
             max_message_bytes: 512 * 1024,
             max_concurrent_per_principal: 32,
             max_pending_per_requester: 1000,
+            max_denied_per_requester_per_day: 1000,
+            max_watches_per_principal: 16,
             request_timeout_secs: 30,
             calls_per_second_per_principal: 200.0,
             call_burst_per_principal: 400.0,

@@ -80,6 +80,9 @@ impl Live {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EngineLimits {
     pub(crate) max_pending_per_requester: u64,
+    /// Denied requests kept per requester per 24 h; past it a denied request is refused and
+    /// nothing is stored (denials must not be a way to fill the disk).
+    pub(crate) max_denied_per_requester_per_day: u64,
     /// A request pending approval longer than this expires.
     pub(crate) pending_expiry_secs: i64,
 }
@@ -380,6 +383,21 @@ impl Engine {
                 .map_err(|e| Refused::internal("intent", e))?,
         )
         .map_err(|e| Refused::internal("intent", e))?;
+        if decision.is_denied()
+            && self
+                .store
+                .count_denied_since(principal, unix(at).saturating_sub(24 * 3600))?
+                >= self.limits.max_denied_per_requester_per_day
+        {
+            return Err(Refused::new(
+                Reason::TooManyDenied,
+                format!(
+                    "{principal} had {} requests denied in the last 24 h; this one is denied too and not stored: {}",
+                    self.limits.max_denied_per_requester_per_day,
+                    decision.to_text().lines().next().unwrap_or_default()
+                ),
+            ));
+        }
         let (state, final_reason) = if decision.is_denied() {
             (RequestState::Denied, Some(decision.to_text()))
         } else {

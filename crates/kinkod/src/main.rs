@@ -377,6 +377,10 @@ async fn run(config: Config) -> Result<(), String> {
         engine::EngineLimits {
             max_pending_per_requester: u64::try_from(config.limits.max_pending_per_requester)
                 .unwrap_or(u64::MAX),
+            max_denied_per_requester_per_day: u64::try_from(
+                config.limits.max_denied_per_requester_per_day,
+            )
+            .unwrap_or(u64::MAX),
             pending_expiry_secs: config.limits.pending_expiry_secs,
         },
         Arc::clone(&metrics),
@@ -420,6 +424,9 @@ async fn run(config: Config) -> Result<(), String> {
     let api = service::Api {
         engine: Arc::clone(&engine),
         principals: Arc::clone(&principals),
+        watches: Arc::new(service::Watches::new(
+            config.limits.max_watches_per_principal,
+        )),
     };
 
     let (health_reporter, health) = tonic_health::server::health_reporter();

@@ -182,8 +182,12 @@ pub(crate) async fn serve(
     engine: Arc<crate::engine::Engine>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    // The same limits as the gRPC listener: per peer and in all, each connection for a bounded
+    // time; accept errors back off instead of spinning.
+    let gate = crate::tls::Gate::new();
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
+        let (tcp, peer) = crate::tls::accept(&listener).await;
+        let Some(ticket) = gate.admit(peer.ip()) else {
             continue;
         };
         let _ = tcp.set_nodelay(true);
@@ -193,6 +197,7 @@ pub(crate) async fn serve(
             Arc::clone(&engine),
         );
         tokio::spawn(async move {
+            let _ticket = ticket;
             let work = async {
                 let mut stream = acceptor.accept(tcp).await.ok()?;
                 let role_ok = {
@@ -242,7 +247,7 @@ pub(crate) async fn serve(
                 stream.write_all(response.as_bytes()).await.ok()?;
                 stream.shutdown().await.ok()
             };
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), work).await;
+            let _ = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, work).await;
         });
     }
 }

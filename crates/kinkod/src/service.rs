@@ -20,6 +20,63 @@ use crate::status::{Reason, Refused, status};
 pub(crate) struct Api {
     pub(crate) engine: Arc<Engine>,
     pub(crate) principals: Arc<Principals>,
+    pub(crate) watches: Arc<Watches>,
+}
+
+/// Open WatchRequest streams per principal, bounded.
+pub(crate) struct Watches {
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    max: usize,
+}
+
+/// One open watch stream; closed when dropped (the stream's task ends).
+pub(crate) struct WatchSlot {
+    watches: Arc<Watches>,
+    principal: String,
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.watches.open.lock()
+            && let Some(n) = m.get_mut(&self.principal)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.principal);
+            }
+        }
+    }
+}
+
+impl Watches {
+    pub(crate) fn new(max: usize) -> Self {
+        Watches {
+            open: std::sync::Mutex::new(std::collections::HashMap::new()),
+            max,
+        }
+    }
+
+    fn open(self: &Arc<Self>, principal: &str) -> Result<WatchSlot, Status> {
+        let mut m = self
+            .open
+            .lock()
+            .map_err(|_| status(Reason::Internal, "watch table poisoned"))?;
+        let n = m.entry(principal.to_string()).or_insert(0);
+        if *n >= self.max {
+            return Err(status(
+                Reason::TooManyWatches,
+                &format!(
+                    "{principal} already has {} watch streams open; close one first",
+                    self.max
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(WatchSlot {
+            watches: Arc::clone(self),
+            principal: principal.to_string(),
+        })
+    }
 }
 
 fn chain_to_pb(c: &str) -> pb::Chain {
@@ -209,9 +266,11 @@ impl pb::withdrawal_service_server::WithdrawalService for Api {
                 "no such request for this requester",
             ));
         }
+        let slot = self.watches.open(&who.name)?;
         let mut changes = self.engine.subscribe();
         let api = self.clone();
         let stream = async_stream(move |tx| async move {
+            let _slot = slot;
             let mut last = first;
             if tx
                 .send(Ok(pb::RequestEvent {
@@ -226,7 +285,12 @@ impl pb::withdrawal_service_server::WithdrawalService for Api {
                 if is_final(last.state) {
                     return;
                 }
-                match changes.recv().await {
+                // A client that went away frees its slot at once, not at the next change.
+                let next = tokio::select! {
+                    () = tx.closed() => return,
+                    next = changes.recv() => next,
+                };
+                match next {
                     Ok(changed) if changed != id => continue,
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(_) => return,

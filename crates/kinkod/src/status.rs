@@ -38,6 +38,10 @@ pub(crate) enum Reason {
     AuditUnavailable,
     /// The requester has too many requests pending approval.
     TooManyPending,
+    /// The requester had too many requests denied in the last day.
+    TooManyDenied,
+    /// The principal has too many watch streams open.
+    TooManyWatches,
     /// The principal calls faster than its rate limit.
     RateLimited,
     /// An internal error (logged).
@@ -61,7 +65,10 @@ impl Reason {
             Reason::IdempotencyConflict => Code::AlreadyExists,
             Reason::NotFound => Code::NotFound,
             Reason::HsmUnavailable | Reason::AuditUnavailable => Code::Unavailable,
-            Reason::TooManyPending | Reason::RateLimited => Code::ResourceExhausted,
+            Reason::TooManyPending
+            | Reason::TooManyDenied
+            | Reason::TooManyWatches
+            | Reason::RateLimited => Code::ResourceExhausted,
             Reason::Internal => Code::Internal,
         }
     }
@@ -84,6 +91,8 @@ impl Reason {
             Reason::HsmUnavailable => "HSM_UNAVAILABLE",
             Reason::AuditUnavailable => "AUDIT_UNAVAILABLE",
             Reason::TooManyPending => "TOO_MANY_PENDING",
+            Reason::TooManyDenied => "TOO_MANY_DENIED",
+            Reason::TooManyWatches => "TOO_MANY_WATCHES",
             Reason::RateLimited => "RATE_LIMITED",
             Reason::Internal => "INTERNAL",
         }

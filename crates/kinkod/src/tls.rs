@@ -18,7 +18,7 @@ use tokio_rustls::server::TlsStream;
 use crate::config::TlsConfig;
 
 /// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
@@ -67,43 +67,111 @@ pub(crate) fn server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>
     Ok(Arc::new(server))
 }
 
-/// TLS handshakes allowed in flight at once.
+/// TLS handshakes allowed in flight at once, in all.
 const MAX_HANDSHAKES: usize = 1024;
+/// TLS handshakes allowed in flight at once from one IP address: one host (or one attacker)
+/// holding half-open connections never takes the slots other clients need to reach kinkod.
+const MAX_HANDSHAKES_PER_PEER: usize = 32;
 
-/// Accepts TCP connections and completes TLS handshakes off the accept loop; failed
-/// handshakes (no certificate, wrong CA, TLS 1.2) are logged and dropped.
+/// Admission of connections that have not authenticated yet: at most [`MAX_HANDSHAKES`] TLS
+/// handshakes in flight in all and [`MAX_HANDSHAKES_PER_PEER`] from one address, each for
+/// [`HANDSHAKE_TIMEOUT`] at most. Past either limit a new connection is closed at once.
+pub(crate) struct Gate {
+    global: Arc<tokio::sync::Semaphore>,
+    per_peer: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    per_peer_max: usize,
+}
+
+/// A handshake slot; freed when dropped.
+pub(crate) struct Ticket {
+    gate: Arc<Gate>,
+    ip: std::net::IpAddr,
+    _global: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.gate.per_peer.lock()
+            && let Some(n) = m.get_mut(&self.ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Gate {
+    pub(crate) fn new() -> Arc<Gate> {
+        Gate::with_limits(MAX_HANDSHAKES, MAX_HANDSHAKES_PER_PEER)
+    }
+
+    fn with_limits(global: usize, per_peer: usize) -> Arc<Gate> {
+        Arc::new(Gate {
+            global: Arc::new(tokio::sync::Semaphore::new(global)),
+            per_peer: std::sync::Mutex::new(std::collections::HashMap::new()),
+            per_peer_max: per_peer,
+        })
+    }
+
+    /// A slot for a handshake from `ip`, or `None` (the connection is to be closed).
+    pub(crate) fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Ticket> {
+        let mut m = self.per_peer.lock().ok()?;
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.per_peer_max {
+            return None;
+        }
+        let global = Arc::clone(&self.global).try_acquire_owned().ok()?;
+        *n += 1;
+        Some(Ticket {
+            gate: Arc::clone(self),
+            ip,
+            _global: global,
+        })
+    }
+}
+
+/// Accepts the next TCP connection. An accept error (out of file descriptors, say) waits a
+/// little before the next try instead of spinning.
+pub(crate) async fn accept(listener: &TcpListener) -> (TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(c) => return c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Accepts TCP connections and completes TLS handshakes off the accept loop, under the
+/// [`Gate`]'s limits; failed handshakes (no certificate, wrong CA, TLS 1.2) are logged and
+/// dropped.
 pub(crate) fn incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
-    // Connections that never finish their handshake hold a slot for HANDSHAKE_TIMEOUT at most;
-    // past MAX_HANDSHAKES in flight, new connections are closed at once.
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let gate = Gate::new();
     tokio::spawn(async move {
         loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+            let (tcp, peer) = accept(&listener).await;
             if tx.is_closed() {
                 break;
             }
             // Small gRPC frames must not wait for the peer's delayed ACK (Nagle): ~40 ms a call.
             let _ = tcp.set_nodelay(true);
-            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                tracing::warn!(%peer, "too many TLS handshakes in flight; connection closed");
+            let Some(ticket) = gate.admit(peer.ip()) else {
+                tracing::debug!(%peer, "handshake limit reached; connection closed");
                 continue;
             };
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let _slot = slot;
+                let _ticket = ticket;
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
                         let _ = tx.send(Ok(tls)).await;
@@ -136,4 +204,25 @@ pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| format!("listen on {addr}: {e}"))
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::Gate;
+    use std::net::IpAddr;
+
+    #[test]
+    fn one_peer_never_takes_the_slots_of_others() {
+        let gate = Gate::with_limits(4, 2);
+        let a: IpAddr = [127, 0, 0, 2].into();
+        let b: IpAddr = [127, 0, 0, 1].into();
+        let a1 = gate.admit(a).unwrap();
+        let _a2 = gate.admit(a).unwrap();
+        assert!(gate.admit(a).is_none(), "a third from one peer");
+        let _b1 = gate.admit(b).unwrap();
+        let _b2 = gate.admit(b).unwrap();
+        assert!(gate.admit([10, 0, 0, 1].into()).is_none(), "global limit");
+        drop(a1);
+        assert!(gate.admit(a).is_some(), "a freed slot is reusable");
+    }
 }

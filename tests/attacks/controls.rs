@@ -158,6 +158,11 @@ async fn an_unfreeze_lifts_the_freeze_it_names_and_never_another() {
         request_id: "unfreeze-2".into(),
         freeze_id: second,
     };
+    // A malformed call (a signature of 10 bytes): refused before the engine, and still logged.
+    let mut short = governance(&d, "alice", lift_second.clone(), Verdict::Approve);
+    short.signature.truncate(10);
+    let err = admin(&d, "alice").await.unfreeze(short).await.unwrap_err();
+    assert_eq!(reason(&err), "APPROVAL_INVALID", "{err:?}");
     let mut garbage = governance(&d, "alice", lift_second.clone(), Verdict::Approve);
     garbage.signature[7] ^= 0x20;
     let err = admin(&d, "alice")
@@ -216,7 +221,7 @@ async fn an_unfreeze_lifts_the_freeze_it_names_and_never_another() {
     );
     assert_eq!(
         refusals_for(&records, "unfreeze-2"),
-        ["APPROVAL_INVALID", "APPROVAL_INVALID"]
+        ["APPROVAL_INVALID", "APPROVAL_INVALID", "APPROVAL_INVALID"]
     );
     // And it verifies offline, governance outcomes re-derived from the log alone.
     let copy = dir.parent().unwrap().join("audit-copy");
@@ -763,4 +768,27 @@ async fn a_backdated_allowlist_entry_still_waits_out_its_cool_down() {
     assert_eq!(r.state, pb::RequestState::Denied as i32, "{r:?}");
     let copy = dir.parent().unwrap().join("audit-copy");
     crate::drill::fetch_and_verify(&d, &d.addr, &copy, &dir);
+}
+
+/// A signing key that takes the audit log key's HSM label is refused at start, before any key
+/// is used (the proposal path is tested above).
+#[test]
+fn a_signing_key_on_the_log_key_label_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (label, port) = (unique_label("logkey"), free_port());
+    init(&dir, &label, port, |dir| {
+        replace_in(
+            &dir.join("policy.toml"),
+            "hsm_label = \"kinko-eth-dev\"",
+            "hsm_label = \"kinko-log\"",
+        );
+    });
+    let err = kinko_tests::start_fails(&dir);
+    assert!(
+        err.contains(
+            "signing key eth-dev uses HSM label \"kinko-log\", the audit log key's label; give it its own"
+        ),
+        "{err}"
+    );
 }

@@ -413,6 +413,36 @@ async fn an_officer_freezes_within_a_second_while_a_flood_holds_connections() {
     );
     assert!(reopened > 0);
     drop(held);
+
+    // The same from the officer's own address (one NAT, say): the attacker's half-open
+    // connections are the oldest, and make way for the officer's handshake.
+    let own: std::net::IpAddr = [127, 0, 0, 1].into();
+    let mut held = Vec::new();
+    for _ in 0..1_100 {
+        if let Some(s) = idle_from(own, port).await {
+            held.push(s);
+        }
+    }
+    let started = Instant::now();
+    let f = pb::admin_service_client::AdminServiceClient::new(channel(&d, "carol").await)
+        .freeze(kinko_tests::governance(
+            &d,
+            "carol",
+            kinko_tests::Subject::Freeze {
+                request_id: "under-flood-2".into(),
+            },
+            kinko_tests::Verdict::Approve,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let took = started.elapsed();
+    assert!(f.frozen);
+    assert!(
+        took < Duration::from_secs(1),
+        "the freeze took {took:?} under a flood from the officer's own address"
+    );
+    drop(held);
 }
 
 /// Denied requests are bounded per requester: past the daily cap a denied request is refused

@@ -273,3 +273,127 @@ async fn a_token_pulled_and_put_back_fails_typed_and_resumes() {
     }
     assert!(resumed, "signing did not resume after the key came back");
 }
+
+/// The HSM signs with a key that is not the one its public key object says (the token's eth-dev
+/// public key object replaced by btc-dev's, relabelled, behind kinkod's back). After the module
+/// is re-initialized, the signing path finds the key again, signs, and the signature does not
+/// verify: `HSM_BAD_SIGNATURE`, nothing released, the request failed, the refusal logged, and
+/// another key still signs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signature_that_does_not_verify_is_never_released() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let label = unique_label("atk-badsig");
+    let d = start(&dir, &label, free_port(), true);
+    let token = token_dir(&label);
+    // The public key objects carry their label and point in the clear.
+    let public_object = |key_label: &str| -> PathBuf {
+        let x = &d.keys[key_label.trim_start_matches("kinko-")][1..33];
+        std::fs::read_dir(&token)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                std::fs::read(p).is_ok_and(|b| {
+                    b.windows(key_label.len())
+                        .any(|w| w == key_label.as_bytes())
+                        && b.windows(32).any(|w| w == x)
+                })
+            })
+            .unwrap_or_else(|| panic!("the public key object of {key_label}"))
+    };
+    let eth_public = public_object("kinko-eth-dev");
+    let btc_public = public_object("kinko-btc-dev");
+    let swapped: Vec<u8> = {
+        let b = std::fs::read(&btc_public).unwrap();
+        let at = b.windows(13).position(|w| w == b"kinko-btc-dev").unwrap();
+        let mut b = b;
+        b[at..at + 13].copy_from_slice(b"kinko-eth-dev");
+        b
+    };
+    std::fs::write(&eth_public, swapped).unwrap();
+    // The module re-reads the token only when it is re-initialized: pull the token once.
+    let away = tmp.path().join("token-away");
+    rename(&token, &away);
+    let id = submit_and_approve_once(&d, 0, "pulled").await;
+    let mut bob = ApprovalServiceClient::new(channel(&d, "bob").await);
+    let err = bob
+        .approve(officer_approval(&d, "bob", &id, Verdict::Approve).await)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "HSM_UNAVAILABLE", "{err:?}");
+    rename(&away, &token);
+    let mut seen = None;
+    for attempt in 0..20u64 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let id = submit_and_approve_once(&d, 10 + attempt, &format!("bad-{attempt}")).await;
+        let err = bob
+            .approve(officer_approval(&d, "bob", &id, Verdict::Approve).await)
+            .await
+            .unwrap_err();
+        if reason(&err) == "HSM_BAD_SIGNATURE" {
+            seen = Some((id, err));
+            break;
+        }
+        assert_eq!(reason(&err), "HSM_UNAVAILABLE", "{err:?}");
+    }
+    let (id, err) = seen.expect("no HSM_BAD_SIGNATURE after the token came back");
+    assert_eq!(err.code(), tonic::Code::Internal);
+    assert!(
+        err.message()
+            .contains("key \"kinko-eth-dev\" does not verify")
+            && err.message().contains("nothing was released"),
+        "{err:?}"
+    );
+    let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+    let r = ledger
+        .get_request(pb::RequestId {
+            request_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.state, pb::RequestState::Failed as i32, "{r:?}");
+    assert!(r.signed_transaction.is_empty());
+    let records = kinko_tests::audit_records(&d).await;
+    let of = |t: &str| {
+        records
+            .iter()
+            .filter(|r| kinko_tests::event_type(r) == t && r["event"]["request_id"] == id.as_str())
+            .count()
+    };
+    assert_eq!(of("signature_produced"), 0);
+    let refused = records
+        .iter()
+        .find(|r| {
+            kinko_tests::event_type(r) == "refusal" && r["event"]["request_id"] == id.as_str()
+        })
+        .expect("the refusal is logged");
+    assert_eq!(refused["event"]["code"], "HSM_BAD_SIGNATURE");
+    // Another key is unaffected: a Bitcoin withdrawal is signed.
+    let psbt = btc_psbt(&d);
+    let r = ledger
+        .submit_withdrawal(submission(
+            &d.dir,
+            "btc-dev",
+            Chain::Bitcoin,
+            psbt,
+            "btc-still",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    for officer in ["alice", "bob"] {
+        ApprovalServiceClient::new(channel(&d, officer).await)
+            .approve(officer_approval(&d, officer, &r.request_id, Verdict::Approve).await)
+            .await
+            .unwrap();
+    }
+    let r = ledger
+        .get_request(pb::RequestId {
+            request_id: r.request_id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.state, pb::RequestState::Signed as i32, "{r:?}");
+}

@@ -428,3 +428,62 @@ fn authorization_check_plugs_in_quorum_and_officers() {
     // Without the policy check those signatures pass the structural checks.
     assert!(verify(dir.path()).ok());
 }
+
+/// A request the log says was cancelled is never signed: a correctly written log (real
+/// sequence numbers and checkpoints) that authorizes and signs it after its `request_cancelled`
+/// record fails verification, naming it.
+#[test]
+fn a_signing_after_a_cancel_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        for e in bootstrap_events() {
+            log.append("kinkod", e).unwrap();
+        }
+        let mut events = withdrawal_events(0, &[1, 2]);
+        // After the approvals, before the signing authorization.
+        let at = events
+            .iter()
+            .position(|e| matches!(e, Event::SigningAuthorized(_)))
+            .unwrap();
+        events.insert(
+            at,
+            Event::Cancelled(kinko_audit::record::Cancelled {
+                request_id: "req-0".into(),
+                reason: "cancelled by requester: wrong amount".into(),
+            }),
+        );
+        for e in events {
+            log.append("requester", e).unwrap();
+        }
+        log.checkpoint().unwrap();
+    }
+    let r = verify(dir.path());
+    assert_eq!(r.failures.len(), 1, "{r}");
+    assert!(
+        first_failure(&r).contains("request req-0 signed after it was cancelled"),
+        "{r}"
+    );
+    // And a cancel after the authorization is caught too.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        for e in bootstrap_events() {
+            log.append("kinkod", e).unwrap();
+        }
+        let mut events = withdrawal_events(0, &[1, 2]);
+        events.push(Event::Cancelled(kinko_audit::record::Cancelled {
+            request_id: "req-0".into(),
+            reason: "too late".into(),
+        }));
+        for e in events {
+            log.append("requester", e).unwrap();
+        }
+        log.checkpoint().unwrap();
+    }
+    let r = verify(dir.path());
+    assert!(
+        first_failure(&r).contains("request req-0 cancelled after its signing was authorized"),
+        "{r}"
+    );
+}

@@ -374,3 +374,25 @@ fn every_governance_vote_is_checked_when_received() {
     let veto = approve(p.hash(), &s, "dave", Verdict::Reject, T0, T0 + H);
     assert!(check_vote(&p, &s, None, &veto, t(T0 + 1)).is_ok());
 }
+
+#[test]
+fn an_unfreeze_that_names_no_freeze_does_not_decode() {
+    let p = example();
+    let s = Subject::Unfreeze {
+        request_id: "unf-1".into(),
+        freeze_id: FREEZE,
+    };
+    let good = approve(p.hash(), &s, "alice", Verdict::Approve, T0, T0 + H);
+    assert!(kinko_policy::ApprovalMessage::from_bytes(&good.message).is_ok());
+    // The same message with the freeze id zeroed (what an unfreeze approval looked like before
+    // it named its freeze): refused, so it can never lift any freeze.
+    let mut zeroed = good.message.clone();
+    let at = zeroed.windows(32).position(|w| w == FREEZE.0).unwrap();
+    zeroed[at..at + 32].copy_from_slice(&[0; 32]);
+    let err = kinko_policy::ApprovalMessage::from_bytes(&zeroed).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("an unfreeze must name the freeze it lifts"),
+        "{err}"
+    );
+}

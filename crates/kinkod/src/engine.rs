@@ -260,7 +260,12 @@ impl Engine {
     }
 
     /// Records a refusal that reached the daemon (best effort: the refusal stands either way).
-    async fn refuse(&self, principal: &str, request_id: Option<&str>, r: Refused) -> Refused {
+    pub(crate) async fn refuse(
+        &self,
+        principal: &str,
+        request_id: Option<&str>,
+        r: Refused,
+    ) -> Refused {
         let event = Event::Refusal(rec::Refusal {
             request_id: request_id.map(str::to_string),
             code: r.reason.as_str().to_string(),

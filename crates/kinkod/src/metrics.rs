@@ -197,6 +197,7 @@ pub(crate) async fn serve(
             Arc::clone(&engine),
         );
         tokio::spawn(async move {
+            let evicted = Arc::clone(&ticket.evicted);
             let _ticket = ticket;
             let work = async {
                 let mut stream = acceptor.accept(tcp).await.ok()?;
@@ -247,7 +248,10 @@ pub(crate) async fn serve(
                 stream.write_all(response.as_bytes()).await.ok()?;
                 stream.shutdown().await.ok()
             };
-            let _ = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, work).await;
+            tokio::select! {
+                () = evicted.notified() => {}
+                _ = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, work) => {}
+            }
         });
     }
 }

@@ -357,7 +357,19 @@ where
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
-fn signed_approval(m: pb::SignedApproval) -> Result<(String, SignedApproval), Status> {
+impl Api {
+    /// A malformed approval or governance call is refused and logged as a refusal record (the
+    /// request id it names, when that id is itself well formed).
+    async fn malformed(&self, who: &str, id: &str, r: Refused) -> Status {
+        let id = (!id.is_empty()
+            && id.len() <= kinko_policy::approval::MAX_ID_LEN
+            && id.bytes().all(|b| (0x21..=0x7e).contains(&b)))
+        .then_some(id);
+        self.engine.refuse(who, id, r).await.into()
+    }
+}
+
+fn signed_approval(m: pb::SignedApproval) -> Result<(String, SignedApproval), Refused> {
     let a = kinko_proto::validate::signed_approval(m).map_err(Refused::from)?;
     Ok((
         a.subject_id,
@@ -410,7 +422,12 @@ impl pb::approval_service_server::ApprovalService for Api {
         req: Request<pb::SignedApproval>,
     ) -> Result<Response<pb::Request>, Status> {
         let who = self.who(&req, Some(Role::Officer)).await?;
-        let (request_id, a) = signed_approval(req.into_inner())?;
+        let m = req.into_inner();
+        let id = m.request_id.clone();
+        let (request_id, a) = match signed_approval(m) {
+            Ok(v) => v,
+            Err(r) => return Err(self.malformed(&who.name, &id, r).await),
+        };
         let r = self
             .engine
             .vote(&who.name, &request_id, a, Verdict::Approve)
@@ -423,7 +440,12 @@ impl pb::approval_service_server::ApprovalService for Api {
         req: Request<pb::SignedApproval>,
     ) -> Result<Response<pb::Request>, Status> {
         let who = self.who(&req, Some(Role::Officer)).await?;
-        let (request_id, a) = signed_approval(req.into_inner())?;
+        let m = req.into_inner();
+        let id = m.request_id.clone();
+        let (request_id, a) = match signed_approval(m) {
+            Ok(v) => v,
+            Err(r) => return Err(self.malformed(&who.name, &id, r).await),
+        };
         let r = self
             .engine
             .vote(&who.name, &request_id, a, Verdict::Reject)
@@ -532,7 +554,7 @@ impl pb::audit_service_server::AuditService for Api {
     }
 }
 
-fn governance_approval(m: &pb::GovernanceApproval) -> Result<SignedApproval, Status> {
+fn governance_approval(m: &pb::GovernanceApproval) -> Result<SignedApproval, Refused> {
     let a = kinko_proto::validate::governance_approval(m.clone()).map_err(Refused::from)?;
     Ok(SignedApproval {
         message: a.message,
@@ -635,7 +657,14 @@ impl pb::admin_service_server::AdminService for Api {
         req: Request<pb::GovernanceApproval>,
     ) -> Result<Response<pb::PolicyProposal>, Status> {
         let who = self.who(&req, Some(Role::Officer)).await?;
-        let a = governance_approval(req.get_ref())?;
+        let a = match governance_approval(req.get_ref()) {
+            Ok(a) => a,
+            Err(r) => {
+                return Err(self
+                    .malformed(&who.name, &req.get_ref().subject_id, r)
+                    .await);
+            }
+        };
         let p = self.engine.approve_policy(&who.name, a).await?;
         Ok(Response::new(self.proposal_to_pb(&p)))
     }
@@ -673,7 +702,14 @@ impl pb::admin_service_server::AdminService for Api {
         req: Request<pb::GovernanceApproval>,
     ) -> Result<Response<pb::FreezeState>, Status> {
         let who = self.who(&req, Some(Role::Officer)).await?;
-        let a = governance_approval(req.get_ref())?;
+        let a = match governance_approval(req.get_ref()) {
+            Ok(a) => a,
+            Err(r) => {
+                return Err(self
+                    .malformed(&who.name, &req.get_ref().subject_id, r)
+                    .await);
+            }
+        };
         let f = self.engine.freeze(&who.name, a).await?;
         Ok(Response::new(self.freeze_to_pb(&f)?))
     }
@@ -683,7 +719,14 @@ impl pb::admin_service_server::AdminService for Api {
         req: Request<pb::GovernanceApproval>,
     ) -> Result<Response<pb::FreezeState>, Status> {
         let who = self.who(&req, Some(Role::Officer)).await?;
-        let a = governance_approval(req.get_ref())?;
+        let a = match governance_approval(req.get_ref()) {
+            Ok(a) => a,
+            Err(r) => {
+                return Err(self
+                    .malformed(&who.name, &req.get_ref().subject_id, r)
+                    .await);
+            }
+        };
         let (f, status_json) = self.engine.unfreeze(&who.name, a).await?;
         let mut out = self.freeze_to_pb(&f)?;
         if f.frozen {

@@ -36,6 +36,9 @@ pub(crate) enum Reason {
     HsmUnavailable,
     /// The audit log could not be appended; nothing was signed.
     AuditUnavailable,
+    /// The HSM returned a signature that does not verify under the key's public key (or a key
+    /// failed its self-test): nothing was released; the key is suspect.
+    HsmBadSignature,
     /// The requester has too many requests pending approval.
     TooManyPending,
     /// The requester had too many requests denied in the last day.
@@ -65,6 +68,7 @@ impl Reason {
             Reason::IdempotencyConflict => Code::AlreadyExists,
             Reason::NotFound => Code::NotFound,
             Reason::HsmUnavailable | Reason::AuditUnavailable => Code::Unavailable,
+            Reason::HsmBadSignature => Code::Internal,
             Reason::TooManyPending
             | Reason::TooManyDenied
             | Reason::TooManyWatches
@@ -90,6 +94,7 @@ impl Reason {
             Reason::NotFound => "NOT_FOUND",
             Reason::HsmUnavailable => "HSM_UNAVAILABLE",
             Reason::AuditUnavailable => "AUDIT_UNAVAILABLE",
+            Reason::HsmBadSignature => "HSM_BAD_SIGNATURE",
             Reason::TooManyPending => "TOO_MANY_PENDING",
             Reason::TooManyDenied => "TOO_MANY_DENIED",
             Reason::TooManyWatches => "TOO_MANY_WATCHES",
@@ -170,6 +175,15 @@ impl From<kinko_hsm::HsmError> for Refused {
             Refused::new(
                 Reason::HsmUnavailable,
                 format!("{e}; nothing was signed: restore the token or key, then retry"),
+            )
+        } else if let kinko_hsm::HsmError::BadHsmSignature { label, reason } = &e {
+            // Never released; said plainly, logged as a refusal, and worth a freeze.
+            tracing::error!(error = %e, "the HSM returned a signature that does not verify");
+            Refused::new(
+                Reason::HsmBadSignature,
+                format!(
+                    "the HSM's signature with key {label:?} does not verify under its public key ({reason}); nothing was released: treat the key or token as suspect (freeze, then see docs/incident-response.md)"
+                ),
             )
         } else {
             Refused::internal("HSM failure", e)

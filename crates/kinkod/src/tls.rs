@@ -69,35 +69,57 @@ pub(crate) fn server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>
 
 /// TLS handshakes allowed in flight at once, in all.
 const MAX_HANDSHAKES: usize = 1024;
-/// TLS handshakes allowed in flight at once from one IP address: one host (or one attacker)
-/// holding half-open connections never takes the slots other clients need to reach kinkod.
+/// TLS handshakes allowed in flight at once from one IP address.
 const MAX_HANDSHAKES_PER_PEER: usize = 32;
 
-/// Admission of connections that have not authenticated yet: at most [`MAX_HANDSHAKES`] TLS
-/// handshakes in flight in all and [`MAX_HANDSHAKES_PER_PEER`] from one address, each for
-/// [`HANDSHAKE_TIMEOUT`] at most. Past either limit a new connection is closed at once.
+/// Admission of connections that have not authenticated yet. At most [`MAX_HANDSHAKES`] TLS
+/// handshakes are in flight in all and [`MAX_HANDSHAKES_PER_PEER`] from one address, each for
+/// [`HANDSHAKE_TIMEOUT`] at most. A new connection is never turned away for lack of a slot:
+/// the oldest handshake in flight from the same address (past the per-address limit) or from
+/// anyone (past the global one) is dropped to make room. Half-open connections held by an
+/// attacker — from one address, from many, or from the officer's own address behind the same
+/// NAT — are always the oldest, so they make way for an officer whose handshake takes
+/// milliseconds; authenticated connections hold no slot at all.
 pub(crate) struct Gate {
-    global: Arc<tokio::sync::Semaphore>,
-    per_peer: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    inner: std::sync::Mutex<GateState>,
+    max: usize,
     per_peer_max: usize,
 }
 
-/// A handshake slot; freed when dropped.
+#[derive(Default)]
+struct GateState {
+    next_id: u64,
+    /// Handshakes in flight, oldest first: id, peer, and how to drop it.
+    flight: std::collections::VecDeque<(u64, std::net::IpAddr, Arc<tokio::sync::Notify>)>,
+    per_peer: std::collections::HashMap<std::net::IpAddr, usize>,
+}
+
+impl GateState {
+    fn remove_at(&mut self, i: usize) -> Option<Arc<tokio::sync::Notify>> {
+        let (_, ip, evict) = self.flight.remove(i)?;
+        if let Some(n) = self.per_peer.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_peer.remove(&ip);
+            }
+        }
+        Some(evict)
+    }
+}
+
+/// A handshake slot; freed when dropped. `evicted` fires when a newer connection took it.
 pub(crate) struct Ticket {
     gate: Arc<Gate>,
-    ip: std::net::IpAddr,
-    _global: tokio::sync::OwnedSemaphorePermit,
+    id: u64,
+    pub(crate) evicted: Arc<tokio::sync::Notify>,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if let Ok(mut m) = self.gate.per_peer.lock()
-            && let Some(n) = m.get_mut(&self.ip)
+        if let Ok(mut st) = self.gate.inner.lock()
+            && let Some(i) = st.flight.iter().position(|(id, ..)| *id == self.id)
         {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
+            st.remove_at(i);
         }
     }
 }
@@ -107,28 +129,44 @@ impl Gate {
         Gate::with_limits(MAX_HANDSHAKES, MAX_HANDSHAKES_PER_PEER)
     }
 
-    fn with_limits(global: usize, per_peer: usize) -> Arc<Gate> {
+    fn with_limits(max: usize, per_peer: usize) -> Arc<Gate> {
         Arc::new(Gate {
-            global: Arc::new(tokio::sync::Semaphore::new(global)),
-            per_peer: std::sync::Mutex::new(std::collections::HashMap::new()),
-            per_peer_max: per_peer,
+            inner: std::sync::Mutex::new(GateState::default()),
+            max: max.max(1),
+            per_peer_max: per_peer.max(1),
         })
     }
 
-    /// A slot for a handshake from `ip`, or `None` (the connection is to be closed).
+    /// A slot for a handshake from `ip`, evicting the oldest handshake that stands in its way.
     pub(crate) fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Ticket> {
-        let mut m = self.per_peer.lock().ok()?;
-        let n = m.entry(ip).or_insert(0);
-        if *n >= self.per_peer_max {
-            return None;
+        let mut st = self.inner.lock().ok()?;
+        if st.per_peer.get(&ip).copied().unwrap_or(0) >= self.per_peer_max
+            && let Some(i) = st.flight.iter().position(|(_, p, _)| *p == ip)
+            && let Some(evict) = st.remove_at(i)
+        {
+            evict.notify_one();
         }
-        let global = Arc::clone(&self.global).try_acquire_owned().ok()?;
-        *n += 1;
+        if st.flight.len() >= self.max
+            && let Some(evict) = st.remove_at(0)
+        {
+            evict.notify_one();
+        }
+        let id = st.next_id;
+        st.next_id = st.next_id.wrapping_add(1);
+        let evicted = Arc::new(tokio::sync::Notify::new());
+        st.flight.push_back((id, ip, Arc::clone(&evicted)));
+        *st.per_peer.entry(ip).or_insert(0) += 1;
         Some(Ticket {
             gate: Arc::clone(self),
-            ip,
-            _global: global,
+            id,
+            evicted,
         })
+    }
+
+    #[cfg(test)]
+    fn in_flight(&self) -> (usize, usize) {
+        let st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        (st.flight.len(), st.per_peer.len())
     }
 }
 
@@ -165,14 +203,22 @@ pub(crate) fn incoming(
             // Small gRPC frames must not wait for the peer's delayed ACK (Nagle): ~40 ms a call.
             let _ = tcp.set_nodelay(true);
             let Some(ticket) = gate.admit(peer.ip()) else {
-                tracing::debug!(%peer, "handshake limit reached; connection closed");
                 continue;
             };
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let _ticket = ticket;
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+                let done = tokio::select! {
+                    () = ticket.evicted.notified() => {
+                        tracing::debug!(%peer, "half-open connection dropped for a newer one");
+                        return;
+                    }
+                    done = handshake => done,
+                };
+                // Authenticated (or refused): the slot is free from here.
+                drop(ticket);
+                match done {
                     Ok(Ok(tls)) => {
                         let _ = tx.send(Ok(tls)).await;
                     }
@@ -212,17 +258,39 @@ mod gate_tests {
     use std::net::IpAddr;
 
     #[test]
-    fn one_peer_never_takes_the_slots_of_others() {
+    fn the_oldest_half_open_handshake_makes_way() {
         let gate = Gate::with_limits(4, 2);
         let a: IpAddr = [127, 0, 0, 2].into();
         let b: IpAddr = [127, 0, 0, 1].into();
         let a1 = gate.admit(a).unwrap();
-        let _a2 = gate.admit(a).unwrap();
-        assert!(gate.admit(a).is_none(), "a third from one peer");
-        let _b1 = gate.admit(b).unwrap();
+        let a2 = gate.admit(a).unwrap();
+        // A third from one address evicts that address's oldest, not anyone else's.
+        let a3 = gate.admit(a).unwrap();
+        assert_eq!(gate.in_flight(), (2, 1));
+        let b1 = gate.admit(b).unwrap();
         let _b2 = gate.admit(b).unwrap();
-        assert!(gate.admit([10, 0, 0, 1].into()).is_none(), "global limit");
-        drop(a1);
-        assert!(gate.admit(a).is_some(), "a freed slot is reusable");
+        assert_eq!(gate.in_flight(), (4, 2));
+        // Past the global limit the oldest of all makes way.
+        let c: IpAddr = [10, 0, 0, 1].into();
+        let _c1 = gate.admit(c).unwrap();
+        assert_eq!(gate.in_flight(), (4, 3));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let fired = |t: &super::Ticket| {
+            rt.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_millis(10), t.evicted.notified())
+                    .await
+                    .is_ok()
+            })
+        };
+        assert!(fired(&a1), "a1: evicted by a3");
+        assert!(fired(&a2), "a2: the oldest when c1 came");
+        assert!(!fired(&a3));
+        assert!(!fired(&b1));
+        // Dropping tickets frees their slots.
+        drop((a1, a2, a3, b1));
+        assert_eq!(gate.in_flight(), (2, 2));
     }
 }

@@ -251,6 +251,16 @@ struct Authorized {
     seq: u64,
     key_name: String,
     to_sign: Vec<SigningInput>,
+    replay_keys: Vec<String>,
+}
+
+/// What a signing input is, for the double-sign check: the prehash for ECDSA, the message for
+/// Ed25519.
+fn signed_bytes(input: &SigningInput) -> &str {
+    match input {
+        SigningInput::EcdsaSecp256k1 { digest, .. } => digest,
+        SigningInput::Ed25519 { message, .. } => message,
+    }
 }
 
 /// Verifies the log in `dir` under the log key `key`. Returns `Err` only when the directory
@@ -520,6 +530,11 @@ struct SemanticState {
     authorized: HashMap<String, Authorized>,
     signed: BTreeSet<String>,
     cancelled: BTreeSet<String>,
+    /// (key, replay key) → the request whose signature consumed it: a nonce, an outpoint, a
+    /// Safe nonce, a Solana message or durable nonce is signed at most once per key.
+    replay_signed: HashMap<(String, String), String>,
+    /// (key, signed digest or message) → the request that signed it.
+    digest_signed: HashMap<(String, String), String>,
     last_signature_seq: Option<u64>,
     signatures: u64,
     authorizations: u64,
@@ -697,6 +712,7 @@ impl SemanticState {
                             seq,
                             key_name: e.key_name.clone(),
                             to_sign: intent.to_sign,
+                            replay_keys: intent.replay_keys,
                         },
                     );
                 }
@@ -716,6 +732,35 @@ impl SemanticState {
                     return;
                 };
                 self.signed.insert(e.request_id.clone());
+                // A double-sign is visible from the log alone: the same replay key (an Ethereum
+                // nonce, a Bitcoin outpoint, …) or the same digest signed by two requests.
+                for rk in &a.replay_keys {
+                    let slot = self
+                        .replay_signed
+                        .entry((a.key_name.clone(), rk.clone()))
+                        .or_insert_with(|| e.request_id.clone());
+                    if *slot != e.request_id {
+                        let first = slot.clone();
+                        fail(format!(
+                            "replay key {rk} of key {} signed twice: by request {first} and by request {}",
+                            a.key_name, e.request_id
+                        ));
+                    }
+                }
+                for input in &a.to_sign {
+                    let d = signed_bytes(input).to_string();
+                    let slot = self
+                        .digest_signed
+                        .entry((a.key_name.clone(), d.clone()))
+                        .or_insert_with(|| e.request_id.clone());
+                    if *slot != e.request_id {
+                        let first = slot.clone();
+                        fail(format!(
+                            "digest {d} of key {} signed twice: by request {first} and by request {}",
+                            a.key_name, e.request_id
+                        ));
+                    }
+                }
                 if a.key_name != e.key_name {
                     fail(format!(
                         "signed with key {} but key {} was authorized",

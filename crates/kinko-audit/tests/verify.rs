@@ -487,3 +487,55 @@ fn a_signing_after_a_cancel_is_caught() {
         "{r}"
     );
 }
+
+/// The auditor sees a double-sign from the log alone: the same transaction signed for two
+/// requests (its nonce and its digest), and another transaction for an already signed nonce.
+#[test]
+fn a_replay_key_or_digest_signed_twice_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        for e in bootstrap_events() {
+            log.append("kinkod", e).unwrap();
+        }
+        // req-0 signs nonce 0; req-0-again signs the very same transaction.
+        for e in withdrawal_events(0, &[1, 2]) {
+            log.append("requester", e).unwrap();
+        }
+        for e in withdrawal_events_as("req-0-again", 0, payload(0), &[1, 2]) {
+            log.append("requester", e).unwrap();
+        }
+        // req-0-other signs another transaction (0.5 ETH) with the same nonce.
+        let other = payload_with_value(0, 500_000_000_000_000_000);
+        assert_ne!(other, payload(0));
+        for e in withdrawal_events_as("req-0-other", 0, other, &[1, 2]) {
+            log.append("requester", e).unwrap();
+        }
+        // A different nonce is fine.
+        for e in withdrawal_events(1, &[1, 2]) {
+            log.append("requester", e).unwrap();
+        }
+        log.checkpoint().unwrap();
+    }
+    let r = verify(dir.path());
+    let texts: Vec<String> = r.failures.iter().map(|f| f.to_string()).collect();
+    assert_eq!(texts.len(), 3, "{r}");
+    assert!(
+        texts[0].contains(&format!(
+            "replay key nonce:0 of key {KEY_NAME} signed twice: by request req-0 and by request req-0-again"
+        )),
+        "{r}"
+    );
+    assert!(
+        texts[1].contains(&format!(
+            "of key {KEY_NAME} signed twice: by request req-0 and by request req-0-again"
+        )) && texts[1].contains("digest "),
+        "{r}"
+    );
+    assert!(
+        texts[2].contains(&format!(
+            "replay key nonce:0 of key {KEY_NAME} signed twice: by request req-0 and by request req-0-other"
+        )),
+        "{r}"
+    );
+}

@@ -142,10 +142,36 @@ pub fn approval_message(request_id: &str, intent: &IntentRecord) -> Vec<u8> {
 
 /// The events of one approved and signed withdrawal, approved by `officers`.
 pub fn withdrawal_events(n: u64, officers: &[u8]) -> Vec<Event> {
-    let request_id = format!("req-{n}");
-    let intent = intent(n);
+    withdrawal_events_as(&format!("req-{n}"), n, payload(n), officers)
+}
+
+/// [`payload`] with another value (wei): another transaction with the same nonce.
+pub fn payload_with_value(nonce: u64, wei: u64) -> Vec<u8> {
+    let p = payload(nonce);
+    let one_eth = 1_000_000_000_000_000_000u64.to_be_bytes();
+    let at = p.windows(8).position(|w| w == one_eth).unwrap();
+    let mut out = p.clone();
+    out[at..at + 8].copy_from_slice(&wei.to_be_bytes());
+    out
+}
+
+/// The events of request `request_id` for `payload`, approved by `officers` and signed.
+pub fn withdrawal_events_as(
+    request_id: &str,
+    n: u64,
+    payload: Vec<u8>,
+    officers: &[u8],
+) -> Vec<Event> {
+    let request_id = request_id.to_string();
+    let network = Network::new("1").unwrap();
+    let tokens = TokenRegistry::new();
+    let ctx = kinko_chain::DecodeContext {
+        network: &network,
+        public_key: &hsm_public_key(),
+        tokens: &tokens,
+    };
+    let intent = kinko_chain::decode(Chain::Ethereum, &payload, &ctx).unwrap();
     let ir = IntentRecord::of(&intent).unwrap();
-    let payload = payload(n);
     let msg = approval_message(&request_id, &ir);
     let approvals: Vec<Approval> = officers.iter().map(|&i| approval(i, &msg)).collect();
     let SigningInput::EcdsaSecp256k1 { digest, .. } = &intent.to_sign[0] else {

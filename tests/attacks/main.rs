@@ -19,6 +19,7 @@ mod governance;
 mod hsm_faults;
 mod pipeline;
 mod proxy;
+mod store_edits;
 
 /// Whether the slow variants run.
 #[allow(dead_code)] // used by the scenarios that have a slow variant

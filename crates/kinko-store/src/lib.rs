@@ -577,6 +577,25 @@ impl Store {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// The request holding the claim of `value` for `key_name`: a signed digest when `digest`,
+    /// else a replay key.
+    pub fn claim_holder(
+        &self,
+        digest: bool,
+        key_name: &str,
+        value: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let conn = self.conn()?;
+        let sql = if digest {
+            "SELECT request_id FROM signed_digests WHERE key_name = ?1 AND digest = ?2"
+        } else {
+            "SELECT request_id FROM replay_keys WHERE key_name = ?1 AND replay_key = ?2"
+        };
+        Ok(conn
+            .query_row(sql, params![key_name, value], |r| r.get(0))
+            .optional()?)
+    }
+
     /// How many of `requester`'s requests created at or after `since` were denied (indexed by
     /// requester and state).
     pub fn count_denied_since(&self, requester: &str, since: i64) -> Result<u64, StoreError> {

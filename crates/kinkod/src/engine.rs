@@ -860,17 +860,7 @@ impl Engine {
         // Pending → signing in the claim's own commit (one disk sync under the lock, not two).
         let at = now();
         let velocity = velocity_entries(&intent).map_err(|e| Refused::internal("velocity", e))?;
-        let digests: Vec<String> = intent
-            .to_sign
-            .iter()
-            .map(|s| match s {
-                SigningInput::EcdsaSecp256k1 { digest, .. } => digest.clone(),
-                SigningInput::Ed25519 { message, .. } => {
-                    use sha2::{Digest, Sha256};
-                    hex::encode(Sha256::digest(message.as_bytes()))
-                }
-            })
-            .collect();
+        let digests = claim_digests(&intent.to_sign);
         let claim = SigningClaim {
             request_id: request_id.to_string(),
             key_name: key.name.clone(),
@@ -1810,6 +1800,121 @@ impl Engine {
         self.live().keys.values().cloned().collect()
     }
 
+    /// Checks the store against the log before anything is signed (the log outranks the store):
+    /// the freeze in force must be the log's (an edited or deleted freeze row never resumes
+    /// signing), and every request the log shows signed must be signed in the store and still
+    /// hold the claims of its replay keys and digests (deleted claims never let a nonce, an
+    /// outpoint or a transaction be signed again). Run after [`Engine::recover`]. On any
+    /// disagreement, says what differs.
+    pub(crate) fn check_store_against_log(&self) -> Result<(), String> {
+        let mut frozen: Option<(u64, [u8; 32])> = None;
+        let mut authorized: HashMap<String, Claims> = HashMap::new();
+        let mut signed: Vec<(u64, String, Claims)> = Vec::new();
+        let mut from = 0u64;
+        loop {
+            let lines = self
+                .audit
+                .read_lines(from, 4096)
+                .map_err(|e| format!("reading the audit log: {e}"))?;
+            if lines.is_empty() {
+                break;
+            }
+            for line in &lines {
+                let record = rec::Record::decode(line.as_bytes())
+                    .map_err(|e| format!("audit record {from}: {e}"))?;
+                match record.event {
+                    Event::Freeze(_) => {
+                        frozen = Some((from, kinko_audit::merkle::leaf_hash(line.as_bytes())));
+                    }
+                    Event::Unfreeze(_) => frozen = None,
+                    Event::SigningAuthorized(a) => {
+                        let to_sign: Vec<SigningInput> = a
+                            .intent
+                            .check()
+                            .map(|i| i.to_sign)
+                            .map_err(|e| format!("audit record {from}: {e}"))?;
+                        let replay_keys =
+                            a.intent.check().map(|i| i.replay_keys).unwrap_or_default();
+                        authorized.insert(
+                            a.request_id,
+                            Claims {
+                                key: a.key_name,
+                                replay_keys,
+                                digests: claim_digests(&to_sign),
+                            },
+                        );
+                    }
+                    Event::SignatureProduced(p) => {
+                        if let Some(claims) = authorized.remove(&p.request_id) {
+                            signed.push((from, p.request_id, claims));
+                        }
+                    }
+                    _ => {}
+                }
+                from += 1;
+            }
+        }
+        let restore = "the store was edited or replaced behind kinkod: restore it from backup (docs/incident-response.md); kinkod will not sign until store and log agree";
+        let f = self.store.freeze_state().map_err(|e| e.to_string())?;
+        match frozen {
+            Some((seq, id)) if !f.frozen || f.freeze_id.as_slice() != id.as_slice() => {
+                return Err(format!(
+                    "the audit log says signing is frozen (freeze record {seq}, id {}), but the store says {}; {restore}",
+                    hex::encode(id),
+                    if f.frozen {
+                        format!("another freeze ({})", hex::encode(&f.freeze_id))
+                    } else {
+                        "not frozen".to_string()
+                    }
+                ));
+            }
+            None if f.frozen => {
+                return Err(format!(
+                    "the store says signing is frozen, but the audit log shows no freeze in force; {restore}"
+                ));
+            }
+            _ => {}
+        }
+        for (seq, id, claims) in &signed {
+            let Claims {
+                key,
+                replay_keys,
+                digests,
+            } = claims;
+            match self.store.get_request(id) {
+                Ok(r) if r.state == RequestState::Signed => {}
+                Ok(r) => {
+                    return Err(format!(
+                        "request {id} is {} in the store, but the audit log shows it signed (record {seq}); {restore}",
+                        r.state
+                    ));
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "request {id}, signed according to the audit log (record {seq}), is not in the store; {restore}"
+                    ));
+                }
+            }
+            for (what, values) in [("replay key", replay_keys), ("digest", digests)] {
+                for v in values {
+                    let holder = self
+                        .store
+                        .claim_holder(what == "digest", key, v)
+                        .map_err(|e| e.to_string())?;
+                    if holder.as_deref() != Some(id.as_str()) {
+                        return Err(format!(
+                            "the store lacks the claim of {what} {v} of key {key}, which request {id} signed (audit record {seq}){}; {restore}",
+                            holder
+                                .map(|h| format!(" (held by {h})"))
+                                .unwrap_or_default()
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Requests left in `signing` by a crash. The log outranks the store: a request whose
     /// `signature_produced` record is in the log was signed — its signed transaction may already
     /// be out (the log is streamed to auditors) — so it is restored as signed, never reported
@@ -1882,6 +1987,28 @@ impl Engine {
         }
         Ok((restored, failed))
     }
+}
+
+/// What a signed request holds in the store: its key, replay keys and digests.
+struct Claims {
+    key: String,
+    replay_keys: Vec<String>,
+    digests: Vec<String>,
+}
+
+/// The digests a signing claims in the store: the prehash for ECDSA, the SHA-256 of the message
+/// (as hex) for Ed25519.
+fn claim_digests(to_sign: &[SigningInput]) -> Vec<String> {
+    to_sign
+        .iter()
+        .map(|s| match s {
+            SigningInput::EcdsaSecp256k1 { digest, .. } => digest.clone(),
+            SigningInput::Ed25519 { message, .. } => {
+                use sha2::{Digest, Sha256};
+                hex::encode(Sha256::digest(message.as_bytes()))
+            }
+        })
+        .collect()
 }
 
 /// How a governance status is stored: its state name, and the quorum instant when reached.

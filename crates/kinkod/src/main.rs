@@ -400,6 +400,8 @@ async fn run(config: Config) -> Result<(), String> {
             "requests interrupted between authorization and signature were failed explicitly"
         );
     }
+    // The log outranks the store: a store edited behind kinkod is refused before any signing.
+    engine.check_store_against_log()?;
     let engine = Arc::new(engine);
     {
         // Governance delays and request expiry advance on their own.

@@ -1,6 +1,7 @@
-//! The log outranks the store: an insider edits kinkod's database while it is stopped — the
-//! freeze cleared or deleted, a signed request's claims deleted, the signed request deleted or set
-//! back to pending — and kinkod refuses to start, saying what differs, instead of signing.
+//! The log outranks the store: an insider edits kinkod's database while it is stopped. A freeze
+//! cleared or deleted is restored from the log (signing stays frozen); another freeze id, a
+//! signed request's claims deleted, the signed request deleted or set back to pending: kinkod
+//! refuses to start, saying what differs. Never signed.
 
 use std::path::Path;
 use std::time::Duration;
@@ -81,16 +82,47 @@ async fn a_store_edited_behind_kinkod_is_refused_at_start() {
     let pristine = tmp.path().join("pristine");
     copy_dir(&dir, &pristine);
 
-    let cases: [(&str, String, &str); 6] = [
+    // The freeze cleared or its row deleted: the log's freeze is restored, never lifted.
+    for (what, edit) in [
         (
             "freeze cleared",
-            "UPDATE freeze SET frozen = 0, freeze_id = x'';".into(),
-            "the audit log says signing is frozen",
+            "UPDATE freeze SET frozen = 0, freeze_id = x'';",
         ),
+        ("freeze row deleted", "DELETE FROM freeze;"),
+    ] {
+        let _ = std::fs::remove_dir_all(&dir);
+        copy_dir(&pristine, &dir);
+        sql(&dir, edit);
+        let d = start(&dir, &label, port, false);
+        let now = AdminServiceClient::new(channel(&d, "auditor").await)
+            .get_freeze_state(pb::ListKeysRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(now.frozen, "{what}: {now:?}");
+        assert_eq!(now.freeze_id, f.freeze_id, "{what}: the log's freeze");
+        // Nothing is signed: a fully approved withdrawal waits.
+        let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+        let r = ledger
+            .submit_withdrawal(submission(
+                &dir,
+                "eth-dev",
+                Chain::Ethereum,
+                eth_transfer(1, 1_000, hot),
+                "after-edit",
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.state, pb::RequestState::Denied as i32, "{what}: {r:?}");
+        drop(d);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let cases: [(&str, String, &str); 5] = [
         (
-            "freeze row deleted",
-            "DELETE FROM freeze;".into(),
-            "but the store says not frozen",
+            "freeze id replaced",
+            "UPDATE freeze SET freeze_id = x'0101010101010101010101010101010101010101010101010101010101010101';".into(),
+            "but the store names another freeze",
         ),
         (
             "replay key deleted",

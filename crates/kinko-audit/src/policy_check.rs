@@ -220,7 +220,8 @@ impl AuthorizationCheck for PolicyCheck {
         }
         // Its new address-book entries count from this record, whatever `added_at` they claim.
         if let Some(current) = &self.current {
-            policy.settle_added_at(Some(current), timestamp(record)?);
+            // In whole seconds, as kinkod records the installation.
+            policy.settle_added_at(Some(current), whole_seconds(timestamp(record)?));
         }
         // Proposals made under the old policy can no longer install anything.
         self.proposals.clear();

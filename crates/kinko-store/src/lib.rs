@@ -881,7 +881,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let conn = self.conn()?;
         conn.execute(
-            "UPDATE governance SET state = ?2, quorum_reached_at = COALESCE(quorum_reached_at, ?3) WHERE id = ?1",
+            "UPDATE governance SET state = ?2, quorum_reached_at = COALESCE(quorum_reached_at, ?3) WHERE id = ?1 AND state IN ('pending', 'waiting')",
             params![id, state, quorum_reached_at],
         )?;
         Ok(())

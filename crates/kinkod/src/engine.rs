@@ -114,6 +114,9 @@ pub(crate) struct Engine {
     auth_refusals: Mutex<(f64, std::time::Instant)>,
     /// The HSM label of the audit log's key: no signing key may use it.
     log_key_label: String,
+    /// Set once a `freeze` record is durable and cleared once an `unfreeze` is applied: signing
+    /// stays frozen even if the store could not record the freeze (fail closed).
+    log_frozen: std::sync::atomic::AtomicBool,
 }
 
 fn now() -> Timestamp {
@@ -151,6 +154,7 @@ impl Engine {
             last_hsm_reset: Mutex::new(None),
             auth_refusals: Mutex::new((AUTH_REFUSALS_PER_SEC * 10.0, std::time::Instant::now())),
             log_key_label: String::new(),
+            log_frozen: std::sync::atomic::AtomicBool::new(false),
         };
         engine.load_velocity()?;
         Ok(engine)
@@ -182,6 +186,13 @@ impl Engine {
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+
+    /// Whether signing is frozen: by the store, or by a freeze record the store may not have
+    /// recorded.
+    fn frozen(&self) -> Result<bool, Refused> {
+        Ok(self.log_frozen.load(std::sync::atomic::Ordering::SeqCst)
+            || self.store.freeze_state()?.frozen)
     }
 
     /// A snapshot of the policy in force and its keys.
@@ -368,7 +379,7 @@ impl Engine {
                 .velocity
                 .lock()
                 .map_err(|_| Refused::internal("velocity", "poisoned"))?;
-            let frozen = self.store.freeze_state()?.frozen;
+            let frozen = self.frozen()?;
             evaluate(
                 policy,
                 &intent,
@@ -823,7 +834,7 @@ impl Engine {
                 .velocity
                 .lock()
                 .map_err(|_| Refused::internal("velocity", "poisoned"))?;
-            let frozen = self.store.freeze_state()?.frozen;
+            let frozen = self.frozen()?;
             let ctx = Context {
                 now: now(),
                 requester: &request.new.requester,
@@ -1226,6 +1237,9 @@ impl Engine {
                 }),
             )
             .await?;
+        // In force from here, whatever happens to the store write below.
+        self.log_frozen
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let state = kinko_store::FreezeState {
             frozen: true,
             by: principal.to_string(),
@@ -1271,6 +1285,8 @@ impl Engine {
             ));
         };
         let _g = self.governance_lock.lock().await;
+        // No freeze lands between the check of the freeze in force and the vote's record.
+        let controls = self.controls.read().await;
         let f = self.store.freeze_state()?;
         if !f.frozen {
             return Err(Refused::new(Reason::WrongState, "signing is not frozen"));
@@ -1300,6 +1316,7 @@ impl Engine {
         self.not_voted_yet(&request_id, principal)?;
         self.record_vote(principal, &live, "unfreeze", &request_id, &msg, approval)
             .await?;
+        drop(controls);
         let status = self.settle_unfreeze_locked(&request_id).await?;
         let text = serde_json::to_string(&status).unwrap_or_default();
         Ok((self.store.freeze_state()?, text))
@@ -1326,11 +1343,11 @@ impl Engine {
             .store
             .governance(request_id)?
             .ok_or_else(|| Refused::new(Reason::NotFound, "no such unfreeze request"))?;
-        let status = self.unfreeze_status_of(&live, &g)?;
+        let f = self.store.freeze_state()?;
+        let status = self.unfreeze_status_of(&live, &g, &f)?;
         if g.state != "pending" && g.state != "waiting" {
             return Ok(status);
         }
-        let f = self.store.freeze_state()?;
         if !f.frozen {
             self.store
                 .set_governance_state(request_id, "superseded", None)?;
@@ -1342,15 +1359,24 @@ impl Engine {
                 .set_governance_state(request_id, state, reached_now)?;
             return Ok(status);
         }
-        let stored = self.store.governance_approvals(request_id)?;
-        let evidence_list = counted_evidence(&live.policy, &status, stored);
         {
-            // No signing authorization is logged while the freeze lifts.
+            // Decided again under the controls lock, from one reading of the freeze in force and
+            // of the request: a freeze that landed meanwhile is never lifted by votes for an
+            // earlier one, and a request closed meanwhile never acts.
             let _controls = self.controls.write().await;
-            if self.store.freeze_state()?.freeze_id != f.freeze_id {
-                // Frozen again while this waited: it lifted an earlier freeze, and is closed.
+            let Some(g) = self.store.governance(request_id)? else {
+                return Ok(status);
+            };
+            let f = self.store.freeze_state()?;
+            if (g.state != "pending" && g.state != "waiting") || !f.frozen {
                 return Ok(status);
             }
+            let status = self.unfreeze_status_of(&live, &g, &f)?;
+            if !status.is_effective() {
+                return Ok(status);
+            }
+            let stored = self.store.governance_approvals(request_id)?;
+            let evidence_list = counted_evidence(&live.policy, &status, stored);
             self.append(
                 "kinkod",
                 Event::Unfreeze(rec::Unfreeze {
@@ -1363,6 +1389,8 @@ impl Engine {
                 .set_governance_state(request_id, "effective", reached_now)?;
             self.store
                 .set_freeze(&kinko_store::FreezeState::default())?;
+            self.log_frozen
+                .store(false, std::sync::atomic::Ordering::SeqCst);
         }
         tracing::warn!(request_id, "signing unfrozen");
         // Requests whose quorum was met while frozen are signed now.
@@ -1379,8 +1407,8 @@ impl Engine {
         &self,
         live: &Live,
         g: &kinko_store::Governance,
+        f: &kinko_store::FreezeState,
     ) -> Result<kinko_policy::governance::GovernanceStatus, Refused> {
-        let f = self.store.freeze_state()?;
         let freeze_id = FreezeId(f.freeze_id.as_slice().try_into().unwrap_or([0; 32]));
         let approvals = to_signed(&self.store.governance_approvals(&g.id)?)?;
         let reached = g
@@ -1405,7 +1433,8 @@ impl Engine {
             .store
             .governance(request_id)?
             .ok_or_else(|| Refused::new(Reason::NotFound, "no such unfreeze request"))?;
-        self.unfreeze_status_of(&self.live(), &g)
+        let f = self.store.freeze_state()?;
+        self.unfreeze_status_of(&self.live(), &g, &f)
     }
 
     /// `ProposePolicy`: logs and records a proposal (nothing changes until officers approve it).
@@ -1678,7 +1707,15 @@ impl Engine {
                 "another policy was installed meanwhile",
             ));
         }
-        for name in &created {
+        // Every key the new policy adds gets its record — generated now, generated by an
+        // earlier attempt that failed before logging, or provisioned on the token beforehand.
+        let _ = created;
+        let mut added: Vec<&String> = keys
+            .keys()
+            .filter(|name| !live.keys.contains_key(*name))
+            .collect();
+        added.sort();
+        for name in added {
             if let Some(k) = keys.get(name) {
                 self.append(
                     "kinkod",
@@ -1857,17 +1894,35 @@ impl Engine {
         let restore = "the store was edited or replaced behind kinkod: restore it from backup (docs/incident-response.md); kinkod will not sign until store and log agree";
         let f = self.store.freeze_state().map_err(|e| e.to_string())?;
         match frozen {
-            Some((seq, id)) if !f.frozen || f.freeze_id.as_slice() != id.as_slice() => {
+            Some((seq, id)) if !f.frozen => {
+                // The freeze is logged but the store lost it (a failed write, or an edit):
+                // applying it only makes signing stricter, so the log's freeze is restored.
+                tracing::error!(
+                    freeze_record = seq,
+                    "the audit log says signing is frozen but the store does not: the freeze is restored from the log"
+                );
+                self.store
+                    .set_freeze(&kinko_store::FreezeState {
+                        frozen: true,
+                        by: "kinkod (restored from the audit log)".into(),
+                        reason: format!("freeze record {seq}"),
+                        since: unix(now()),
+                        freeze_id: id.to_vec(),
+                    })
+                    .map_err(|e| e.to_string())?;
+                self.log_frozen
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            Some((seq, id)) if f.freeze_id.as_slice() != id.as_slice() => {
                 return Err(format!(
-                    "the audit log says signing is frozen (freeze record {seq}, id {}), but the store says {}; {restore}",
+                    "the audit log says signing is frozen (freeze record {seq}, id {}), but the store names another freeze ({}); {restore}",
                     hex::encode(id),
-                    if f.frozen {
-                        format!("another freeze ({})", hex::encode(&f.freeze_id))
-                    } else {
-                        "not frozen".to_string()
-                    }
+                    hex::encode(&f.freeze_id)
                 ));
             }
+            Some(_) => self
+                .log_frozen
+                .store(true, std::sync::atomic::Ordering::SeqCst),
             None if f.frozen => {
                 return Err(format!(
                     "the store says signing is frozen, but the audit log shows no freeze in force; {restore}"

@@ -900,6 +900,17 @@ impl Store {
             .optional()?)
     }
 
+    /// Every governance request of a kind waiting out its delay, oldest first.
+    pub fn waiting_governance(&self, kind: &str) -> Result<Vec<Governance>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, kind, created_at, quorum_reached_at, state FROM governance
+             WHERE kind = ?1 AND state = 'waiting' ORDER BY created_at, id",
+        )?;
+        let rows = stmt.query_map(params![kind], governance_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Records a policy proposal and opens its governance request (kind `install_policy`).
     pub fn insert_policy_proposal(&self, p: &PolicyProposal) -> Result<(), StoreError> {
         let mut conn = self.conn()?;

@@ -288,8 +288,9 @@ impl Engine {
         r
     }
 
-    /// Logs a refused authentication or role, at most [`AUTH_REFUSALS_PER_SEC`] per second on
-    /// average (bursts of ten times that); the rest are only counted.
+    /// Logs a refused authentication or role (or a flood's refusal: too many pending or denied),
+    /// at most [`AUTH_REFUSALS_PER_SEC`] per second on average (bursts of ten times that); the
+    /// rest are only counted.
     pub(crate) async fn log_auth_refusal(&self, principal: &str, code: &str, message: &str) {
         let admitted = self.auth_refusals.lock().is_ok_and(|mut b| {
             let now = std::time::Instant::now();
@@ -331,6 +332,13 @@ impl Engine {
         match result {
             Ok(r) => Ok(r),
             Err(r) if r.reason == Reason::IdempotencyConflict || r.reason == Reason::Internal => {
+                Err(r)
+            }
+            // Refusals a flood produces are logged at a bounded rate (the rest counted), so the
+            // refusals themselves cannot fill the disk.
+            Err(r) if r.reason == Reason::TooManyDenied || r.reason == Reason::TooManyPending => {
+                self.log_auth_refusal(principal, r.reason.as_str(), &r.message)
+                    .await;
                 Err(r)
             }
             Err(r) => Err(self.refuse(principal, None, r).await),
@@ -1773,14 +1781,21 @@ impl Engine {
     /// Background duties: lift unfreezes and install policies whose delay has passed, and
     /// expire requests left pending too long.
     pub(crate) async fn tick(&self) -> Result<(), Refused> {
+        // Every request waiting out its delay, not only the newest; one that fails to settle
+        // does not stop the others, nor expiry below.
         for kind in ["unfreeze", "install_policy"] {
-            if let Some(g) = self.store.open_governance(kind)?
-                && g.state == "waiting"
-            {
-                if kind == "unfreeze" {
-                    self.settle_unfreeze(&g.id).await?;
+            for g in self.store.waiting_governance(kind)? {
+                let r = if kind == "unfreeze" {
+                    self.settle_unfreeze(&g.id).await.map(|_| ())
                 } else {
-                    self.settle_policy(&g.id).await?;
+                    self.settle_policy(&g.id).await.map(|_| ())
+                };
+                if let Err(e) = r {
+                    tracing::warn!(
+                        request = g.id,
+                        reason = e.message,
+                        "governance request not settled"
+                    );
                 }
             }
         }
@@ -1908,6 +1923,21 @@ impl Engine {
                         reason: format!("freeze record {seq}"),
                         since: unix(now()),
                         freeze_id: id.to_vec(),
+                    })
+                    .map_err(|e| e.to_string())?;
+                self.log_frozen
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            Some((seq, id)) if f.freeze_id.is_empty() => {
+                // Frozen before freeze ids were recorded (an upgrade): the log names it.
+                tracing::warn!(
+                    freeze_record = seq,
+                    "the freeze in force takes its id from the audit log"
+                );
+                self.store
+                    .set_freeze(&kinko_store::FreezeState {
+                        freeze_id: id.to_vec(),
+                        ..f.clone()
                     })
                     .map_err(|e| e.to_string())?;
                 self.log_frozen

@@ -198,9 +198,11 @@ pub(crate) async fn serve(
         );
         tokio::spawn(async move {
             let evicted = Arc::clone(&ticket.evicted);
-            let _ticket = ticket;
+            let mut ticket = Some(ticket);
             let work = async {
                 let mut stream = acceptor.accept(tcp).await.ok()?;
+                // Authenticated by TLS: the handshake slot is free from here.
+                drop(ticket.take());
                 let role_ok = {
                     let (_, conn) = stream.get_ref();
                     let certs = conn.peer_certificates()?;
@@ -248,6 +250,7 @@ pub(crate) async fn serve(
                 stream.write_all(response.as_bytes()).await.ok()?;
                 stream.shutdown().await.ok()
             };
+            // Evicted only while still handshaking (a freed slot is no longer in the gate).
             tokio::select! {
                 () = evicted.notified() => {}
                 _ = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, work) => {}

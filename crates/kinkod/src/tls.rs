@@ -138,7 +138,16 @@ impl Gate {
     }
 
     /// A slot for a handshake from `ip`, evicting the oldest handshake that stands in its way.
+    /// IPv6 peers are counted by /64 (one host's usual allocation).
     pub(crate) fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Ticket> {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                std::net::IpAddr::V6(o.into())
+            }
+            v4 => v4,
+        };
         let mut st = self.inner.lock().ok()?;
         if st.per_peer.get(&ip).copied().unwrap_or(0) >= self.per_peer_max
             && let Some(i) = st.flight.iter().position(|(_, p, _)| *p == ip)
@@ -292,5 +301,35 @@ mod gate_tests {
         // Dropping tickets frees their slots.
         drop((a1, a2, a3, b1));
         assert_eq!(gate.in_flight(), (2, 2));
+    }
+
+    #[test]
+    fn ipv6_peers_count_by_their_64_prefix() {
+        let gate = Gate::with_limits(16, 2);
+        let host = |last: u16| -> IpAddr {
+            std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, last).into()
+        };
+        let first = gate.admit(host(1)).unwrap();
+        let _second = gate.admit(host(2)).unwrap();
+        // A third address of the same /64 is the same peer: its oldest makes way.
+        let _third = gate.admit(host(3)).unwrap();
+        assert_eq!(gate.in_flight(), (2, 1));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        assert!(rt.block_on(async {
+            tokio::time::timeout(
+                std::time::Duration::from_millis(10),
+                first.evicted.notified(),
+            )
+            .await
+            .is_ok()
+        }));
+        // Another /64 is another peer.
+        let _other = gate
+            .admit(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 1).into())
+            .unwrap();
+        assert_eq!(gate.in_flight(), (3, 2));
     }
 }

@@ -384,32 +384,8 @@ async fn signing_racing_freezes_and_installs_never_outruns_the_controls() {
         } else {
             let text = std::fs::read_to_string(dir.join("policy.toml")).unwrap()
                 + &format!("# round {round}\n");
-            let p = admin(&d, "admin")
-                .await
-                .propose_policy(pb::ProposePolicyRequest {
-                    policy_text: text.clone(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            let subject = Subject::InstallPolicy {
-                request_id: p.proposal_id.clone(),
-                new_policy_hash: Policy::from_toml(text.as_bytes()).unwrap().hash(),
-            };
-            for who in ["alice", "carol"] {
-                admin(&d, who)
-                    .await
-                    .approve_policy(governance(&d, who, subject.clone(), Verdict::Approve))
-                    .await
-                    .unwrap();
-            }
+            crate::drill::install(&d, &text).await;
             signers.await.unwrap();
-            for _ in 0..40 {
-                if std::fs::read_to_string(dir.join("policy.toml")).unwrap() == text {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
             assert_eq!(
                 std::fs::read_to_string(dir.join("policy.toml")).unwrap(),
                 text
@@ -688,31 +664,7 @@ async fn a_backdated_allowlist_entry_still_waits_out_its_cool_down() {
         ),
         1,
     );
-    let p = admin(&d, "admin")
-        .await
-        .propose_policy(pb::ProposePolicyRequest {
-            policy_text: text.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let subject = Subject::InstallPolicy {
-        request_id: p.proposal_id.clone(),
-        new_policy_hash: Policy::from_toml(text.as_bytes()).unwrap().hash(),
-    };
-    for who in ["alice", "carol"] {
-        admin(&d, who)
-            .await
-            .approve_policy(governance(&d, who, subject.clone(), Verdict::Approve))
-            .await
-            .unwrap();
-    }
-    for _ in 0..40 {
-        if std::fs::read_to_string(dir.join("policy.toml")).unwrap() == text {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    crate::drill::install(&d, &text).await;
     assert_eq!(
         std::fs::read_to_string(dir.join("policy.toml")).unwrap(),
         text

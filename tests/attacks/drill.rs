@@ -26,7 +26,7 @@ async fn admin(d: &Daemon, who: &str) -> AdminServiceClient<tonic::transport::Ch
 
 /// Proposes `text`, has alice (treasury) and carol (risk) approve it, and waits until kinkod
 /// installs it after the time-lock.
-async fn install(d: &Daemon, text: &str) {
+pub(crate) async fn install(d: &Daemon, text: &str) {
     let p = admin(d, "admin")
         .await
         .propose_policy(pb::ProposePolicyRequest {

@@ -1858,54 +1858,8 @@ impl Engine {
     /// hold the claims of its replay keys and digests (deleted claims never let a nonce, an
     /// outpoint or a transaction be signed again). Run after [`Engine::recover`]. On any
     /// disagreement, says what differs.
-    pub(crate) fn check_store_against_log(&self) -> Result<(), String> {
-        let mut frozen: Option<(u64, [u8; 32])> = None;
-        let mut authorized: HashMap<String, Claims> = HashMap::new();
-        let mut signed: Vec<(u64, String, Claims)> = Vec::new();
-        let mut from = 0u64;
-        loop {
-            let lines = self
-                .audit
-                .read_lines(from, 4096)
-                .map_err(|e| format!("reading the audit log: {e}"))?;
-            if lines.is_empty() {
-                break;
-            }
-            for line in &lines {
-                let record = rec::Record::decode(line.as_bytes())
-                    .map_err(|e| format!("audit record {from}: {e}"))?;
-                match record.event {
-                    Event::Freeze(_) => {
-                        frozen = Some((from, kinko_audit::merkle::leaf_hash(line.as_bytes())));
-                    }
-                    Event::Unfreeze(_) => frozen = None,
-                    Event::SigningAuthorized(a) => {
-                        let to_sign: Vec<SigningInput> = a
-                            .intent
-                            .check()
-                            .map(|i| i.to_sign)
-                            .map_err(|e| format!("audit record {from}: {e}"))?;
-                        let replay_keys =
-                            a.intent.check().map(|i| i.replay_keys).unwrap_or_default();
-                        authorized.insert(
-                            a.request_id,
-                            Claims {
-                                key: a.key_name,
-                                replay_keys,
-                                digests: claim_digests(&to_sign),
-                            },
-                        );
-                    }
-                    Event::SignatureProduced(p) => {
-                        if let Some(claims) = authorized.remove(&p.request_id) {
-                            signed.push((from, p.request_id, claims));
-                        }
-                    }
-                    _ => {}
-                }
-                from += 1;
-            }
-        }
+    pub(crate) fn check_store_against_log(&self, facts: &LogFacts) -> Result<(), String> {
+        let (frozen, signed) = (facts.frozen, &facts.signed);
         let restore = "the store was edited or replaced behind kinkod: restore it from backup (docs/incident-response.md); kinkod will not sign until store and log agree";
         let f = self.store.freeze_state().map_err(|e| e.to_string())?;
         match frozen {
@@ -1960,7 +1914,7 @@ impl Engine {
             }
             _ => {}
         }
-        for (seq, id, claims) in &signed {
+        for (seq, id, claims) in signed {
             let Claims {
                 key,
                 replay_keys,
@@ -2000,6 +1954,67 @@ impl Engine {
         Ok(())
     }
 
+    /// Reads the whole log once at start: the freeze in force, every signed request with its
+    /// claims, and the `signature_produced` records of the requests the store left in
+    /// `signing` (for [`Engine::recover`] and [`Engine::check_store_against_log`]).
+    pub(crate) fn read_log(&self) -> Result<LogFacts, String> {
+        let stuck: std::collections::HashSet<String> = self
+            .store
+            .list_by_state(RequestState::Signing)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|r| r.new.id)
+            .collect();
+        let mut facts = LogFacts::default();
+        let mut authorized: HashMap<String, Claims> = HashMap::new();
+        let mut from = 0u64;
+        loop {
+            let lines = self
+                .audit
+                .read_lines(from, 4096)
+                .map_err(|e| format!("reading the audit log: {e}"))?;
+            if lines.is_empty() {
+                break;
+            }
+            for line in &lines {
+                let record = rec::Record::decode(line.as_bytes())
+                    .map_err(|e| format!("audit record {from}: {e}"))?;
+                match record.event {
+                    Event::Freeze(_) => {
+                        facts.frozen =
+                            Some((from, kinko_audit::merkle::leaf_hash(line.as_bytes())));
+                    }
+                    Event::Unfreeze(_) => facts.frozen = None,
+                    Event::SigningAuthorized(a) => {
+                        let intent = a
+                            .intent
+                            .check()
+                            .map_err(|e| format!("audit record {from}: {e}"))?;
+                        authorized.insert(
+                            a.request_id,
+                            Claims {
+                                key: a.key_name,
+                                digests: claim_digests(&intent.to_sign),
+                                replay_keys: intent.replay_keys,
+                            },
+                        );
+                    }
+                    Event::SignatureProduced(p) => {
+                        if let Some(claims) = authorized.remove(&p.request_id) {
+                            facts.signed.push((from, p.request_id.clone(), claims));
+                        }
+                        if stuck.contains(&p.request_id) {
+                            facts.produced.insert(p.request_id.clone(), p);
+                        }
+                    }
+                    _ => {}
+                }
+                from += 1;
+            }
+        }
+        Ok(facts)
+    }
+
     /// Requests left in `signing` by a crash. The log outranks the store: a request whose
     /// `signature_produced` record is in the log was signed — its signed transaction may already
     /// be out (the log is streamed to auditors) — so it is restored as signed, never reported
@@ -2007,37 +2022,12 @@ impl Engine {
     /// and maybe signed by the HSM, but no signature ever left the process: they are failed
     /// explicitly, and their nonces stay claimed so no conflicting transaction is signed.
     /// Returns (restored, failed).
-    pub(crate) fn recover(&self) -> Result<(usize, usize), String> {
+    pub(crate) fn recover(&self, facts: &LogFacts) -> Result<(usize, usize), String> {
         let stuck = self
             .store
             .list_by_state(RequestState::Signing)
             .map_err(|e| e.to_string())?;
-        if stuck.is_empty() {
-            return Ok((0, 0));
-        }
-        let wanted: std::collections::HashSet<&str> =
-            stuck.iter().map(|r| r.new.id.as_str()).collect();
-        let mut produced: HashMap<String, rec::SignatureProduced> = HashMap::new();
-        let mut from = 0u64;
-        loop {
-            let lines = self
-                .audit
-                .read_lines(from, 4096)
-                .map_err(|e| format!("reading the audit log to recover: {e}"))?;
-            if lines.is_empty() {
-                break;
-            }
-            for line in &lines {
-                let record = rec::Record::decode(line.as_bytes())
-                    .map_err(|e| format!("audit record {from}: {e}"))?;
-                if let Event::SignatureProduced(p) = record.event
-                    && wanted.contains(p.request_id.as_str())
-                {
-                    produced.insert(p.request_id.clone(), p);
-                }
-                from += 1;
-            }
-        }
+        let produced = &facts.produced;
         let (mut restored, mut failed) = (0, 0);
         for r in &stuck {
             let id = r.new.id.as_str();
@@ -2072,6 +2062,18 @@ impl Engine {
         }
         Ok((restored, failed))
     }
+}
+
+/// What the log says at start (see [`Engine::read_log`]).
+#[derive(Default)]
+pub(crate) struct LogFacts {
+    /// The freeze in force: its record's sequence number and leaf hash.
+    frozen: Option<(u64, [u8; 32])>,
+    /// Every signed request: the `signature_produced` record's sequence number, the request id
+    /// and what it claimed.
+    signed: Vec<(u64, String, Claims)>,
+    /// The `signature_produced` records of the requests the store left in `signing`.
+    produced: HashMap<String, rec::SignatureProduced>,
 }
 
 /// What a signed request holds in the store: its key, replay keys and digests.

@@ -387,7 +387,9 @@ async fn run(config: Config) -> Result<(), String> {
         policy_path,
     )?
     .with_log_key_label(&config.audit.log_key_label);
-    let (restored, failed) = engine.recover()?;
+    // One read of the log at start: recovery, then the store checked against it.
+    let facts = engine.read_log()?;
+    let (restored, failed) = engine.recover(&facts)?;
     if restored > 0 {
         tracing::warn!(
             restored,
@@ -401,7 +403,7 @@ async fn run(config: Config) -> Result<(), String> {
         );
     }
     // The log outranks the store: a store edited behind kinkod is refused before any signing.
-    engine.check_store_against_log()?;
+    engine.check_store_against_log(&facts)?;
     let engine = Arc::new(engine);
     {
         // Governance delays and request expiry advance on their own.

@@ -358,6 +358,36 @@ where
 }
 
 impl Api {
+    /// An officer's governance vote: the caller (an officer) and the validated signed message;
+    /// a malformed one is refused and logged.
+    async fn governance_vote(
+        &self,
+        req: &Request<pb::GovernanceApproval>,
+    ) -> Result<(crate::auth::Principal, SignedApproval), Status> {
+        let who = self.who(req, Some(Role::Officer)).await?;
+        match governance_approval(req.get_ref()) {
+            Ok(a) => Ok((who, a)),
+            Err(r) => Err(self
+                .malformed(&who.name, &req.get_ref().subject_id, r)
+                .await),
+        }
+    }
+
+    /// An officer's withdrawal verdict: the caller, the request id and the validated signed
+    /// message; a malformed one is refused and logged.
+    async fn withdrawal_vote(
+        &self,
+        req: Request<pb::SignedApproval>,
+    ) -> Result<(crate::auth::Principal, String, SignedApproval), Status> {
+        let who = self.who(&req, Some(Role::Officer)).await?;
+        let m = req.into_inner();
+        let id = m.request_id.clone();
+        match signed_approval(m) {
+            Ok((request_id, a)) => Ok((who, request_id, a)),
+            Err(r) => Err(self.malformed(&who.name, &id, r).await),
+        }
+    }
+
     /// A malformed approval or governance call is refused and logged as a refusal record (the
     /// request id it names, when that id is itself well formed).
     async fn malformed(&self, who: &str, id: &str, r: Refused) -> Status {
@@ -421,13 +451,7 @@ impl pb::approval_service_server::ApprovalService for Api {
         &self,
         req: Request<pb::SignedApproval>,
     ) -> Result<Response<pb::Request>, Status> {
-        let who = self.who(&req, Some(Role::Officer)).await?;
-        let m = req.into_inner();
-        let id = m.request_id.clone();
-        let (request_id, a) = match signed_approval(m) {
-            Ok(v) => v,
-            Err(r) => return Err(self.malformed(&who.name, &id, r).await),
-        };
+        let (who, request_id, a) = self.withdrawal_vote(req).await?;
         let r = self
             .engine
             .vote(&who.name, &request_id, a, Verdict::Approve)
@@ -439,13 +463,7 @@ impl pb::approval_service_server::ApprovalService for Api {
         &self,
         req: Request<pb::SignedApproval>,
     ) -> Result<Response<pb::Request>, Status> {
-        let who = self.who(&req, Some(Role::Officer)).await?;
-        let m = req.into_inner();
-        let id = m.request_id.clone();
-        let (request_id, a) = match signed_approval(m) {
-            Ok(v) => v,
-            Err(r) => return Err(self.malformed(&who.name, &id, r).await),
-        };
+        let (who, request_id, a) = self.withdrawal_vote(req).await?;
         let r = self
             .engine
             .vote(&who.name, &request_id, a, Verdict::Reject)
@@ -656,15 +674,7 @@ impl pb::admin_service_server::AdminService for Api {
         &self,
         req: Request<pb::GovernanceApproval>,
     ) -> Result<Response<pb::PolicyProposal>, Status> {
-        let who = self.who(&req, Some(Role::Officer)).await?;
-        let a = match governance_approval(req.get_ref()) {
-            Ok(a) => a,
-            Err(r) => {
-                return Err(self
-                    .malformed(&who.name, &req.get_ref().subject_id, r)
-                    .await);
-            }
-        };
+        let (who, a) = self.governance_vote(&req).await?;
         let p = self.engine.approve_policy(&who.name, a).await?;
         Ok(Response::new(self.proposal_to_pb(&p)))
     }
@@ -701,15 +711,7 @@ impl pb::admin_service_server::AdminService for Api {
         &self,
         req: Request<pb::GovernanceApproval>,
     ) -> Result<Response<pb::FreezeState>, Status> {
-        let who = self.who(&req, Some(Role::Officer)).await?;
-        let a = match governance_approval(req.get_ref()) {
-            Ok(a) => a,
-            Err(r) => {
-                return Err(self
-                    .malformed(&who.name, &req.get_ref().subject_id, r)
-                    .await);
-            }
-        };
+        let (who, a) = self.governance_vote(&req).await?;
         let f = self.engine.freeze(&who.name, a).await?;
         Ok(Response::new(self.freeze_to_pb(&f)?))
     }
@@ -718,15 +720,7 @@ impl pb::admin_service_server::AdminService for Api {
         &self,
         req: Request<pb::GovernanceApproval>,
     ) -> Result<Response<pb::FreezeState>, Status> {
-        let who = self.who(&req, Some(Role::Officer)).await?;
-        let a = match governance_approval(req.get_ref()) {
-            Ok(a) => a,
-            Err(r) => {
-                return Err(self
-                    .malformed(&who.name, &req.get_ref().subject_id, r)
-                    .await);
-            }
-        };
+        let (who, a) = self.governance_vote(&req).await?;
         let (f, status_json) = self.engine.unfreeze(&who.name, a).await?;
         let mut out = self.freeze_to_pb(&f)?;
         if f.frozen {

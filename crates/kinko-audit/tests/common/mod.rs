@@ -105,6 +105,11 @@ pub fn payload(nonce: u64) -> Vec<u8> {
 
 /// The intent kinko-chain decodes from `payload(nonce)` for the HSM key on mainnet.
 pub fn intent(nonce: u64) -> Intent {
+    decode(&payload(nonce))
+}
+
+/// The intent kinko-chain decodes from an Ethereum `payload` for the HSM key on mainnet.
+pub fn decode(payload: &[u8]) -> Intent {
     let network = Network::new("1").unwrap();
     let tokens = TokenRegistry::new();
     let ctx = kinko_chain::DecodeContext {
@@ -112,7 +117,7 @@ pub fn intent(nonce: u64) -> Intent {
         public_key: &hsm_public_key(),
         tokens: &tokens,
     };
-    kinko_chain::decode(Chain::Ethereum, &payload(nonce), &ctx).unwrap()
+    kinko_chain::decode(Chain::Ethereum, payload, &ctx).unwrap()
 }
 
 pub fn bootstrap_events() -> Vec<Event> {
@@ -163,14 +168,7 @@ pub fn withdrawal_events_as(
     officers: &[u8],
 ) -> Vec<Event> {
     let request_id = request_id.to_string();
-    let network = Network::new("1").unwrap();
-    let tokens = TokenRegistry::new();
-    let ctx = kinko_chain::DecodeContext {
-        network: &network,
-        public_key: &hsm_public_key(),
-        tokens: &tokens,
-    };
-    let intent = kinko_chain::decode(Chain::Ethereum, &payload, &ctx).unwrap();
+    let intent = decode(&payload);
     let ir = IntentRecord::of(&intent).unwrap();
     let msg = approval_message(&request_id, &ir);
     let approvals: Vec<Approval> = officers.iter().map(|&i| approval(i, &msg)).collect();

@@ -11,8 +11,9 @@ use crate::eval::{Context, Decision, Outcome, evaluate};
 use crate::model::{Policy, PolicyHash};
 
 /// Proof that an intent was allowed by a policy and approved by its quorum at one instant.
-/// Fields are private: the only constructor is [`authorize`].
-#[derive(Debug, Clone, Serialize)]
+/// Fields are private: the only constructor is [`authorize`]. Not `Clone`: a signing consumes
+/// the one proof made for it.
+#[derive(Debug, Serialize)]
 pub struct Authorization {
     policy_hash: PolicyHash,
     request_id: String,

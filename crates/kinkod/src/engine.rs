@@ -19,8 +19,8 @@ use kinko_intent::{Chain, Intent, SigningInput};
 use kinko_policy::approval::NotCounted;
 use kinko_policy::request::RequestToSign;
 use kinko_policy::{
-    ApprovalMessage, Authorization, Context, DenyCode, FreezeId, Policy, PolicyError,
-    SignedApproval, Subject, VelocityLedger, Verdict, evaluate, evaluate_quorum, velocity_entries,
+    ApprovalMessage, Context, DenyCode, FreezeId, Policy, PolicyError, SignedApproval, Subject,
+    VelocityLedger, Verdict, evaluate, evaluate_quorum, velocity_entries,
 };
 use kinko_proto::validate::Submission;
 use kinko_store::{
@@ -928,42 +928,64 @@ impl Engine {
             })
             .map(|a| evidence(policy, a))
             .collect();
-        let authorized = Event::SigningAuthorized(rec::SigningAuthorized {
+        let authorized = rec::SigningAuthorized {
             request_id: request_id.to_string(),
             key_name: key.name.clone(),
             payload: HexBytes(request.new.payload.clone()),
             intent: IntentRecord::of(&intent).map_err(|e| Refused::internal("intent record", e))?,
             policy_hash: HexBytes(policy.hash().0.to_vec()),
             approvals: evidence,
-        });
+        };
         crate::failpoint::hit("after_claim");
-        let logged = self.append("kinkod", authorized).await;
+        let started_append = std::time::Instant::now();
+        let logged = crate::committed::commit(&self.audit, auth, authorized).await;
+        self.metrics
+            .audit_append_seconds
+            .observe(started_append.elapsed().as_secs_f64());
         // The authorization is in the log (or never will be): controls may change from here.
         drop(controls);
-        if let Err(e) = logged {
-            // Not logged, so the HSM is never asked: the claim is undone (nonces, digests and
-            // velocity free again) and the request fails; resubmit once the log is writable.
-            let reason = "the signing-authorized record could not be logged; nothing was signed";
-            match self
-                .store
-                .release_unlogged_claim(request_id, reason, unix(now()))
-            {
-                Ok(()) => {
-                    if let Err(v) = self.load_velocity() {
-                        tracing::error!(error = v, "could not rebuild the velocity ledger");
-                    }
-                    self.notify(request_id);
-                }
-                Err(r) => {
-                    tracing::error!(request_id, error = %r, "could not release a claim");
-                    self.fail(request_id, reason).await;
-                }
+        let logged = logged.map_err(|e| match e {
+            crate::committed::CommitError::Mismatch(why) => {
+                Refused::internal("signing record", why)
             }
-            return Err(e);
-        }
+            crate::committed::CommitError::Worker(why) => Refused::internal("audit worker", why),
+            crate::committed::CommitError::Audit(e) => {
+                self.metrics.audit_errors.inc();
+                tracing::error!(error = %e, "audit append failed");
+                Refused::new(
+                    Reason::AuditUnavailable,
+                    "the audit log cannot be written; nothing was changed or signed",
+                )
+            }
+        });
+        let committed = match logged {
+            Ok(c) => c,
+            Err(e) => {
+                // Not logged, so the HSM is never asked: the claim is undone (nonces, digests and
+                // velocity free again) and the request fails; resubmit once the log is writable.
+                let reason =
+                    "the signing-authorized record could not be logged; nothing was signed";
+                match self
+                    .store
+                    .release_unlogged_claim(request_id, reason, unix(now()))
+                {
+                    Ok(()) => {
+                        if let Err(v) = self.load_velocity() {
+                            tracing::error!(error = v, "could not rebuild the velocity ledger");
+                        }
+                        self.notify(request_id);
+                    }
+                    Err(r) => {
+                        tracing::error!(request_id, error = %r, "could not release a claim");
+                        self.fail(request_id, reason).await;
+                    }
+                }
+                return Err(e);
+            }
+        };
         crate::failpoint::hit("after_signing_authorized");
         match self
-            .sign_and_finalize(&live, &auth, &key, &intent, &request.new.payload)
+            .sign_and_finalize(&live, committed, &key, &intent, &request.new.payload)
             .await
         {
             Ok((signatures, finalized)) => {
@@ -1050,11 +1072,17 @@ impl Engine {
     async fn sign_and_finalize(
         &self,
         live: &Live,
-        auth: &Authorization,
+        committed: crate::committed::Committed,
         key: &KeyInfo,
         intent: &Intent,
         payload: &[u8],
     ) -> Result<(Vec<rec::ProducedSignature>, kinko_chain::Finalized), Refused> {
+        let auth = committed.authorization();
+        tracing::debug!(
+            request = auth.request_id(),
+            record = committed.record_seq(),
+            "signing under a durable authorization"
+        );
         if intent.digest().ok() != Some(auth.intent_digest()) {
             return Err(Refused::internal(
                 "authorization is for another intent",

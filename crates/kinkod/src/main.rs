@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod committed;
 mod config;
 mod dev;
 mod engine;

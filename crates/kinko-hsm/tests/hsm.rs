@@ -266,8 +266,14 @@ async fn sixty_four_concurrent_tasks_share_the_pool() {
     }
     assert_eq!(n, 64 * 8);
     // The pool never opened more than its 4 sessions, however many tasks and workers there were
-    // (SoftHSM2 does not report its session count, so this is the pool's own accounting).
-    assert_eq!(hsm.open_sessions(), 4);
+    // (SoftHSM2 does not report its session count, so this is the pool's own accounting). It
+    // opens them on demand: on a loaded machine three may have served all 512 pairs, so the
+    // bound, not an exact count, is what is asserted.
+    let open = hsm.open_sessions();
+    assert!(
+        (1..=4).contains(&open),
+        "{open} sessions open for a pool of 4"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

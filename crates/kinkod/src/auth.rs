@@ -21,11 +21,35 @@ pub(crate) struct Principal {
     pub(crate) roles: Vec<Role>,
 }
 
-/// A token bucket: `rate` calls per second on average, bursts up to `burst`.
+/// A token bucket: `rate` takes per second on average, bursts up to `burst`.
 #[derive(Debug)]
-struct Bucket {
+pub(crate) struct Bucket {
     tokens: f64,
     at: Instant,
+}
+
+impl Bucket {
+    /// A full bucket of `burst` tokens.
+    pub(crate) fn full(burst: f64) -> Bucket {
+        Bucket {
+            tokens: burst,
+            at: Instant::now(),
+        }
+    }
+
+    /// Refills at `rate` per second up to `burst`, then takes one token if there is one.
+    pub(crate) fn take(&mut self, rate: f64, burst: f64) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * rate;
+        self.tokens = (self.tokens + refill).min(burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Pinned certificates → principals, and each principal's call rate.
@@ -67,20 +91,10 @@ impl Principals {
         let Ok(mut buckets) = self.buckets.lock() else {
             return false;
         };
-        let now = Instant::now();
-        let b = buckets.entry(name.to_string()).or_insert(Bucket {
-            tokens: self.burst,
-            at: now,
-        });
-        let refill = now.duration_since(b.at).as_secs_f64() * self.rate;
-        b.tokens = (b.tokens + refill).min(self.burst);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        buckets
+            .entry(name.to_string())
+            .or_insert_with(|| Bucket::full(self.burst))
+            .take(self.rate, self.burst)
     }
 
     /// The principal a verified certificate chain maps to.

@@ -111,7 +111,7 @@ pub(crate) struct Engine {
     /// When the PKCS#11 module was last re-initialized after a key or token went missing.
     last_hsm_reset: Mutex<Option<std::time::Instant>>,
     /// Token bucket for logging refused authentications: (tokens, last refill).
-    auth_refusals: Mutex<(f64, std::time::Instant)>,
+    auth_refusals: Mutex<crate::auth::Bucket>,
     /// The HSM label of the audit log's key: no signing key may use it.
     log_key_label: String,
     /// Set once a `freeze` record is durable and cleared once an `unfreeze` is applied: signing
@@ -152,7 +152,7 @@ impl Engine {
             metrics,
             policy_path,
             last_hsm_reset: Mutex::new(None),
-            auth_refusals: Mutex::new((AUTH_REFUSALS_PER_SEC * 10.0, std::time::Instant::now())),
+            auth_refusals: Mutex::new(crate::auth::Bucket::full(AUTH_REFUSALS_PER_SEC * 10.0)),
             log_key_label: String::new(),
             log_frozen: std::sync::atomic::AtomicBool::new(false),
         };
@@ -292,18 +292,10 @@ impl Engine {
     /// at most [`AUTH_REFUSALS_PER_SEC`] per second on average (bursts of ten times that); the
     /// rest are only counted.
     pub(crate) async fn log_auth_refusal(&self, principal: &str, code: &str, message: &str) {
-        let admitted = self.auth_refusals.lock().is_ok_and(|mut b| {
-            let now = std::time::Instant::now();
-            let refill = now.duration_since(b.1).as_secs_f64() * AUTH_REFUSALS_PER_SEC;
-            b.0 = (b.0 + refill).min(AUTH_REFUSALS_PER_SEC * 10.0);
-            b.1 = now;
-            if b.0 >= 1.0 {
-                b.0 -= 1.0;
-                true
-            } else {
-                false
-            }
-        });
+        let admitted = self
+            .auth_refusals
+            .lock()
+            .is_ok_and(|mut b| b.take(AUTH_REFUSALS_PER_SEC, AUTH_REFUSALS_PER_SEC * 10.0));
         if !admitted {
             self.metrics.auth_refusals_unlogged.inc();
             return;

@@ -139,7 +139,7 @@ pub(crate) fn print_freeze(f: &pb::FreezeState) {
 /// `kinko freeze`.
 pub(crate) async fn freeze(s: Signer) -> Result<(), String> {
     let officer = s.officer()?;
-    let (policy, _) = crate::policy::read_policy(&s.policy)?;
+    let (policy, _) = crate::policy_file::read_policy(&s.policy)?;
     let key = s.key.load()?;
     let subject = Subject::Freeze {
         request_id: random_id("freeze")?,
@@ -162,7 +162,7 @@ pub(crate) async fn freeze(s: Signer) -> Result<(), String> {
 /// start one.
 pub(crate) async fn unfreeze(s: Signer, veto: bool) -> Result<(), String> {
     let officer = s.officer()?;
-    let (policy, _) = crate::policy::read_policy(&s.policy)?;
+    let (policy, _) = crate::policy_file::read_policy(&s.policy)?;
     let key = s.key.load()?;
     let mut c = AdminServiceClient::new(s.connect.channel().await?);
     let state = c
@@ -260,7 +260,7 @@ fn key_verdict(p: &Policy, k: &pb::KeyInfo) -> (String, bool) {
 /// policy pins.
 pub(crate) async fn keys(connect: Connect, policy: Option<PathBuf>) -> Result<(), String> {
     let policy = match &policy {
-        Some(p) => Some(crate::policy::read_policy(p)?.0),
+        Some(p) => Some(crate::policy_file::read_policy(p)?.0),
         None => None,
     };
     let mut c = AdminServiceClient::new(connect.channel().await?);

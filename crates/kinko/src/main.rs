@@ -70,6 +70,7 @@ mod intent;
 mod officer;
 mod officer_key;
 mod policy;
+mod policy_file;
 mod request;
 
 /// Runs an async command on a small runtime; errors print and exit 1.

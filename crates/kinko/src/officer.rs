@@ -98,7 +98,7 @@ pub(crate) async fn run(v: Vote, verdict: Verdict) -> Result<(), String> {
         .clone()
         .or_else(|| v.connect.as_principal.clone())
         .ok_or("give --officer (your officer id)")?;
-    let (policy, _) = crate::policy::read_policy(&v.policy)?;
+    let (policy, _) = crate::policy_file::read_policy(&v.policy)?;
     let key = v.key.load()?;
     let listed = policy
         .officer(&officer)

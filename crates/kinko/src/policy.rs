@@ -6,22 +6,21 @@
 //! hash all agree, under the hash of the officer's own copy of the policy in force.
 
 use std::fmt::Write as _;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use kinko_chain::DecodeContext;
 use kinko_intent::Intent;
-use kinko_policy::{
-    Decision, EmptyHistory, MAX_POLICY_BYTES, Policy, PolicyHash, RuleAction, Subject, Verdict,
-};
+use kinko_policy::{Decision, EmptyHistory, Policy, PolicyHash, RuleAction, Subject, Verdict};
 use kinko_proto::v1 as pb;
 use pb::admin_service_client::AdminServiceClient;
 use serde::Serialize;
 
 use crate::client::{Connect, clean, show_status};
 use crate::governance::{Signer, fmt_unix, sign_governance};
+use crate::policy_file::{read_policy, read_policy_bytes};
 
 /// Exit code when a policy is invalid or an intent is denied or undecodable.
 const EXIT_REFUSED: u8 = 2;
@@ -124,34 +123,6 @@ pub(crate) struct ApproveArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     yes: bool,
-}
-
-/// Reads a policy file (at most [`MAX_POLICY_BYTES`]) and loads it.
-pub(crate) fn read_policy(path: &Path) -> Result<(Policy, Vec<u8>), String> {
-    let bytes = read_policy_bytes(path)?;
-    let policy = Policy::from_toml(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((policy, bytes))
-}
-
-fn read_policy_bytes(path: &Path) -> Result<Vec<u8>, String> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| {
-            f.take(
-                u64::try_from(MAX_POLICY_BYTES)
-                    .unwrap_or(u64::MAX)
-                    .saturating_add(1),
-            )
-            .read_to_end(&mut bytes)
-        })
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if bytes.len() > MAX_POLICY_BYTES {
-        return Err(format!(
-            "{}: larger than the {MAX_POLICY_BYTES}-byte limit of a policy",
-            path.display()
-        ));
-    }
-    Ok(bytes)
 }
 
 /// Runs a policy command.

@@ -111,7 +111,7 @@ pub(crate) struct Engine {
     /// When the PKCS#11 module was last re-initialized after a key or token went missing.
     last_hsm_reset: Mutex<Option<std::time::Instant>>,
     /// Token bucket for logging refused authentications: (tokens, last refill).
-    auth_refusals: Mutex<crate::auth::Bucket>,
+    auth_refusals: Mutex<crate::rate::Bucket>,
     /// The HSM label of the audit log's key: no signing key may use it.
     log_key_label: String,
     /// Set once a `freeze` record is durable and cleared once an `unfreeze` is applied: signing
@@ -152,7 +152,7 @@ impl Engine {
             metrics,
             policy_path,
             last_hsm_reset: Mutex::new(None),
-            auth_refusals: Mutex::new(crate::auth::Bucket::full(AUTH_REFUSALS_PER_SEC * 10.0)),
+            auth_refusals: Mutex::new(crate::rate::Bucket::full(AUTH_REFUSALS_PER_SEC * 10.0)),
             log_key_label: String::new(),
             log_frozen: std::sync::atomic::AtomicBool::new(false),
         };

@@ -8,6 +8,9 @@
 //! The request path, one module each: [`tls`] (listener, TLS 1.3, client certificates) →
 //! [`auth`] (principal and role) → [`service`] (gRPC) → [`engine`] (requester signature,
 //! decode, policy, approvals, audit, HSM) → [`status`] (errors to gRPC statuses).
+//!
+//! Modules use only modules to their left (no cycles): `config` `status` `failpoint` `committed`
+//! `rate` `metrics` `dev` → `tls` → `auth` `engine` → `service` `metrics_listener` → `main`.
 
 #![forbid(unsafe_code)]
 
@@ -18,6 +21,8 @@ mod dev;
 mod engine;
 mod failpoint;
 mod metrics;
+mod metrics_listener;
+mod rate;
 mod service;
 mod status;
 mod tls;
@@ -450,7 +455,7 @@ async fn run(config: Config) -> Result<(), String> {
         eprintln!(
             "kinkod: metrics on https://{local}/metrics (client certificate with the metrics or auditor role)"
         );
-        tokio::spawn(metrics::serve(
+        tokio::spawn(metrics_listener::serve(
             listener,
             Arc::clone(&tls),
             Arc::clone(&principals),

@@ -1,17 +1,10 @@
-//! Prometheus metrics, served at `/metrics` on their own listener — TLS 1.3 with client
-//! certificates like every listener; the scraper's certificate needs the `metrics` or
-//! `auditor` role. No metrics crate: a few atomics and a text renderer.
+//! Prometheus metrics: what kinkod counts and its text exposition (served by the metrics
+//! listener). A leaf module. No metrics crate: a few atomics and a text renderer.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-use crate::auth::Principals;
-use crate::config::Role;
 
 /// A monotonically increasing counter.
 #[derive(Debug, Default)]
@@ -169,94 +162,6 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-/// Largest request head read from a scraper.
-const MAX_HEAD: usize = 8 * 1024;
-
-/// Serves `/metrics` over TLS with client certificates until the process ends.
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    principals: Arc<Principals>,
-    engine: Arc<crate::engine::Engine>,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    // The same limits as the gRPC listener: per peer and in all, each connection for a bounded
-    // time; accept errors back off instead of spinning.
-    let gate = crate::tls::Gate::new();
-    loop {
-        let (tcp, peer) = crate::tls::accept(&listener).await;
-        let Some(ticket) = gate.admit(peer.ip()) else {
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        let (acceptor, principals, engine) = (
-            acceptor.clone(),
-            Arc::clone(&principals),
-            Arc::clone(&engine),
-        );
-        tokio::spawn(async move {
-            let evicted = Arc::clone(&ticket.evicted);
-            let mut ticket = Some(ticket);
-            let work = async {
-                let mut stream = acceptor.accept(tcp).await.ok()?;
-                // Authenticated by TLS: the handshake slot is free from here.
-                drop(ticket.take());
-                let role_ok = {
-                    let (_, conn) = stream.get_ref();
-                    let certs = conn.peer_certificates()?;
-                    let p = principals.by_certificates(certs)?;
-                    p.roles.contains(&Role::Metrics) || p.roles.contains(&Role::Auditor)
-                };
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = stream.read(&mut buf).await.ok()?;
-                    if n == 0 || head.len() + n > MAX_HEAD {
-                        return None;
-                    }
-                    head.extend_from_slice(buf.get(..n)?);
-                }
-                let (code, body) = if !role_ok {
-                    (
-                        "403 Forbidden",
-                        "the metrics or auditor role is required\n".to_string(),
-                    )
-                } else if head.starts_with(b"GET /metrics ") {
-                    let store = Arc::clone(engine.store());
-                    let snapshot = tokio::task::spawn_blocking(move || {
-                        Some((
-                            store.count_by_state().ok()?,
-                            store.freeze_state().ok()?.frozen,
-                        ))
-                    })
-                    .await
-                    .ok()
-                    .flatten();
-                    match snapshot {
-                        Some((states, frozen)) => {
-                            ("200 OK", engine.metrics.render(&states, frozen))
-                        }
-                        None => ("503 Service Unavailable", "store unavailable\n".into()),
-                    }
-                } else {
-                    ("404 Not Found", "try GET /metrics\n".to_string())
-                };
-                let response = format!(
-                    "HTTP/1.1 {code}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                stream.write_all(response.as_bytes()).await.ok()?;
-                stream.shutdown().await.ok()
-            };
-            // Evicted only while still handshaking (a freed slot is no longer in the gate).
-            tokio::select! {
-                () = evicted.notified() => {}
-                _ = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, work) => {}
-            }
-        });
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
-//! The audit log edited, truncated or replaced while kinkod is down: kinkod refuses to start,
-//! and the auditor's offline verifier (`kinko audit verify`) names the first bad record.
+//! The audit log (held in the store) edited, truncated or emptied while kinkod is down, by
+//! someone who can write the database and drops its append-only triggers: kinkod refuses to
+//! start and names what it found, and the auditor's offline verifier (`kinko audit verify`, on
+//! the files `kinkod export-log` writes) names the first bad record.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use alloy_primitives::address;
@@ -10,23 +12,56 @@ use kinko_tests::pb::approval_service_client::ApprovalServiceClient;
 use kinko_tests::pb::audit_service_client::AuditServiceClient;
 use kinko_tests::pb::withdrawal_service_client::WithdrawalServiceClient;
 use kinko_tests::{
-    Verdict, bin, channel, eth_transfer, free_port, officer_approval, pb, start, start_fails,
-    submission, unique_label,
+    Verdict, bin, channel, eth_transfer, export_log, free_port, officer_approval, pb, start,
+    start_fails, submission, unique_label,
 };
 
-fn segment(audit: &Path) -> PathBuf {
-    let mut segs: Vec<PathBuf> = std::fs::read_dir(audit)
+fn db(dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join("kinko.db")).unwrap()
+}
+
+/// What an attacker with write access to the database does first.
+fn drop_triggers(dir: &Path) {
+    db(dir)
+        .execute_batch(
+            "DROP TRIGGER IF EXISTS log_records_append_only_update;
+             DROP TRIGGER IF EXISTS log_records_append_only_delete;
+             DROP TRIGGER IF EXISTS log_checkpoints_append_only_update;
+             DROP TRIGGER IF EXISTS log_checkpoints_append_only_delete;",
+        )
+        .unwrap();
+}
+
+fn line(dir: &Path, seq: u64) -> String {
+    db(dir)
+        .query_row(
+            "SELECT line FROM log_records WHERE seq = ?1",
+            [seq as i64],
+            |r| r.get(0),
+        )
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("segment-"))
-        })
-        .collect();
-    segs.sort();
-    assert_eq!(segs.len(), 1, "one segment expected in a small log");
-    segs.remove(0)
+}
+
+/// Rewrites record `seq`'s line and, as a careful attacker would, its leaf-hash column.
+fn set_line(dir: &Path, seq: u64, line: &str) {
+    let hash = kinko_audit::merkle::leaf_hash(line.as_bytes());
+    db(dir)
+        .execute(
+            "UPDATE log_records SET line = ?2, leaf_hash = ?3 WHERE seq = ?1",
+            rusqlite::params![seq as i64, line, hash.as_slice()],
+        )
+        .unwrap();
+}
+
+/// The database files, saved or restored.
+fn copy_db(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for f in ["kinko.db", "kinko.db-wal", "kinko.db-shm"] {
+        let _ = std::fs::remove_file(to.join(f));
+        if from.join(f).exists() {
+            std::fs::copy(from.join(f), to.join(f)).unwrap();
+        }
+    }
 }
 
 /// `kinko audit verify DIR --log-key K [--checkpoint F]`: (exit code, output).
@@ -47,29 +82,6 @@ fn verify(dir: &Path, vkey: &str, kept: Option<&Path>) -> (i32, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
-/// The tree size in a checkpoints.jsonl line (`{"note": "origin\nSIZE\nroot\n\n— sig"}`).
-fn checkpoint_size(line: &str) -> u64 {
-    let v: serde_json::Value = serde_json::from_str(line).unwrap();
-    v["note"]
-        .as_str()
-        .unwrap()
-        .lines()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -115,72 +127,61 @@ async fn a_log_edited_truncated_or_replaced_offline_is_refused_and_named() {
     std::fs::write(&kept, &kept_note).unwrap();
     drop(d);
 
-    let audit = dir.join("audit");
     let pristine = tmp.path().join("pristine");
-    copy_dir(&audit, &pristine);
-    assert_eq!(verify(&pristine, &vkey, Some(&kept)).0, 0);
-    let seg = segment(&audit);
-    let original = std::fs::read(&seg).unwrap();
-    let lines: Vec<&[u8]> = original
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .collect();
-    assert!(lines.len() > 10);
+    copy_db(&dir, &pristine);
+    let export = |name: &str| export_log(&dir, &tmp.path().join(name));
+    assert_eq!(verify(&export("pristine-export"), &vkey, Some(&kept)).0, 0);
+    let total = db(&dir)
+        .query_row("SELECT COUNT(*) FROM log_records", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap() as u64;
+    assert!(total > 10);
+    drop_triggers(&dir);
+    const WONT_START: &str = "kinkod will not start on a history that does not verify";
 
-    // The size of the last checkpoint kinkod signed (the one it checks the log against).
-    let cps_path = audit.join("checkpoints.jsonl");
-    let last_signed = checkpoint_size(
-        std::fs::read_to_string(&cps_path)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap(),
+    // 1. Record 5 edited so that it no longer decodes: kinkod names the record and why.
+    let original = line(&dir, 5);
+    assert!(
+        original.contains("\"explanation\""),
+        "record 5 is a decision: {original}"
     );
-    // kinkod's refusal: which log, what failed, and that it will not start.
-    let refusal = |what: &str| format!("kinkod: audit log {}: {what}", audit.display());
-    const WONT_START: &str = " (kinkod will not start on a log that does not verify)\n";
-
-    // 1. One byte of record 5 edited (byte 20 falls in a field name) so that the record no
-    //    longer decodes: kinkod names the record and why.
-    let mut edited = original.clone();
-    let offset: usize = lines[..5].iter().map(|l| l.len() + 1).sum::<usize>() + 20;
-    edited[offset] = if edited[offset] == b'0' { b'1' } else { b'0' };
-    std::fs::write(&seg, &edited).unwrap();
+    set_line(
+        &dir,
+        5,
+        &original.replace("\"explanation\"", "\"explanati0n\""),
+    );
     let err = start_fails(&dir);
     assert!(
-        err.contains(&refusal(&format!(
-            "audit log at {} is corrupt: record 5: record encoding: unknown field `explanati0n`",
-            seg.display()
-        ))) && err.ends_with(WONT_START),
+        err.contains(
+            "the audit log in the store does not verify: record 5: record encoding: unknown field `explanati0n`"
+        ) && err.contains(WONT_START),
         "{err}"
     );
-    let (code, out) = verify(&audit, &vkey, None);
+    let (code, out) = verify(&export("edited-1"), &vkey, None);
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains("record 5"),
         "the first bad record is named: {out}"
     );
 
-    // 1b. One character of record 5's request id changed: the record still decodes, but the
-    //     log no longer hashes to the last checkpoint kinkod signed.
-    let mut edited = original.clone();
-    let at = lines[5]
-        .windows(18)
-        .position(|w| w == b"\"request_id\":\"req-")
-        .expect("record 5 names its request");
-    let offset: usize = lines[..5].iter().map(|l| l.len() + 1).sum::<usize>() + at + 18;
-    edited[offset] = if edited[offset] == b'0' { b'1' } else { b'0' };
-    std::fs::write(&seg, &edited).unwrap();
+    // 1b. One character of record 5's request id changed (leaf hash column updated too): the
+    //     record still decodes, but the log no longer hashes to the checkpoints kinkod signed.
+    let at = original
+        .find("\"request_id\":\"req-")
+        .expect("record 5 names its request")
+        + 19;
+    let mut edited = original.clone().into_bytes();
+    edited[at] = if edited[at] == b'0' { b'1' } else { b'0' };
+    set_line(&dir, 5, &String::from_utf8(edited).unwrap());
     let err = start_fails(&dir);
     assert!(
-        err.contains(&refusal(&format!(
-            "audit log does not match its last signed checkpoint: the first {last_signed} records \
-             do not hash to the root of the last signed checkpoint{WONT_START}"
-        ))),
+        err.contains("records do not hash to the root of the checkpoint signed at that size")
+            && err.contains(WONT_START),
         "{err}"
     );
     // The verifier narrows it down to the records between two checkpoints, record 5 among them.
-    let (code, out) = verify(&audit, &vkey, None);
+    let (code, out) = verify(&export("edited-1b"), &vkey, None);
     assert_eq!(code, 2, "{out}");
     let (from, to) = out
         .lines()
@@ -191,71 +192,50 @@ async fn a_log_edited_truncated_or_replaced_offline_is_refused_and_named() {
         .unwrap_or_else(|| panic!("no altered range named: {out}"));
     let range = from.parse::<u64>().unwrap()..=to.parse::<u64>().unwrap();
     assert!(range.contains(&5), "{range:?}: {out}");
-    std::fs::write(&seg, &original).unwrap();
+    set_line(&dir, 5, &original);
+    drop(start(&dir, &label, port, false));
 
     // 2. Truncated consistently at an earlier signed checkpoint: records and checkpoints both cut,
-    //    so the log is internally valid — but shorter than what kinkod signed.
-    let cps = std::fs::read_to_string(&cps_path).unwrap();
-    let cp_lines: Vec<&str> = cps.lines().collect();
-    let total = lines.len() as u64;
-    let (cut_at, keep_cps) = cp_lines
+    //    so the log alone is valid — but the state kinkod kept shows requests it no longer holds.
+    let cps: Vec<u64> = {
+        let conn = db(&dir);
+        let mut stmt = conn
+            .prepare("SELECT size FROM log_checkpoints ORDER BY size")
+            .unwrap();
+        stmt.query_map([], |r| r.get::<_, i64>(0))
+            .unwrap()
+            .map(|r| r.unwrap() as u64)
+            .collect()
+    };
+    let cut_at = *cps
         .iter()
-        .enumerate()
-        .map(|(i, l)| (checkpoint_size(l), i + 1))
-        .rfind(|(size, _)| *size > 0 && *size < total)
+        .rfind(|s| **s > 0 && **s < total - 2)
         .expect("an earlier checkpoint to cut at");
-    let kept_records: Vec<u8> = lines[..cut_at as usize]
-        .iter()
-        .flat_map(|l| l.iter().copied().chain([b'\n']))
-        .collect();
-    std::fs::write(&seg, &kept_records).unwrap();
-    std::fs::write(
-        &cps_path,
-        cp_lines[..keep_cps]
-            .iter()
-            .map(|l| format!("{l}\n"))
-            .collect::<String>(),
-    )
-    .unwrap();
+    db(&dir)
+        .execute_batch(&format!(
+            "DELETE FROM log_records WHERE seq >= {cut_at}; DELETE FROM log_checkpoints WHERE size > {cut_at};"
+        ))
+        .unwrap();
     let err = start_fails(&dir);
     assert!(
-        err.contains(&format!(
-            "holds {cut_at} records but kinkod signed a checkpoint of"
-        )),
+        err.contains("in the store, but the audit log")
+            && err.contains("kinkod will not sign until store and log agree"),
         "{err}"
     );
     // The auditor's copy of the truncated log passes alone, but not against the kept checkpoint.
-    assert_eq!(verify(&audit, &vkey, None).0, 0);
-    let (code, out) = verify(&audit, &vkey, Some(&kept));
+    let truncated = export("truncated");
+    assert_eq!(verify(&truncated, &vkey, None).0, 0);
+    let (code, out) = verify(&truncated, &vkey, Some(&kept));
     assert_eq!(code, 2, "{out}");
 
-    // 3. Replaced by an empty log.
-    std::fs::remove_dir_all(&audit).unwrap();
-    std::fs::create_dir(&audit).unwrap();
+    // 3. The log emptied.
+    db(&dir)
+        .execute_batch("DELETE FROM log_records; DELETE FROM log_checkpoints;")
+        .unwrap();
     let err = start_fails(&dir);
-    assert!(err.contains("holds 0 records"), "{err}");
+    assert!(err.contains("its audit log is empty"), "{err}");
 
     // Restored from the pristine copy, kinkod starts again.
-    std::fs::remove_dir_all(&audit).unwrap();
-    copy_dir(&pristine, &audit);
-    drop(start(&dir, &label, port, false));
-
-    // 4. The store lost (or swapped for an empty one) next to a log with history: refused, since
-    //    kinkod would forget the freeze, the velocity used and every nonce already signed.
-    let db = tmp.path().join("db-backup");
-    std::fs::create_dir(&db).unwrap();
-    for f in ["kinko.db", "kinko.db-wal", "kinko.db-shm"] {
-        if dir.join(f).exists() {
-            std::fs::rename(dir.join(f), db.join(f)).unwrap();
-        }
-    }
-    let err = start_fails(&dir);
-    assert!(err.contains("the store was lost or replaced"), "{err}");
-    for f in ["kinko.db", "kinko.db-wal", "kinko.db-shm"] {
-        let _ = std::fs::remove_file(dir.join(f));
-        if db.join(f).exists() {
-            std::fs::rename(db.join(f), dir.join(f)).unwrap();
-        }
-    }
+    copy_db(&pristine, &dir);
     drop(start(&dir, &label, port, false));
 }

@@ -254,7 +254,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     // The auditor's offline verifier agrees: structure, checkpoints and every quorum.
     let out = std::process::Command::new(bin("kinko"))
         .args(["audit", "verify"])
-        .arg(dir.join("audit"))
+        .arg(kinko_tests::export_log(&dir, &tmp.path().join("exported")))
         .args(["--log-key", &start_vkey(&dir, &label, port)])
         .output()
         .unwrap();
@@ -281,8 +281,8 @@ fn start_vkey(dir: &std::path::Path, label: &str, port: u16) -> String {
 async fn a_crash_between_any_two_durable_steps_recovers_to_what_the_log_says() {
     let hot = address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
     for point in [
-        "after_claim",
         "after_signing_authorized",
+        "after_hsm_signed",
         "after_signature_produced",
     ] {
         let tmp = tempfile::tempdir().unwrap();
@@ -365,9 +365,15 @@ async fn a_crash_between_any_two_durable_steps_recovers_to_what_the_log_says() {
                 );
                 assert!(now.signed_transaction.is_empty(), "{point}");
                 assert!(of("signature_produced").is_empty(), "{point}");
-                let authorized = of("signing_authorized").len();
-                let expected = usize::from(point == "after_signing_authorized");
-                assert_eq!(authorized, expected, "{point}");
+                // The claim and its record are one commit: never one without the other.
+                assert_eq!(of("signing_authorized").len(), 1, "{point}");
+                let failed = of("refusal");
+                assert!(
+                    failed
+                        .iter()
+                        .any(|r| r["event"]["code"] == "SIGNING_FAILED"),
+                    "{point}: the failure is in the log: {failed:?}"
+                );
             }
         }
         // The nonce stays claimed: the same transaction under a new request is never signed.

@@ -1,7 +1,9 @@
-//! The log outranks the store: an insider edits kinkod's database while it is stopped. A freeze
-//! cleared or deleted is restored from the log (signing stays frozen); another freeze id, a
-//! signed request's claims deleted, the signed request deleted or set back to pending: kinkod
-//! refuses to start, saying what differs. Never signed.
+//! The log outranks the store: an insider edits kinkod's database (the state tables, not the
+//! log's) while it is stopped. A freeze cleared or deleted is restored from the log (signing
+//! stays frozen); another freeze id, a signed request's claims deleted, the signed request
+//! deleted or set back to pending, a denied request set to pending, an approval or a claim
+//! inserted, a request inserted or deleted: kinkod refuses to start, saying what differs. Never
+//! signed.
 
 use std::path::Path;
 use std::time::Duration;
@@ -64,6 +66,40 @@ async fn a_store_edited_behind_kinkod_is_refused_at_start() {
             .await
             .unwrap();
     }
+    // One request waiting for its second approval, and one denied (not on the allowlist).
+    let pending = ledger
+        .submit_withdrawal(submission(
+            &dir,
+            "eth-dev",
+            Chain::Ethereum,
+            eth_transfer(1, 1_000, hot),
+            "pending-1",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .request_id;
+    ApprovalServiceClient::new(channel(&d, "alice").await)
+        .approve(officer_approval(&d, "alice", &pending, Verdict::Approve).await)
+        .await
+        .unwrap();
+    let denied = ledger
+        .submit_withdrawal(submission(
+            &dir,
+            "eth-dev",
+            Chain::Ethereum,
+            eth_transfer(
+                2,
+                1_000,
+                address!("0x00000000000000000000000000000000000000a1"),
+            ),
+            "denied-1",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(denied.state, pb::RequestState::Denied as i32, "{denied:?}");
+    let denied = denied.request_id;
     let f = AdminServiceClient::new(channel(&d, "carol").await)
         .freeze(governance(
             &d,
@@ -108,7 +144,7 @@ async fn a_store_edited_behind_kinkod_is_refused_at_start() {
                 &dir,
                 "eth-dev",
                 Chain::Ethereum,
-                eth_transfer(1, 1_000, hot),
+                eth_transfer(3, 1_000, hot),
                 "after-edit",
             ))
             .await
@@ -118,33 +154,68 @@ async fn a_store_edited_behind_kinkod_is_refused_at_start() {
         drop(d);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let cases: [(&str, String, &str); 5] = [
+    let columns = "requester, idempotency_key, key_name, chain, network, payload, reference, \
+        requester_signature, intent_json, intent_digest, policy_hash, decision_json, state, \
+        final_reason, signed_transaction, transaction_id, created_at, updated_at";
+    let cases: [(&str, String, String); 10] = [
         (
             "freeze id replaced",
             "UPDATE freeze SET freeze_id = x'0101010101010101010101010101010101010101010101010101010101010101';".into(),
-            "but the store names another freeze",
+            "but the store names another freeze".into(),
         ),
         (
             "replay key deleted",
             format!("DELETE FROM replay_keys WHERE request_id = '{id}';"),
-            "the store lacks the claim of replay key nonce:0 of key eth-dev",
+            "the store lacks the claim of replay key nonce:0 of key eth-dev".into(),
         ),
         (
             "digest deleted",
             format!("DELETE FROM signed_digests WHERE request_id = '{id}';"),
-            "the store lacks the claim of digest",
+            "the store lacks the claim of digest".into(),
         ),
         (
             "signed request set back to pending",
             format!("UPDATE requests SET state = 'pending_approval' WHERE id = '{id}';"),
-            "is pending_approval in the store, but the audit log shows it signed",
+            "is pending_approval in the store, but the audit log shows it authorized for signing, signed".into(),
+        ),
+        (
+            "denied request set to pending",
+            format!("UPDATE requests SET state = 'pending_approval', final_reason = NULL WHERE id = '{denied}';"),
+            format!("request {denied} is pending_approval in the store, but the audit log shows it denied"),
+        ),
+        (
+            "approval inserted",
+            format!(
+                "INSERT INTO approvals (request_id, officer_id, approve, message, signature, received_at) \
+                 SELECT request_id, 'bob', approve, message, signature, received_at FROM approvals \
+                 WHERE request_id = '{pending}' AND officer_id = 'alice';"
+            ),
+            format!("the store holds a verdict of officer bob on {pending} that is not in the audit log"),
+        ),
+        (
+            "pending request deleted",
+            format!("DELETE FROM approvals WHERE request_id = '{pending}'; DELETE FROM requests WHERE id = '{pending}';"),
+            format!("request {pending} is in the audit log but not in the store"),
+        ),
+        (
+            "request inserted",
+            format!(
+                "INSERT INTO requests (id, {columns}) SELECT 'req-forged', {} FROM requests WHERE id = '{pending}';",
+                columns.replace("idempotency_key", "'forged'")
+            ),
+            "request req-forged (pending_approval) is in the store, but the audit log never received it".into(),
+        ),
+        (
+            "claim inserted",
+            format!("INSERT INTO replay_keys (key_name, replay_key, request_id, at) VALUES ('eth-dev', 'nonce:7', '{pending}', 0);"),
+            format!("the store holds a claim of replay key nonce:7 of key eth-dev for request {pending}, which the audit log never authorized"),
         ),
         (
             "signed request deleted",
             format!(
                 "DELETE FROM approvals WHERE request_id = '{id}'; DELETE FROM replay_keys WHERE request_id = '{id}'; DELETE FROM signed_digests WHERE request_id = '{id}'; DELETE FROM reservations WHERE request_id = '{id}'; DELETE FROM requests WHERE id = '{id}';"
             ),
-            "is not in the store",
+            format!("request {id} is in the audit log but not in the store"),
         ),
     ];
     for (what, edit, expected) in cases {
@@ -152,7 +223,7 @@ async fn a_store_edited_behind_kinkod_is_refused_at_start() {
         copy_dir(&pristine, &dir);
         sql(&dir, &edit);
         let err = start_fails(&dir);
-        assert!(err.contains(expected), "{what}: {err}");
+        assert!(err.contains(&expected), "{what}: {err}");
         assert!(
             err.contains("kinkod will not sign until store and log agree"),
             "{what}: {err}"

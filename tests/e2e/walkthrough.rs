@@ -322,8 +322,10 @@ async fn ethereum_withdrawal_walkthrough_refusals_restart_and_audit() {
     let vkey = kinko_audit::note::VerifierKey::parse(&d.vkey).unwrap();
     drop(d);
     let mut check = kinko_audit::policy_check::PolicyCheck::new();
+    // The files an operator hands to the auditor, written from the store with kinkod stopped.
+    let exported = kinko_tests::export_log(&dir, &dir.with_extension("export"));
     let report = kinko_audit::verify::verify_dir(
-        &dir.join("audit"),
+        &exported,
         &vkey,
         kinko_audit::verify::VerifyOptions {
             authorization: Some(&mut check),

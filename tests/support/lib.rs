@@ -338,6 +338,26 @@ pub fn start_fails(dir: &Path) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `kinkod export-log` of `dir`'s store into a new directory `out` (the documented files the
+/// offline verifier reads); returns `out`.
+pub fn export_log(dir: &Path, out: &Path) -> PathBuf {
+    let o = Command::new(bin("kinkod"))
+        .arg("--config")
+        .arg(dir.join("kinkod.toml"))
+        .arg("export-log")
+        .arg("--out")
+        .arg(out)
+        .env("RUST_LOG", "warn,cryptoki::mechanism=off")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "export-log: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out.to_path_buf()
+}
+
 /// The policy file in force in the data directory.
 pub fn policy(dir: &Path) -> Policy {
     Policy::from_toml(&std::fs::read(dir.join("policy.toml")).unwrap()).unwrap()

@@ -132,6 +132,25 @@ impl MerkleTree {
         index
     }
 
+    /// Drops every leaf from index `size` on: the tree becomes what it was at `size` leaves
+    /// (used to undo leaves whose records were not committed). A larger `size` changes nothing.
+    pub fn truncate(&mut self, size: u64) {
+        if size >= self.size() {
+            return;
+        }
+        for (level, nodes) in self.levels.iter_mut().enumerate() {
+            // Complete subtrees of 2^level leaves within the first `size` leaves.
+            let keep = u32::try_from(level)
+                .ok()
+                .and_then(|l| size.checked_shr(l))
+                .unwrap_or(0);
+            nodes.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        }
+        while self.levels.last().is_some_and(Vec::is_empty) {
+            self.levels.pop();
+        }
+    }
+
     /// The leaf hash at `index`, if present.
     pub fn leaf_hash_at(&self, index: u64) -> Option<Hash> {
         let i = usize::try_from(index).ok()?;

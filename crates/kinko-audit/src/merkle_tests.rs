@@ -372,3 +372,34 @@ fn generated_proofs_verify_for_all_small_sizes() {
         }
     }
 }
+
+/// A tree truncated to any size has that size's root and proofs, and grows again exactly as a
+/// tree built to that size would (the store undoes the leaves of an uncommitted transaction).
+#[test]
+fn truncate_returns_the_tree_to_an_earlier_size() {
+    for full in 0u64..40 {
+        let mut reference = MerkleTree::new();
+        let mut roots = vec![reference.root()];
+        for i in 0..full {
+            reference.append(&i.to_be_bytes());
+            roots.push(reference.root());
+        }
+        for size in 0..=full {
+            let mut t = reference.clone();
+            t.truncate(size);
+            assert_eq!(t.size(), size);
+            assert_eq!(t.root(), roots[size as usize], "full {full}, size {size}");
+            // Grown back, it is the original tree.
+            for i in size..full {
+                t.append(&i.to_be_bytes());
+            }
+            assert_eq!(t.root(), reference.root());
+            if full > 0 {
+                assert_eq!(
+                    t.inclusion_proof(full - 1, full).unwrap(),
+                    reference.inclusion_proof(full - 1, full).unwrap()
+                );
+            }
+        }
+    }
+}

@@ -14,11 +14,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod log;
 mod migrations;
 
 use std::fmt;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -87,6 +88,18 @@ pub enum StoreError {
     /// The connection lock was poisoned by a panic in another thread.
     #[error("store lock poisoned")]
     Poisoned,
+    /// A record or checkpoint could not be made (encoding, size, or the log key's signature).
+    #[error("audit log: {0}")]
+    Log(kinko_audit::Error),
+    /// The audit log in the store does not verify (edited, truncated or replaced).
+    #[error("the audit log in the store does not verify: {0}")]
+    LogCorrupt(String),
+    /// A step was committed before [`Store::open_log`].
+    #[error("the audit log is not open")]
+    LogClosed,
+    /// Writing an export failed.
+    #[error("{0}")]
+    Io(String),
 }
 
 /// Lifecycle states (see docs/operations.md).
@@ -341,10 +354,73 @@ pub struct InstalledPolicy {
     pub installed_at: i64,
 }
 
-/// The store. One connection behind a mutex: SQLite serializes writers anyway, and Kinko's
-/// write rate is bounded by the HSM.
+/// A stored verdict (for the start-time check against the log).
+#[derive(Debug, Clone)]
+pub struct StoredVerdict {
+    /// A governance vote (else a withdrawal approval or rejection).
+    pub governance: bool,
+    /// The request (or governance request) id.
+    pub request_id: String,
+    /// The officer.
+    pub officer_id: String,
+    /// The signed message bytes.
+    pub message: Vec<u8>,
+}
+
+/// A stored claim of a replay key or a digest.
+#[derive(Debug, Clone)]
+pub struct StoredClaim {
+    /// A signed digest (else a replay key: nonce, outpoint, blockhash).
+    pub digest: bool,
+    /// The signing key.
+    pub key_name: String,
+    /// The claimed value.
+    pub value: String,
+    /// The request holding it.
+    pub request_id: String,
+}
+
+/// The store: Kinko's one durable history. One connection behind a mutex (SQLite serializes
+/// writers anyway, and Kinko's write rate is bounded by the HSM), and the audit log's tree in
+/// memory beside it.
 pub struct Store {
-    conn: Mutex<Connection>,
+    conn: Mutex<Inner>,
+    /// The audit log's tree and newest checkpoint, once [`Store::open_log`] has checked them.
+    /// Updated only under `conn`, after a commit.
+    view: RwLock<Option<log::View>>,
+}
+
+/// The connection and, once the log is open, what appends to it.
+struct Inner {
+    conn: Connection,
+    writer: Option<log::Writer>,
+}
+
+impl std::ops::Deref for Inner {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Inner {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+/// One transaction of the store. A lifecycle step makes its state changes through it inside
+/// [`Store::commit`], which appends the step's audit records in the same transaction: the
+/// change and its records are durable together, or neither is. This is the interface a second
+/// backend implements.
+pub struct Tx<'a> {
+    conn: &'a Connection,
+}
+
+impl fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tx").finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for Store {
@@ -400,78 +476,43 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrations::apply(&mut conn)?;
         Ok(Store {
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Inner { conn, writer: None }),
+            view: RwLock::new(None),
         })
     }
 
-    fn conn(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+    fn conn(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
         self.conn.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    /// Runs `f` in one transaction and commits it, with no audit record. For reads that must
+    /// see one state, tests and offline tools; the daemon changes state only through
+    /// [`Store::commit`].
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&Tx { conn: &tx })?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let conn = self.conn()?;
+        f(&Tx { conn: &conn })
     }
 
     /// Inserts a request, or returns the existing one when the same requester reuses an
     /// idempotency key for the same payload. The same key with a different payload is refused.
     pub fn insert_request(&self, new: &NewRequest) -> Result<Inserted, StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let existing = tx
-            .query_row(
-                &format!(
-                    "SELECT {REQUEST_COLUMNS} FROM requests WHERE requester = ?1 AND idempotency_key = ?2"
-                ),
-                params![new.requester, new.idempotency_key],
-                row_to_request,
-            )
-            .optional()?
-            .transpose()?;
-        if let Some(existing) = existing {
-            return if existing.new.payload == new.payload
-                && existing.new.key_name == new.key_name
-                && existing.new.reference == new.reference
-            {
-                Ok(Inserted::Existing(existing))
-            } else {
-                Err(StoreError::IdempotencyConflict {
-                    key: new.idempotency_key.clone(),
-                    existing: existing.new.id,
-                })
-            };
-        }
-        tx.execute(
-            &format!("INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, NULL, NULL, ?16, ?16)"),
-            params![
-                new.id,
-                new.requester,
-                new.idempotency_key,
-                new.key_name,
-                new.chain,
-                new.network,
-                new.payload,
-                new.reference,
-                new.requester_signature,
-                new.intent_json,
-                new.intent_digest,
-                new.policy_hash,
-                new.decision_json,
-                new.state.as_str(),
-                new.final_reason,
-                new.now,
-            ],
-        )?;
-        tx.commit()?;
-        drop(conn);
-        Ok(Inserted::Created(self.get_request(&new.id)?))
+        self.write(|tx| tx.insert_request(new))
     }
 
     /// Reads a request.
     pub fn get_request(&self, id: &str) -> Result<Request, StoreError> {
-        let conn = self.conn()?;
-        conn.query_row(
-            &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"),
-            params![id],
-            row_to_request,
-        )
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(id.to_string()))?
+        self.read(|tx| tx.get_request(id))
     }
 
     /// Requests in `state`, oldest first.
@@ -486,62 +527,6 @@ impl Store {
             out.push(r??);
         }
         Ok(out)
-    }
-
-    /// Removes a request that was just inserted and could not be logged (with its approvals):
-    /// a refusal must change nothing. Only requests not yet past approval can be removed.
-    pub fn delete_unlogged_request(&self, id: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        check_state(
-            &tx,
-            id,
-            &[RequestState::PendingApproval, RequestState::Denied],
-        )?;
-        tx.execute("DELETE FROM approvals WHERE request_id = ?1", params![id])?;
-        tx.execute("DELETE FROM requests WHERE id = ?1", params![id])?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Removes an officer's verdict that could not be logged.
-    pub fn delete_unlogged_approval(
-        &self,
-        request_id: &str,
-        officer_id: &str,
-    ) -> Result<(), StoreError> {
-        let conn = self.conn()?;
-        conn.execute(
-            "DELETE FROM approvals WHERE request_id = ?1 AND officer_id = ?2",
-            params![request_id, officer_id],
-        )?;
-        Ok(())
-    }
-
-    /// Undoes a signing claim whose `signing_authorized` record could not be logged — so the
-    /// HSM was never asked — and fails the request with `reason`: its nonces, outpoints,
-    /// digests and velocity are free again for a resubmission.
-    pub fn release_unlogged_claim(
-        &self,
-        request_id: &str,
-        reason: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        check_state(&tx, request_id, &[RequestState::Signing])?;
-        for table in ["replay_keys", "signed_digests", "reservations"] {
-            tx.execute(
-                &format!("DELETE FROM {table} WHERE request_id = ?1"),
-                params![request_id],
-            )?;
-        }
-        tx.execute(
-            "UPDATE requests SET state = 'failed', final_reason = ?2, updated_at = ?3 WHERE id = ?1",
-            params![request_id, reason, now],
-        )?;
-        tx.commit()?;
-        Ok(())
     }
 
     /// Up to `limit` requests in `state`, oldest first, after request `after` (keyset paging on
@@ -617,15 +602,363 @@ impl Store {
         reason: Option<&str>,
         now: i64,
     ) -> Result<Request, StoreError> {
+        self.write(|tx| tx.transition(id, from, to, reason, now))
+    }
+
+    /// Stores an officer's signed verdict. One verdict per officer per request. The request must
+    /// be pending approval.
+    pub fn add_approval(&self, a: &StoredApproval) -> Result<(), StoreError> {
+        self.write(|tx| tx.add_approval(a))
+    }
+
+    /// Stores an officer's signed verdict in place of one of theirs that no longer counts
+    /// (expired, or given under a policy no longer in force): an approval that stopped counting
+    /// never keeps its officer from deciding again. The request must be pending approval.
+    pub fn replace_approval(&self, a: &StoredApproval) -> Result<(), StoreError> {
+        self.write(|tx| tx.replace_approval(a))
+    }
+
+    /// The verdicts on a request, in the order received.
+    pub fn approvals(&self, request_id: &str) -> Result<Vec<StoredApproval>, StoreError> {
+        self.read(|tx| tx.approvals(request_id))
+    }
+
+    /// Claims everything signing needs, atomically: the request moves from `PendingApproval` (or `Approved`) to
+    /// `Signing`, its replay keys and digests are bound to it (refused when another request of
+    /// the same key holds one), and its velocity reservations are recorded. After a crash, a
+    /// request found in `Signing` was authorized and possibly signed: the daemon completes or
+    /// fails it explicitly, and never signs a conflicting request in the meantime.
+    pub fn claim_signing(&self, claim: &SigningClaim) -> Result<(), StoreError> {
+        self.write(|tx| tx.claim_signing(claim))
+    }
+
+    /// Records the signed transaction: `Signing` → `Signed`.
+    pub fn record_signed(
+        &self,
+        id: &str,
+        signed_transaction: &[u8],
+        transaction_id: &str,
+        now: i64,
+    ) -> Result<Request, StoreError> {
+        self.write(|tx| tx.record_signed(id, signed_transaction, transaction_id, now))
+    }
+
+    /// Velocity reservations of `key_name` for `asset` at or after `since`, oldest first.
+    pub fn reservations_since(
+        &self,
+        key_name: &str,
+        asset: &str,
+        since: i64,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT key_name, asset, amount, at, request_id FROM reservations WHERE key_name = ?1 AND asset = ?2 AND at >= ?3 ORDER BY at, id",
+        )?;
+        let rows = stmt.query_map(params![key_name, asset, since], reservation_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every reservation at or after `since` (to rebuild the in-memory ledger at start-up).
+    pub fn all_reservations_since(&self, since: i64) -> Result<Vec<Reservation>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT key_name, asset, amount, at, request_id FROM reservations WHERE at >= ?1 ORDER BY at, id",
+        )?;
+        let rows = stmt.query_map(params![since], reservation_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Adds an officer's signed approval (or veto) to a governance request, creating the request
+    /// on first use. One per officer; a request of another kind under the same id is refused.
+    pub fn add_governance_approval(
+        &self,
+        id: &str,
+        kind: &str,
+        a: &StoredApproval,
+    ) -> Result<Governance, StoreError> {
+        self.write(|tx| tx.add_governance_approval(id, kind, a))
+    }
+
+    /// A governance request.
+    pub fn governance(&self, id: &str) -> Result<Option<Governance>, StoreError> {
+        self.read(|tx| tx.governance(id))
+    }
+
+    /// The signed approvals of a governance request, in the order received.
+    pub fn governance_approvals(&self, id: &str) -> Result<Vec<StoredApproval>, StoreError> {
+        self.read(|tx| tx.governance_approvals(id))
+    }
+
+    /// Records the state of a governance request; the first time its quorum is seen, the
+    /// instant is kept (never moved later).
+    pub fn set_governance_state(
+        &self,
+        id: &str,
+        state: &str,
+        quorum_reached_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| tx.set_governance_state(id, state, quorum_reached_at))
+    }
+
+    /// The newest open (`pending` or `waiting`) governance request of a kind.
+    pub fn open_governance(&self, kind: &str) -> Result<Option<Governance>, StoreError> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                "SELECT id, kind, created_at, quorum_reached_at, state FROM governance
+                 WHERE kind = ?1 AND state IN ('pending', 'waiting') ORDER BY created_at DESC, id LIMIT 1",
+                params![kind],
+                governance_row,
+            )
+            .optional()?)
+    }
+
+    /// Every governance request of a kind waiting out its delay, oldest first.
+    pub fn waiting_governance(&self, kind: &str) -> Result<Vec<Governance>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, kind, created_at, quorum_reached_at, state FROM governance
+             WHERE kind = ?1 AND state = 'waiting' ORDER BY created_at, id",
+        )?;
+        let rows = stmt.query_map(params![kind], governance_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records a policy proposal and opens its governance request (kind `install_policy`).
+    pub fn insert_policy_proposal(&self, p: &PolicyProposal) -> Result<(), StoreError> {
+        self.write(|tx| tx.insert_policy_proposal(p))
+    }
+
+    /// A policy proposal.
+    pub fn policy_proposal(&self, id: &str) -> Result<Option<PolicyProposal>, StoreError> {
+        self.read(|tx| tx.policy_proposal(id))
+    }
+
+    /// The policy in force: the newest installed one (`None` before the first start).
+    pub fn installed_policy(&self) -> Result<Option<InstalledPolicy>, StoreError> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                "SELECT policy_hash, policy_text, proposal_id, installed_at FROM installed_policies ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(InstalledPolicy {
+                        policy_hash: r.get(0)?,
+                        policy_text: r.get(1)?,
+                        proposal_id: r.get(2)?,
+                        installed_at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Every policy installed, oldest first (the bootstrap policy, then each governance
+    /// installation).
+    pub fn installed_policies(&self) -> Result<Vec<InstalledPolicy>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT policy_hash, policy_text, proposal_id, installed_at FROM installed_policies ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(InstalledPolicy {
+                policy_hash: r.get(0)?,
+                policy_text: r.get(1)?,
+                proposal_id: r.get(2)?,
+                installed_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Installs a policy. For a proposal, atomically: its governance request becomes
+    /// `effective`, and every other open install proposal is `superseded` (its approvals were
+    /// signed under a policy no longer in force).
+    pub fn install_policy(&self, p: &InstalledPolicy) -> Result<(), StoreError> {
+        self.write(|tx| tx.install_policy(p))
+    }
+
+    /// Every request's id and state (for the start-time check against the log).
+    pub fn all_request_states(&self) -> Result<Vec<(String, RequestState)>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare("SELECT id, state FROM requests")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, state) = row?;
+            let state = RequestState::parse(&state).ok_or_else(|| {
+                StoreError::Corrupt(format!("request {id}: unknown state {state:?}"))
+            })?;
+            out.push((id, state));
+        }
+        Ok(out)
+    }
+
+    /// Every stored verdict: withdrawal approvals first, then governance votes.
+    pub fn all_verdicts(&self) -> Result<Vec<StoredVerdict>, StoreError> {
+        let conn = self.conn()?;
+        let mut out = Vec::new();
+        for (governance, sql) in [
+            (
+                false,
+                "SELECT request_id, officer_id, message FROM approvals",
+            ),
+            (
+                true,
+                "SELECT governance_id, officer_id, message FROM governance_approvals",
+            ),
+        ] {
+            let mut stmt = conn.prepare(sql)?;
+            let rows = stmt.query_map([], |r| {
+                Ok(StoredVerdict {
+                    governance,
+                    request_id: r.get(0)?,
+                    officer_id: r.get(1)?,
+                    message: r.get(2)?,
+                })
+            })?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every claim of a replay key or digest.
+    pub fn all_claims(&self) -> Result<Vec<StoredClaim>, StoreError> {
+        let conn = self.conn()?;
+        let mut out = Vec::new();
+        for (digest, sql) in [
+            (
+                false,
+                "SELECT key_name, replay_key, request_id FROM replay_keys",
+            ),
+            (
+                true,
+                "SELECT key_name, digest, request_id FROM signed_digests",
+            ),
+        ] {
+            let mut stmt = conn.prepare(sql)?;
+            let rows = stmt.query_map([], |r| {
+                Ok(StoredClaim {
+                    digest,
+                    key_name: r.get(0)?,
+                    value: r.get(1)?,
+                    request_id: r.get(2)?,
+                })
+            })?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Requests pending approval created before `before` (unix seconds), oldest first.
+    pub fn pending_created_before(&self, before: i64) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT id FROM requests WHERE state = ?1 AND created_at < ?2 ORDER BY created_at LIMIT 1000",
+        )?;
+        let rows = stmt.query_map(
+            params![RequestState::PendingApproval.as_str(), before],
+            |r| r.get(0),
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many requests are in each state (for metrics).
+    pub fn count_by_state(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM requests GROUP BY state")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        rows.map(|r| {
+            r.map(|(s, n)| (s, u64::try_from(n).unwrap_or(0)))
+                .map_err(StoreError::from)
+        })
+        .collect()
+    }
+
+    /// The freeze switch.
+    pub fn freeze_state(&self) -> Result<FreezeState, StoreError> {
+        self.read(|tx| tx.freeze_state())
+    }
+
+    /// Sets the freeze switch. Any unfreeze request still open is for an earlier freeze (or
+    /// lifted this one) and can never act again: it becomes `superseded` in the same commit.
+    pub fn set_freeze(&self, state: &FreezeState) -> Result<(), StoreError> {
+        self.write(|tx| tx.set_freeze(state))
+    }
+}
+
+impl Tx<'_> {
+    /// Inserts a request, or returns the existing one when the same requester reuses an
+    /// idempotency key for the same payload. The same key with a different payload is refused.
+    pub fn insert_request(&self, new: &NewRequest) -> Result<Inserted, StoreError> {
+        let tx = self.conn;
+        let existing = tx
+            .query_row(
+                &format!(
+                    "SELECT {REQUEST_COLUMNS} FROM requests WHERE requester = ?1 AND idempotency_key = ?2"
+                ),
+                params![new.requester, new.idempotency_key],
+                row_to_request,
+            )
+            .optional()?
+            .transpose()?;
+        if let Some(existing) = existing {
+            return if existing.new.payload == new.payload
+                && existing.new.key_name == new.key_name
+                && existing.new.reference == new.reference
+            {
+                Ok(Inserted::Existing(existing))
+            } else {
+                Err(StoreError::IdempotencyConflict {
+                    key: new.idempotency_key.clone(),
+                    existing: existing.new.id,
+                })
+            };
+        }
+        tx.execute(
+            &format!("INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, NULL, NULL, ?16, ?16)"),
+            params![
+                new.id,
+                new.requester,
+                new.idempotency_key,
+                new.key_name,
+                new.chain,
+                new.network,
+                new.payload,
+                new.reference,
+                new.requester_signature,
+                new.intent_json,
+                new.intent_digest,
+                new.policy_hash,
+                new.decision_json,
+                new.state.as_str(),
+                new.final_reason,
+                new.now,
+            ],
+        )?;
+        Ok(Inserted::Created(self.get_request(&new.id)?))
+    }
+
+    /// Moves a request from one of `from` to `to`, atomically (compare and set).
+    pub fn transition(
+        &self,
+        id: &str,
+        from: &[RequestState],
+        to: RequestState,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<Request, StoreError> {
         {
-            let mut conn = self.conn()?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            check_state(&tx, id, from)?;
+            let tx = self.conn;
+            check_state(tx, id, from)?;
             tx.execute(
                 "UPDATE requests SET state = ?2, final_reason = COALESCE(?3, final_reason), updated_at = ?4 WHERE id = ?1",
                 params![id, to.as_str(), reason, now],
             )?;
-            tx.commit()?;
         }
         self.get_request(id)
     }
@@ -633,9 +966,8 @@ impl Store {
     /// Stores an officer's signed verdict. One verdict per officer per request. The request must
     /// be pending approval.
     pub fn add_approval(&self, a: &StoredApproval) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        check_state(&tx, &a.request_id, &[RequestState::PendingApproval])?;
+        let tx = self.conn;
+        check_state(tx, &a.request_id, &[RequestState::PendingApproval])?;
         let inserted = tx.execute(
             "INSERT OR IGNORE INTO approvals (request_id, officer_id, approve, message, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![a.request_id, a.officer_id, a.approve, a.message, a.signature, a.received_at],
@@ -646,7 +978,6 @@ impl Store {
                 officer: a.officer_id.clone(),
             });
         }
-        tx.commit()?;
         Ok(())
     }
 
@@ -654,9 +985,8 @@ impl Store {
     /// (expired, or given under a policy no longer in force): an approval that stopped counting
     /// never keeps its officer from deciding again. The request must be pending approval.
     pub fn replace_approval(&self, a: &StoredApproval) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        check_state(&tx, &a.request_id, &[RequestState::PendingApproval])?;
+        let tx = self.conn;
+        check_state(tx, &a.request_id, &[RequestState::PendingApproval])?;
         tx.execute(
             "DELETE FROM approvals WHERE request_id = ?1 AND officer_id = ?2",
             params![a.request_id, a.officer_id],
@@ -665,27 +995,7 @@ impl Store {
             "INSERT INTO approvals (request_id, officer_id, approve, message, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![a.request_id, a.officer_id, a.approve, a.message, a.signature, a.received_at],
         )?;
-        tx.commit()?;
         Ok(())
-    }
-
-    /// The verdicts on a request, in the order received.
-    pub fn approvals(&self, request_id: &str) -> Result<Vec<StoredApproval>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT request_id, officer_id, approve, message, signature, received_at FROM approvals WHERE request_id = ?1 ORDER BY seq",
-        )?;
-        let rows = stmt.query_map(params![request_id], |r| {
-            Ok(StoredApproval {
-                request_id: r.get(0)?,
-                officer_id: r.get(1)?,
-                approve: r.get(2)?,
-                message: r.get(3)?,
-                signature: r.get(4)?,
-                received_at: r.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Claims everything signing needs, atomically: the request moves from `PendingApproval` (or `Approved`) to
@@ -694,10 +1004,9 @@ impl Store {
     /// request found in `Signing` was authorized and possibly signed: the daemon completes or
     /// fails it explicitly, and never signs a conflicting request in the meantime.
     pub fn claim_signing(&self, claim: &SigningClaim) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn;
         check_state(
-            &tx,
+            tx,
             &claim.request_id,
             &[RequestState::PendingApproval, RequestState::Approved],
         )?;
@@ -749,7 +1058,6 @@ impl Store {
             "UPDATE requests SET state = 'signing', updated_at = ?2 WHERE id = ?1",
             params![claim.request_id, claim.now],
         )?;
-        tx.commit()?;
         Ok(())
     }
 
@@ -762,41 +1070,14 @@ impl Store {
         now: i64,
     ) -> Result<Request, StoreError> {
         {
-            let mut conn = self.conn()?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            check_state(&tx, id, &[RequestState::Signing])?;
+            let tx = self.conn;
+            check_state(tx, id, &[RequestState::Signing])?;
             tx.execute(
                 "UPDATE requests SET state = 'signed', signed_transaction = ?2, transaction_id = ?3, updated_at = ?4 WHERE id = ?1",
                 params![id, signed_transaction, transaction_id, now],
             )?;
-            tx.commit()?;
         }
         self.get_request(id)
-    }
-
-    /// Velocity reservations of `key_name` for `asset` at or after `since`, oldest first.
-    pub fn reservations_since(
-        &self,
-        key_name: &str,
-        asset: &str,
-        since: i64,
-    ) -> Result<Vec<Reservation>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT key_name, asset, amount, at, request_id FROM reservations WHERE key_name = ?1 AND asset = ?2 AND at >= ?3 ORDER BY at, id",
-        )?;
-        let rows = stmt.query_map(params![key_name, asset, since], reservation_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Every reservation at or after `since` (to rebuild the in-memory ledger at start-up).
-    pub fn all_reservations_since(&self, since: i64) -> Result<Vec<Reservation>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT key_name, asset, amount, at, request_id FROM reservations WHERE at >= ?1 ORDER BY at, id",
-        )?;
-        let rows = stmt.query_map(params![since], reservation_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Adds an officer's signed approval (or veto) to a governance request, creating the request
@@ -808,8 +1089,7 @@ impl Store {
         a: &StoredApproval,
     ) -> Result<Governance, StoreError> {
         {
-            let mut conn = self.conn()?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = self.conn;
             tx.execute(
                 "INSERT OR IGNORE INTO governance (id, kind, created_at, quorum_reached_at, state) VALUES (?1, ?2, ?3, NULL, 'pending')",
                 params![id, kind, a.received_at],
@@ -834,15 +1114,113 @@ impl Store {
                     officer: a.officer_id.clone(),
                 });
             }
-            tx.commit()?;
         }
         self.governance(id)?
             .ok_or_else(|| StoreError::NotFound(id.to_string()))
     }
 
+    /// Records the state of a governance request; the first time its quorum is seen, the
+    /// instant is kept (never moved later).
+    pub fn set_governance_state(
+        &self,
+        id: &str,
+        state: &str,
+        quorum_reached_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn;
+        conn.execute(
+            "UPDATE governance SET state = ?2, quorum_reached_at = COALESCE(quorum_reached_at, ?3) WHERE id = ?1 AND state IN ('pending', 'waiting')",
+            params![id, state, quorum_reached_at],
+        )?;
+        Ok(())
+    }
+
+    /// Records a policy proposal and opens its governance request (kind `install_policy`).
+    pub fn insert_policy_proposal(&self, p: &PolicyProposal) -> Result<(), StoreError> {
+        let tx = self.conn;
+        tx.execute(
+            "INSERT INTO governance (id, kind, created_at, quorum_reached_at, state) VALUES (?1, 'install_policy', ?2, NULL, 'pending')",
+            params![p.id, p.created_at],
+        )?;
+        tx.execute(
+            "INSERT INTO policy_proposals (id, policy_hash, policy_text, base_policy_hash, proposed_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![p.id, p.policy_hash, p.policy_text, p.base_policy_hash, p.proposed_by, p.created_at],
+        )?;
+        Ok(())
+    }
+
+    /// Installs a policy. For a proposal, atomically: its governance request becomes
+    /// `effective`, and every other open install proposal is `superseded` (its approvals were
+    /// signed under a policy no longer in force).
+    pub fn install_policy(&self, p: &InstalledPolicy) -> Result<(), StoreError> {
+        let tx = self.conn;
+        tx.execute(
+            "INSERT INTO installed_policies (policy_hash, policy_text, proposal_id, installed_at) VALUES (?1, ?2, ?3, ?4)",
+            params![p.policy_hash, p.policy_text, p.proposal_id, p.installed_at],
+        )?;
+        if let Some(id) = &p.proposal_id {
+            tx.execute(
+                "UPDATE governance SET state = 'effective' WHERE id = ?1",
+                params![id],
+            )?;
+            tx.execute(
+                "UPDATE governance SET state = 'superseded' WHERE kind = 'install_policy' AND id != ?1 AND state IN ('pending', 'waiting')",
+                params![id],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Sets the freeze switch. Any unfreeze request still open is for an earlier freeze (or
+    /// lifted this one) and can never act again: it becomes `superseded` in the same commit.
+    pub fn set_freeze(&self, state: &FreezeState) -> Result<(), StoreError> {
+        let tx = self.conn;
+        tx.execute(
+            "INSERT INTO freeze (id, frozen, frozen_by, reason, since, freeze_id) VALUES (1, ?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET frozen = excluded.frozen, frozen_by = excluded.frozen_by, reason = excluded.reason, since = excluded.since, freeze_id = excluded.freeze_id",
+            params![state.frozen, state.by, state.reason, state.since, state.freeze_id],
+        )?;
+        tx.execute(
+            "UPDATE governance SET state = 'superseded' WHERE kind = 'unfreeze' AND state IN ('pending', 'waiting')",
+            [],
+        )?;
+        Ok(())
+    }
+
+    /// Reads a request.
+    pub fn get_request(&self, id: &str) -> Result<Request, StoreError> {
+        let conn = self.conn;
+        conn.query_row(
+            &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"),
+            params![id],
+            row_to_request,
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(id.to_string()))?
+    }
+
+    /// The verdicts on a request, in the order received.
+    pub fn approvals(&self, request_id: &str) -> Result<Vec<StoredApproval>, StoreError> {
+        let conn = self.conn;
+        let mut stmt = conn.prepare(
+            "SELECT request_id, officer_id, approve, message, signature, received_at FROM approvals WHERE request_id = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![request_id], |r| {
+            Ok(StoredApproval {
+                request_id: r.get(0)?,
+                officer_id: r.get(1)?,
+                approve: r.get(2)?,
+                message: r.get(3)?,
+                signature: r.get(4)?,
+                received_at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// A governance request.
     pub fn governance(&self, id: &str) -> Result<Option<Governance>, StoreError> {
-        let conn = self.conn()?;
+        let conn = self.conn;
         Ok(conn
             .query_row(
                 "SELECT id, kind, created_at, quorum_reached_at, state FROM governance WHERE id = ?1",
@@ -854,7 +1232,7 @@ impl Store {
 
     /// The signed approvals of a governance request, in the order received.
     pub fn governance_approvals(&self, id: &str) -> Result<Vec<StoredApproval>, StoreError> {
-        let conn = self.conn()?;
+        let conn = self.conn;
         let mut stmt = conn.prepare(
             "SELECT governance_id, officer_id, message, signature, received_at FROM governance_approvals WHERE governance_id = ?1 ORDER BY seq",
         )?;
@@ -871,204 +1249,9 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Records the state of a governance request; the first time its quorum is seen, the
-    /// instant is kept (never moved later).
-    pub fn set_governance_state(
-        &self,
-        id: &str,
-        state: &str,
-        quorum_reached_at: Option<i64>,
-    ) -> Result<(), StoreError> {
-        let conn = self.conn()?;
-        conn.execute(
-            "UPDATE governance SET state = ?2, quorum_reached_at = COALESCE(quorum_reached_at, ?3) WHERE id = ?1 AND state IN ('pending', 'waiting')",
-            params![id, state, quorum_reached_at],
-        )?;
-        Ok(())
-    }
-
-    /// The newest open (`pending` or `waiting`) governance request of a kind.
-    pub fn open_governance(&self, kind: &str) -> Result<Option<Governance>, StoreError> {
-        let conn = self.conn()?;
-        Ok(conn
-            .query_row(
-                "SELECT id, kind, created_at, quorum_reached_at, state FROM governance
-                 WHERE kind = ?1 AND state IN ('pending', 'waiting') ORDER BY created_at DESC, id LIMIT 1",
-                params![kind],
-                governance_row,
-            )
-            .optional()?)
-    }
-
-    /// Every governance request of a kind waiting out its delay, oldest first.
-    pub fn waiting_governance(&self, kind: &str) -> Result<Vec<Governance>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT id, kind, created_at, quorum_reached_at, state FROM governance
-             WHERE kind = ?1 AND state = 'waiting' ORDER BY created_at, id",
-        )?;
-        let rows = stmt.query_map(params![kind], governance_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Records a policy proposal and opens its governance request (kind `install_policy`).
-    pub fn insert_policy_proposal(&self, p: &PolicyProposal) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO governance (id, kind, created_at, quorum_reached_at, state) VALUES (?1, 'install_policy', ?2, NULL, 'pending')",
-            params![p.id, p.created_at],
-        )?;
-        tx.execute(
-            "INSERT INTO policy_proposals (id, policy_hash, policy_text, base_policy_hash, proposed_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![p.id, p.policy_hash, p.policy_text, p.base_policy_hash, p.proposed_by, p.created_at],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// A policy proposal.
-    pub fn policy_proposal(&self, id: &str) -> Result<Option<PolicyProposal>, StoreError> {
-        let conn = self.conn()?;
-        Ok(conn
-            .query_row(
-                "SELECT id, policy_hash, policy_text, base_policy_hash, proposed_by, created_at FROM policy_proposals WHERE id = ?1",
-                params![id],
-                |r| {
-                    Ok(PolicyProposal {
-                        id: r.get(0)?,
-                        policy_hash: r.get(1)?,
-                        policy_text: r.get(2)?,
-                        base_policy_hash: r.get(3)?,
-                        proposed_by: r.get(4)?,
-                        created_at: r.get(5)?,
-                    })
-                },
-            )
-            .optional()?)
-    }
-
-    /// The policy in force: the newest installed one (`None` before the first start).
-    pub fn installed_policy(&self) -> Result<Option<InstalledPolicy>, StoreError> {
-        let conn = self.conn()?;
-        Ok(conn
-            .query_row(
-                "SELECT policy_hash, policy_text, proposal_id, installed_at FROM installed_policies ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| {
-                    Ok(InstalledPolicy {
-                        policy_hash: r.get(0)?,
-                        policy_text: r.get(1)?,
-                        proposal_id: r.get(2)?,
-                        installed_at: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?)
-    }
-
-    /// Every policy installed, oldest first (the bootstrap policy, then each governance
-    /// installation).
-    pub fn installed_policies(&self) -> Result<Vec<InstalledPolicy>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT policy_hash, policy_text, proposal_id, installed_at FROM installed_policies ORDER BY seq",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(InstalledPolicy {
-                policy_hash: r.get(0)?,
-                policy_text: r.get(1)?,
-                proposal_id: r.get(2)?,
-                installed_at: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Installs a policy. For a proposal, atomically: its governance request becomes
-    /// `effective`, and every other open install proposal is `superseded` (its approvals were
-    /// signed under a policy no longer in force).
-    pub fn install_policy(&self, p: &InstalledPolicy) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO installed_policies (policy_hash, policy_text, proposal_id, installed_at) VALUES (?1, ?2, ?3, ?4)",
-            params![p.policy_hash, p.policy_text, p.proposal_id, p.installed_at],
-        )?;
-        if let Some(id) = &p.proposal_id {
-            tx.execute(
-                "UPDATE governance SET state = 'effective' WHERE id = ?1",
-                params![id],
-            )?;
-            tx.execute(
-                "UPDATE governance SET state = 'superseded' WHERE kind = 'install_policy' AND id != ?1 AND state IN ('pending', 'waiting')",
-                params![id],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Requests pending approval created before `before` (unix seconds), oldest first.
-    pub fn pending_created_before(&self, before: i64) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT id FROM requests WHERE state = ?1 AND created_at < ?2 ORDER BY created_at LIMIT 1000",
-        )?;
-        let rows = stmt.query_map(
-            params![RequestState::PendingApproval.as_str(), before],
-            |r| r.get(0),
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// How many requests are in each state (for metrics).
-    pub fn count_by_state(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM requests GROUP BY state")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-        rows.map(|r| {
-            r.map(|(s, n)| (s, u64::try_from(n).unwrap_or(0)))
-                .map_err(StoreError::from)
-        })
-        .collect()
-    }
-
-    /// Records that the log's first `size` records hash to `root` (a checkpoint the daemon
-    /// signed). Never moves backwards: a smaller size is ignored.
-    pub fn set_audit_anchor(&self, size: u64, root: &[u8]) -> Result<(), StoreError> {
-        let size = i64::try_from(size).map_err(|_| StoreError::Corrupt("log size".into()))?;
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO audit_anchor (id, size, root) VALUES (1, ?1, ?2)
-             ON CONFLICT(id) DO UPDATE SET size = excluded.size, root = excluded.root
-             WHERE excluded.size >= audit_anchor.size",
-            params![size, root],
-        )?;
-        Ok(())
-    }
-
-    /// The newest checkpoint the daemon signed: tree size and root.
-    pub fn audit_anchor(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        let conn = self.conn()?;
-        let row: Option<(i64, Vec<u8>)> = conn
-            .query_row(
-                "SELECT size, root FROM audit_anchor WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        row.map(|(size, root)| {
-            u64::try_from(size)
-                .map(|s| (s, root))
-                .map_err(|_| StoreError::Corrupt("negative log size".into()))
-        })
-        .transpose()
-    }
-
     /// The freeze switch.
     pub fn freeze_state(&self) -> Result<FreezeState, StoreError> {
-        let conn = self.conn()?;
+        let conn = self.conn;
         Ok(conn
             .query_row(
                 "SELECT frozen, frozen_by, reason, since, freeze_id FROM freeze WHERE id = 1",
@@ -1087,22 +1270,25 @@ impl Store {
             .unwrap_or_default())
     }
 
-    /// Sets the freeze switch. Any unfreeze request still open is for an earlier freeze (or
-    /// lifted this one) and can never act again: it becomes `superseded` in the same commit.
-    pub fn set_freeze(&self, state: &FreezeState) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO freeze (id, frozen, frozen_by, reason, since, freeze_id) VALUES (1, ?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(id) DO UPDATE SET frozen = excluded.frozen, frozen_by = excluded.frozen_by, reason = excluded.reason, since = excluded.since, freeze_id = excluded.freeze_id",
-            params![state.frozen, state.by, state.reason, state.since, state.freeze_id],
-        )?;
-        tx.execute(
-            "UPDATE governance SET state = 'superseded' WHERE kind = 'unfreeze' AND state IN ('pending', 'waiting')",
-            [],
-        )?;
-        tx.commit()?;
-        Ok(())
+    /// A policy proposal.
+    pub fn policy_proposal(&self, id: &str) -> Result<Option<PolicyProposal>, StoreError> {
+        let conn = self.conn;
+        Ok(conn
+            .query_row(
+                "SELECT id, policy_hash, policy_text, base_policy_hash, proposed_by, created_at FROM policy_proposals WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok(PolicyProposal {
+                        id: r.get(0)?,
+                        policy_hash: r.get(1)?,
+                        policy_text: r.get(2)?,
+                        base_policy_hash: r.get(3)?,
+                        proposed_by: r.get(4)?,
+                        created_at: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 }
 
@@ -1127,7 +1313,7 @@ fn reservation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Reservation> {
 }
 
 fn check_state(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     id: &str,
     expected: &[RequestState],
 ) -> Result<RequestState, StoreError> {

@@ -116,6 +116,27 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;",
     // 6: the freeze's identity (its audit record's leaf hash), which an unfreeze must name.
     "ALTER TABLE freeze ADD COLUMN freeze_id BLOB NOT NULL DEFAULT x'';",
+    // 7: the audit log itself: records and signed checkpoints, appended in the same transaction
+    // as the state change they record. Append-only: updates and deletes are refused.
+    "CREATE TABLE log_records (
+        seq INTEGER PRIMARY KEY CHECK (seq >= 0),
+        time_ms INTEGER NOT NULL,
+        leaf_hash BLOB NOT NULL CHECK (length(leaf_hash) = 32),
+        line TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE log_checkpoints (
+        size INTEGER PRIMARY KEY CHECK (size >= 0),
+        note TEXT NOT NULL
+    ) STRICT;
+    CREATE TRIGGER log_records_append_only_update BEFORE UPDATE ON log_records
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER log_records_append_only_delete BEFORE DELETE ON log_records
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER log_checkpoints_append_only_update BEFORE UPDATE ON log_checkpoints
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER log_checkpoints_append_only_delete BEFORE DELETE ON log_checkpoints
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    DROP TABLE audit_anchor;",
 ];
 
 /// The schema version this build writes.

@@ -443,17 +443,6 @@ fn old_pending_requests_are_found_for_expiry_and_counted_by_state() {
 }
 
 #[test]
-fn the_audit_anchor_only_moves_forward() {
-    let (_d, s) = store();
-    assert_eq!(s.audit_anchor().unwrap(), None);
-    s.set_audit_anchor(10, &[1; 32]).unwrap();
-    s.set_audit_anchor(5, &[2; 32]).unwrap();
-    assert_eq!(s.audit_anchor().unwrap(), Some((10, vec![1; 32])));
-    s.set_audit_anchor(12, &[3; 32]).unwrap();
-    assert_eq!(s.audit_anchor().unwrap(), Some((12, vec![3; 32])));
-}
-
-#[test]
 fn pending_requests_are_listed_a_page_at_a_time_oldest_first() {
     let (_d, s) = store();
     for i in 0..5i64 {
@@ -474,47 +463,210 @@ fn pending_requests_are_listed_a_page_at_a_time_oldest_first() {
     assert!(page(Some("r4")).is_empty());
 }
 
-#[test]
-fn what_could_not_be_logged_is_undone() {
-    let (_d, s) = store();
-    s.insert_request(&new_request("r1", "i1", b"a")).unwrap();
-    s.add_approval(&approval("r1", "alice")).unwrap();
-    s.delete_unlogged_approval("r1", "alice").unwrap();
-    assert!(s.approvals("r1").unwrap().is_empty());
-    s.delete_unlogged_request("r1").unwrap();
-    assert!(matches!(s.get_request("r1"), Err(StoreError::NotFound(_))));
-    // The same idempotency key works again afterwards.
-    assert!(matches!(
-        s.insert_request(&new_request("r2", "i1", b"a")).unwrap(),
-        Inserted::Created(_)
-    ));
-    // A released claim frees its nonce, digest and velocity and fails the request.
-    s.transition(
-        "r2",
-        &[RequestState::PendingApproval],
-        RequestState::Approved,
-        None,
-        1,
-    )
-    .unwrap();
-    s.claim_signing(&claim("r2", "nonce:5", "aa")).unwrap();
-    assert!(
-        s.delete_unlogged_request("r2").is_err(),
-        "a claimed request is never deleted"
-    );
-    s.release_unlogged_claim("r2", "audit log unavailable", 2)
+mod log {
+    //! The audit log held in the store: a step and its records commit together, the log
+    //! reopens verified, an edited log is refused, and an export verifies offline.
+
+    use super::*;
+    use kinko_audit::note::SoftwareSigner;
+    use kinko_audit::record::{Event, Refusal};
+
+    const ORIGIN: &str = "kinko.test/log";
+
+    fn signer() -> SoftwareSigner {
+        SoftwareSigner::from_seed(&[9; 32])
+    }
+
+    fn logged() -> (tempfile::TempDir, Store) {
+        let (d, s) = store();
+        s.open_log(crate::log::LogConfig::new(ORIGIN), signer())
+            .unwrap();
+        (d, s)
+    }
+
+    fn refusal(n: usize) -> Event {
+        Event::Refusal(Refusal {
+            request_id: None,
+            code: "TEST".into(),
+            message: "x".repeat(n),
+        })
+    }
+
+    #[test]
+    fn a_step_and_its_records_commit_together_or_not_at_all() {
+        let (_d, s) = logged();
+        let empty_root = s.root_at(s.log_size()).unwrap();
+        let (inserted, appended) = s
+            .commit("ledger", |tx| {
+                let i = tx.insert_request(&new_request("r1", "i1", b"a"))?;
+                Ok((i, vec![refusal(1), refusal(2)]))
+            })
+            .unwrap();
+        assert!(matches!(inserted, Inserted::Created(_)));
+        assert_eq!(
+            appended.iter().map(|a| a.seq).collect::<Vec<_>>(),
+            [0, 1],
+            "sequence numbers from 0, in order"
+        );
+        assert_eq!(s.log_size(), 2);
+        let root = s.root_at(2).unwrap();
+        assert_ne!(root, empty_root);
+
+        // A record too large to log: the request it came with is not stored either.
+        let err = s
+            .commit("ledger", |tx| {
+                tx.insert_request(&new_request("r2", "i2", b"b"))?;
+                Ok(((), vec![refusal(2 << 20)]))
+            })
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Log(_)), "{err:?}");
+        assert!(matches!(s.get_request("r2"), Err(StoreError::NotFound(_))));
+        assert_eq!(s.log_size(), 2, "the tree forgot the uncommitted leaf");
+        assert_eq!(s.root_at(2).unwrap(), root);
+
+        // A step that fails logs nothing.
+        let err = s
+            .commit("ledger", |tx| {
+                tx.transition("r1", &[RequestState::Signed], RequestState::Failed, None, 1)?;
+                Ok(((), vec![refusal(3)]))
+            })
+            .unwrap_err();
+        assert!(matches!(err, StoreError::WrongState { .. }), "{err:?}");
+        assert_eq!(s.log_size(), 2);
+        assert_eq!(s.read_log_lines(0, 10).unwrap().len(), 2);
+
+        // The next record takes the next number, and its leaf is the hash of its line.
+        let (_, appended) = s.commit("ledger", |_| Ok(((), vec![refusal(4)]))).unwrap();
+        assert_eq!(appended[0].seq, 2);
+        let line = s.read_log_lines(2, 1).unwrap().remove(0);
+        assert_eq!(
+            appended[0].leaf_hash,
+            kinko_audit::merkle::leaf_hash(line.as_bytes())
+        );
+    }
+
+    #[test]
+    fn a_signature_record_commits_with_a_checkpoint_covering_it() {
+        let (_d, s) = logged();
+        s.commit("ledger", |_| Ok(((), vec![refusal(1)]))).unwrap();
+        let before = s.latest_checkpoint_sized().unwrap().0;
+        assert_eq!(before, 0, "a refusal does not need a checkpoint");
+        let produced = Event::SignatureProduced(kinko_audit::record::SignatureProduced {
+            request_id: "r1".into(),
+            key_name: "k".into(),
+            signatures: Vec::new(),
+            signed_payload: None,
+            transaction_id: None,
+        });
+        let (_, appended) = s.commit("kinkod", |_| Ok(((), vec![produced]))).unwrap();
+        let note = appended[0].checkpoint.clone().expect("a checkpoint");
+        let key = s.verifier_key().unwrap();
+        let cp = kinko_audit::note::Checkpoint::open(&note, &key, Some(ORIGIN)).unwrap();
+        assert_eq!(cp.size, 2);
+        assert_eq!(cp.root, s.root_at(2).unwrap());
+        assert_eq!(s.latest_checkpoint_sized().unwrap().0, 2);
+    }
+
+    #[test]
+    fn the_log_reopens_verified_and_an_edited_or_truncated_log_is_refused() {
+        let (d, s) = logged();
+        for n in 0..5 {
+            s.commit("ledger", |_| Ok(((), vec![refusal(n)]))).unwrap();
+        }
+        s.checkpoint().unwrap();
+        let root = s.root_at(5).unwrap();
+        drop(s);
+        let path = d.path().join("kinko.db");
+        let reopen = || {
+            let s = Store::open(&path).unwrap();
+            s.open_log(crate::log::LogConfig::new(ORIGIN), signer())
+                .map(|()| s)
+        };
+        let s = reopen().unwrap();
+        assert_eq!(s.log_size(), 5);
+        assert_eq!(s.root_at(5).unwrap(), root);
+        drop(s);
+
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        // The triggers refuse an edit from a bug...
+        assert!(
+            conn.execute("DELETE FROM log_records WHERE seq = 4", [])
+                .is_err()
+        );
+        // ...and an editor who drops them is caught at the next start.
+        conn.execute_batch(
+            "DROP TRIGGER log_records_append_only_update; DROP TRIGGER log_records_append_only_delete;",
+        )
         .unwrap();
-    let r = s.get_request("r2").unwrap();
-    assert_eq!(r.state, RequestState::Failed);
-    assert!(s.all_reservations_since(0).unwrap().is_empty());
-    s.insert_request(&new_request("r3", "i3", b"b")).unwrap();
-    s.transition(
-        "r3",
-        &[RequestState::PendingApproval],
-        RequestState::Approved,
-        None,
-        3,
-    )
-    .unwrap();
-    s.claim_signing(&claim("r3", "nonce:5", "aa")).unwrap();
+        let original: String = conn
+            .query_row("SELECT line FROM log_records WHERE seq = 2", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        conn.execute(
+            "UPDATE log_records SET line = replace(line, '\"TEST\"', '\"TSET\"') WHERE seq = 2",
+            [],
+        )
+        .unwrap();
+        let err = reopen().unwrap_err();
+        assert!(
+            err.to_string().contains("record 2"),
+            "names the record: {err}"
+        );
+        conn.execute(
+            "UPDATE log_records SET line = ?1 WHERE seq = 2",
+            [&original],
+        )
+        .unwrap();
+        reopen().unwrap();
+        // The last record deleted: shorter than the checkpoint signed.
+        conn.execute("DELETE FROM log_records WHERE seq = 4", [])
+            .unwrap();
+        let err = reopen().unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("holds 4 records but a checkpoint of 5 was signed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_export_is_the_documented_files_and_verifies_offline() {
+        let (d, s) = logged();
+        for n in 0..3 {
+            s.commit("ledger", |_| Ok(((), vec![refusal(n)]))).unwrap();
+        }
+        s.checkpoint().unwrap();
+        let out = d.path().join("export");
+        assert_eq!(s.export_log(&out).unwrap(), (3, 2));
+        let key = s.verifier_key().unwrap();
+        let report = kinko_audit::verify::verify_dir(&out, &key, Default::default()).unwrap();
+        assert!(report.failures.is_empty(), "{report}");
+        assert_eq!(report.records, 3);
+        // Never over an existing log.
+        assert!(s.export_log(&out).is_err());
+        // And the export imports into an empty store as the same log.
+        let (_d2, other) = store();
+        let lines: Vec<String> =
+            std::fs::read_to_string(out.join("segment-00000000000000000000.jsonl"))
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect();
+        let notes: Vec<String> = std::fs::read_to_string(out.join("checkpoints.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["note"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(other.import_log(&lines, &notes).unwrap(), (3, 2));
+        other
+            .open_log(crate::log::LogConfig::new(ORIGIN), signer())
+            .unwrap();
+        assert_eq!(other.root_at(3).unwrap(), s.root_at(3).unwrap());
+    }
 }

@@ -1,14 +1,16 @@
 //! The proof the HSM path takes: a signing allowed by the policy and approved by its quorum
-//! ([`Authorization`], which only `kinko_policy::authorize` makes) *and* recorded durably in the
-//! audit log. [`commit`] is the only way to make one: it appends the `signing_authorized` record
-//! for exactly that request and intent and returns the proof once the record is durable. The
-//! engine's signing step takes it by value, so one record authorizes one signing.
+//! ([`Authorization`], which only `kinko_policy::authorize` makes) *and* committed durably —
+//! the request's claim (its nonces, outpoints, digests and velocity) together with its
+//! `signing_authorized` audit record, in one transaction of the store. [`commit`] is the only
+//! way to make one: it commits the claim and the record for exactly that request and intent,
+//! and returns the proof once both are durable. The engine's signing step takes it by value, so
+//! one record authorizes one signing.
 
 use std::sync::Arc;
 
-use kinko_audit::log::AuditLog;
 use kinko_audit::record::{Event, SigningAuthorized};
 use kinko_policy::Authorization;
+use kinko_store::{SigningClaim, Store, StoreError};
 
 /// A durably committed authorization. Not `Clone`: consumed by the signing it authorizes.
 pub(crate) struct Committed {
@@ -28,26 +30,31 @@ impl Committed {
     }
 }
 
-/// Why a commit failed: nothing was recorded (or may have been: see [`AuditLog::append`]) and
-/// nothing may be signed.
+/// Why a commit failed: nothing was claimed or recorded, and nothing may be signed.
 pub(crate) enum CommitError {
-    /// The record does not describe this authorization (a bug: refused, never logged).
+    /// The claim or record does not describe this authorization (a bug: refused, never
+    /// committed).
     Mismatch(&'static str),
-    /// The log could not take it.
-    Audit(kinko_audit::Error),
+    /// The store refused the claim (a replayed nonce or digest, a request no longer pending)
+    /// or could not be written.
+    Store(StoreError),
     /// The blocking task failed.
     Worker(String),
 }
 
-/// Appends `record` (which must be the record of `authorization`: same request and intent) and
-/// waits until it is durable; returns the proof the HSM path needs.
+/// Commits `claim` and `record` (both must be of `authorization`: same request, intent and
+/// policy) in one transaction, and returns the proof the HSM path needs.
 pub(crate) async fn commit(
-    audit: &Arc<AuditLog>,
+    store: Arc<Store>,
     authorization: Authorization,
+    claim: SigningClaim,
     record: SigningAuthorized,
 ) -> Result<Committed, CommitError> {
     if record.request_id != authorization.request_id() {
         return Err(CommitError::Mismatch("the record names another request"));
+    }
+    if claim.request_id != authorization.request_id() {
+        return Err(CommitError::Mismatch("the claim names another request"));
     }
     if record.intent.digest != authorization.intent_digest() {
         return Err(CommitError::Mismatch("the record names another intent"));
@@ -55,15 +62,21 @@ pub(crate) async fn commit(
     if record.policy_hash.0.as_slice() != authorization.policy_hash().0.as_slice() {
         return Err(CommitError::Mismatch("the record names another policy"));
     }
-    let audit = Arc::clone(audit);
-    let appended = tokio::task::spawn_blocking(move || {
-        audit.append("kinkod", Event::SigningAuthorized(record))
+    let ((), appended) = tokio::task::spawn_blocking(move || {
+        store.commit("kinkod", move |tx| {
+            tx.claim_signing(&claim)?;
+            Ok(((), vec![Event::SigningAuthorized(record)]))
+        })
     })
     .await
     .map_err(|e| CommitError::Worker(e.to_string()))?
-    .map_err(CommitError::Audit)?;
+    .map_err(CommitError::Store)?;
+    let record_seq = appended
+        .first()
+        .map(|a| a.seq)
+        .ok_or(CommitError::Mismatch("no record was appended"))?;
     Ok(Committed {
         authorization,
-        record_seq: appended.seq,
+        record_seq,
     })
 }

@@ -103,8 +103,11 @@ pub(crate) struct StoreConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditConfig {
-    /// Directory of the log segments and checkpoints.
-    pub(crate) dir: PathBuf,
+    /// The audit log lives in the store. This names the directory of a log kept in files by an
+    /// earlier kinkod (segments and checkpoints), to import once with `kinkod import-log`;
+    /// kinkod refuses to start while it holds a history the store does not.
+    #[serde(default)]
+    pub(crate) dir: Option<PathBuf>,
     /// The checkpoint origin line (the log's name), e.g. `kinko.example.com/log`.
     pub(crate) origin: String,
     /// Label of the Ed25519 log key in the HSM.
@@ -169,12 +172,16 @@ impl Config {
             &mut c.tls.cert,
             &mut c.tls.key,
             &mut c.store.path,
-            &mut c.audit.dir,
             &mut c.policy.path,
         ] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
+        }
+        if let Some(p) = &mut c.audit.dir
+            && p.is_relative()
+        {
+            *p = base.join(&*p);
         }
         if let kinko_hsm::PinSource::File(p) = &mut c.hsm.pin
             && p.is_relative()

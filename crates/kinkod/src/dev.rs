@@ -100,7 +100,7 @@ pub(crate) async fn ensure(
     let dir = dir
         .canonicalize()
         .map_err(|e| format!("{}: {e}", dir.display()))?;
-    for sub in ["tls", "officers", "requesters", "hsm", "audit"] {
+    for sub in ["tls", "officers", "requesters", "hsm"] {
         mkdir(&dir.join(sub))?;
     }
 
@@ -241,7 +241,7 @@ pub(crate) async fn ensure(
          {principals}\
          [hsm]\nmodule = \"{module}\"\ntoken_label = \"{token_label}\"\npin = {{ file = \"hsm/user.pin\" }}\npool_size = 4\n\n\
          [store]\npath = \"kinko.db\"\n\n\
-         [audit]\ndir = \"audit\"\norigin = \"{DEV_ORIGIN}\"\nlog_key_label = \"{LOG_KEY}\"\n\n\
+         [audit]\norigin = \"{DEV_ORIGIN}\"\nlog_key_label = \"{LOG_KEY}\"\n\n\
          [policy]\npath = \"policy.toml\"\n",
         module = module.display(),
     );
@@ -256,7 +256,8 @@ pub(crate) async fn ensure(
          officer keys    {dir}/officers/*.key\n  \
          requester key   {dir}/requesters/{REQUESTER}.key\n  \
          HSM token       {token_label} (SOFTHSM2_CONF={conf}), PIN {dir}/hsm/user.pin\n  \
-         audit log       {dir}/audit (log key {LOG_KEY}; verifier key in {dir}/audit-log.vkey)\n  \
+         store and log   {dir}/kinko.db (log key {LOG_KEY}; verifier key in {dir}/audit-log.vkey;\n                  \
+         files for auditors: kinkod --config {dir}/kinkod.toml export-log --out DIR)\n  \
          signing keys:\n    {keys}\n",
         dir = dir.display(),
         conf = Path::new(&conf).display(),

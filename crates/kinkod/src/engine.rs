@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use jiff::Timestamp;
-use kinko_audit::log::AuditLog;
 use kinko_audit::record::{self as rec, Event, HexBytes, IntentRecord};
 use kinko_chain::{DecodeContext, ProducedSignature};
 use kinko_hsm::Hsm;
@@ -23,8 +22,10 @@ use kinko_policy::{
     VelocityLedger, Verdict, evaluate, evaluate_quorum, velocity_entries,
 };
 use kinko_proto::validate::Submission;
+use kinko_store::log::Appended;
 use kinko_store::{
-    Inserted, NewRequest, Request, RequestState, Reservation, SigningClaim, Store, StoredApproval,
+    Inserted, NewRequest, Request, RequestState, Reservation, SigningClaim, Store, StoreError,
+    StoredApproval, Tx,
 };
 use tokio::sync::broadcast;
 
@@ -90,7 +91,6 @@ pub(crate) struct EngineLimits {
 pub(crate) struct Engine {
     store: Arc<Store>,
     hsm: Hsm,
-    audit: Arc<AuditLog>,
     live: RwLock<Arc<Live>>,
     velocity: Mutex<VelocityLedger>,
     /// Held from the signing-time authorization to the durable claim (never across the HSM).
@@ -114,9 +114,9 @@ pub(crate) struct Engine {
     auth_refusals: Mutex<crate::rate::Bucket>,
     /// The HSM label of the audit log's key: no signing key may use it.
     log_key_label: String,
-    /// Set once a `freeze` record is durable and cleared once an `unfreeze` is applied: signing
-    /// stays frozen even if the store could not record the freeze (fail closed).
-    log_frozen: std::sync::atomic::AtomicBool,
+    /// Set when a signing step could not be committed (the history was unwritable): the next
+    /// background tick tries every request pending approval again, so none is stranded.
+    retry_pending: std::sync::atomic::AtomicBool,
 }
 
 fn now() -> Timestamp {
@@ -131,7 +131,6 @@ impl Engine {
     pub(crate) fn new(
         store: Arc<Store>,
         hsm: Hsm,
-        audit: Arc<AuditLog>,
         live: Live,
         limits: EngineLimits,
         metrics: Arc<crate::metrics::Metrics>,
@@ -141,7 +140,6 @@ impl Engine {
         let engine = Engine {
             store,
             hsm,
-            audit,
             live: RwLock::new(Arc::new(live)),
             velocity: Mutex::new(VelocityLedger::new()),
             sign_lock: tokio::sync::Mutex::new(()),
@@ -154,7 +152,7 @@ impl Engine {
             last_hsm_reset: Mutex::new(None),
             auth_refusals: Mutex::new(crate::rate::Bucket::full(AUTH_REFUSALS_PER_SEC * 10.0)),
             log_key_label: String::new(),
-            log_frozen: std::sync::atomic::AtomicBool::new(false),
+            retry_pending: std::sync::atomic::AtomicBool::new(false),
         };
         engine.load_velocity()?;
         Ok(engine)
@@ -188,11 +186,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether signing is frozen: by the store, or by a freeze record the store may not have
-    /// recorded.
+    /// Whether signing is frozen.
     fn frozen(&self) -> Result<bool, Refused> {
-        Ok(self.log_frozen.load(std::sync::atomic::Ordering::SeqCst)
-            || self.store.freeze_state()?.frozen)
+        Ok(self.store.freeze_state()?.frozen)
     }
 
     /// A snapshot of the policy in force and its keys.
@@ -207,10 +203,6 @@ impl Engine {
         self.changes.subscribe()
     }
 
-    pub(crate) fn audit(&self) -> &Arc<AuditLog> {
-        &self.audit
-    }
-
     pub(crate) fn store(&self) -> &Arc<Store> {
         &self.store
     }
@@ -219,55 +211,63 @@ impl Engine {
         let _ = self.changes.send(id.to_string());
     }
 
-    /// Appends `events` in order, together (see [`AuditLog::append_all`]).
-    async fn append_all(&self, principal: &str, events: Vec<Event>) -> Result<(), Refused> {
-        let audit = Arc::clone(&self.audit);
-        let principal = principal.to_string();
-        let started = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || audit.append_all(&principal, events))
-            .await
-            .map_err(|e| Refused::internal("audit worker", e))?;
-        self.metrics
-            .audit_append_seconds
-            .observe(started.elapsed().as_secs_f64());
-        result.map(|_| ()).map_err(|e| {
-            self.metrics.audit_errors.inc();
-            tracing::error!(error = %e, "audit append failed");
-            Refused::new(
-                Reason::AuditUnavailable,
-                "the audit log cannot be written; nothing was changed or signed",
-            )
-        })
-    }
-
-    /// Appends one record and waits until it is durable.
-    async fn append(&self, principal: &str, event: Event) -> Result<(), Refused> {
-        self.append_all(principal, vec![event]).await
-    }
-
-    /// Appends one record, waits until it is durable, and returns where it is.
-    async fn append_one(
+    /// Commits one step of the path: the state change `step` makes and the audit records it
+    /// returns, in one transaction of the store ([`Store::commit`]): both are durable, or
+    /// neither is.
+    async fn commit<T: Send + 'static>(
         &self,
         principal: &str,
-        event: Event,
-    ) -> Result<kinko_audit::log::Appended, Refused> {
-        let audit = Arc::clone(&self.audit);
+        step: impl FnOnce(&Tx<'_>) -> Result<(T, Vec<Event>), StoreError> + Send + 'static,
+    ) -> Result<(T, Vec<Appended>), Refused> {
+        self.commit_with(principal, step, |_, _, _| Ok(())).await
+    }
+
+    /// [`Engine::commit`] with a last change once the records are placed
+    /// ([`Store::commit_with`]).
+    async fn commit_with<T: Send + 'static>(
+        &self,
+        principal: &str,
+        step: impl FnOnce(&Tx<'_>) -> Result<(T, Vec<Event>), StoreError> + Send + 'static,
+        after: impl FnOnce(&Tx<'_>, &mut T, &[Appended]) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<(T, Vec<Appended>), Refused> {
+        let store = Arc::clone(&self.store);
         let principal = principal.to_string();
         let started = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || audit.append(&principal, event))
-            .await
-            .map_err(|e| Refused::internal("audit worker", e))?;
+        let result =
+            tokio::task::spawn_blocking(move || store.commit_with(&principal, step, after))
+                .await
+                .map_err(|e| Refused::internal("store worker", e))?;
         self.metrics
             .audit_append_seconds
             .observe(started.elapsed().as_secs_f64());
-        result.map_err(|e| {
-            self.metrics.audit_errors.inc();
-            tracing::error!(error = %e, "audit append failed");
-            Refused::new(
-                Reason::AuditUnavailable,
-                "the audit log cannot be written; nothing was changed or signed",
-            )
-        })
+        result.map_err(|e| self.unwritable(e))
+    }
+
+    /// A failed commit as the caller sees it: a conflict (state, replay, idempotency) as
+    /// itself; a history that cannot be written as `AUDIT_UNAVAILABLE`.
+    fn unwritable(&self, e: StoreError) -> Refused {
+        match e {
+            StoreError::Sqlite(_)
+            | StoreError::Log(_)
+            | StoreError::LogClosed
+            | StoreError::Poisoned
+            | StoreError::Io(_) => {
+                self.metrics.audit_errors.inc();
+                tracing::error!(error = %e, "commit failed");
+                Refused::new(
+                    Reason::AuditUnavailable,
+                    "the history (state and audit log) cannot be written; nothing was changed or signed",
+                )
+            }
+            other => Refused::from(other),
+        }
+    }
+
+    /// Appends one record with no state change, and waits until it is durable.
+    async fn append(&self, principal: &str, event: Event) -> Result<(), Refused> {
+        self.commit(principal, move |_| Ok(((), vec![event])))
+            .await
+            .map(|_| ())
     }
 
     /// Records a refusal that reached the daemon (best effort: the refusal stands either way).
@@ -437,15 +437,7 @@ impl Engine {
             final_reason,
             now: unix(at),
         };
-        let store = Arc::clone(&self.store);
-        let inserted = tokio::task::spawn_blocking(move || store.insert_request(&new))
-            .await
-            .map_err(|e| Refused::internal("store worker", e))??;
-        let request = match inserted {
-            Inserted::Existing(r) => return Ok(r),
-            Inserted::Created(r) => r,
-        };
-        // The request and the decision go to the log together: one disk sync for both.
+        // The request and the decision go to the log with the stored request: one commit.
         let received = Event::RequestReceived(rec::RequestReceived {
             request_id: id.clone(),
             key_name: key.name.clone(),
@@ -469,13 +461,21 @@ impl Engine {
             rules: decision.rule.iter().map(|r| r.name.clone()).collect(),
             explanation: decision.to_json(),
         });
-        if let Err(e) = self.append_all(principal, vec![received, decided]).await {
-            // Not (wholly) in the log, so it did not happen: the stored request goes too.
-            if let Err(d) = self.store.delete_unlogged_request(&id) {
-                tracing::error!(request = id, error = %d, "could not remove an unlogged request");
-            }
-            return Err(e);
-        }
+        let (inserted, _) = self
+            .commit(principal, move |tx| {
+                let inserted = tx.insert_request(&new)?;
+                let events = match &inserted {
+                    // A retry under the same idempotency key: nothing new happened.
+                    Inserted::Existing(_) => Vec::new(),
+                    Inserted::Created(_) => vec![received, decided],
+                };
+                Ok((inserted, events))
+            })
+            .await?;
+        let request = match inserted {
+            Inserted::Existing(r) => return Ok(r),
+            Inserted::Created(r) => r,
+        };
         self.metrics.record_decision(
             decision.rule.as_ref().map(|r| r.name.as_str()),
             decision.is_denied(),
@@ -528,21 +528,23 @@ impl Engine {
         }
         let why: String = why.chars().take(1024).collect();
         let reason = format!("cancelled by {principal}: {why}");
-        self.append(
-            principal,
-            Event::Cancelled(rec::Cancelled {
-                request_id: request_id.to_string(),
-                reason: reason.clone(),
-            }),
-        )
-        .await?;
-        let r = self.store.transition(
-            request_id,
-            &[RequestState::PendingApproval, RequestState::Received],
-            RequestState::Cancelled,
-            Some(&reason),
-            unix(now()),
-        )?;
+        let id = request_id.to_string();
+        let (r, _) = self
+            .commit(principal, move |tx| {
+                let r = tx.transition(
+                    &id,
+                    &[RequestState::PendingApproval, RequestState::Received],
+                    RequestState::Cancelled,
+                    Some(&reason),
+                    unix(now()),
+                )?;
+                let event = Event::Cancelled(rec::Cancelled {
+                    request_id: id,
+                    reason,
+                });
+                Ok((r, vec![event]))
+            })
+            .await?;
         self.notify(request_id);
         Ok(r)
     }
@@ -652,12 +654,7 @@ impl Engine {
             signature: approval.signature.to_vec(),
             received_at: unix(now()),
         };
-        if earlier.is_some() {
-            self.store.replace_approval(&stored)?;
-        } else {
-            self.store.add_approval(&stored)?;
-        }
-        let evidence = evidence(&live.policy, stored);
+        let evidence = evidence(&live.policy, stored.clone());
         let event = match expect {
             Verdict::Approve => Event::Approval(rec::ApprovalRecorded {
                 request_id: request_id.to_string(),
@@ -670,12 +667,16 @@ impl Engine {
                 signed: Some(evidence),
             }),
         };
-        if let Err(e) = self.append(principal, event).await {
-            if let Err(d) = self.store.delete_unlogged_approval(request_id, principal) {
-                tracing::error!(request_id, error = %d, "could not remove an unlogged approval");
+        let replace = earlier.is_some();
+        self.commit(principal, move |tx| {
+            if replace {
+                tx.replace_approval(&stored)?;
+            } else {
+                tx.add_approval(&stored)?;
             }
-            return Err(e);
-        }
+            Ok(((), vec![event]))
+        })
+        .await?;
         self.notify(request_id);
         self.advance(request_id).await
     }
@@ -889,27 +890,6 @@ impl Engine {
                 .collect(),
             now: unix(at),
         };
-        if let Err(e) = self.store.claim_signing(&claim) {
-            let refused = Refused::from(e);
-            if refused.reason == Reason::ReplayConflict {
-                // Another request of this key already holds the nonce, outpoint or digest: this
-                // one can never be signed, so it ends here rather than waiting forever.
-                drop(guard);
-                drop(controls);
-                self.fail(request_id, &refused.message).await;
-            }
-            return Err(refused);
-        }
-        for (asset, amount) in &velocity {
-            let mut ledger = self
-                .velocity
-                .lock()
-                .map_err(|_| Refused::internal("velocity", "poisoned"))?;
-            ledger
-                .record(&key.name, asset, at, *amount)
-                .map_err(|e| Refused::internal("velocity", e))?;
-        }
-        drop(guard);
         let evidence: Vec<rec::Approval> = stored
             .into_iter()
             .filter(|a| {
@@ -928,59 +908,60 @@ impl Engine {
             policy_hash: HexBytes(policy.hash().0.to_vec()),
             approvals: evidence,
         };
-        crate::failpoint::hit("after_claim");
-        let started_append = std::time::Instant::now();
-        let logged = crate::committed::commit(&self.audit, auth, authorized).await;
+        // The claim (pending → signing, nonces, digests, velocity) and its signing-authorized
+        // record commit together: one disk sync, and never one without the other.
+        let started_commit = std::time::Instant::now();
+        let committed =
+            crate::committed::commit(Arc::clone(&self.store), auth, claim, authorized).await;
         self.metrics
             .audit_append_seconds
-            .observe(started_append.elapsed().as_secs_f64());
-        // The authorization is in the log (or never will be): controls may change from here.
-        drop(controls);
-        let logged = logged.map_err(|e| match e {
-            crate::committed::CommitError::Mismatch(why) => {
-                Refused::internal("signing record", why)
-            }
-            crate::committed::CommitError::Worker(why) => Refused::internal("audit worker", why),
-            crate::committed::CommitError::Audit(e) => {
-                self.metrics.audit_errors.inc();
-                tracing::error!(error = %e, "audit append failed");
-                Refused::new(
-                    Reason::AuditUnavailable,
-                    "the audit log cannot be written; nothing was changed or signed",
-                )
-            }
-        });
-        let committed = match logged {
+            .observe(started_commit.elapsed().as_secs_f64());
+        let committed = match committed {
             Ok(c) => c,
             Err(e) => {
-                // Not logged, so the HSM is never asked: the claim is undone (nonces, digests and
-                // velocity free again) and the request fails; resubmit once the log is writable.
-                let reason =
-                    "the signing-authorized record could not be logged; nothing was signed";
-                match self
-                    .store
-                    .release_unlogged_claim(request_id, reason, unix(now()))
-                {
-                    Ok(()) => {
-                        if let Err(v) = self.load_velocity() {
-                            tracing::error!(error = v, "could not rebuild the velocity ledger");
-                        }
-                        self.notify(request_id);
+                let refused = match e {
+                    crate::committed::CommitError::Mismatch(why) => {
+                        Refused::internal("signing record", why)
                     }
-                    Err(r) => {
-                        tracing::error!(request_id, error = %r, "could not release a claim");
-                        self.fail(request_id, reason).await;
+                    crate::committed::CommitError::Worker(why) => {
+                        Refused::internal("store worker", why)
                     }
+                    crate::committed::CommitError::Store(e) => self.unwritable(e),
+                };
+                drop(guard);
+                drop(controls);
+                if refused.reason == Reason::ReplayConflict {
+                    // Another request of this key already holds the nonce, outpoint or digest:
+                    // this one can never be signed, so it ends here rather than waiting forever.
+                    self.fail(request_id, &refused.message).await;
+                } else if refused.reason == Reason::AuditUnavailable {
+                    // Nothing changed: the request stays pending, and is tried again once the
+                    // history can be written (the background tick).
+                    self.retry_pending
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
                 }
-                return Err(e);
+                return Err(refused);
             }
         };
+        for (asset, amount) in &velocity {
+            let mut ledger = self
+                .velocity
+                .lock()
+                .map_err(|_| Refused::internal("velocity", "poisoned"))?;
+            ledger
+                .record(&key.name, asset, at, *amount)
+                .map_err(|e| Refused::internal("velocity", e))?;
+        }
+        drop(guard);
+        // The authorization is in the log: controls may change from here.
+        drop(controls);
         crate::failpoint::hit("after_signing_authorized");
         match self
             .sign_and_finalize(&live, committed, &key, &intent, &request.new.payload)
             .await
         {
             Ok((signatures, finalized)) => {
+                crate::failpoint::hit("after_hsm_signed");
                 let produced = Event::SignatureProduced(rec::SignatureProduced {
                     request_id: request_id.to_string(),
                     key_name: key.name.clone(),
@@ -988,14 +969,16 @@ impl Engine {
                     signed_payload: Some(HexBytes(finalized.signed.clone())),
                     transaction_id: Some(finalized.id.clone()),
                 });
-                self.append("kinkod", produced).await?;
+                // The signed transaction, its record and a checkpoint covering it: one commit.
+                let id = request_id.to_string();
+                let (r, _) = self
+                    .commit("kinkod", move |tx| {
+                        let r =
+                            tx.record_signed(&id, &finalized.signed, &finalized.id, unix(now()))?;
+                        Ok((r, vec![produced]))
+                    })
+                    .await?;
                 crate::failpoint::hit("after_signature_produced");
-                let r = self.store.record_signed(
-                    request_id,
-                    &finalized.signed,
-                    &finalized.id,
-                    unix(now()),
-                )?;
                 self.metrics
                     .sign_seconds
                     .observe(started.elapsed().as_secs_f64());
@@ -1041,21 +1024,40 @@ impl Engine {
         Err(Refused::from(e))
     }
 
+    /// Fails a request that can no longer be signed, with a record saying why (its claims, if
+    /// any, stay: a nonce once authorized is never handed to another transaction).
     async fn fail(&self, request_id: &str, reason: &str) {
-        match self.store.transition(
-            request_id,
-            &[
-                RequestState::Signing,
-                RequestState::Approved,
-                // A claim refused for a replayed nonce leaves the request where it was.
-                RequestState::PendingApproval,
-            ],
-            RequestState::Failed,
-            Some(reason),
-            unix(now()),
-        ) {
+        let id = request_id.to_string();
+        let why = reason.to_string();
+        let r = self
+            .commit("kinkod", move |tx| {
+                tx.transition(
+                    &id,
+                    &[
+                        RequestState::Signing,
+                        RequestState::Approved,
+                        // A claim refused for a replayed nonce leaves the request where it was.
+                        RequestState::PendingApproval,
+                    ],
+                    RequestState::Failed,
+                    Some(&why),
+                    unix(now()),
+                )?;
+                let event = Event::Refusal(rec::Refusal {
+                    request_id: Some(id),
+                    code: "SIGNING_FAILED".into(),
+                    message: why.chars().take(1024).collect(),
+                });
+                Ok(((), vec![event]))
+            })
+            .await;
+        match r {
             Ok(_) => self.notify(request_id),
-            Err(e) => tracing::error!(request_id, error = %e, "could not mark request failed"),
+            Err(e) => tracing::error!(
+                request_id,
+                error = e.message,
+                "could not mark request failed"
+            ),
         }
     }
 
@@ -1204,16 +1206,16 @@ impl Engine {
             signature: approval.signature.to_vec(),
             received_at: unix(now()),
         };
-        self.append(
-            principal,
-            Event::GovernanceVote(rec::GovernanceVote {
-                request_id: request_id.to_string(),
-                approval: evidence(&live.policy, stored.clone()),
-            }),
-        )
+        let event = Event::GovernanceVote(rec::GovernanceVote {
+            request_id: request_id.to_string(),
+            approval: evidence(&live.policy, stored.clone()),
+        });
+        let (id, kind) = (request_id.to_string(), kind.to_string());
+        self.commit(principal, move |tx| {
+            tx.add_governance_approval(&id, &kind, &stored)?;
+            Ok(((), vec![event]))
+        })
         .await?;
-        self.store
-            .add_governance_approval(request_id, kind, &stored)?;
         Ok(())
     }
 
@@ -1245,37 +1247,43 @@ impl Engine {
         let live = self.live();
         self.check_vote(&live, &msg.subject, None, approval)?;
         let reason = format!("freeze {request_id}");
-        // Logged first: a freeze that is not in the log did not happen.
-        let appended = self
-            .append_one(
-                principal,
-                Event::Freeze(rec::Freeze {
-                    reason: reason.clone(),
-                    signed: Some(evidence(
-                        &live.policy,
-                        StoredApproval {
-                            request_id: request_id.clone(),
-                            officer_id: principal.to_string(),
-                            approve: true,
-                            message: approval.message.clone(),
-                            signature: approval.signature.to_vec(),
-                            received_at: unix(now()),
-                        },
-                    )),
-                }),
-            )
-            .await?;
-        // In force from here, whatever happens to the store write below.
-        self.log_frozen
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let event = Event::Freeze(rec::Freeze {
+            reason: reason.clone(),
+            signed: Some(evidence(
+                &live.policy,
+                StoredApproval {
+                    request_id: request_id.clone(),
+                    officer_id: principal.to_string(),
+                    approve: true,
+                    message: approval.message.clone(),
+                    signature: approval.signature.to_vec(),
+                    received_at: unix(now()),
+                },
+            )),
+        });
         let state = kinko_store::FreezeState {
             frozen: true,
             by: principal.to_string(),
             reason,
             since: unix(now()),
-            freeze_id: appended.leaf_hash.to_vec(),
+            freeze_id: Vec::new(),
         };
-        self.store.set_freeze(&state)?;
+        // The freeze and its record commit together; its identity is its record's leaf hash.
+        let (state, appended) = self
+            .commit_with(
+                principal,
+                move |_| Ok((state, vec![event])),
+                |tx, state, placed| {
+                    let record = placed.first().ok_or(StoreError::LogClosed)?;
+                    state.freeze_id = record.leaf_hash.to_vec();
+                    tx.set_freeze(state)
+                },
+            )
+            .await?;
+        let appended = appended
+            .into_iter()
+            .next()
+            .ok_or_else(|| Refused::internal("freeze", "no record"))?;
         tracing::warn!(
             by = principal,
             freeze = hex::encode(appended.leaf_hash),
@@ -1405,20 +1413,17 @@ impl Engine {
             }
             let stored = self.store.governance_approvals(request_id)?;
             let evidence_list = counted_evidence(&live.policy, &status, stored);
-            self.append(
-                "kinkod",
-                Event::Unfreeze(rec::Unfreeze {
-                    reason: format!("unfreeze {request_id}"),
-                    approvals: evidence_list,
-                }),
-            )
+            let event = Event::Unfreeze(rec::Unfreeze {
+                reason: format!("unfreeze {request_id}"),
+                approvals: evidence_list,
+            });
+            let id = request_id.to_string();
+            self.commit("kinkod", move |tx| {
+                tx.set_governance_state(&id, "effective", reached_now)?;
+                tx.set_freeze(&kinko_store::FreezeState::default())?;
+                Ok(((), vec![event]))
+            })
             .await?;
-            self.store
-                .set_governance_state(request_id, "effective", reached_now)?;
-            self.store
-                .set_freeze(&kinko_store::FreezeState::default())?;
-            self.log_frozen
-                .store(false, std::sync::atomic::Ordering::SeqCst);
         }
         tracing::warn!(request_id, "signing unfrozen");
         // Requests whose quorum was met while frozen are signed now.
@@ -1530,17 +1535,18 @@ impl Engine {
             proposed_by: principal.to_string(),
             created_at: unix(now()),
         };
-        self.append(
-            principal,
-            Event::PolicyProposed(rec::PolicyProposed {
-                request_id: p.id.clone(),
-                policy_hash: HexBytes(p.policy_hash.clone()),
-                base_policy_hash: HexBytes(p.base_policy_hash.clone()),
-                proposer: principal.to_string(),
-            }),
-        )
+        let event = Event::PolicyProposed(rec::PolicyProposed {
+            request_id: p.id.clone(),
+            policy_hash: HexBytes(p.policy_hash.clone()),
+            base_policy_hash: HexBytes(p.base_policy_hash.clone()),
+            proposer: principal.to_string(),
+        });
+        let proposal = p.clone();
+        self.commit(principal, move |tx| {
+            tx.insert_policy_proposal(&proposal)?;
+            Ok(((), vec![event]))
+        })
         .await?;
-        self.store.insert_policy_proposal(&p)?;
         tracing::info!(proposal = p.id, by = principal, "policy proposed");
         Ok(p)
     }
@@ -1743,37 +1749,36 @@ impl Engine {
             .filter(|name| !live.keys.contains_key(*name))
             .collect();
         added.sort();
+        let mut events = Vec::new();
         for name in added {
             if let Some(k) = keys.get(name) {
-                self.append(
-                    "kinkod",
-                    Event::KeyCreated(rec::KeyCreated {
-                        key_name: k.name.clone(),
-                        chain: k.chain,
-                        public_key: HexBytes(k.public_key.clone()),
-                        address: k.address.clone(),
-                        approvals: evidence_list.clone(),
-                    }),
-                )
-                .await?;
+                events.push(Event::KeyCreated(rec::KeyCreated {
+                    key_name: k.name.clone(),
+                    chain: k.chain,
+                    public_key: HexBytes(k.public_key.clone()),
+                    address: k.address.clone(),
+                    approvals: evidence_list.clone(),
+                }));
             }
         }
-        self.append(
-            "kinkod",
-            Event::PolicyInstalled(rec::PolicyInstalled {
-                policy_hash: HexBytes(proposal.policy_hash.clone()),
-                policy_text: proposal.policy_text.clone(),
-                approvals: evidence_list,
-            }),
-        )
-        .await?;
+        events.push(Event::PolicyInstalled(rec::PolicyInstalled {
+            policy_hash: HexBytes(proposal.policy_hash.clone()),
+            policy_text: proposal.policy_text.clone(),
+            approvals: evidence_list,
+        }));
         let installed_at = now();
-        self.store.install_policy(&kinko_store::InstalledPolicy {
+        let installed = kinko_store::InstalledPolicy {
             policy_hash: proposal.policy_hash.clone(),
             policy_text: proposal.policy_text.clone(),
             proposal_id: Some(proposal.id.clone()),
             installed_at: unix(installed_at),
-        })?;
+        };
+        // The keys' records, the installation's record and the installation: one commit.
+        self.commit("kinkod", move |tx| {
+            tx.install_policy(&installed)?;
+            Ok(((), events))
+        })
+        .await?;
         // Entries it adds to address books count from now, whatever `added_at` they claim.
         policy.settle_added_at(
             Some(&live.policy),
@@ -1801,6 +1806,25 @@ impl Engine {
     /// Background duties: lift unfreezes and install policies whose delay has passed, and
     /// expire requests left pending too long.
     pub(crate) async fn tick(&self) -> Result<(), Refused> {
+        // A checkpoint at least every interval while the log grows.
+        let store = Arc::clone(&self.store);
+        match tokio::task::spawn_blocking(move || store.checkpoint_if_due()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "periodic checkpoint failed"),
+            Err(e) => tracing::error!(error = %e, "periodic checkpoint task failed"),
+        }
+        // Requests whose signing step could not be committed (the history was unwritable) are
+        // tried again: none is stranded with its quorum met.
+        if self
+            .retry_pending
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            for r in self.store.list_by_state(RequestState::PendingApproval)? {
+                if let Err(e) = Box::pin(self.advance(&r.new.id)).await {
+                    tracing::info!(request = %r.new.id, reason = e.message, "not signed on retry");
+                }
+            }
+        }
         // Every request waiting out its delay, not only the newest; one that fails to settle
         // does not stop the others, nor expiry below.
         for kind in ["unfreeze", "install_policy"] {
@@ -1825,25 +1849,28 @@ impl Engine {
                 "no quorum within {} s of submission",
                 self.limits.pending_expiry_secs
             );
-            self.append(
-                "kinkod",
-                Event::Refusal(rec::Refusal {
-                    request_id: Some(id.clone()),
-                    code: "EXPIRED".into(),
-                    message: reason.clone(),
-                }),
-            )
-            .await?;
-            match self.store.transition(
-                &id,
-                &[RequestState::PendingApproval],
-                RequestState::Expired,
-                Some(&reason),
-                unix(now()),
-            ) {
+            let event = Event::Refusal(rec::Refusal {
+                request_id: Some(id.clone()),
+                code: "EXPIRED".into(),
+                message: reason.clone(),
+            });
+            let expiring = id.clone();
+            let r = self
+                .commit("kinkod", move |tx| {
+                    tx.transition(
+                        &expiring,
+                        &[RequestState::PendingApproval],
+                        RequestState::Expired,
+                        Some(&reason),
+                        unix(now()),
+                    )?;
+                    Ok(((), vec![event]))
+                })
+                .await;
+            match r {
                 Ok(_) => self.notify(&id),
                 // Signed or cancelled in the meantime: nothing to expire.
-                Err(e) => tracing::debug!(request = id, error = %e, "not expired"),
+                Err(e) => tracing::debug!(request = id, error = e.message, "not expired"),
             }
         }
         Ok(())
@@ -1899,8 +1926,6 @@ impl Engine {
                         freeze_id: id.to_vec(),
                     })
                     .map_err(|e| e.to_string())?;
-                self.log_frozen
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
             }
             Some((seq, id)) if f.freeze_id.is_empty() => {
                 // Frozen before freeze ids were recorded (an upgrade): the log names it.
@@ -1914,8 +1939,6 @@ impl Engine {
                         ..f.clone()
                     })
                     .map_err(|e| e.to_string())?;
-                self.log_frozen
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
             }
             Some((seq, id)) if f.freeze_id.as_slice() != id.as_slice() => {
                 return Err(format!(
@@ -1924,9 +1947,7 @@ impl Engine {
                     hex::encode(&f.freeze_id)
                 ));
             }
-            Some(_) => self
-                .log_frozen
-                .store(true, std::sync::atomic::Ordering::SeqCst),
+            Some(_) => {}
             None if f.frozen => {
                 return Err(format!(
                     "the store says signing is frozen, but the audit log shows no freeze in force; {restore}"
@@ -1934,6 +1955,7 @@ impl Engine {
             }
             _ => {}
         }
+        self.check_requests_against_log(facts, restore)?;
         for (seq, id, claims) in signed {
             let Claims {
                 key,
@@ -1974,6 +1996,82 @@ impl Engine {
         Ok(())
     }
 
+    /// Every request, verdict and claim of the store must be what the log shows: a request the
+    /// log never received, or in a state the log does not show, a verdict or a claim not in the
+    /// log, or a logged request missing from the store, refuses start.
+    fn check_requests_against_log(&self, facts: &LogFacts, restore: &str) -> Result<(), String> {
+        let states = self.store.all_request_states().map_err(|e| e.to_string())?;
+        let mut in_store = std::collections::HashSet::new();
+        for (id, state) in &states {
+            in_store.insert(id.as_str());
+            let Some(logged) = facts.requests.get(id) else {
+                return Err(format!(
+                    "request {id} ({state}) is in the store, but the audit log never received it; {restore}"
+                ));
+            };
+            if !logged.allows(*state) {
+                return Err(format!(
+                    "request {id} is {state} in the store, but the audit log shows it {}; {restore}",
+                    logged.describe()
+                ));
+            }
+        }
+        let mut missing: Vec<&String> = facts
+            .requests
+            .keys()
+            .filter(|id| !in_store.contains(id.as_str()))
+            .collect();
+        missing.sort();
+        if let Some(id) = missing.first() {
+            return Err(format!(
+                "request {id} is in the audit log but not in the store ({} such); {restore}",
+                missing.len()
+            ));
+        }
+        for kinko_store::StoredVerdict {
+            governance,
+            request_id: request,
+            officer_id: officer,
+            message,
+        } in self.store.all_verdicts().map_err(|e| e.to_string())?
+        {
+            let logged = if governance {
+                &facts.governance_votes
+            } else {
+                &facts.verdicts
+            };
+            if !logged.contains(&(request.clone(), officer.clone(), message)) {
+                return Err(format!(
+                    "the store holds a {}verdict of officer {officer} on {request} that is not in the audit log; {restore}",
+                    if governance { "governance " } else { "" }
+                ));
+            }
+        }
+        for kinko_store::StoredClaim {
+            digest,
+            key_name: key,
+            value,
+            request_id: request,
+        } in self.store.all_claims().map_err(|e| e.to_string())?
+        {
+            let what = if digest { "digest" } else { "replay key" };
+            let held = facts.authorized.get(&request).is_some_and(|c| {
+                c.key == key
+                    && if digest {
+                        c.digests.contains(&value)
+                    } else {
+                        c.replay_keys.contains(&value)
+                    }
+            });
+            if !held {
+                return Err(format!(
+                    "the store holds a claim of {what} {value} of key {key} for request {request}, which the audit log never authorized; {restore}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Reads the whole log once at start: the freeze in force, every signed request with its
     /// claims, and the `signature_produced` records of the requests the store left in
     /// `signing` (for [`Engine::recover`] and [`Engine::check_store_against_log`]).
@@ -1986,12 +2084,11 @@ impl Engine {
             .map(|r| r.new.id)
             .collect();
         let mut facts = LogFacts::default();
-        let mut authorized: HashMap<String, Claims> = HashMap::new();
         let mut from = 0u64;
         loop {
             let lines = self
-                .audit
-                .read_lines(from, 4096)
+                .store
+                .read_log_lines(from, 4096)
                 .map_err(|e| format!("reading the audit log: {e}"))?;
             if lines.is_empty() {
                 break;
@@ -2005,12 +2102,72 @@ impl Engine {
                             Some((from, kinko_audit::merkle::leaf_hash(line.as_bytes())));
                     }
                     Event::Unfreeze(_) => facts.frozen = None,
+                    Event::RequestReceived(r) => {
+                        facts.requests.entry(r.request_id).or_default();
+                    }
+                    Event::Decision(d) => {
+                        if matches!(d.outcome, rec::Outcome::Deny)
+                            && let Some(l) = facts.requests.get_mut(&d.request_id)
+                        {
+                            l.denied = true;
+                        }
+                    }
+                    Event::Approval(a) => {
+                        facts.verdicts.insert((
+                            a.request_id,
+                            a.approval.officer,
+                            a.approval.message.0,
+                        ));
+                    }
+                    Event::Rejection(r) => {
+                        if let Some(signed) = r.signed {
+                            facts.verdicts.insert((
+                                r.request_id.clone(),
+                                signed.officer,
+                                signed.message.0,
+                            ));
+                        }
+                        if let Some(l) = facts.requests.get_mut(&r.request_id) {
+                            l.rejected = true;
+                        }
+                    }
+                    Event::GovernanceVote(v) => {
+                        facts.governance_votes.insert((
+                            v.request_id,
+                            v.approval.officer,
+                            v.approval.message.0,
+                        ));
+                    }
+                    Event::Cancelled(c) => {
+                        if let Some(l) = facts.requests.get_mut(&c.request_id) {
+                            l.cancelled = true;
+                        }
+                    }
+                    Event::Refusal(rec::Refusal {
+                        request_id: Some(id),
+                        code,
+                        ..
+                    }) => {
+                        // Refusals name governance requests too: only withdrawals count here.
+                        if let Some(l) = facts.requests.get_mut(&id) {
+                            match code.as_str() {
+                                "EXPIRED" => l.expired = true,
+                                "SIGNING_FAILED" => l.failed = true,
+                                _ => {}
+                            }
+                        }
+                    }
                     Event::SigningAuthorized(a) => {
                         let intent = a
                             .intent
                             .check()
                             .map_err(|e| format!("audit record {from}: {e}"))?;
-                        authorized.insert(
+                        facts
+                            .requests
+                            .entry(a.request_id.clone())
+                            .or_default()
+                            .authorized = true;
+                        facts.authorized.insert(
                             a.request_id,
                             Claims {
                                 key: a.key_name,
@@ -2020,8 +2177,15 @@ impl Engine {
                         );
                     }
                     Event::SignatureProduced(p) => {
-                        if let Some(claims) = authorized.remove(&p.request_id) {
-                            facts.signed.push((from, p.request_id.clone(), claims));
+                        facts
+                            .requests
+                            .entry(p.request_id.clone())
+                            .or_default()
+                            .produced = true;
+                        if let Some(claims) = facts.authorized.get(&p.request_id) {
+                            facts
+                                .signed
+                                .push((from, p.request_id.clone(), claims.clone()));
                         }
                         if stuck.contains(&p.request_id) {
                             facts.produced.insert(p.request_id.clone(), p);
@@ -2067,14 +2231,23 @@ impl Engine {
                     restored += 1;
                 }
                 None => {
+                    let why = "kinkod stopped between authorization and signature; no signature left the signer (none is in the audit log); the nonce stays claimed: resubmit with a new nonce after checking the chain";
                     self.store
-                        .transition(
-                            id,
-                            &[RequestState::Signing],
-                            RequestState::Failed,
-                            Some("kinkod stopped between authorization and signature; no signature left the signer (none is in the audit log); the nonce stays claimed: resubmit with a new nonce after checking the chain"),
-                            unix(now()),
-                        )
+                        .commit("kinkod", |tx| {
+                            tx.transition(
+                                id,
+                                &[RequestState::Signing],
+                                RequestState::Failed,
+                                Some(why),
+                                unix(now()),
+                            )?;
+                            let event = Event::Refusal(rec::Refusal {
+                                request_id: Some(id.to_string()),
+                                code: "SIGNING_FAILED".into(),
+                                message: why.into(),
+                            });
+                            Ok(((), vec![event]))
+                        })
                         .map_err(|e| e.to_string())?;
                     failed += 1;
                 }
@@ -2094,9 +2267,75 @@ pub(crate) struct LogFacts {
     signed: Vec<(u64, String, Claims)>,
     /// The `signature_produced` records of the requests the store left in `signing`.
     produced: HashMap<String, rec::SignatureProduced>,
+    /// What the log shows of each request it received.
+    requests: HashMap<String, Logged>,
+    /// What each authorized request claimed.
+    authorized: HashMap<String, Claims>,
+    /// Every logged withdrawal verdict: (request id, officer, signed message).
+    verdicts: std::collections::HashSet<(String, String, Vec<u8>)>,
+    /// Every logged governance vote: (governance request id, officer, signed message).
+    governance_votes: std::collections::HashSet<(String, String, Vec<u8>)>,
+}
+
+/// What the log shows of one request.
+#[derive(Default, Debug)]
+struct Logged {
+    denied: bool,
+    rejected: bool,
+    cancelled: bool,
+    expired: bool,
+    failed: bool,
+    authorized: bool,
+    produced: bool,
+}
+
+impl Logged {
+    /// Whether a request the store holds in `state` agrees with this.
+    fn allows(&self, state: RequestState) -> bool {
+        let closed = self.denied
+            || self.cancelled
+            || self.expired
+            || self.failed
+            || self.authorized
+            || self.produced;
+        match state {
+            RequestState::Denied => self.denied,
+            RequestState::Cancelled => self.cancelled,
+            RequestState::Expired => self.expired,
+            RequestState::Signed => self.produced,
+            RequestState::Failed => !self.produced,
+            RequestState::Rejected => self.rejected && !self.authorized,
+            RequestState::Signing => self.authorized && !self.produced,
+            _ => !closed,
+        }
+    }
+
+    /// What the log shows, in words.
+    fn describe(&self) -> String {
+        let mut what = Vec::new();
+        for (flag, name) in [
+            (self.denied, "denied"),
+            (self.rejected, "rejected by an officer"),
+            (self.cancelled, "cancelled"),
+            (self.expired, "expired"),
+            (self.failed, "failed"),
+            (self.authorized, "authorized for signing"),
+            (self.produced, "signed"),
+        ] {
+            if flag {
+                what.push(name);
+            }
+        }
+        if what.is_empty() {
+            "received and pending approval".into()
+        } else {
+            what.join(", ")
+        }
+    }
 }
 
 /// What a signed request holds in the store: its key, replay keys and digests.
+#[derive(Clone)]
 struct Claims {
     key: String,
     replay_keys: Vec<String>,

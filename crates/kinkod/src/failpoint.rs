@@ -6,16 +6,16 @@
 //!
 //! | name | where |
 //! |---|---|
-//! | `after_claim` | the claim (nonces, digests, velocity) is committed; `signing_authorized` is not logged |
-//! | `after_signing_authorized` | `signing_authorized` is durable; the HSM has not been asked |
-//! | `after_signature_produced` | `signature_produced` (with the signed transaction) is durable; the store has not recorded it |
+//! | `after_signing_authorized` | the claim (nonces, digests, velocity) and `signing_authorized` are committed (one transaction); the HSM has not been asked |
+//! | `after_hsm_signed` | the HSM signed and the transaction is finalized; nothing of it is committed |
+//! | `after_signature_produced` | `signature_produced` and the signed state are committed (one transaction); the client has no answer yet |
 
 use std::sync::OnceLock;
 
 /// The crash point names, in the order a signing reaches them.
 pub(crate) const POINTS: [&str; 3] = [
-    "after_claim",
     "after_signing_authorized",
+    "after_hsm_signed",
     "after_signature_produced",
 ];
 

@@ -32,7 +32,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use kinko_audit::log::{AuditLog, LogConfig};
 use kinko_audit::note::CheckpointSigner;
 use kinko_audit::record::{self as rec, Event};
 use kinko_hsm::{Hsm, PublicKey};
@@ -83,6 +82,22 @@ enum Command {
     },
     /// Print the policy in force as installed (from the store) to standard output.
     InstalledPolicy,
+    /// Write the audit log held in the store as the documented files (one segment and
+    /// checkpoints.jsonl) into a new directory, for `kinko audit verify`. Needs neither the HSM
+    /// nor a running kinkod; run it with kinkod stopped or running.
+    ExportLog {
+        /// The directory to write (created if missing; must not hold a log).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Import, once, the audit log an earlier kinkod kept in files (`[audit] dir`) into the
+    /// store, whose log must be empty. The records and checkpoints are copied as they are; the
+    /// next start verifies them against the log key like any history.
+    ImportLog {
+        /// The directory of the file log (segment-*.jsonl, checkpoints.jsonl).
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -133,6 +148,31 @@ fn main() -> ExitCode {
                 print!("{}", p.policy_text);
                 return Ok(());
             }
+            Some(Command::ExportLog { out }) => {
+                let config = Config::load(&args.config.ok_or("give --config FILE")?)?;
+                let store =
+                    kinko_store::Store::open(&config.store.path).map_err(|e| e.to_string())?;
+                let (records, checkpoints) = store
+                    .export_log(&out)
+                    .map_err(|e| format!("{}: {e}", out.display()))?;
+                eprintln!(
+                    "kinkod: wrote {records} records and {checkpoints} checkpoints to {}",
+                    out.display()
+                );
+                return Ok(());
+            }
+            Some(Command::ImportLog { from }) => {
+                let config = Config::load(&args.config.ok_or("give --config FILE")?)?;
+                let store =
+                    kinko_store::Store::open(&config.store.path).map_err(|e| e.to_string())?;
+                let (records, checkpoints) = import_log(&store, &from)?;
+                eprintln!(
+                    "kinkod: imported {records} records and {checkpoints} checkpoints from {}; \
+                     the next start verifies them",
+                    from.display()
+                );
+                return Ok(());
+            }
             None => args
                 .config
                 .ok_or("give --config FILE, or run `kinkod dev` for a development set-up")?,
@@ -148,52 +188,82 @@ fn main() -> ExitCode {
     }
 }
 
-/// Signs checkpoints with the log key in the HSM (on the audit writer's own thread), and hands
-/// each signed checkpoint's size and root to the anchor writer: a log later found shorter than,
-/// or with another root than, a checkpoint kinkod signed was truncated or replaced while it was
-/// down. The anchor is written off the writer's thread, so no append waits for SQLite; it may
-/// lag the log by a checkpoint after a crash, which only makes it a weaker lower bound.
+/// Whether `dir` holds segments of a file log (an earlier kinkod's).
+fn has_segments(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|rd| {
+        rd.flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("segment-"))
+    })
+}
+
+/// Refuses to start on an empty log in the store next to a file log with history: that
+/// history would be abandoned silently.
+fn legacy_log_check(config: &Config, store: &kinko_store::Store) -> Result<(), String> {
+    match &config.audit.dir {
+        Some(dir) if has_segments(dir) && store.log_size() == 0 => Err(format!(
+            "{} holds an audit log kept in files by an earlier kinkod, and the store's log is \
+             empty. Import it once (kinkod --config FILE import-log --from {}), or remove \
+             [audit] dir from the config to start a new history",
+            dir.display(),
+            dir.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Reads a file log (segments in order, complete lines only; checkpoints.jsonl) and imports
+/// it into the store.
+fn import_log(store: &kinko_store::Store, dir: &std::path::Path) -> Result<(u64, u64), String> {
+    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", dir.display());
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| at(&e))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("segment-") && n.ends_with(".jsonl"))
+        })
+        .collect();
+    segments.sort();
+    let mut lines = Vec::new();
+    for seg in &segments {
+        let data = std::fs::read_to_string(seg).map_err(|e| format!("{}: {e}", seg.display()))?;
+        // A torn tail (bytes after the last newline) was never acknowledged: left out.
+        let complete = data.rfind('\n').map_or("", |i| &data[..i]);
+        lines.extend(
+            complete
+                .split('\n')
+                .filter(|l| !l.is_empty())
+                .map(str::to_string),
+        );
+    }
+    let cps_path = dir.join(kinko_audit::log::CHECKPOINTS_FILE);
+    let cps_text =
+        std::fs::read_to_string(&cps_path).map_err(|e| format!("{}: {e}", cps_path.display()))?;
+    let mut notes = Vec::new();
+    for line in cps_text.lines().filter(|l| !l.is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("{}: {e}", cps_path.display()))?;
+        let note = v["note"]
+            .as_str()
+            .ok_or_else(|| format!("{}: a line without a note", cps_path.display()))?;
+        notes.push(note.to_string());
+    }
+    store.import_log(&lines, &notes).map_err(|e| at(&e))
+}
+
+/// Signs checkpoints with the log key in the HSM (on the thread that commits them).
 struct HsmCheckpointSigner {
     hsm: Hsm,
     label: String,
     public_key: [u8; 32],
-    anchors: std::sync::mpsc::Sender<(u64, [u8; 32])>,
-}
-
-/// Records the newest checkpoint anchors in the store, coalescing bursts into one write.
-fn spawn_anchor_writer(
-    store: Arc<kinko_store::Store>,
-) -> Result<std::sync::mpsc::Sender<(u64, [u8; 32])>, String> {
-    let (tx, rx) = std::sync::mpsc::channel::<(u64, [u8; 32])>();
-    std::thread::Builder::new()
-        .name("kinko-audit-anchor".into())
-        .spawn(move || {
-            while let Ok(mut newest) = rx.recv() {
-                while let Ok(next) = rx.try_recv() {
-                    if next.0 >= newest.0 {
-                        newest = next;
-                    }
-                }
-                if let Err(e) = store.set_audit_anchor(newest.0, &newest.1) {
-                    tracing::error!(error = %e, "could not record the checkpoint anchor in the store");
-                }
-            }
-        })
-        .map_err(|e| format!("anchor writer thread: {e}"))?;
-    Ok(tx)
 }
 
 impl CheckpointSigner for HsmCheckpointSigner {
     type Error = kinko_hsm::HsmError;
     fn sign(&self, msg: &[u8]) -> Result<[u8; 64], Self::Error> {
-        let sig = self.hsm.sign_ed25519_blocking(&self.label, msg)?;
-        let body = std::str::from_utf8(msg)
-            .ok()
-            .and_then(|t| kinko_audit::note::Checkpoint::parse_text(t).ok());
-        if let Some(cp) = body {
-            let _ = self.anchors.send((cp.size, cp.root));
-        }
-        Ok(sig)
+        self.hsm.sign_ed25519_blocking(&self.label, msg)
     }
     fn public_key(&self) -> [u8; 32] {
         self.public_key
@@ -256,48 +326,31 @@ async fn run(config: Config) -> Result<(), String> {
         hsm: hsm.clone(),
         label: config.audit.log_key_label.clone(),
         public_key: log_pk.to_bytes(),
-        anchors: spawn_anchor_writer(Arc::clone(&store))?,
     };
-    // Read before the log is opened: opening signs a checkpoint of whatever the log holds.
-    let anchor = store.audit_anchor().map_err(|e| e.to_string())?;
-    let audit_dir = config.audit.dir.clone();
-    let origin = config.audit.origin.clone();
-    let audit = tokio::task::spawn_blocking(move || {
-        AuditLog::open(&audit_dir, LogConfig::new(origin), signer)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| {
-        format!(
-            "audit log {}: {e} (kinkod will not start on a log that does not verify)",
-            config.audit.dir.display()
-        )
-    })?;
-    let audit = Arc::new(audit);
-    if let Some((size, root)) = anchor {
-        let held = audit.size();
-        let refuse = |what: String| {
+    legacy_log_check(&config, &store)?;
+    // The log lives in the store: every record re-read and checked against its newest signed
+    // checkpoint before anything else.
+    {
+        let store = Arc::clone(&store);
+        let origin = config.audit.origin.clone();
+        tokio::task::spawn_blocking(move || {
+            store.open_log(kinko_store::log::LogConfig::new(origin), signer)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| {
             format!(
-                "audit log {}: {what}; it was truncated, rewritten or replaced while kinkod was down. \
-                 kinkod will not start: restore the log from backup and run `kinko audit verify` \
-                 with the checkpoints the auditors kept",
-                config.audit.dir.display()
+                "{}: {e}. kinkod will not start on a history that does not verify: restore the \
+                 database from backup and run `kinko audit verify` with the checkpoints the \
+                 auditors kept",
+                config.store.path.display()
             )
-        };
-        if held < size {
-            return Err(refuse(format!(
-                "it holds {held} records but kinkod signed a checkpoint of {size}"
-            )));
-        }
-        let now = audit.root_at(size).map_err(|e| e.to_string())?;
-        if now.as_slice() != root.as_slice() {
-            return Err(refuse(format!(
-                "its first {size} records do not hash to the root kinkod signed"
-            )));
-        }
+        })?;
     }
+    let audit = Arc::clone(&store);
+    let verifier_key = audit.verifier_key().map_err(|e| e.to_string())?;
     // Auditors need this verifier key (out of band) to check checkpoints.
-    eprintln!("kinkod: audit log key {}", audit.verifier_key());
+    eprintln!("kinkod: audit log key {verifier_key}");
     match audit.last_policy_installed() {
         Some((seq, logged)) if logged != policy_hash => {
             return Err(format!(
@@ -309,10 +362,17 @@ async fn run(config: Config) -> Result<(), String> {
             ));
         }
         Some(_) => {}
-        None if audit.size() > 0 => {
+        None if audit.log_size() > 0 => {
             return Err(
                 "the audit log has records but no installed policy; it is not a log this daemon wrote".into(),
             );
+        }
+        None if installed.is_some() => {
+            return Err(format!(
+                "the store {} has state (an installed policy) but its audit log is empty: the log \
+                 was emptied. kinkod will not start; restore the database from backup",
+                config.store.path.display()
+            ));
         }
         None => {
             // A new log starts with the keys in use and the policy in force, so that an auditor
@@ -336,46 +396,42 @@ async fn run(config: Config) -> Result<(), String> {
                 policy_text: text,
                 approvals: Vec::new(),
             }));
+            // The bootstrap policy and its records: one commit.
+            let bootstrap = installed.is_none().then(|| kinko_store::InstalledPolicy {
+                policy_hash: policy_hash.clone(),
+                policy_text: String::from_utf8_lossy(&policy_text).into_owned(),
+                proposal_id: None,
+                installed_at: jiff::Timestamp::now().as_second(),
+            });
             let a = Arc::clone(&audit);
             tokio::task::spawn_blocking(move || {
-                first
-                    .into_iter()
-                    .try_for_each(|e| a.append("kinkod", e).map(|_| ()))
+                a.commit("kinkod", move |tx| {
+                    if let Some(p) = &bootstrap {
+                        tx.install_policy(p)?;
+                    }
+                    Ok(((), first))
+                })
             })
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("cannot record the initial keys and policy: {e}"))?;
         }
     }
-    // An empty store next to a log with history: the store was lost or replaced. Starting would
-    // forget the freeze, the velocity used and the nonces, outpoints and digests already signed.
-    let genesis = u64::try_from(keys.len())
-        .unwrap_or(u64::MAX)
-        .saturating_add(1);
-    if installed.is_none() && audit.size() > genesis {
+    if store
+        .installed_policy()
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
         return Err(format!(
-            "the store {} is empty but the audit log holds {} records: the store was lost or \
-             replaced. kinkod will not start without it (it would forget the freeze, velocity and \
-             every nonce, outpoint and digest already signed); restore it from backup",
-            config.store.path.display(),
-            audit.size()
+            "the store {} has a history in its audit log but no installed policy: it was edited. \
+             kinkod will not start; restore it from backup",
+            config.store.path.display()
         ));
-    }
-    if installed.is_none() {
-        store
-            .install_policy(&kinko_store::InstalledPolicy {
-                policy_hash: policy_hash.clone(),
-                policy_text: String::from_utf8_lossy(&policy_text).into_owned(),
-                proposal_id: None,
-                installed_at: jiff::Timestamp::now().as_second(),
-            })
-            .map_err(|e| e.to_string())?;
     }
     let metrics = Arc::new(metrics::Metrics::default());
     let engine = Engine::new(
         store,
         hsm,
-        Arc::clone(&audit),
         engine::Live {
             policy: Arc::new(policy),
             keys,

@@ -482,11 +482,11 @@ impl pb::audit_service_server::AuditService for Api {
     ) -> Result<Response<Self::StreamRecordsStream>, Status> {
         self.who(&req, Some(Role::Auditor)).await?;
         let mut from = req.into_inner().from_sequence;
-        let audit = Arc::clone(self.engine.audit());
+        let store = Arc::clone(self.engine.store());
         let stream = async_stream(move |tx| async move {
             loop {
-                let a = Arc::clone(&audit);
-                let batch = tokio::task::spawn_blocking(move || a.read_lines(from, 1000)).await;
+                let a = Arc::clone(&store);
+                let batch = tokio::task::spawn_blocking(move || a.read_log_lines(from, 1000)).await;
                 let lines = match batch {
                     Ok(Ok(lines)) => lines,
                     Ok(Err(e)) => {
@@ -521,15 +521,14 @@ impl pb::audit_service_server::AuditService for Api {
         req: Request<pb::CheckpointRequest>,
     ) -> Result<Response<pb::Checkpoint>, Status> {
         self.who(&req, Some(Role::Auditor)).await?;
-        let note = self
+        let (size, note) = self
             .engine
-            .audit()
-            .latest_checkpoint()
+            .store()
+            .latest_checkpoint_sized()
             .ok_or_else(|| status(Reason::NotFound, "no checkpoint yet"))?;
-        let size = self.engine.audit().size();
         let root = self
             .engine
-            .audit()
+            .store()
             .root_at(size)
             .map_err(|e| status(Reason::Internal, &e.to_string()))?;
         Ok(Response::new(pb::Checkpoint {
@@ -547,7 +546,7 @@ impl pb::audit_service_server::AuditService for Api {
         let m = req.into_inner();
         let hashes = self
             .engine
-            .audit()
+            .store()
             .inclusion_proof(m.sequence, m.tree_size)
             .map_err(|e| status(Reason::InvalidRequest, &e.to_string()))?;
         Ok(Response::new(pb::Proof {
@@ -563,7 +562,7 @@ impl pb::audit_service_server::AuditService for Api {
         let m = req.into_inner();
         let hashes = self
             .engine
-            .audit()
+            .store()
             .consistency_proof(m.old_size, m.new_size)
             .map_err(|e| status(Reason::InvalidRequest, &e.to_string()))?;
         Ok(Response::new(pb::Proof {

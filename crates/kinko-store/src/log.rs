@@ -1,0 +1,659 @@
+//! The audit log, held in the store.
+//!
+//! Records and signed checkpoints are rows of the store (`log_records`, `log_checkpoints`),
+//! appended by [`Store::commit`] in the same transaction as the state change they record: a
+//! step's state and its records are durable together or not at all, with one disk sync. The
+//! sequence numbers are the rows' keys and the RFC 6962 tree over the records' lines is kept in
+//! memory (rebuilt and checked against the newest signed checkpoint by [`Store::open_log`]).
+//!
+//! What auditors receive does not change: the same canonical lines (docs/audit.md) and the same
+//! signed notes, streamed by the daemon or written as files by [`Store::export_log`]; the
+//! offline verifier reads those files with the pure crates alone.
+//!
+//! Rows of the log are never updated or deleted: triggers refuse it (a guard against bugs; an
+//! editor of the database file is caught by the checkpoint signature at the next start).
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kinko_audit::merkle::{Hash, MerkleTree, hashes_equal, leaf_hash};
+use kinko_audit::note::{Checkpoint, CheckpointSigner, VerifierKey};
+use kinko_audit::record::{Event, Record};
+use rusqlite::{Connection, TransactionBehavior, params};
+
+use crate::{Store, StoreError, Tx};
+
+/// Settings of the log.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LogConfig {
+    /// The checkpoint origin, which is also the log key's name in signed notes.
+    pub origin: String,
+    /// A checkpoint is signed at least this often while the log grows.
+    pub checkpoint_interval: Duration,
+}
+
+impl LogConfig {
+    /// A checkpoint at least every 10 s while the log grows.
+    pub fn new(origin: impl Into<String>) -> Self {
+        Self {
+            origin: origin.into(),
+            checkpoint_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where a committed record is.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Appended {
+    /// The record's sequence number (its leaf index).
+    pub seq: u64,
+    /// Its leaf hash.
+    pub leaf_hash: Hash,
+    /// The signed checkpoint committed with it, when its step made one (always for events
+    /// that need one: every signature produced).
+    pub checkpoint: Option<Arc<str>>,
+}
+
+/// A [`CheckpointSigner`] with its error type erased, so the store can own any signer.
+trait Sign: Send {
+    fn sign_erased(&self, msg: &[u8]) -> Result<[u8; 64], String>;
+    fn public_key_erased(&self) -> [u8; 32];
+}
+
+impl<S: CheckpointSigner> Sign for S {
+    fn sign_erased(&self, msg: &[u8]) -> Result<[u8; 64], String> {
+        CheckpointSigner::sign(self, msg).map_err(|e| e.to_string())
+    }
+    fn public_key_erased(&self) -> [u8; 32] {
+        CheckpointSigner::public_key(self)
+    }
+}
+
+/// The checkpoint signer failed.
+#[derive(Debug, thiserror::Error)]
+#[error("checkpoint signer: {0}")]
+pub(crate) struct SignError(String);
+
+impl CheckpointSigner for dyn Sign {
+    type Error = SignError;
+    fn sign(&self, msg: &[u8]) -> Result<[u8; 64], SignError> {
+        self.sign_erased(msg).map_err(SignError)
+    }
+    fn public_key(&self) -> [u8; 32] {
+        self.public_key_erased()
+    }
+}
+
+/// What appends to the log; lives with the connection, under its mutex.
+pub(crate) struct Writer {
+    origin: String,
+    signer: Box<dyn Sign>,
+    interval: Duration,
+    last_time_ms: u64,
+    last_cp_at: Instant,
+}
+
+impl Writer {
+    fn sign_note(&self, cp: &Checkpoint) -> Result<String, StoreError> {
+        cp.sign(&self.origin, &*self.signer)
+            .map_err(StoreError::Log)
+    }
+}
+
+/// The log as readers see it: the tree over the committed records and the newest checkpoint.
+pub(crate) struct View {
+    tree: MerkleTree,
+    /// The newest signed checkpoint: its size and note.
+    latest: Option<(u64, Arc<str>)>,
+    /// The newest `policy_installed` record: its sequence number and policy hash.
+    last_policy: Option<(u64, Vec<u8>)>,
+    key: VerifierKey,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
+        .unwrap_or(0)
+}
+
+fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::LogCorrupt(what.into())
+}
+
+fn to_i64(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| corrupt("log size out of range"))
+}
+
+/// The body of a signed note (before the blank line that starts its signatures).
+fn note_body(note: &str) -> Option<&str> {
+    note.find("\n\n").map(|i| &note[..=i])
+}
+
+impl Store {
+    /// Opens the audit log held in the store: re-reads every record (canonical form, sequence
+    /// numbers, leaf hashes), rebuilds the tree, and checks it against every signed checkpoint
+    /// (the newest one's signature by `signer`'s key). Refuses a log that does not verify: the
+    /// daemon must not start on a history edited, truncated or replaced behind its back. Then
+    /// signs a checkpoint covering every record, if the newest does not.
+    pub fn open_log<S: CheckpointSigner>(
+        &self,
+        config: LogConfig,
+        signer: S,
+    ) -> Result<(), StoreError> {
+        let public_key = signer.public_key();
+        let key = VerifierKey::new(&config.origin, &public_key).map_err(StoreError::Log)?;
+        let mut conn = self.conn()?;
+        let (tree, last_policy, last_time_ms) = read_records(&conn)?;
+        let latest = check_checkpoints(&conn, &tree, &key, &config.origin)?;
+        conn.writer = Some(Writer {
+            origin: config.origin,
+            signer: Box::new(signer),
+            interval: config.checkpoint_interval,
+            last_time_ms,
+            last_cp_at: Instant::now(),
+        });
+        let covered = latest.as_ref().is_some_and(|(s, _)| *s == tree.size());
+        *self.view.write().map_err(|_| StoreError::Poisoned)? = Some(View {
+            tree,
+            latest,
+            last_policy,
+            key,
+        });
+        drop(conn);
+        if !covered {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Runs one lifecycle step: `step` makes its state changes and returns the audit events
+    /// they amount to; the events are appended as records by `principal`, and everything
+    /// commits in one transaction (one disk sync). If `step` or the append fails, nothing is
+    /// changed and nothing is logged. A step whose events need a checkpoint (a signature
+    /// produced) commits a signed checkpoint covering them too.
+    pub fn commit<T>(
+        &self,
+        principal: &str,
+        step: impl FnOnce(&Tx<'_>) -> Result<(T, Vec<Event>), StoreError>,
+    ) -> Result<(T, Vec<Appended>), StoreError> {
+        self.commit_with(principal, step, |_, _, _| Ok(()))
+    }
+
+    /// [`Store::commit`], with a last change made once the records are placed (in the same
+    /// transaction): for state that names a record, such as a freeze whose identity is its
+    /// record's leaf hash.
+    pub fn commit_with<T>(
+        &self,
+        principal: &str,
+        step: impl FnOnce(&Tx<'_>) -> Result<(T, Vec<Event>), StoreError>,
+        after: impl FnOnce(&Tx<'_>, &mut T, &[Appended]) -> Result<(), StoreError>,
+    ) -> Result<(T, Vec<Appended>), StoreError> {
+        let mut guard = self.conn()?;
+        let inner = &mut *guard;
+        let writer = inner.writer.as_mut().ok_or(StoreError::LogClosed)?;
+        let tx = inner
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (mut value, events) = step(&Tx { conn: &tx })?;
+        let mut view_guard = self.view.write().map_err(|_| StoreError::Poisoned)?;
+        let view = view_guard.as_mut().ok_or(StoreError::LogClosed)?;
+        let base = view.tree.size();
+        let last_time = writer.last_time_ms;
+        let result = append(&tx, writer, view, principal, events).and_then(|placed| {
+            after(&Tx { conn: &tx }, &mut value, &placed.0)?;
+            tx.commit()?;
+            Ok(placed)
+        });
+        match result {
+            Ok((appended, checkpoint, policy)) => {
+                if let Some(cp) = checkpoint {
+                    view.latest = Some(cp);
+                    writer.last_cp_at = Instant::now();
+                }
+                if policy.is_some() {
+                    view.last_policy = policy;
+                }
+                Ok((value, appended))
+            }
+            Err(e) => {
+                // Not committed: the tree forgets the leaves.
+                view.tree.truncate(base);
+                writer.last_time_ms = last_time;
+                Err(e)
+            }
+        }
+    }
+
+    /// Appends records with no state change (refusals, for instance).
+    pub fn append(&self, principal: &str, events: Vec<Event>) -> Result<Vec<Appended>, StoreError> {
+        self.commit(principal, |_| Ok(((), events))).map(|(_, a)| a)
+    }
+
+    /// Signs and commits a checkpoint of every record now (or returns the newest if it is
+    /// current).
+    pub fn checkpoint(&self) -> Result<Arc<str>, StoreError> {
+        let mut guard = self.conn()?;
+        let inner = &mut *guard;
+        let writer = inner.writer.as_mut().ok_or(StoreError::LogClosed)?;
+        let mut view_guard = self.view.write().map_err(|_| StoreError::Poisoned)?;
+        let view = view_guard.as_mut().ok_or(StoreError::LogClosed)?;
+        if let Some((size, note)) = &view.latest
+            && *size == view.tree.size()
+        {
+            return Ok(Arc::clone(note));
+        }
+        let tx = inner
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let cp = sign_checkpoint(&tx, writer, view)?;
+        tx.commit()?;
+        let note = Arc::clone(&cp.1);
+        view.latest = Some(cp);
+        writer.last_cp_at = Instant::now();
+        Ok(note)
+    }
+
+    /// Signs a checkpoint if records were appended since the newest and the checkpoint interval
+    /// has passed (the daemon's background tick calls it).
+    pub fn checkpoint_if_due(&self) -> Result<(), StoreError> {
+        let due = {
+            let guard = self.conn()?;
+            let view = self.view.read().map_err(|_| StoreError::Poisoned)?;
+            match (guard.writer.as_ref(), view.as_ref()) {
+                (Some(w), Some(v)) => {
+                    w.last_cp_at.elapsed() >= w.interval
+                        && v.latest.as_ref().map(|(s, _)| *s) != Some(v.tree.size())
+                }
+                _ => false,
+            }
+        };
+        if due {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    fn with_view<T>(
+        &self,
+        f: impl FnOnce(&View) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let view = self.view.read().map_err(|_| StoreError::Poisoned)?;
+        f(view.as_ref().ok_or(StoreError::LogClosed)?)
+    }
+
+    /// The log's verifier key (`name+id+key`).
+    pub fn verifier_key(&self) -> Result<VerifierKey, StoreError> {
+        self.with_view(|v| Ok(v.key.clone()))
+    }
+
+    /// The number of committed records.
+    pub fn log_size(&self) -> u64 {
+        self.with_view(|v| Ok(v.tree.size())).unwrap_or(0)
+    }
+
+    /// The newest signed checkpoint (a signed note).
+    pub fn latest_checkpoint(&self) -> Option<Arc<str>> {
+        self.with_view(|v| Ok(v.latest.as_ref().map(|(_, n)| Arc::clone(n))))
+            .ok()
+            .flatten()
+    }
+
+    /// The newest signed checkpoint with its tree size.
+    pub fn latest_checkpoint_sized(&self) -> Option<(u64, Arc<str>)> {
+        self.with_view(|v| Ok(v.latest.as_ref().map(|(s, n)| (*s, Arc::clone(n)))))
+            .ok()
+            .flatten()
+    }
+
+    /// The newest `policy_installed` record: its sequence number and the installed policy's
+    /// hash.
+    pub fn last_policy_installed(&self) -> Option<(u64, Vec<u8>)> {
+        self.with_view(|v| Ok(v.last_policy.clone())).ok().flatten()
+    }
+
+    /// The inclusion proof of record `seq` in the tree of `size` records.
+    pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        self.with_view(|v| v.tree.inclusion_proof(seq, size).map_err(StoreError::Log))
+    }
+
+    /// The consistency proof between the trees of `old` and `new` records.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
+        self.with_view(|v| v.tree.consistency_proof(old, new).map_err(StoreError::Log))
+    }
+
+    /// The root of the tree of the first `size` records.
+    pub fn root_at(&self, size: u64) -> Result<Hash, StoreError> {
+        self.with_view(|v| v.tree.root_at(size).map_err(StoreError::Log))
+    }
+
+    /// Up to `max` record lines from sequence number `from`, in order (committed records only).
+    pub fn read_log_lines(&self, from: u64, max: usize) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn()?;
+        read_lines(&conn, from, max)
+    }
+
+    /// Writes the log as the documented files into `dir` (which must not hold a log yet): one
+    /// segment `segment-00000000000000000000.jsonl` with every record, and `checkpoints.jsonl`
+    /// with every signed checkpoint, oldest first. Reads without the log key: this is how an
+    /// operator hands the history to an auditor with the daemon stopped. Returns the number of
+    /// records and of checkpoints written.
+    pub fn export_log(&self, dir: &Path) -> Result<(u64, u64), StoreError> {
+        let io = |what: &str, e: std::io::Error| StoreError::Io(format!("{what}: {e}"));
+        std::fs::create_dir_all(dir).map_err(|e| io("create directory", e))?;
+        let segment = dir.join(kinko_audit::log::segment_name(0));
+        let checkpoints = dir.join(kinko_audit::log::CHECKPOINTS_FILE);
+        let open = |p: &Path| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(p)
+                .map_err(|e| io(&p.display().to_string(), e))
+        };
+        // One read transaction: records and checkpoints from one state of the log.
+        let mut guard = self.conn()?;
+        let tx = guard.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let mut seg = std::io::BufWriter::new(open(&segment)?);
+        let mut records = 0u64;
+        {
+            let mut stmt = tx.prepare("SELECT seq, line FROM log_records ORDER BY seq")?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let seq: i64 = row.get(0)?;
+                if u64::try_from(seq).ok() != Some(records) {
+                    return Err(corrupt(format!("record {records} is missing")));
+                }
+                let line: String = row.get(1)?;
+                seg.write_all(line.as_bytes())
+                    .and_then(|()| seg.write_all(b"\n"))
+                    .map_err(|e| io("write segment", e))?;
+                records += 1;
+            }
+        }
+        seg.into_inner()
+            .map_err(|e| io("write segment", e.into_error()))?
+            .sync_all()
+            .map_err(|e| io("sync segment", e))?;
+        let mut cps = std::io::BufWriter::new(open(&checkpoints)?);
+        let mut count = 0u64;
+        {
+            let mut stmt = tx.prepare("SELECT note FROM log_checkpoints ORDER BY size")?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let note: String = row.get(0)?;
+                let value = serde_json::json!({ "note": note });
+                let line = kinko_intent::to_canonical_json(&value)
+                    .map_err(|e| corrupt(format!("checkpoint line: {e}")))?;
+                cps.write_all(&line)
+                    .and_then(|()| cps.write_all(b"\n"))
+                    .map_err(|e| io("write checkpoints", e))?;
+                count += 1;
+            }
+        }
+        cps.into_inner()
+            .map_err(|e| io("write checkpoints", e.into_error()))?
+            .sync_all()
+            .map_err(|e| io("sync checkpoints", e))?;
+        Ok((records, count))
+    }
+}
+
+impl Store {
+    /// Imports a log kept in files by an earlier kinkod: its record lines in order and its
+    /// signed checkpoint notes, as they are, in one transaction. The store's log must be empty
+    /// and the log not open; [`Store::open_log`] then verifies everything as for any history.
+    pub fn import_log(&self, lines: &[String], notes: &[String]) -> Result<(u64, u64), StoreError> {
+        let mut guard = self.conn()?;
+        if guard.writer.is_some() {
+            return Err(corrupt("the log is open; import with kinkod stopped"));
+        }
+        let tx = guard.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let held: i64 = tx.query_row("SELECT COUNT(*) FROM log_records", [], |r| r.get(0))?;
+        if held > 0 {
+            return Err(corrupt(format!(
+                "the store's log already holds {held} records; import only into an empty log"
+            )));
+        }
+        for (seq, line) in lines.iter().enumerate() {
+            let record = Record::decode(line.as_bytes())
+                .map_err(|e| corrupt(format!("record {seq}: {e}")))?;
+            tx.execute(
+                "INSERT INTO log_records (seq, time_ms, leaf_hash, line) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    to_i64(seq as u64)?,
+                    to_i64(record.time_ms)?,
+                    leaf_hash(line.as_bytes()).as_slice(),
+                    line
+                ],
+            )?;
+        }
+        for note in notes {
+            let cp = note_body(note)
+                .and_then(|b| Checkpoint::parse_text(b).ok())
+                .ok_or_else(|| corrupt("a checkpoint line is not a signed note"))?;
+            tx.execute(
+                "INSERT OR IGNORE INTO log_checkpoints (size, note) VALUES (?1, ?2)",
+                params![to_i64(cp.size)?, note],
+            )?;
+        }
+        tx.commit()?;
+        Ok((lines.len() as u64, notes.len() as u64))
+    }
+}
+
+/// Appends `events` as records in `tx` (the tree grows in `view`; the caller truncates it if
+/// the transaction does not commit), and a signed checkpoint when one is needed or due.
+#[allow(clippy::type_complexity)]
+fn append(
+    tx: &Connection,
+    writer: &mut Writer,
+    view: &mut View,
+    principal: &str,
+    events: Vec<Event>,
+) -> Result<
+    (
+        Vec<Appended>,
+        Option<(u64, Arc<str>)>,
+        Option<(u64, Vec<u8>)>,
+    ),
+    StoreError,
+> {
+    let mut out = Vec::with_capacity(events.len());
+    let mut needs_checkpoint = false;
+    let mut policy = None;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO log_records (seq, time_ms, leaf_hash, line) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for event in events {
+            needs_checkpoint |= event.needs_checkpoint();
+            let seq = view.tree.size();
+            if let Event::PolicyInstalled(p) = &event {
+                policy = Some((seq, p.policy_hash.0.clone()));
+            }
+            // Record times never decrease, whatever the clock does.
+            let time_ms = now_ms().max(writer.last_time_ms);
+            writer.last_time_ms = time_ms;
+            let line = Record {
+                seq,
+                time_ms,
+                principal: principal.to_string(),
+                event,
+            }
+            .encode()
+            .map_err(StoreError::Log)?;
+            let line = String::from_utf8(line).map_err(|e| corrupt(e.to_string()))?;
+            let hash = leaf_hash(line.as_bytes());
+            stmt.execute(params![
+                to_i64(seq)?,
+                to_i64(time_ms)?,
+                hash.as_slice(),
+                line
+            ])?;
+            view.tree.push_leaf_hash(hash);
+            out.push(Appended {
+                seq,
+                leaf_hash: hash,
+                checkpoint: None,
+            });
+        }
+    }
+    let due = writer.last_cp_at.elapsed() >= writer.interval;
+    let checkpoint = if !out.is_empty() && (needs_checkpoint || due) {
+        let cp = sign_checkpoint(tx, writer, view)?;
+        for a in &mut out {
+            a.checkpoint = Some(Arc::clone(&cp.1));
+        }
+        Some(cp)
+    } else {
+        None
+    };
+    Ok((out, checkpoint, policy))
+}
+
+/// Signs a checkpoint of the tree in `view` and inserts it in `tx`.
+fn sign_checkpoint(
+    tx: &Connection,
+    writer: &Writer,
+    view: &View,
+) -> Result<(u64, Arc<str>), StoreError> {
+    let cp = Checkpoint {
+        origin: writer.origin.clone(),
+        size: view.tree.size(),
+        root: view.tree.root(),
+        extensions: Vec::new(),
+    };
+    let note = writer.sign_note(&cp)?;
+    tx.execute(
+        "INSERT INTO log_checkpoints (size, note) VALUES (?1, ?2)",
+        params![to_i64(cp.size)?, note],
+    )?;
+    Ok((cp.size, Arc::from(note)))
+}
+
+/// Reads and checks every record: the tree, the newest `policy_installed` and the last time.
+#[allow(clippy::type_complexity)]
+fn read_records(
+    conn: &Connection,
+) -> Result<(MerkleTree, Option<(u64, Vec<u8>)>, u64), StoreError> {
+    let mut tree = MerkleTree::new();
+    let mut last_policy = None;
+    let mut last_time = 0u64;
+    let mut stmt =
+        conn.prepare("SELECT seq, time_ms, leaf_hash, line FROM log_records ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let expected = tree.size();
+        let seq: i64 = row.get(0)?;
+        if u64::try_from(seq).ok() != Some(expected) {
+            return Err(corrupt(format!(
+                "record {expected} is missing (the next row is record {seq})"
+            )));
+        }
+        let time_ms: i64 = row.get(1)?;
+        let stored_hash: Vec<u8> = row.get(2)?;
+        let line: String = row.get(3)?;
+        let record = Record::decode(line.as_bytes())
+            .map_err(|e| corrupt(format!("record {expected}: {e}")))?;
+        if record.seq != expected {
+            return Err(corrupt(format!(
+                "record {expected} carries sequence number {}",
+                record.seq
+            )));
+        }
+        if u64::try_from(time_ms).ok() != Some(record.time_ms) {
+            return Err(corrupt(format!(
+                "record {expected}: its time column differs from its line"
+            )));
+        }
+        if record.time_ms < last_time {
+            return Err(corrupt(format!(
+                "record {expected} is older than the one before"
+            )));
+        }
+        last_time = record.time_ms;
+        let hash = leaf_hash(line.as_bytes());
+        if !hashes_equal(&hash, stored_hash.as_slice().try_into().unwrap_or(&[0; 32])) {
+            return Err(corrupt(format!(
+                "record {expected}: its leaf hash column differs from its line"
+            )));
+        }
+        if let Event::PolicyInstalled(p) = &record.event {
+            last_policy = Some((expected, p.policy_hash.0.clone()));
+        }
+        tree.push_leaf_hash(hash);
+    }
+    Ok((tree, last_policy, last_time))
+}
+
+/// Checks every stored checkpoint against the tree (the newest one's signature too) and
+/// returns the newest.
+fn check_checkpoints(
+    conn: &Connection,
+    tree: &MerkleTree,
+    key: &VerifierKey,
+    origin: &str,
+) -> Result<Option<(u64, Arc<str>)>, StoreError> {
+    let mut stmt = conn.prepare("SELECT size, note FROM log_checkpoints ORDER BY size")?;
+    let rows: Vec<(i64, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let held = tree.size();
+    let Some((_, newest)) = rows.last() else {
+        if held > 0 {
+            return Err(corrupt(format!(
+                "it holds {held} records but no signed checkpoint"
+            )));
+        }
+        return Ok(None);
+    };
+    let opened = Checkpoint::open(newest, key, Some(origin)).map_err(|e| {
+        corrupt(format!(
+            "the newest checkpoint does not verify with the log key: {e}"
+        ))
+    })?;
+    for (size, note) in &rows {
+        let cp = if std::ptr::eq(note, newest) {
+            opened.clone()
+        } else {
+            note_body(note)
+                .and_then(|b| Checkpoint::parse_text(b).ok())
+                .ok_or_else(|| corrupt(format!("checkpoint at size {size} is not a signed note")))?
+        };
+        if u64::try_from(*size).ok() != Some(cp.size) {
+            return Err(corrupt(format!(
+                "checkpoint row {size} holds a checkpoint of size {}",
+                cp.size
+            )));
+        }
+        if cp.size > held {
+            return Err(corrupt(format!(
+                "it holds {held} records but a checkpoint of {} was signed",
+                cp.size
+            )));
+        }
+        let root = tree.root_at(cp.size).map_err(StoreError::Log)?;
+        if !hashes_equal(&root, &cp.root) {
+            return Err(corrupt(format!(
+                "its first {} records do not hash to the root of the checkpoint signed at that size",
+                cp.size
+            )));
+        }
+    }
+    Ok(Some((opened.size, Arc::from(newest.as_str()))))
+}
+
+fn read_lines(conn: &Connection, from: u64, max: usize) -> Result<Vec<String>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT line FROM log_records WHERE seq >= ?1 ORDER BY seq LIMIT ?2")?;
+    let rows = stmt.query_map(
+        params![to_i64(from)?, i64::try_from(max).unwrap_or(i64::MAX)],
+        |r| r.get::<_, String>(0),
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

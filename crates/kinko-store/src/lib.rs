@@ -26,7 +26,6 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 /// Errors of the store. Each is either the caller's mistake (a conflict it must resolve) or a
 /// storage failure (fail closed).
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum StoreError {
     /// SQLite failed (disk full, I/O error, corruption). Nothing was changed.
     #[error("database error: {0}")]

@@ -450,8 +450,8 @@ async fn run(config: Config) -> Result<(), String> {
     )?
     .with_log_key_label(&config.audit.log_key_label);
     // One read of the log at start: recovery, then the store checked against it.
-    let facts = engine.read_log()?;
-    let (restored, failed) = engine.recover(&facts)?;
+    let facts = engine.read_log().map_err(|e| e.to_string())?;
+    let (restored, failed) = engine.recover(&facts).map_err(|e| e.to_string())?;
     if restored > 0 {
         tracing::warn!(
             restored,
@@ -465,7 +465,9 @@ async fn run(config: Config) -> Result<(), String> {
         );
     }
     // The log outranks the store: a store edited behind kinkod is refused before any signing.
-    engine.check_store_against_log(&facts)?;
+    engine
+        .check_store_against_log(&facts)
+        .map_err(|e| e.to_string())?;
     let engine = Arc::new(engine);
     {
         // Governance delays and request expiry advance on their own.

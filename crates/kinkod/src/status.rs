@@ -141,6 +141,7 @@ impl From<Refused> for Status {
 }
 
 impl From<kinko_store::StoreError> for Refused {
+    /// Exhaustive: a new store error must be placed here.
     fn from(e: kinko_store::StoreError) -> Self {
         use kinko_store::StoreError as E;
         match e {
@@ -148,10 +149,22 @@ impl From<kinko_store::StoreError> for Refused {
             E::IdempotencyConflict { .. } => {
                 Refused::new(Reason::IdempotencyConflict, e.to_string())
             }
-            E::WrongState { .. } => Refused::new(Reason::WrongState, e.to_string()),
-            E::DuplicateApproval { .. } => Refused::new(Reason::WrongState, e.to_string()),
+            E::WrongState { .. } | E::DuplicateApproval { .. } => {
+                Refused::new(Reason::WrongState, e.to_string())
+            }
             E::ReplayConflict { .. } => Refused::new(Reason::ReplayConflict, e.to_string()),
-            other => Refused::internal("store failure", other),
+            // The store holds the audit log: a store that cannot be written (or read) is a log
+            // that cannot be, and nothing changes.
+            E::Sqlite(_) | E::Log(_) | E::LogClosed | E::Io(_) | E::Poisoned => {
+                tracing::error!(error = %e, "the store (and its audit log) failed");
+                Refused::new(
+                    Reason::AuditUnavailable,
+                    "the history (state and audit log) cannot be written or read; nothing was changed or signed",
+                )
+            }
+            E::SchemaTooNew { .. } | E::Corrupt(_) | E::LogCorrupt(_) => {
+                Refused::internal("store failure", e)
+            }
         }
     }
 }

@@ -313,14 +313,89 @@ pub struct FreezeState {
 pub struct Governance {
     /// Its id (chosen by the officers' clients, bound into their signed approvals).
     pub id: String,
-    /// `freeze`, `unfreeze` or `install_policy`.
-    pub kind: String,
+    /// What it changes.
+    pub kind: GovernanceKind,
     /// Unix seconds of the first approval.
     pub created_at: i64,
     /// Unix seconds when the daemon first saw its quorum satisfied (starts the delay).
     pub quorum_reached_at: Option<i64>,
-    /// `pending`, `waiting`, `effective`, `vetoed`.
-    pub state: String,
+    /// Where it stands.
+    pub state: GovernanceState,
+}
+
+/// What a governance request changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GovernanceKind {
+    /// Lifts the freeze in force.
+    Unfreeze,
+    /// Installs a proposed policy.
+    InstallPolicy,
+}
+
+/// Where a governance request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GovernanceState {
+    /// Collecting votes.
+    Pending,
+    /// Quorum reached; waiting out the delay.
+    Waiting,
+    /// A valid veto blocks it (for now).
+    Vetoed,
+    /// It took effect; it never acts again.
+    Effective,
+    /// Another change made it moot (a new freeze, another policy); it never acts again.
+    Superseded,
+}
+
+macro_rules! sql_enum {
+    ($t:ty { $($v:ident => $s:literal),+ $(,)? }) => {
+        impl $t {
+            /// Its name in the database and in messages.
+            pub fn as_str(self) -> &'static str {
+                match self { $(<$t>::$v => $s),+ }
+            }
+            /// The value named `s`.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(<$t>::$v),)+ _ => None }
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                let s = v.as_str()?;
+                <$t>::parse(s).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!("unknown {} {s:?}", stringify!($t)).into(),
+                    )
+                })
+            }
+        }
+    };
+}
+
+sql_enum!(GovernanceKind { Unfreeze => "unfreeze", InstallPolicy => "install_policy" });
+sql_enum!(GovernanceState {
+    Pending => "pending",
+    Waiting => "waiting",
+    Vetoed => "vetoed",
+    Effective => "effective",
+    Superseded => "superseded",
+});
+
+impl GovernanceState {
+    /// Whether it can still act (pending or waiting).
+    pub fn is_open(self) -> bool {
+        matches!(self, GovernanceState::Pending | GovernanceState::Waiting)
+    }
 }
 
 /// A policy proposed through governance.
@@ -672,7 +747,7 @@ impl Store {
     pub fn add_governance_approval(
         &self,
         id: &str,
-        kind: &str,
+        kind: GovernanceKind,
         a: &StoredApproval,
     ) -> Result<Governance, StoreError> {
         self.write(|tx| tx.add_governance_approval(id, kind, a))
@@ -693,14 +768,14 @@ impl Store {
     pub fn set_governance_state(
         &self,
         id: &str,
-        state: &str,
+        state: GovernanceState,
         quorum_reached_at: Option<i64>,
     ) -> Result<(), StoreError> {
         self.write(|tx| tx.set_governance_state(id, state, quorum_reached_at))
     }
 
     /// The newest open (`pending` or `waiting`) governance request of a kind.
-    pub fn open_governance(&self, kind: &str) -> Result<Option<Governance>, StoreError> {
+    pub fn open_governance(&self, kind: GovernanceKind) -> Result<Option<Governance>, StoreError> {
         let conn = self.conn()?;
         Ok(conn
             .query_row(
@@ -713,7 +788,7 @@ impl Store {
     }
 
     /// Every governance request of a kind waiting out its delay, oldest first.
-    pub fn waiting_governance(&self, kind: &str) -> Result<Vec<Governance>, StoreError> {
+    pub fn waiting_governance(&self, kind: GovernanceKind) -> Result<Vec<Governance>, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT id, kind, created_at, quorum_reached_at, state FROM governance
@@ -1084,7 +1159,7 @@ impl Tx<'_> {
     pub fn add_governance_approval(
         &self,
         id: &str,
-        kind: &str,
+        kind: GovernanceKind,
         a: &StoredApproval,
     ) -> Result<Governance, StoreError> {
         {
@@ -1093,7 +1168,7 @@ impl Tx<'_> {
                 "INSERT OR IGNORE INTO governance (id, kind, created_at, quorum_reached_at, state) VALUES (?1, ?2, ?3, NULL, 'pending')",
                 params![id, kind, a.received_at],
             )?;
-            let existing: String = tx.query_row(
+            let existing: GovernanceKind = tx.query_row(
                 "SELECT kind FROM governance WHERE id = ?1",
                 params![id],
                 |r| r.get(0),
@@ -1123,7 +1198,7 @@ impl Tx<'_> {
     pub fn set_governance_state(
         &self,
         id: &str,
-        state: &str,
+        state: GovernanceState,
         quorum_reached_at: Option<i64>,
     ) -> Result<(), StoreError> {
         let conn = self.conn;

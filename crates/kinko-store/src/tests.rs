@@ -283,10 +283,17 @@ fn a_new_freeze_or_an_unfreeze_closes_every_open_unfreeze_request() {
         signature: vec![2; 64],
         received_at: 10,
     };
-    s.add_governance_approval("unf-1", "unfreeze", &a).unwrap();
-    s.set_governance_state("unf-1", "waiting", Some(11))
+    s.add_governance_approval("unf-1", GovernanceKind::Unfreeze, &a)
         .unwrap();
-    assert_eq!(s.open_governance("unfreeze").unwrap().unwrap().id, "unf-1");
+    s.set_governance_state("unf-1", GovernanceState::Waiting, Some(11))
+        .unwrap();
+    assert_eq!(
+        s.open_governance(GovernanceKind::Unfreeze)
+            .unwrap()
+            .unwrap()
+            .id,
+        "unf-1"
+    );
     s.set_freeze(&FreezeState {
         frozen: true,
         by: "carol".into(),
@@ -295,8 +302,11 @@ fn a_new_freeze_or_an_unfreeze_closes_every_open_unfreeze_request() {
         freeze_id: vec![8; 32],
     })
     .unwrap();
-    assert_eq!(s.open_governance("unfreeze").unwrap(), None);
-    assert_eq!(s.governance("unf-1").unwrap().unwrap().state, "superseded");
+    assert_eq!(s.open_governance(GovernanceKind::Unfreeze).unwrap(), None);
+    assert_eq!(
+        s.governance("unf-1").unwrap().unwrap().state,
+        GovernanceState::Superseded
+    );
 }
 
 #[test]
@@ -318,25 +328,42 @@ fn a_newer_schema_is_refused() {
 fn governance_requests_keep_one_verdict_per_officer_and_the_first_quorum_instant() {
     let (_d, s) = store();
     let g = s
-        .add_governance_approval("unfreeze-1", "unfreeze", &approval("unfreeze-1", "alice"))
+        .add_governance_approval(
+            "unfreeze-1",
+            GovernanceKind::Unfreeze,
+            &approval("unfreeze-1", "alice"),
+        )
         .unwrap();
     assert_eq!(
         (g.kind.as_str(), g.state.as_str(), g.quorum_reached_at),
         ("unfreeze", "pending", None)
     );
     assert!(matches!(
-        s.add_governance_approval("unfreeze-1", "unfreeze", &approval("unfreeze-1", "alice")),
+        s.add_governance_approval(
+            "unfreeze-1",
+            GovernanceKind::Unfreeze,
+            &approval("unfreeze-1", "alice")
+        ),
         Err(StoreError::DuplicateApproval { .. })
     ));
+    // Another kind under the same id is refused.
     assert!(
-        s.add_governance_approval("unfreeze-1", "freeze", &approval("unfreeze-1", "bob"))
-            .is_err()
+        s.add_governance_approval(
+            "unfreeze-1",
+            GovernanceKind::InstallPolicy,
+            &approval("unfreeze-1", "bob")
+        )
+        .is_err()
     );
-    s.add_governance_approval("unfreeze-1", "unfreeze", &approval("unfreeze-1", "bob"))
+    s.add_governance_approval(
+        "unfreeze-1",
+        GovernanceKind::Unfreeze,
+        &approval("unfreeze-1", "bob"),
+    )
+    .unwrap();
+    s.set_governance_state("unfreeze-1", GovernanceState::Waiting, Some(100))
         .unwrap();
-    s.set_governance_state("unfreeze-1", "waiting", Some(100))
-        .unwrap();
-    s.set_governance_state("unfreeze-1", "waiting", Some(200))
+    s.set_governance_state("unfreeze-1", GovernanceState::Waiting, Some(200))
         .unwrap();
     let g = s.governance("unfreeze-1").unwrap().unwrap();
     assert_eq!(
@@ -391,11 +418,18 @@ fn installing_a_proposal_makes_it_the_policy_in_force_and_supersedes_the_others(
             Some(proposal("p1", 2, 20))
         );
         assert_eq!(
-            s.open_governance("install_policy").unwrap().unwrap().id,
+            s.open_governance(GovernanceKind::InstallPolicy)
+                .unwrap()
+                .unwrap()
+                .id,
             "p2"
         );
-        s.add_governance_approval("p1", "install_policy", &approval("p1", "alice"))
-            .unwrap();
+        s.add_governance_approval(
+            "p1",
+            GovernanceKind::InstallPolicy,
+            &approval("p1", "alice"),
+        )
+        .unwrap();
         s.install_policy(&InstalledPolicy {
             policy_hash: vec![2; 32],
             policy_text: "version = 1 # p1".into(),
@@ -410,9 +444,18 @@ fn installing_a_proposal_makes_it_the_policy_in_force_and_supersedes_the_others(
         (now.policy_hash, now.proposal_id.as_deref()),
         (vec![2; 32], Some("p1"))
     );
-    assert_eq!(s.governance("p1").unwrap().unwrap().state, "effective");
-    assert_eq!(s.governance("p2").unwrap().unwrap().state, "superseded");
-    assert_eq!(s.open_governance("install_policy").unwrap(), None);
+    assert_eq!(
+        s.governance("p1").unwrap().unwrap().state,
+        GovernanceState::Effective
+    );
+    assert_eq!(
+        s.governance("p2").unwrap().unwrap().state,
+        GovernanceState::Superseded
+    );
+    assert_eq!(
+        s.open_governance(GovernanceKind::InstallPolicy).unwrap(),
+        None
+    );
     assert!(s.policy_proposal("nope").unwrap().is_none());
 }
 

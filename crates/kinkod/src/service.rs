@@ -608,7 +608,7 @@ impl Api {
         let store = self.engine.store();
         let open = if f.frozen {
             store
-                .open_governance("unfreeze")
+                .open_governance(kinko_store::GovernanceKind::Unfreeze)
                 .map_err(|e| Status::from(Refused::from(e)))?
         } else {
             None

@@ -1,6 +1,8 @@
 //! Governance: freezes, unfreezes under quorum and delay, policy proposals, votes and
 //! installations, and the background tick that settles them and expires old requests.
 
+use kinko_store::{GovernanceKind, GovernanceState};
+
 use super::*;
 
 impl Engine {
@@ -63,13 +65,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Logs an accepted governance vote, then stores it. Called under the governance lock, so
-    /// the log's order of votes is the store's.
+    /// Stores an accepted governance vote with its record, in one commit. Called under the
+    /// governance lock.
     pub(super) async fn record_vote(
         &self,
         principal: &str,
         live: &Live,
-        kind: &str,
+        kind: GovernanceKind,
         request_id: &str,
         msg: &ApprovalMessage,
         approval: &SignedApproval,
@@ -86,9 +88,9 @@ impl Engine {
             request_id: request_id.to_string(),
             approval: evidence(&live.policy, stored.clone()),
         });
-        let (id, kind) = (request_id.to_string(), kind.to_string());
+        let id = request_id.to_string();
         self.commit(principal, move |tx| {
-            tx.add_governance_approval(&id, &kind, &stored)?;
+            tx.add_governance_approval(&id, kind, &stored)?;
             Ok(((), vec![event]))
         })
         .await?;
@@ -213,7 +215,7 @@ impl Engine {
             ));
         }
         if let Some(g) = self.store.governance(&request_id)?
-            && (g.kind != "unfreeze" || (g.state != "pending" && g.state != "waiting"))
+            && (g.kind != GovernanceKind::Unfreeze || !g.state.is_open())
         {
             return Err(Refused::new(
                 Reason::WrongState,
@@ -226,8 +228,15 @@ impl Engine {
         let live = self.live();
         let msg = self.check_vote(&live, &msg.subject, None, approval)?;
         self.not_voted_yet(&request_id, principal)?;
-        self.record_vote(principal, &live, "unfreeze", &request_id, &msg, approval)
-            .await?;
+        self.record_vote(
+            principal,
+            &live,
+            GovernanceKind::Unfreeze,
+            &request_id,
+            &msg,
+            approval,
+        )
+        .await?;
         drop(controls);
         let status = self.settle_unfreeze_locked(&request_id).await?;
         let text = serde_json::to_string(&status).unwrap_or_default();
@@ -257,12 +266,12 @@ impl Engine {
             .ok_or_else(|| Refused::new(Reason::NotFound, "no such unfreeze request"))?;
         let f = self.store.freeze_state()?;
         let status = self.unfreeze_status_of(&live, &g, &f)?;
-        if g.state != "pending" && g.state != "waiting" {
+        if !g.state.is_open() {
             return Ok(status);
         }
         if !f.frozen {
             self.store
-                .set_governance_state(request_id, "superseded", None)?;
+                .set_governance_state(request_id, GovernanceState::Superseded, None)?;
             return Ok(status);
         }
         let (state, reached_now) = stored_state(&status);
@@ -280,7 +289,7 @@ impl Engine {
                 return Ok(status);
             };
             let f = self.store.freeze_state()?;
-            if (g.state != "pending" && g.state != "waiting") || !f.frozen {
+            if !g.state.is_open() || !f.frozen {
                 return Ok(status);
             }
             let status = self.unfreeze_status_of(&live, &g, &f)?;
@@ -295,7 +304,7 @@ impl Engine {
             });
             let id = request_id.to_string();
             self.commit("kinkod", move |tx| {
-                tx.set_governance_state(&id, "effective", reached_now)?;
+                tx.set_governance_state(&id, GovernanceState::Effective, reached_now)?;
                 tx.set_freeze(&kinko_store::FreezeState::default())?;
                 Ok(((), vec![event]))
             })
@@ -467,7 +476,7 @@ impl Engine {
         let live = self.live();
         let g = self.store.governance(&request_id)?;
         let state = g.as_ref().map_or("unknown", |g| g.state.as_str());
-        if state != "pending" && state != "waiting" {
+        if !g.as_ref().is_some_and(|g| g.state.is_open()) {
             return Err(Refused::new(
                 Reason::WrongState,
                 format!("proposal {request_id} is {state}; it never acts again"),
@@ -475,7 +484,7 @@ impl Engine {
         }
         if proposal.base_policy_hash != live.policy.hash().0.to_vec() {
             self.store
-                .set_governance_state(&request_id, "superseded", None)?;
+                .set_governance_state(&request_id, GovernanceState::Superseded, None)?;
             return Err(Refused::new(
                 Reason::WrongState,
                 format!("proposal {request_id} was made under another policy and is superseded"),
@@ -486,7 +495,7 @@ impl Engine {
         self.record_vote(
             principal,
             &live,
-            "install_policy",
+            GovernanceKind::InstallPolicy,
             &request_id,
             &msg,
             approval,
@@ -509,15 +518,15 @@ impl Engine {
             .ok_or_else(|| Refused::new(Reason::NotFound, format!("no policy proposal {id}")))?;
         let mut out = ProposalStatus {
             proposal: proposal.clone(),
-            state: if g.state == "effective" {
+            state: if g.state == GovernanceState::Effective {
                 "installed".into()
             } else {
-                g.state.clone()
+                g.state.to_string()
             },
             status: None,
             current_policy_hash: live.policy.hash().0.to_vec(),
         };
-        if g.state != "pending" && g.state != "waiting" {
+        if !g.state.is_open() {
             return Ok(out);
         }
         if proposal.base_policy_hash != live.policy.hash().0.to_vec() {
@@ -574,18 +583,19 @@ impl Engine {
             (out.status.clone(), out.state.as_str())
         else {
             if out.state == "superseded" {
-                self.store.set_governance_state(id, "superseded", None)?;
+                self.store
+                    .set_governance_state(id, GovernanceState::Superseded, None)?;
             }
             return Ok(out);
         };
         let (state, reached_now) = stored_state(&status);
         if !status.is_effective() {
             self.store.set_governance_state(id, state, reached_now)?;
-            out.state = state.into();
+            out.state = state.to_string();
             return Ok(out);
         }
         self.store
-            .set_governance_state(id, "waiting", reached_now)?;
+            .set_governance_state(id, GovernanceState::Waiting, reached_now)?;
         let live = self.live();
         let stored = self.store.governance_approvals(id)?;
         let evidence_list = counted_evidence(&live.policy, &status, stored);
@@ -703,9 +713,9 @@ impl Engine {
         }
         // Every request waiting out its delay, not only the newest; one that fails to settle
         // does not stop the others, nor expiry below.
-        for kind in ["unfreeze", "install_policy"] {
+        for kind in [GovernanceKind::Unfreeze, GovernanceKind::InstallPolicy] {
             for g in self.store.waiting_governance(kind)? {
-                let r = if kind == "unfreeze" {
+                let r = if kind == GovernanceKind::Unfreeze {
                     self.settle_unfreeze(&g.id).await.map(|_| ())
                 } else {
                     self.settle_policy(&g.id).await.map(|_| ())
@@ -775,13 +785,13 @@ impl Engine {
 /// How a governance status is stored: its state name, and the quorum instant when reached.
 pub(super) fn stored_state(
     status: &kinko_policy::governance::GovernanceStatus,
-) -> (&'static str, Option<i64>) {
+) -> (GovernanceState, Option<i64>) {
     use kinko_policy::governance::GovernanceStatus as G;
     match status {
-        G::PendingQuorum { .. } => ("pending", None),
-        G::Vetoed { .. } => ("vetoed", None),
-        G::Waiting { .. } => ("waiting", Some(unix(now()))),
-        G::Effective { .. } => ("effective", Some(unix(now()))),
+        G::PendingQuorum { .. } => (GovernanceState::Pending, None),
+        G::Vetoed { .. } => (GovernanceState::Vetoed, None),
+        G::Waiting { .. } => (GovernanceState::Waiting, Some(unix(now()))),
+        G::Effective { .. } => (GovernanceState::Effective, Some(unix(now()))),
     }
 }
 

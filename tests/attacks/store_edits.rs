@@ -239,4 +239,90 @@ async fn a_store_edited_behind_kinkod_is_refused_at_start() {
         .unwrap()
         .into_inner();
     assert!(f.frozen);
+    drop(d);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The state derived from the log alone (`kinkod rebuild`) is the state kinkod kept.
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&pristine, &dir);
+    let rebuilt = dir.join("rebuilt.db");
+    let out = std::process::Command::new(kinko_tests::bin("kinkod"))
+        .arg("--config")
+        .arg(dir.join("kinkod.toml"))
+        .arg("rebuild")
+        .arg("--out")
+        .arg(&rebuilt)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("3 requests (1 signed)") && said.contains("FROZEN"),
+        "{said}"
+    );
+    let tables = |db: &Path| -> Vec<Vec<String>> {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        [
+            "SELECT id || state || hex(payload) || hex(intent_digest) || hex(policy_hash) || requester || idempotency_key || coalesce(hex(signed_transaction), '') || coalesce(transaction_id, '') FROM requests ORDER BY id",
+            "SELECT request_id || officer_id || approve || hex(message) || hex(signature) FROM approvals ORDER BY request_id, officer_id",
+            "SELECT key_name || replay_key || request_id FROM replay_keys ORDER BY 1",
+            "SELECT key_name || digest || request_id FROM signed_digests ORDER BY 1",
+            "SELECT key_name || asset || amount || request_id FROM reservations ORDER BY 1",
+            "SELECT frozen || hex(freeze_id) FROM freeze",
+            "SELECT hex(policy_hash) FROM installed_policies ORDER BY seq",
+            "SELECT seq || line FROM log_records ORDER BY seq",
+            "SELECT size || note FROM log_checkpoints ORDER BY size",
+        ]
+        .iter()
+        .map(|q| {
+            let mut stmt = conn.prepare(q).unwrap();
+            stmt.query_map([], |r| r.get::<_, String>(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        })
+        .collect()
+    };
+    let kept = tables(&dir.join("kinko.db"));
+    let derived = tables(&rebuilt);
+    for (i, (k, r)) in kept.iter().zip(&derived).enumerate() {
+        assert!(!k.is_empty() || i == 2, "table {i} of the fixture is empty");
+        assert_eq!(
+            k, r,
+            "table {i} differs between the kept and the rebuilt state"
+        );
+    }
+    // Every state table wiped: refused; the rebuilt database swapped in: kinkod starts, frozen
+    // by the same freeze, and the request waiting for its second approval still waits.
+    sql(
+        &dir,
+        "DELETE FROM approvals; DELETE FROM replay_keys; DELETE FROM signed_digests; DELETE FROM reservations; DELETE FROM requests; DELETE FROM freeze;",
+    );
+    let err = start_fails(&dir);
+    assert!(
+        err.contains("in the audit log but not in the store"),
+        "{err}"
+    );
+    for f in ["kinko.db", "kinko.db-wal", "kinko.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    std::fs::rename(&rebuilt, dir.join("kinko.db")).unwrap();
+    let d = start(&dir, &label, port, false);
+    let now = AdminServiceClient::new(channel(&d, "auditor").await)
+        .get_freeze_state(pb::ListKeysRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(now.frozen);
+    assert_eq!(now.freeze_id, f.freeze_id);
+    let waiting = WithdrawalServiceClient::new(channel(&d, "ledger").await)
+        .get_request(pb::RequestId {
+            request_id: pending.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(waiting.state, pb::RequestState::PendingApproval as i32);
+    assert_eq!(waiting.approvals.len(), 1, "{waiting:?}");
 }

@@ -966,6 +966,41 @@ impl Store {
 }
 
 impl Tx<'_> {
+    /// Whether a request with this id is stored.
+    pub fn request_exists(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM requests WHERE id = ?1", params![id], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some())
+    }
+
+    /// Records a request's policy decision (for a rebuild from the log, where the decision is
+    /// its own record): the policy hash, the explanation and, when denied, the final state.
+    pub fn set_decision(
+        &self,
+        id: &str,
+        policy_hash: &[u8],
+        decision_json: &str,
+        denied: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        check_state(self.conn, id, &[RequestState::PendingApproval])?;
+        self.conn.execute(
+            "UPDATE requests SET policy_hash = ?2, decision_json = ?3, updated_at = ?4 WHERE id = ?1",
+            params![id, policy_hash, decision_json, now],
+        )?;
+        if denied {
+            self.conn.execute(
+                "UPDATE requests SET state = 'denied', final_reason = 'denied by the policy (see its decision record)' WHERE id = ?1",
+                params![id],
+            )?;
+        }
+        Ok(())
+    }
+
     /// Inserts a request, or returns the existing one when the same requester reuses an
     /// idempotency key for the same payload. The same key with a different payload is refused.
     pub fn insert_request(&self, new: &NewRequest) -> Result<Inserted, StoreError> {

@@ -338,6 +338,14 @@ impl Store {
         read_lines(&conn, from, max)
     }
 
+    /// Every signed checkpoint note, oldest first.
+    pub fn checkpoint_notes(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare("SELECT note FROM log_checkpoints ORDER BY size")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Writes the log as the documented files into `dir` (which must not hold a log yet): one
     /// segment `segment-00000000000000000000.jsonl` with every record, and `checkpoints.jsonl`
     /// with every signed checkpoint, oldest first. Reads without the log key: this is how an

@@ -23,6 +23,7 @@ mod failpoint;
 mod metrics;
 mod metrics_listener;
 mod rate;
+mod rebuild;
 mod service;
 mod status;
 mod tls;
@@ -87,6 +88,15 @@ enum Command {
     /// nor a running kinkod; run it with kinkod stopped or running.
     ExportLog {
         /// The directory to write (created if missing; must not hold a log).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Rebuild the state from the audit log alone into a NEW database (the log outranks the
+    /// store): requests, verdicts, claims, velocity, signed transactions, the freeze, governance
+    /// and installed policies, replayed record by record. Run with kinkod stopped; swap the new
+    /// database in for the configured one; the next start verifies it like any other.
+    Rebuild {
+        /// The new database file to write (must not exist).
         #[arg(long)]
         out: PathBuf,
     },
@@ -159,6 +169,28 @@ fn main() -> ExitCode {
                     "kinkod: wrote {records} records and {checkpoints} checkpoints to {}",
                     out.display()
                 );
+                return Ok(());
+            }
+            Some(Command::Rebuild { out }) => {
+                let config = Config::load(&args.config.ok_or("give --config FILE")?)?;
+                let store =
+                    kinko_store::Store::open(&config.store.path).map_err(|e| e.to_string())?;
+                let r = rebuild::rebuild(&store, &out).map_err(|e| e.to_string())?;
+                eprintln!(
+                    "kinkod: rebuilt {} from {} records: {} requests ({} signed), {} verdicts, {} policies installed, signing {}",
+                    out.display(),
+                    r.records,
+                    r.requests,
+                    r.signed,
+                    r.verdicts,
+                    r.policies,
+                    if r.frozen { "FROZEN" } else { "not frozen" }
+                );
+                for p in &r.dropped_proposals {
+                    eprintln!(
+                        "kinkod: policy proposal {p} never installed and its text is not in the log: propose it again"
+                    );
+                }
                 return Ok(());
             }
             Some(Command::ImportLog { from }) => {

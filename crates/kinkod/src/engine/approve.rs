@@ -244,13 +244,25 @@ impl Engine {
         let live = self.live();
         let (result, quorum) = self.quorum_now(&live, &request, &approvals)?;
         if !result.rejected_by.is_empty() && quorum.reject_blocks {
-            let r = self.store.transition(
-                request_id,
-                &[RequestState::PendingApproval],
-                RequestState::Rejected,
-                Some(&format!("rejected by {}", result.rejected_by.join(", "))),
-                unix(now()),
-            )?;
+            let why = format!("rejected by {}", result.rejected_by.join(", "));
+            let id = request_id.to_string();
+            let (r, _) = self
+                .commit("kinkod", move |tx| {
+                    let r = tx.transition(
+                        &id,
+                        &[RequestState::PendingApproval],
+                        RequestState::Rejected,
+                        Some(&why),
+                        unix(now()),
+                    )?;
+                    let event = Event::Refusal(rec::Refusal {
+                        request_id: Some(id),
+                        code: "REJECTED".into(),
+                        message: why,
+                    });
+                    Ok((r, vec![event]))
+                })
+                .await?;
             self.notify(request_id);
             return Ok(r);
         }

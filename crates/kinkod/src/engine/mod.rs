@@ -45,6 +45,7 @@ mod submit;
 
 pub(crate) use governance::{ProposalStatus, settled_policy};
 pub(crate) use keys::{check_not_log_key, load_keys};
+pub(crate) use sign::claim_digests;
 
 /// Least time between two re-initializations of the PKCS#11 module.
 const HSM_RESET_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);

@@ -326,7 +326,7 @@ impl Engine {
 
 /// The digests a signing claims in the store: the prehash for ECDSA, the SHA-256 of the message
 /// (as hex) for Ed25519.
-pub(super) fn claim_digests(to_sign: &[SigningInput]) -> Vec<String> {
+pub(crate) fn claim_digests(to_sign: &[SigningInput]) -> Vec<String> {
     to_sign
         .iter()
         .map(|s| match s {

@@ -192,7 +192,7 @@ pub struct NewRequest {
     /// The signing key's name in the policy.
     pub key_name: String,
     /// `ethereum`, `bitcoin`, `solana`.
-    pub chain: String,
+    pub chain: kinko_intent::Chain,
     /// The network.
     pub network: String,
     /// The unsigned payload.
@@ -204,9 +204,9 @@ pub struct NewRequest {
     /// Canonical intent JSON.
     pub intent_json: String,
     /// The intent digest.
-    pub intent_digest: Vec<u8>,
+    pub intent_digest: [u8; 32],
     /// Hash of the policy that evaluated it.
-    pub policy_hash: Vec<u8>,
+    pub policy_hash: [u8; 32],
     /// The decision, as JSON.
     pub decision_json: String,
     /// Initial state (`Denied` or `PendingApproval`, or `Received`).
@@ -267,8 +267,8 @@ pub struct Reservation {
     pub key_name: String,
     /// The asset id (e.g. `ethereum:native`, `ethereum:0xa0b8…`).
     pub asset: String,
-    /// Decimal amount in base units.
-    pub amount: String,
+    /// The amount in base units (stored as a decimal).
+    pub amount: kinko_intent::Amount,
     /// Unix seconds.
     pub at: i64,
     /// The request.
@@ -519,14 +519,14 @@ fn row_to_request(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Request, S
             requester: row.get(1)?,
             idempotency_key: row.get(2)?,
             key_name: row.get(3)?,
-            chain: row.get(4)?,
+            chain: parsed(row, 4)?,
             network: row.get(5)?,
             payload: row.get(6)?,
             reference: row.get(7)?,
             requester_signature: row.get(8)?,
             intent_json: row.get(9)?,
-            intent_digest: row.get(10)?,
-            policy_hash: row.get(11)?,
+            intent_digest: hash32(row, 10)?,
+            policy_hash: hash32(row, 11)?,
             decision_json: row.get(12)?,
             state,
             final_reason: final_reason.clone(),
@@ -1035,14 +1035,14 @@ impl Tx<'_> {
                 new.requester,
                 new.idempotency_key,
                 new.key_name,
-                new.chain,
+                new.chain.as_str(),
                 new.network,
                 new.payload,
                 new.reference,
                 new.requester_signature,
                 new.intent_json,
-                new.intent_digest,
-                new.policy_hash,
+                &new.intent_digest[..],
+                &new.policy_hash[..],
                 new.decision_json,
                 new.state.as_str(),
                 new.final_reason,
@@ -1160,7 +1160,7 @@ impl Tx<'_> {
         for r in &claim.reservations {
             tx.execute(
                 "INSERT INTO reservations (key_name, asset, amount, at, request_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![r.key_name, r.asset, r.amount, r.at, r.request_id],
+                params![r.key_name, r.asset, r.amount.to_string(), r.at, r.request_id],
             )?;
         }
         tx.execute(
@@ -1415,9 +1415,38 @@ fn reservation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Reservation> {
     Ok(Reservation {
         key_name: r.get(0)?,
         asset: r.get(1)?,
-        amount: r.get(2)?,
+        amount: parsed(r, 2)?,
         at: r.get(3)?,
         request_id: r.get(4)?,
+    })
+}
+
+/// A text column parsed into its type (an unparsable value is a conversion error, not a
+/// default).
+fn parsed<T>(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: fmt::Display,
+{
+    let text: String = row.get(idx)?;
+    text.parse().map_err(|e: T::Err| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Text,
+            format!("{text:?}: {e}").into(),
+        )
+    })
+}
+
+/// A 32-byte hash column.
+fn hash32(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<[u8; 32]> {
+    let bytes: Vec<u8> = row.get(idx)?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Blob,
+            format!("a hash of {} bytes, not 32", bytes.len()).into(),
+        )
     })
 }
 

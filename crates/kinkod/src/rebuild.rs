@@ -136,7 +136,7 @@ fn replay(
                 requester: r.principal.clone(),
                 idempotency_key: e.idempotency_key.clone(),
                 key_name: e.key_name.clone(),
-                chain: e.chain.as_str().to_string(),
+                chain: e.chain,
                 network: decoded.network.to_string(),
                 payload: e.payload.0.clone(),
                 reference: e.reference.clone(),
@@ -146,9 +146,9 @@ fn replay(
                     .map(|s| s.0.clone())
                     .unwrap_or_default(),
                 intent_json: intent.canonical.clone(),
-                intent_digest: intent.digest.0.to_vec(),
+                intent_digest: intent.digest.0,
                 // Set by the decision record that follows.
-                policy_hash: Vec::new(),
+                policy_hash: [0; 32],
                 decision_json: String::new(),
                 state: RequestState::PendingApproval,
                 final_reason: None,
@@ -220,7 +220,7 @@ fn replay(
                     .map(|(asset, amount)| Reservation {
                         key_name: a.key_name.clone(),
                         asset: asset.to_string(),
-                        amount: amount.to_string(),
+                        amount: *amount,
                         at,
                         request_id: a.request_id.clone(),
                     })

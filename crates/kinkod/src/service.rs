@@ -79,12 +79,12 @@ impl Watches {
     }
 }
 
-fn chain_to_pb(c: &str) -> pb::Chain {
+fn chain_to_pb(c: kinko_intent::Chain) -> pb::Chain {
+    use kinko_intent::Chain;
     match c {
-        "ethereum" => pb::Chain::Ethereum,
-        "bitcoin" => pb::Chain::Bitcoin,
-        "solana" => pb::Chain::Solana,
-        _ => pb::Chain::Unspecified,
+        Chain::Ethereum => pb::Chain::Ethereum,
+        Chain::Bitcoin => pb::Chain::Bitcoin,
+        Chain::Solana => pb::Chain::Solana,
     }
 }
 
@@ -175,14 +175,14 @@ impl Api {
             request_id: r.new.id.clone(),
             state: state_to_pb(r.state) as i32,
             key_name: r.new.key_name.clone(),
-            chain: chain_to_pb(&r.new.chain) as i32,
+            chain: chain_to_pb(r.new.chain) as i32,
             network: r.new.network.clone(),
             requester: r.new.requester.clone(),
             reference: r.new.reference.clone(),
             intent_json: r.new.intent_json.clone(),
-            intent_digest: r.new.intent_digest.clone(),
+            intent_digest: r.new.intent_digest.to_vec(),
             intent_text: intent.map(|i| i.render()).unwrap_or_default(),
-            policy_hash: r.new.policy_hash.clone(),
+            policy_hash: r.new.policy_hash.to_vec(),
             decision: Some(pb::Decision {
                 allowed: r.state != RequestState::Denied,
                 rule: decision
@@ -752,7 +752,7 @@ impl pb::admin_service_server::AdminService for Api {
             .into_iter()
             .map(|k| pb::KeyInfo {
                 name: k.name,
-                chain: chain_to_pb(k.chain.as_str()) as i32,
+                chain: chain_to_pb(k.chain) as i32,
                 network: k.network.to_string(),
                 hsm_label: k.hsm_label,
                 public_key: k.public_key,

@@ -194,9 +194,8 @@ impl Engine {
             let asset = parse_asset_id(&r.asset)
                 .ok_or_else(|| format!("stored reservation has an unknown asset {:?}", r.asset))?;
             let at = Timestamp::from_second(r.at).map_err(|e| e.to_string())?;
-            let amount = r.amount.parse().map_err(|e| format!("{e}"))?;
             ledger
-                .record(&r.key_name, &asset, at, amount)
+                .record(&r.key_name, &asset, at, r.amount)
                 .map_err(|e| e.to_string())?;
         }
         Ok(())

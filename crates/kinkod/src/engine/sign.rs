@@ -75,7 +75,7 @@ impl Engine {
                 .map(|(asset, amount)| Reservation {
                     key_name: key.name.clone(),
                     asset: asset.to_string(),
-                    amount: amount.to_string(),
+                    amount: *amount,
                     at: unix(at),
                     request_id: request_id.to_string(),
                 })

@@ -2,8 +2,9 @@
 //! log's) while it is stopped. A freeze cleared or deleted is restored from the log (signing
 //! stays frozen); another freeze id, a signed request's claims deleted, the signed request
 //! deleted or set back to pending, a denied request set to pending, an approval or a claim
-//! inserted, a request inserted or deleted: kinkod refuses to start, saying what differs. Never
-//! signed.
+//! inserted, an approval or a velocity reservation deleted, a request inserted or deleted:
+//! kinkod refuses to start, saying what differs. Never signed. And the state rebuilt from the
+//! log alone is the state kept.
 
 use std::path::Path;
 use std::time::Duration;
@@ -157,7 +158,7 @@ async fn a_store_edited_behind_kinkod_is_refused_at_start() {
     let columns = "requester, idempotency_key, key_name, chain, network, payload, reference, \
         requester_signature, intent_json, intent_digest, policy_hash, decision_json, state, \
         final_reason, signed_transaction, transaction_id, created_at, updated_at";
-    let cases: [(&str, String, String); 10] = [
+    let cases: [(&str, String, String); 12] = [
         (
             "freeze id replaced",
             "UPDATE freeze SET freeze_id = x'0101010101010101010101010101010101010101010101010101010101010101';".into(),
@@ -204,6 +205,16 @@ async fn a_store_edited_behind_kinkod_is_refused_at_start() {
                 columns.replace("idempotency_key", "'forged'")
             ),
             "request req-forged (pending_approval) is in the store, but the audit log never received it".into(),
+        ),
+        (
+            "approval deleted",
+            format!("DELETE FROM approvals WHERE request_id = '{pending}';"),
+            format!("the audit log holds a verdict of officer alice on {pending} that the store lacks"),
+        ),
+        (
+            "velocity reservation deleted",
+            format!("DELETE FROM reservations WHERE request_id = '{id}';"),
+            format!("the store's velocity reservations of request {id} () are not the ones its signing authorization implies"),
         ),
         (
             "claim inserted",

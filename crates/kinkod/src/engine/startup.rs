@@ -5,7 +5,7 @@ use super::sign::claim_digests;
 use super::*;
 
 /// What every refusal to start on a disagreement tells the operator.
-const RESTORE: &str = "the store was edited or replaced behind kinkod: restore it from backup (docs/incident-response.md); kinkod will not sign until store and log agree";
+const RESTORE: &str = "the store was edited or replaced behind kinkod: if the audit log verifies, rebuild the state from it (kinkod rebuild), else restore the database from backup (docs/incident-response.md); kinkod will not sign until store and log agree";
 
 /// Why kinkod refuses to start: the store disagrees with the log (the log outranks the store),
 /// or one of them cannot be read. Each says what differs.
@@ -80,6 +80,33 @@ pub(crate) enum StartError {
         officer: String,
         /// The request.
         request: String,
+    },
+    /// A verdict or vote the log holds is missing from the store (a deleted veto, say).
+    #[error(
+        "the audit log holds a {kind}verdict of officer {officer} on {request} that the store lacks; {restore}",
+        restore = RESTORE
+    )]
+    VerdictMissing {
+        /// `governance ` or empty.
+        kind: &'static str,
+        /// The officer.
+        officer: String,
+        /// The request.
+        request: String,
+    },
+    /// A velocity reservation the log implies is missing from the store, or one it does not
+    /// imply is there (deleted reservations would loosen the velocity limits).
+    #[error(
+        "the store's velocity reservations of request {request} ({stored}) are not the ones its signing authorization implies ({logged}); {restore}",
+        restore = RESTORE
+    )]
+    ReservationsDiffer {
+        /// The request.
+        request: String,
+        /// What the store holds.
+        stored: String,
+        /// What the log implies.
+        logged: String,
     },
     /// A stored claim of a request the log never authorized (or of another value).
     #[error(
@@ -181,6 +208,7 @@ impl Engine {
                 key,
                 replay_keys,
                 digests,
+                ..
             } = claims;
             match self.store.get_request(id) {
                 Ok(r) if r.state == RequestState::Signed => {}
@@ -256,12 +284,72 @@ impl Engine {
                 count: missing.len(),
             });
         }
+        let stored_verdicts = self.store.all_verdicts().map_err(read)?;
+        let held: std::collections::HashSet<(bool, &str, &str, &[u8])> = stored_verdicts
+            .iter()
+            .map(|v| {
+                (
+                    v.governance,
+                    v.request_id.as_str(),
+                    v.officer_id.as_str(),
+                    v.message.as_slice(),
+                )
+            })
+            .collect();
+        let mut last: Vec<_> = facts.last_verdicts.iter().collect();
+        last.sort();
+        for ((governance, request, officer), message) in last {
+            if !held.contains(&(
+                *governance,
+                request.as_str(),
+                officer.as_str(),
+                message.as_slice(),
+            )) {
+                return Err(StartError::VerdictMissing {
+                    kind: if *governance { "governance " } else { "" },
+                    officer: officer.clone(),
+                    request: request.clone(),
+                });
+            }
+        }
+        let mut reserved: HashMap<String, Vec<String>> = HashMap::new();
+        for r in self.store.all_reservations_since(i64::MIN).map_err(read)? {
+            reserved
+                .entry(r.request_id)
+                .or_default()
+                .push(format!("{} {} {}", r.key_name, r.asset, r.amount));
+        }
+        let mut requests: Vec<&String> = facts.authorized.keys().chain(reserved.keys()).collect();
+        requests.sort();
+        requests.dedup();
+        for request in requests {
+            let mut logged: Vec<String> = facts
+                .authorized
+                .get(request)
+                .map(|c| {
+                    c.reservations
+                        .iter()
+                        .map(|r| format!("{} {r}", c.key))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut stored = reserved.get(request).cloned().unwrap_or_default();
+            logged.sort();
+            stored.sort();
+            if logged != stored {
+                return Err(StartError::ReservationsDiffer {
+                    request: request.clone(),
+                    stored: stored.join(", "),
+                    logged: logged.join(", "),
+                });
+            }
+        }
         for kinko_store::StoredVerdict {
             governance,
             request_id: request,
             officer_id: officer,
             message,
-        } in self.store.all_verdicts().map_err(read)?
+        } in stored_verdicts
         {
             let logged = if governance {
                 &facts.governance_votes
@@ -345,6 +433,10 @@ impl Engine {
                         }
                     }
                     Event::Approval(a) => {
+                        facts.last_verdicts.insert(
+                            (false, a.request_id.clone(), a.approval.officer.clone()),
+                            a.approval.message.0.clone(),
+                        );
                         facts.verdicts.insert((
                             a.request_id,
                             a.approval.officer,
@@ -353,6 +445,10 @@ impl Engine {
                     }
                     Event::Rejection(r) => {
                         if let Some(signed) = r.signed {
+                            facts.last_verdicts.insert(
+                                (false, r.request_id.clone(), signed.officer.clone()),
+                                signed.message.0.clone(),
+                            );
                             facts.verdicts.insert((
                                 r.request_id.clone(),
                                 signed.officer,
@@ -364,6 +460,10 @@ impl Engine {
                         }
                     }
                     Event::GovernanceVote(v) => {
+                        facts.last_verdicts.insert(
+                            (true, v.request_id.clone(), v.approval.officer.clone()),
+                            v.approval.message.0.clone(),
+                        );
                         facts.governance_votes.insert((
                             v.request_id,
                             v.approval.officer,
@@ -404,6 +504,13 @@ impl Engine {
                             Claims {
                                 key: a.key_name,
                                 digests: claim_digests(&intent.to_sign),
+                                reservations: kinko_policy::velocity_entries(&intent)
+                                    .map_err(|e| {
+                                        StartError::Read(format!("audit record {from}: {e}"))
+                                    })?
+                                    .iter()
+                                    .map(|(asset, amount)| format!("{asset} {amount}"))
+                                    .collect(),
                                 replay_keys: intent.replay_keys,
                             },
                         );
@@ -507,6 +614,8 @@ pub(crate) struct LogFacts {
     verdicts: std::collections::HashSet<(String, String, Vec<u8>)>,
     /// Every logged governance vote: (governance request id, officer, signed message).
     governance_votes: std::collections::HashSet<(String, String, Vec<u8>)>,
+    /// Each officer's last logged verdict per request: (governance, request, officer) → message.
+    last_verdicts: HashMap<(bool, String, String), Vec<u8>>,
 }
 
 /// What the log shows of one request.
@@ -572,4 +681,6 @@ struct Claims {
     key: String,
     replay_keys: Vec<String>,
     digests: Vec<String>,
+    /// Velocity reservations, `asset amount` each.
+    reservations: Vec<String>,
 }

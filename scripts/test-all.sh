@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Every check and every test, as CI runs them. Installs SoftHSM2 and promtool when missing (Debian).
+# Every check and every test, as CI runs them. Installs SoftHSM2, promtool and PostgreSQL when
+# missing (Debian), and starts a throwaway PostgreSQL cluster of its own (initdb/pg_ctl in a
+# temporary directory, as an unprivileged user; stopped at exit).
 # Tests make their own SoftHSM2 tokens under target/tmp/softhsm2-test (see .cargo/config.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +23,15 @@ promtool test rules docs/alerts/kinko.rules.test.yml
 rm -rf target/tmp/softhsm2-test
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The end-to-end and red-team tests (tests/) run the kinkod and kinko binaries.
+# The PostgreSQL backend's tests, and the second run of the end-to-end and red-team suites,
+# use a cluster of their own.
+pg_dir="$(mktemp -d /tmp/kinko-pg.XXXXXX)"
+trap 'scripts/pg-cluster.sh stop "$pg_dir"; rm -rf "$pg_dir"' EXIT
+KINKO_TEST_PG_URL="$(scripts/pg-cluster.sh start "$pg_dir")"
+export KINKO_TEST_PG_URL
+# The end-to-end and red-team tests (tests/) run the kinkod and kinko binaries: every test on
+# the embedded SQLite store, then the end-to-end and red-team suites again with kinkod's store
+# in PostgreSQL (tests that edit the SQLite file itself say so and stop on that run).
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+KINKO_TEST_BACKEND=postgres cargo test -p kinko-tests --locked

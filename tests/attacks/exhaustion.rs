@@ -488,7 +488,7 @@ async fn denied_requests_cannot_fill_the_disk() {
         assert_eq!(reason(&err), "TOO_MANY_DENIED", "{err:?}");
         assert!(err.message().contains("not stored"), "{err:?}");
     }
-    let store = kinko_store::Store::open(&dir.join("kinko.db")).unwrap();
+    let store = kinko_tests::open_store(&dir);
     assert_eq!(store.count_denied_since("ledger", 0).unwrap(), 5);
     drop(store);
     // An allowed request still goes through.

@@ -142,7 +142,7 @@ async fn check(d: &Daemon, seen: &Seen) {
             "a signature a client received ({id}) is not in the log"
         );
     }
-    let store = kinko_store::Store::open(&d.dir.join("kinko.db")).unwrap();
+    let store = kinko_tests::open_store(&d.dir);
     let mut per_request: HashMap<String, u32> = HashMap::new();
     for r in store.all_reservations_since(0).unwrap() {
         *per_request.entry(r.request_id).or_default() += 1;

@@ -117,6 +117,43 @@ fn key_line(line: &str) -> Option<(String, Vec<u8>)> {
     Some((name.to_string(), hex::decode(hex_key.trim()).ok()?))
 }
 
+/// Whether this run of the suite keeps kinkod's store in PostgreSQL
+/// (`KINKO_TEST_BACKEND=postgres`, with the test cluster in `KINKO_TEST_PG_URL`); else SQLite.
+pub fn on_postgres() -> bool {
+    std::env::var("KINKO_TEST_BACKEND").is_ok_and(|b| b.trim() == "postgres")
+}
+
+/// For a test that edits the SQLite file itself: `true` (and says so) on the PostgreSQL run,
+/// where it does not apply; the SQLite run of the suite runs it.
+pub fn sqlite_only(what: &str) -> bool {
+    if on_postgres() {
+        eprintln!("SQLite only ({what}): this test runs in the suite's SQLite run");
+    }
+    on_postgres()
+}
+
+/// `kinkod dev` arguments for the backend of this run: a fresh PostgreSQL database each.
+fn store_args() -> Vec<String> {
+    if on_postgres() {
+        let url = kinko_store::testing::fresh_database("kinkod").expect("a test database");
+        vec!["--store-postgres".into(), url]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The store of the data directory `dir`, as its kinkod.toml names it.
+pub fn open_store(dir: &Path) -> kinko_store::Store {
+    let text = std::fs::read_to_string(dir.join("kinkod.toml")).unwrap();
+    let config: toml::Value = toml::from_str(&text).unwrap();
+    match config["store"].get("postgres").and_then(|v| v.as_str()) {
+        Some(url) => kinko_store::Store::open_postgres(url).unwrap(),
+        None => {
+            kinko_store::Store::open(&dir.join(config["store"]["path"].as_str().unwrap())).unwrap()
+        }
+    }
+}
+
 /// Starts kinkod (`dev` on first start, `--config` afterwards) and waits until it listens.
 pub fn start(dir: &Path, label: &str, port: u16, first: bool) -> Daemon {
     start_with_env(dir, label, port, first, &[])
@@ -139,6 +176,7 @@ pub fn start_with_env(
             "--token-label",
             label,
         ]);
+        cmd.args(store_args());
     } else {
         cmd.arg("--config").arg(dir.join("kinkod.toml"));
     }
@@ -311,6 +349,7 @@ pub fn init(dir: &Path, label: &str, port: u16, edit: impl FnOnce(&Path)) {
             "--token-label",
             label,
         ])
+        .args(store_args())
         .env("RUST_LOG", "warn,cryptoki::mechanism=off")
         .stderr(Stdio::null())
         .status()

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kinko_audit::merkle::{Hash, MerkleTree, hashes_equal, leaf_hash};
 use kinko_audit::note::{Checkpoint, CheckpointSigner, VerifierKey};
 use kinko_audit::record::{Event, Record};
-use rusqlite::{Connection, TransactionBehavior, params};
 
+use crate::db::{Conn, Row, Val};
 use crate::{Store, StoreError, Tx};
 
 /// Settings of the log.
@@ -135,6 +135,9 @@ fn note_body(note: &str) -> Option<&str> {
     note.find("\n\n").map(|i| &note[..=i])
 }
 
+/// Records read per query when the whole log is read (start, export).
+const PAGE: usize = 4096;
+
 impl Store {
     /// Opens the audit log held in the store: re-reads every record (canonical form, sequence
     /// numbers, leaf hashes), rebuilds the tree, and checks it against every signed checkpoint
@@ -148,10 +151,13 @@ impl Store {
     ) -> Result<(), StoreError> {
         let public_key = signer.public_key();
         let key = VerifierKey::new(&config.origin, &public_key).map_err(StoreError::Log)?;
-        let mut conn = self.conn()?;
-        let (tree, last_policy, last_time_ms) = read_records(&conn)?;
-        let latest = check_checkpoints(&conn, &tree, &key, &config.origin)?;
-        conn.writer = Some(Writer {
+        let mut guard = self.conn()?;
+        let (tree, last_policy, last_time_ms, latest) = guard.db.transaction(false, |c| {
+            let (tree, last_policy, last_time_ms) = read_records(c)?;
+            let latest = check_checkpoints(c, &tree, &key, &config.origin)?;
+            Ok((tree, last_policy, last_time_ms, latest))
+        })?;
+        guard.writer = Some(Writer {
             origin: config.origin,
             signer: Box::new(signer),
             interval: config.checkpoint_interval,
@@ -165,7 +171,7 @@ impl Store {
             last_policy,
             key,
         });
-        drop(conn);
+        drop(guard);
         if !covered {
             self.checkpoint()?;
         }
@@ -197,21 +203,23 @@ impl Store {
         let mut guard = self.conn()?;
         let inner = &mut *guard;
         let writer = inner.writer.as_mut().ok_or(StoreError::LogClosed)?;
-        let tx = inner
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (mut value, events) = step(&Tx { conn: &tx })?;
         let mut view_guard = self.view.write().map_err(|_| StoreError::Poisoned)?;
         let view = view_guard.as_mut().ok_or(StoreError::LogClosed)?;
         let base = view.tree.size();
         let last_time = writer.last_time_ms;
-        let result = append(&tx, writer, view, principal, events).and_then(|placed| {
-            after(&Tx { conn: &tx }, &mut value, &placed.0)?;
-            tx.commit()?;
-            Ok(placed)
+        let latest = view.latest.clone();
+        let last_policy = view.last_policy.clone();
+        let result = inner.db.transaction(true, |c| {
+            // Records other replicas appended since this one last looked come first.
+            catch_up(c, writer, view)?;
+            let tx = Tx { c };
+            let (mut value, events) = step(&tx)?;
+            let (appended, checkpoint, policy) = append(c, writer, view, principal, events)?;
+            after(&tx, &mut value, &appended)?;
+            Ok((value, appended, checkpoint, policy))
         });
         match result {
-            Ok((appended, checkpoint, policy)) => {
+            Ok((value, appended, checkpoint, policy)) => {
                 if let Some(cp) = checkpoint {
                     view.latest = Some(cp);
                     writer.last_cp_at = Instant::now();
@@ -222,8 +230,10 @@ impl Store {
                 Ok((value, appended))
             }
             Err(e) => {
-                // Not committed: the tree forgets the leaves.
+                // Not committed: the view forgets what this transaction read or appended.
                 view.tree.truncate(base);
+                view.latest = latest;
+                view.last_policy = last_policy;
                 writer.last_time_ms = last_time;
                 Err(e)
             }
@@ -243,20 +253,32 @@ impl Store {
         let writer = inner.writer.as_mut().ok_or(StoreError::LogClosed)?;
         let mut view_guard = self.view.write().map_err(|_| StoreError::Poisoned)?;
         let view = view_guard.as_mut().ok_or(StoreError::LogClosed)?;
-        if let Some((size, note)) = &view.latest
-            && *size == view.tree.size()
-        {
-            return Ok(Arc::clone(note));
+        let base = view.tree.size();
+        let latest = view.latest.clone();
+        let last_policy = view.last_policy.clone();
+        let result = inner.db.transaction(true, |c| {
+            catch_up(c, writer, view)?;
+            if let Some((size, note)) = &view.latest
+                && *size == view.tree.size()
+            {
+                return Ok((*size, Arc::clone(note)));
+            }
+            sign_checkpoint(c, writer, view)
+        });
+        match result {
+            Ok(cp) => {
+                let note = Arc::clone(&cp.1);
+                view.latest = Some(cp);
+                writer.last_cp_at = Instant::now();
+                Ok(note)
+            }
+            Err(e) => {
+                view.tree.truncate(base);
+                view.latest = latest;
+                view.last_policy = last_policy;
+                Err(e)
+            }
         }
-        let tx = inner
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let cp = sign_checkpoint(&tx, writer, view)?;
-        tx.commit()?;
-        let note = Arc::clone(&cp.1);
-        view.latest = Some(cp);
-        writer.last_cp_at = Instant::now();
-        Ok(note)
     }
 
     /// Signs a checkpoint if records were appended since the newest and the checkpoint interval
@@ -292,7 +314,7 @@ impl Store {
         self.with_view(|v| Ok(v.key.clone()))
     }
 
-    /// The number of committed records.
+    /// The number of committed records this process has seen.
     pub fn log_size(&self) -> u64 {
         self.with_view(|v| Ok(v.tree.size())).unwrap_or(0)
     }
@@ -334,16 +356,17 @@ impl Store {
 
     /// Up to `max` record lines from sequence number `from`, in order (committed records only).
     pub fn read_log_lines(&self, from: u64, max: usize) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn()?;
-        read_lines(&conn, from, max)
+        self.conn()?.db.with(|c| read_lines(c, from, max))
     }
 
     /// Every signed checkpoint note, oldest first.
     pub fn checkpoint_notes(&self) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare("SELECT note FROM log_checkpoints ORDER BY size")?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.conn()?.db.with(|c| {
+            c.query("SELECT note FROM log_checkpoints ORDER BY size", &[])?
+                .iter()
+                .map(|r| r.text(0))
+                .collect()
+        })
     }
 
     /// Writes the log as the documented files into `dir` (which must not hold a log yet): one
@@ -363,38 +386,27 @@ impl Store {
                 .open(p)
                 .map_err(|e| io(&p.display().to_string(), e))
         };
+        let mut seg = std::io::BufWriter::new(open(&segment)?);
+        let mut cps = std::io::BufWriter::new(open(&checkpoints)?);
         // One read transaction: records and checkpoints from one state of the log.
         let mut guard = self.conn()?;
-        let tx = guard.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let mut seg = std::io::BufWriter::new(open(&segment)?);
-        let mut records = 0u64;
-        {
-            let mut stmt = tx.prepare("SELECT seq, line FROM log_records ORDER BY seq")?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
-                let seq: i64 = row.get(0)?;
-                if u64::try_from(seq).ok() != Some(records) {
-                    return Err(corrupt(format!("record {records} is missing")));
+        let (records, count) = guard.db.transaction(false, |c| {
+            let mut records = 0u64;
+            loop {
+                let lines = read_lines(c, records, PAGE)?;
+                if lines.is_empty() {
+                    break;
                 }
-                let line: String = row.get(1)?;
-                seg.write_all(line.as_bytes())
-                    .and_then(|()| seg.write_all(b"\n"))
-                    .map_err(|e| io("write segment", e))?;
-                records += 1;
+                for line in lines {
+                    seg.write_all(line.as_bytes())
+                        .and_then(|()| seg.write_all(b"\n"))
+                        .map_err(|e| io("write segment", e))?;
+                    records += 1;
+                }
             }
-        }
-        seg.into_inner()
-            .map_err(|e| io("write segment", e.into_error()))?
-            .sync_all()
-            .map_err(|e| io("sync segment", e))?;
-        let mut cps = std::io::BufWriter::new(open(&checkpoints)?);
-        let mut count = 0u64;
-        {
-            let mut stmt = tx.prepare("SELECT note FROM log_checkpoints ORDER BY size")?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
-                let note: String = row.get(0)?;
-                let value = serde_json::json!({ "note": note });
+            let mut count = 0u64;
+            for r in c.query("SELECT note FROM log_checkpoints ORDER BY size", &[])? {
+                let value = serde_json::json!({ "note": r.text(0)? });
                 let line = kinko_intent::to_canonical_json(&value)
                     .map_err(|e| corrupt(format!("checkpoint line: {e}")))?;
                 cps.write_all(&line)
@@ -402,16 +414,18 @@ impl Store {
                     .map_err(|e| io("write checkpoints", e))?;
                 count += 1;
             }
+            Ok((records, count))
+        })?;
+        drop(guard);
+        for (w, what) in [(seg, "segment"), (cps, "checkpoints")] {
+            w.into_inner()
+                .map_err(|e| io(what, e.into_error()))?
+                .sync_all()
+                .map_err(|e| io(what, e))?;
         }
-        cps.into_inner()
-            .map_err(|e| io("write checkpoints", e.into_error()))?
-            .sync_all()
-            .map_err(|e| io("sync checkpoints", e))?;
         Ok((records, count))
     }
-}
 
-impl Store {
     /// Imports a log kept in files by an earlier kinkod: its record lines in order and its
     /// signed checkpoint notes, as they are, in one transaction. The store's log must be empty
     /// and the log not open; [`Store::open_log`] then verifies everything as for any history.
@@ -420,45 +434,94 @@ impl Store {
         if guard.writer.is_some() {
             return Err(corrupt("the log is open; import with kinkod stopped"));
         }
-        let tx = guard.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let held: i64 = tx.query_row("SELECT COUNT(*) FROM log_records", [], |r| r.get(0))?;
-        if held > 0 {
-            return Err(corrupt(format!(
-                "the store's log already holds {held} records; import only into an empty log"
-            )));
-        }
-        for (seq, line) in lines.iter().enumerate() {
-            let record = Record::decode(line.as_bytes())
-                .map_err(|e| corrupt(format!("record {seq}: {e}")))?;
-            tx.execute(
-                "INSERT INTO log_records (seq, time_ms, leaf_hash, line) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    to_i64(seq as u64)?,
-                    to_i64(record.time_ms)?,
-                    leaf_hash(line.as_bytes()).as_slice(),
-                    line
-                ],
-            )?;
-        }
-        for note in notes {
-            let cp = note_body(note)
-                .and_then(|b| Checkpoint::parse_text(b).ok())
-                .ok_or_else(|| corrupt("a checkpoint line is not a signed note"))?;
-            tx.execute(
-                "INSERT OR IGNORE INTO log_checkpoints (size, note) VALUES (?1, ?2)",
-                params![to_i64(cp.size)?, note],
-            )?;
-        }
-        tx.commit()?;
-        Ok((lines.len() as u64, notes.len() as u64))
+        guard.db.transaction(true, |c| {
+            let held = c
+                .query_one("SELECT COUNT(*) FROM log_records", &[])?
+                .int(0)?;
+            if held > 0 {
+                return Err(corrupt(format!(
+                    "the store's log already holds {held} records; import only into an empty log"
+                )));
+            }
+            for (seq, line) in lines.iter().enumerate() {
+                let record = Record::decode(line.as_bytes())
+                    .map_err(|e| corrupt(format!("record {seq}: {e}")))?;
+                c.exec(
+                    "INSERT INTO log_records (seq, time_ms, leaf_hash, line) VALUES (?1, ?2, ?3, ?4)",
+                    &[
+                        to_i64(seq as u64)?.into(),
+                        to_i64(record.time_ms)?.into(),
+                        leaf_hash(line.as_bytes()).as_slice().into(),
+                        line.into(),
+                    ],
+                )?;
+            }
+            for note in notes {
+                let cp = note_body(note)
+                    .and_then(|b| Checkpoint::parse_text(b).ok())
+                    .ok_or_else(|| corrupt("a checkpoint line is not a signed note"))?;
+                c.exec(
+                    "INSERT INTO log_checkpoints (size, note) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    &[to_i64(cp.size)?.into(), note.into()],
+                )?;
+            }
+            Ok((lines.len() as u64, notes.len() as u64))
+        })
     }
 }
 
-/// Appends `events` as records in `tx` (the tree grows in `view`; the caller truncates it if
+/// Brings the view up to date with records and checkpoints other replicas committed (inside a
+/// writing transaction, so nothing is appended meanwhile): each record is re-checked as at
+/// start and its leaf joins the tree; the newest checkpoint must cover the tree.
+fn catch_up(c: &dyn Conn, writer: &mut Writer, view: &mut View) -> Result<(), StoreError> {
+    loop {
+        let from = view.tree.size();
+        let rows = c.query(
+            "SELECT seq, time_ms, leaf_hash, line FROM log_records WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
+            &[to_i64(from)?.into(), Val::Int(PAGE as i64)],
+        )?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            let (hash, record) = check_row(row, view.tree.size(), writer.last_time_ms)?;
+            writer.last_time_ms = record.time_ms;
+            if let Event::PolicyInstalled(p) = &record.event {
+                view.last_policy = Some((record.seq, p.policy_hash.0.clone()));
+            }
+            view.tree.push_leaf_hash(hash);
+        }
+    }
+    let newest = c.query_opt(
+        "SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1",
+        &[],
+    )?;
+    if let Some(row) = newest {
+        let size = u64::try_from(row.int(0)?).map_err(|_| corrupt("negative checkpoint size"))?;
+        if view.latest.as_ref().is_none_or(|(s, _)| *s < size) {
+            let note = row.text(1)?;
+            let cp = Checkpoint::open(&note, &view.key, Some(&writer.origin)).map_err(|e| {
+                corrupt(format!(
+                    "a checkpoint another replica committed does not verify: {e}"
+                ))
+            })?;
+            let root = view.tree.root_at(cp.size).map_err(StoreError::Log)?;
+            if cp.size != size || !hashes_equal(&root, &cp.root) {
+                return Err(corrupt(format!(
+                    "the checkpoint of size {size} another replica committed does not match the log"
+                )));
+            }
+            view.latest = Some((size, Arc::from(note)));
+        }
+    }
+    Ok(())
+}
+
+/// Appends `events` as records in `c` (the tree grows in `view`; the caller truncates it if
 /// the transaction does not commit), and a signed checkpoint when one is needed or due.
 #[allow(clippy::type_complexity)]
 fn append(
-    tx: &Connection,
+    c: &dyn Conn,
     writer: &mut Writer,
     view: &mut View,
     principal: &str,
@@ -474,46 +537,44 @@ fn append(
     let mut out = Vec::with_capacity(events.len());
     let mut needs_checkpoint = false;
     let mut policy = None;
-    {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO log_records (seq, time_ms, leaf_hash, line) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for event in events {
-            needs_checkpoint |= event.needs_checkpoint();
-            let seq = view.tree.size();
-            if let Event::PolicyInstalled(p) = &event {
-                policy = Some((seq, p.policy_hash.0.clone()));
-            }
-            // Record times never decrease, whatever the clock does.
-            let time_ms = now_ms().max(writer.last_time_ms);
-            writer.last_time_ms = time_ms;
-            let line = Record {
-                seq,
-                time_ms,
-                principal: principal.to_string(),
-                event,
-            }
-            .encode()
-            .map_err(StoreError::Log)?;
-            let line = String::from_utf8(line).map_err(|e| corrupt(e.to_string()))?;
-            let hash = leaf_hash(line.as_bytes());
-            stmt.execute(params![
-                to_i64(seq)?,
-                to_i64(time_ms)?,
-                hash.as_slice(),
-                line
-            ])?;
-            view.tree.push_leaf_hash(hash);
-            out.push(Appended {
-                seq,
-                leaf_hash: hash,
-                checkpoint: None,
-            });
+    for event in events {
+        needs_checkpoint |= event.needs_checkpoint();
+        let seq = view.tree.size();
+        if let Event::PolicyInstalled(p) = &event {
+            policy = Some((seq, p.policy_hash.0.clone()));
         }
+        // Record times never decrease, whatever the clock does.
+        let time_ms = now_ms().max(writer.last_time_ms);
+        writer.last_time_ms = time_ms;
+        let line = Record {
+            seq,
+            time_ms,
+            principal: principal.to_string(),
+            event,
+        }
+        .encode()
+        .map_err(StoreError::Log)?;
+        let line = String::from_utf8(line).map_err(|e| corrupt(e.to_string()))?;
+        let hash = leaf_hash(line.as_bytes());
+        c.exec(
+            "INSERT INTO log_records (seq, time_ms, leaf_hash, line) VALUES (?1, ?2, ?3, ?4)",
+            &[
+                to_i64(seq)?.into(),
+                to_i64(time_ms)?.into(),
+                hash.as_slice().into(),
+                line.into(),
+            ],
+        )?;
+        view.tree.push_leaf_hash(hash);
+        out.push(Appended {
+            seq,
+            leaf_hash: hash,
+            checkpoint: None,
+        });
     }
     let due = writer.last_cp_at.elapsed() >= writer.interval;
     let checkpoint = if !out.is_empty() && (needs_checkpoint || due) {
-        let cp = sign_checkpoint(tx, writer, view)?;
+        let cp = sign_checkpoint(c, writer, view)?;
         for a in &mut out {
             a.checkpoint = Some(Arc::clone(&cp.1));
         }
@@ -524,9 +585,9 @@ fn append(
     Ok((out, checkpoint, policy))
 }
 
-/// Signs a checkpoint of the tree in `view` and inserts it in `tx`.
+/// Signs a checkpoint of the tree in `view` and inserts it in `c`.
 fn sign_checkpoint(
-    tx: &Connection,
+    c: &dyn Conn,
     writer: &Writer,
     view: &View,
 ) -> Result<(u64, Arc<str>), StoreError> {
@@ -537,64 +598,87 @@ fn sign_checkpoint(
         extensions: Vec::new(),
     };
     let note = writer.sign_note(&cp)?;
-    tx.execute(
+    c.exec(
         "INSERT INTO log_checkpoints (size, note) VALUES (?1, ?2)",
-        params![to_i64(cp.size)?, note],
+        &[to_i64(cp.size)?.into(), note.as_str().into()],
     )?;
     Ok((cp.size, Arc::from(note)))
 }
 
+/// Checks one record row (as at start): the expected sequence number, the canonical line, the
+/// time column and the leaf-hash column; returns its leaf hash and record.
+fn check_row(row: &Row, expected: u64, last_time: u64) -> Result<(Hash, Record), StoreError> {
+    let seq = row.int(0)?;
+    if u64::try_from(seq).ok() != Some(expected) {
+        return Err(corrupt(format!(
+            "record {expected} is missing (the next row is record {seq})"
+        )));
+    }
+    let time_ms = row.int(1)?;
+    let stored_hash = row.blob(2)?;
+    let line = row.text(3)?;
+    let record =
+        Record::decode(line.as_bytes()).map_err(|e| corrupt(format!("record {expected}: {e}")))?;
+    if record.seq != expected {
+        return Err(corrupt(format!(
+            "record {expected} carries sequence number {}",
+            record.seq
+        )));
+    }
+    if u64::try_from(time_ms).ok() != Some(record.time_ms) {
+        return Err(corrupt(format!(
+            "record {expected}: its time column differs from its line"
+        )));
+    }
+    if record.time_ms < last_time {
+        return Err(corrupt(format!(
+            "record {expected} is older than the one before"
+        )));
+    }
+    let hash = leaf_hash(line.as_bytes());
+    if !hashes_equal(&hash, stored_hash.as_slice().try_into().unwrap_or(&[0; 32])) {
+        return Err(corrupt(format!(
+            "record {expected}: its leaf hash column differs from its line"
+        )));
+    }
+    Ok((hash, record))
+}
+
 /// Reads and checks every record: the tree, the newest `policy_installed` and the last time.
 #[allow(clippy::type_complexity)]
-fn read_records(
-    conn: &Connection,
-) -> Result<(MerkleTree, Option<(u64, Vec<u8>)>, u64), StoreError> {
+fn read_records(c: &dyn Conn) -> Result<(MerkleTree, Option<(u64, Vec<u8>)>, u64), StoreError> {
     let mut tree = MerkleTree::new();
     let mut last_policy = None;
     let mut last_time = 0u64;
-    let mut stmt =
-        conn.prepare("SELECT seq, time_ms, leaf_hash, line FROM log_records ORDER BY seq")?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let expected = tree.size();
-        let seq: i64 = row.get(0)?;
-        if u64::try_from(seq).ok() != Some(expected) {
-            return Err(corrupt(format!(
-                "record {expected} is missing (the next row is record {seq})"
-            )));
+    loop {
+        let rows = c.query(
+            "SELECT seq, time_ms, leaf_hash, line FROM log_records WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
+            &[to_i64(tree.size())?.into(), Val::Int(PAGE as i64)],
+        )?;
+        if rows.is_empty() {
+            break;
         }
-        let time_ms: i64 = row.get(1)?;
-        let stored_hash: Vec<u8> = row.get(2)?;
-        let line: String = row.get(3)?;
-        let record = Record::decode(line.as_bytes())
-            .map_err(|e| corrupt(format!("record {expected}: {e}")))?;
-        if record.seq != expected {
-            return Err(corrupt(format!(
-                "record {expected} carries sequence number {}",
-                record.seq
-            )));
+        for row in &rows {
+            let (hash, record) = check_row(row, tree.size(), last_time)?;
+            last_time = record.time_ms;
+            if let Event::PolicyInstalled(p) = &record.event {
+                last_policy = Some((record.seq, p.policy_hash.0.clone()));
+            }
+            tree.push_leaf_hash(hash);
         }
-        if u64::try_from(time_ms).ok() != Some(record.time_ms) {
-            return Err(corrupt(format!(
-                "record {expected}: its time column differs from its line"
-            )));
-        }
-        if record.time_ms < last_time {
-            return Err(corrupt(format!(
-                "record {expected} is older than the one before"
-            )));
-        }
-        last_time = record.time_ms;
-        let hash = leaf_hash(line.as_bytes());
-        if !hashes_equal(&hash, stored_hash.as_slice().try_into().unwrap_or(&[0; 32])) {
-            return Err(corrupt(format!(
-                "record {expected}: its leaf hash column differs from its line"
-            )));
-        }
-        if let Event::PolicyInstalled(p) = &record.event {
-            last_policy = Some((expected, p.policy_hash.0.clone()));
-        }
-        tree.push_leaf_hash(hash);
+    }
+    // A record deleted from the middle leaves rows past the gap.
+    let beyond = c
+        .query_one(
+            "SELECT COUNT(*) FROM log_records WHERE seq >= ?1",
+            &[to_i64(tree.size())?.into()],
+        )?
+        .int(0)?;
+    if beyond > 0 {
+        return Err(corrupt(format!(
+            "record {} is missing ({beyond} records follow the gap)",
+            tree.size()
+        )));
     }
     Ok((tree, last_policy, last_time))
 }
@@ -602,15 +686,16 @@ fn read_records(
 /// Checks every stored checkpoint against the tree (the newest one's signature too) and
 /// returns the newest.
 fn check_checkpoints(
-    conn: &Connection,
+    c: &dyn Conn,
     tree: &MerkleTree,
     key: &VerifierKey,
     origin: &str,
 ) -> Result<Option<(u64, Arc<str>)>, StoreError> {
-    let mut stmt = conn.prepare("SELECT size, note FROM log_checkpoints ORDER BY size")?;
-    let rows: Vec<(i64, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    let rows: Vec<(i64, String)> = c
+        .query("SELECT size, note FROM log_checkpoints ORDER BY size", &[])?
+        .iter()
+        .map(|r| Ok((r.int(0)?, r.text(1)?)))
+        .collect::<Result<_, StoreError>>()?;
     let held = tree.size();
     let Some((_, newest)) = rows.last() else {
         if held > 0 {
@@ -656,12 +741,15 @@ fn check_checkpoints(
     Ok(Some((opened.size, Arc::from(newest.as_str()))))
 }
 
-fn read_lines(conn: &Connection, from: u64, max: usize) -> Result<Vec<String>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT line FROM log_records WHERE seq >= ?1 ORDER BY seq LIMIT ?2")?;
-    let rows = stmt.query_map(
-        params![to_i64(from)?, i64::try_from(max).unwrap_or(i64::MAX)],
-        |r| r.get::<_, String>(0),
-    )?;
-    Ok(rows.collect::<Result<_, _>>()?)
+fn read_lines(c: &dyn Conn, from: u64, max: usize) -> Result<Vec<String>, StoreError> {
+    c.query(
+        "SELECT line FROM log_records WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
+        &[
+            to_i64(from)?.into(),
+            Val::Int(i64::try_from(max).unwrap_or(i64::MAX)),
+        ],
+    )?
+    .iter()
+    .map(|r| r.text(0))
+    .collect()
 }

@@ -1,5 +1,27 @@
 use super::*;
 
+/// Every backend: SQLite, and PostgreSQL on the test cluster (`KINKO_TEST_PG_URL`, which
+/// `scripts/test-all.sh` sets). Without it the test fails, unless the PostgreSQL half is skipped
+/// knowingly with `KINKO_ALLOW_SKIP=postgres` (or `1`).
+fn stores() -> Vec<(tempfile::TempDir, Store)> {
+    let mut out = vec![store()];
+    match crate::testing::postgres_url() {
+        Some(_) => {
+            let url = crate::testing::fresh_database("store").unwrap();
+            out.push((
+                tempfile::tempdir().unwrap(),
+                Store::open_postgres(&url).unwrap(),
+            ));
+        }
+        None => assert!(
+            std::env::var("KINKO_ALLOW_SKIP")
+                .is_ok_and(|v| v.trim() == "1" || v.split(',').any(|n| n.trim() == "postgres")),
+            "KINKO_TEST_PG_URL is not set: start a cluster (scripts/pg-cluster.sh start DIR) or set KINKO_ALLOW_SKIP=postgres"
+        ),
+    }
+    out
+}
+
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(&dir.path().join("kinko.db")).unwrap();
@@ -71,87 +93,90 @@ fn requests_round_trip_and_survive_reopening() {
 
 #[test]
 fn idempotency_returns_the_same_request_and_refuses_a_different_payload() {
-    let (_d, s) = store();
-    s.insert_request(&new_request("r1", "i1", b"payload"))
-        .unwrap();
-    let again = s
-        .insert_request(&new_request("r2", "i1", b"payload"))
-        .unwrap();
-    assert!(
-        matches!(again, Inserted::Existing(ref r) if r.new.id == "r1"),
-        "{again:?}"
-    );
-    let err = s
-        .insert_request(&new_request("r3", "i1", b"other payload"))
-        .unwrap_err();
-    assert!(
-        matches!(err, StoreError::IdempotencyConflict { ref existing, .. } if existing == "r1")
-    );
-    // Another requester may use the same idempotency key.
-    let mut other = new_request("r4", "i1", b"payload");
-    other.requester = "other-ledger".into();
-    assert!(matches!(
-        s.insert_request(&other).unwrap(),
-        Inserted::Created(_)
-    ));
+    for (_d, s) in stores() {
+        s.insert_request(&new_request("r1", "i1", b"payload"))
+            .unwrap();
+        let again = s
+            .insert_request(&new_request("r2", "i1", b"payload"))
+            .unwrap();
+        assert!(
+            matches!(again, Inserted::Existing(ref r) if r.new.id == "r1"),
+            "{again:?}"
+        );
+        let err = s
+            .insert_request(&new_request("r3", "i1", b"other payload"))
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::IdempotencyConflict { ref existing, .. } if existing == "r1")
+        );
+        // Another requester may use the same idempotency key.
+        let mut other = new_request("r4", "i1", b"payload");
+        other.requester = "other-ledger".into();
+        assert!(matches!(
+            s.insert_request(&other).unwrap(),
+            Inserted::Created(_)
+        ));
+    }
 }
 
 #[test]
 fn transitions_are_compare_and_set() {
-    let (_d, s) = store();
-    s.insert_request(&new_request("r1", "i1", b"p")).unwrap();
-    let err = s
-        .transition(
-            "r1",
-            &[RequestState::Approved],
-            RequestState::Signing,
-            None,
-            1,
-        )
-        .unwrap_err();
-    assert!(matches!(
-        err,
-        StoreError::WrongState {
-            actual: RequestState::PendingApproval,
-            ..
-        }
-    ));
-    let r = s
-        .transition(
-            "r1",
-            &[RequestState::PendingApproval],
-            RequestState::Rejected,
-            Some("officer bob rejected"),
-            5,
-        )
-        .unwrap();
-    assert_eq!(r.state, RequestState::Rejected);
-    assert_eq!(r.final_reason.as_deref(), Some("officer bob rejected"));
-    assert_eq!(r.updated_at, 5);
-    // Approvals after a final state are refused.
-    assert!(matches!(
-        s.add_approval(&approval("r1", "alice")),
-        Err(StoreError::WrongState { .. })
-    ));
+    for (_d, s) in stores() {
+        s.insert_request(&new_request("r1", "i1", b"p")).unwrap();
+        let err = s
+            .transition(
+                "r1",
+                &[RequestState::Approved],
+                RequestState::Signing,
+                None,
+                1,
+            )
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            StoreError::WrongState {
+                actual: RequestState::PendingApproval,
+                ..
+            }
+        ));
+        let r = s
+            .transition(
+                "r1",
+                &[RequestState::PendingApproval],
+                RequestState::Rejected,
+                Some("officer bob rejected"),
+                5,
+            )
+            .unwrap();
+        assert_eq!(r.state, RequestState::Rejected);
+        assert_eq!(r.final_reason.as_deref(), Some("officer bob rejected"));
+        assert_eq!(r.updated_at, 5);
+        // Approvals after a final state are refused.
+        assert!(matches!(
+            s.add_approval(&approval("r1", "alice")),
+            Err(StoreError::WrongState { .. })
+        ));
+    }
 }
 
 #[test]
 fn one_verdict_per_officer() {
-    let (_d, s) = store();
-    s.insert_request(&new_request("r1", "i1", b"p")).unwrap();
-    s.add_approval(&approval("r1", "alice")).unwrap();
-    assert!(matches!(
-        s.add_approval(&approval("r1", "alice")),
-        Err(StoreError::DuplicateApproval { .. })
-    ));
-    s.add_approval(&approval("r1", "bob")).unwrap();
-    let officers: Vec<_> = s
-        .approvals("r1")
-        .unwrap()
-        .into_iter()
-        .map(|a| a.officer_id)
-        .collect();
-    assert_eq!(officers, ["alice", "bob"]);
+    for (_d, s) in stores() {
+        s.insert_request(&new_request("r1", "i1", b"p")).unwrap();
+        s.add_approval(&approval("r1", "alice")).unwrap();
+        assert!(matches!(
+            s.add_approval(&approval("r1", "alice")),
+            Err(StoreError::DuplicateApproval { .. })
+        ));
+        s.add_approval(&approval("r1", "bob")).unwrap();
+        let officers: Vec<_> = s
+            .approvals("r1")
+            .unwrap()
+            .into_iter()
+            .map(|a| a.officer_id)
+            .collect();
+        assert_eq!(officers, ["alice", "bob"]);
+    }
 }
 
 fn claim(req: &str, replay: &str, digest: &str) -> SigningClaim {
@@ -173,140 +198,144 @@ fn claim(req: &str, replay: &str, digest: &str) -> SigningClaim {
 
 #[test]
 fn signing_claims_refuse_reused_nonces_and_digests_and_change_nothing() {
-    let (_d, s) = store();
-    for (id, idem) in [("r1", "i1"), ("r2", "i2"), ("r3", "i3")] {
-        s.insert_request(&new_request(id, idem, id.as_bytes()))
+    for (_d, s) in stores() {
+        for (id, idem) in [("r1", "i1"), ("r2", "i2"), ("r3", "i3")] {
+            s.insert_request(&new_request(id, idem, id.as_bytes()))
+                .unwrap();
+            s.transition(
+                id,
+                &[RequestState::PendingApproval],
+                RequestState::Approved,
+                None,
+                1,
+            )
             .unwrap();
-        s.transition(
-            id,
-            &[RequestState::PendingApproval],
-            RequestState::Approved,
-            None,
-            1,
-        )
-        .unwrap();
+        }
+        s.claim_signing(&claim("r1", "nonce:5", "aa")).unwrap();
+        assert_eq!(s.get_request("r1").unwrap().state, RequestState::Signing);
+        // A claim is made once: the request left Approved.
+        assert!(matches!(
+            s.claim_signing(&claim("r1", "nonce:5", "aa")),
+            Err(StoreError::WrongState { .. })
+        ));
+        // Same nonce, other request.
+        let err = s.claim_signing(&claim("r2", "nonce:5", "bb")).unwrap_err();
+        assert!(
+            matches!(err, StoreError::ReplayConflict { what: "replay key", ref other, .. } if other == "r1"),
+            "{err:?}"
+        );
+        // Same digest, other request.
+        let err = s.claim_signing(&claim("r3", "nonce:6", "aa")).unwrap_err();
+        assert!(
+            matches!(err, StoreError::ReplayConflict { what: "digest", .. }),
+            "{err:?}"
+        );
+        // The refused claims changed nothing: states, reservations, guards.
+        assert_eq!(s.get_request("r2").unwrap().state, RequestState::Approved);
+        assert_eq!(s.get_request("r3").unwrap().state, RequestState::Approved);
+        assert_eq!(
+            s.reservations_since("eth-cold", "ethereum:native", 0)
+                .unwrap()
+                .len(),
+            1
+        );
+        s.claim_signing(&claim("r3", "nonce:6", "cc")).unwrap();
+        let signed = s.record_signed("r1", b"raw tx", "0xhash", 101).unwrap();
+        assert_eq!(signed.state, RequestState::Signed);
+        assert_eq!(signed.signed_transaction.as_deref(), Some(&b"raw tx"[..]));
+        assert!(matches!(
+            s.record_signed("r1", b"raw tx", "0xhash", 102),
+            Err(StoreError::WrongState { .. })
+        ));
     }
-    s.claim_signing(&claim("r1", "nonce:5", "aa")).unwrap();
-    assert_eq!(s.get_request("r1").unwrap().state, RequestState::Signing);
-    // A claim is made once: the request left Approved.
-    assert!(matches!(
-        s.claim_signing(&claim("r1", "nonce:5", "aa")),
-        Err(StoreError::WrongState { .. })
-    ));
-    // Same nonce, other request.
-    let err = s.claim_signing(&claim("r2", "nonce:5", "bb")).unwrap_err();
-    assert!(
-        matches!(err, StoreError::ReplayConflict { what: "replay key", ref other, .. } if other == "r1"),
-        "{err:?}"
-    );
-    // Same digest, other request.
-    let err = s.claim_signing(&claim("r3", "nonce:6", "aa")).unwrap_err();
-    assert!(
-        matches!(err, StoreError::ReplayConflict { what: "digest", .. }),
-        "{err:?}"
-    );
-    // The refused claims changed nothing: states, reservations, guards.
-    assert_eq!(s.get_request("r2").unwrap().state, RequestState::Approved);
-    assert_eq!(s.get_request("r3").unwrap().state, RequestState::Approved);
-    assert_eq!(
-        s.reservations_since("eth-cold", "ethereum:native", 0)
-            .unwrap()
-            .len(),
-        1
-    );
-    s.claim_signing(&claim("r3", "nonce:6", "cc")).unwrap();
-    let signed = s.record_signed("r1", b"raw tx", "0xhash", 101).unwrap();
-    assert_eq!(signed.state, RequestState::Signed);
-    assert_eq!(signed.signed_transaction.as_deref(), Some(&b"raw tx"[..]));
-    assert!(matches!(
-        s.record_signed("r1", b"raw tx", "0xhash", 102),
-        Err(StoreError::WrongState { .. })
-    ));
 }
 
 #[test]
 fn reservations_are_selected_by_window() {
-    let (_d, s) = store();
-    for (i, at) in [(1, 10), (2, 20), (3, 30)] {
-        let id = format!("r{i}");
-        s.insert_request(&new_request(&id, &id, id.as_bytes()))
+    for (_d, s) in stores() {
+        for (i, at) in [(1, 10), (2, 20), (3, 30)] {
+            let id = format!("r{i}");
+            s.insert_request(&new_request(&id, &id, id.as_bytes()))
+                .unwrap();
+            s.transition(
+                &id,
+                &[RequestState::PendingApproval],
+                RequestState::Approved,
+                None,
+                1,
+            )
             .unwrap();
-        s.transition(
-            &id,
-            &[RequestState::PendingApproval],
-            RequestState::Approved,
-            None,
-            1,
-        )
-        .unwrap();
-        let mut c = claim(&id, &format!("nonce:{i}"), &format!("d{i}"));
-        c.reservations[0].at = at;
-        s.claim_signing(&c).unwrap();
-    }
-    let got: Vec<i64> = s
-        .reservations_since("eth-cold", "ethereum:native", 20)
-        .unwrap()
-        .iter()
-        .map(|r| r.at)
-        .collect();
-    assert_eq!(got, [20, 30]);
-    assert!(
-        s.reservations_since("eth-cold", "bitcoin:native", 0)
+            let mut c = claim(&id, &format!("nonce:{i}"), &format!("d{i}"));
+            c.reservations[0].at = at;
+            s.claim_signing(&c).unwrap();
+        }
+        let got: Vec<i64> = s
+            .reservations_since("eth-cold", "ethereum:native", 20)
             .unwrap()
-            .is_empty()
-    );
+            .iter()
+            .map(|r| r.at)
+            .collect();
+        assert_eq!(got, [20, 30]);
+        assert!(
+            s.reservations_since("eth-cold", "bitcoin:native", 0)
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
 
 #[test]
 fn freeze_state_persists() {
-    let (_d, s) = store();
-    assert!(!s.freeze_state().unwrap().frozen);
-    let f = FreezeState {
-        frozen: true,
-        by: "carol".into(),
-        reason: "incident".into(),
-        since: 9,
-        freeze_id: vec![7; 32],
-    };
-    s.set_freeze(&f).unwrap();
-    assert_eq!(s.freeze_state().unwrap(), f);
+    for (_d, s) in stores() {
+        assert!(!s.freeze_state().unwrap().frozen);
+        let f = FreezeState {
+            frozen: true,
+            by: "carol".into(),
+            reason: "incident".into(),
+            since: 9,
+            freeze_id: vec![7; 32],
+        };
+        s.set_freeze(&f).unwrap();
+        assert_eq!(s.freeze_state().unwrap(), f);
+    }
 }
 
 #[test]
 fn a_new_freeze_or_an_unfreeze_closes_every_open_unfreeze_request() {
-    let (_d, s) = store();
-    let a = StoredApproval {
-        request_id: "unf-1".into(),
-        officer_id: "alice".into(),
-        approve: true,
-        message: vec![1],
-        signature: vec![2; 64],
-        received_at: 10,
-    };
-    s.add_governance_approval("unf-1", GovernanceKind::Unfreeze, &a)
+    for (_d, s) in stores() {
+        let a = StoredApproval {
+            request_id: "unf-1".into(),
+            officer_id: "alice".into(),
+            approve: true,
+            message: vec![1],
+            signature: vec![2; 64],
+            received_at: 10,
+        };
+        s.add_governance_approval("unf-1", GovernanceKind::Unfreeze, &a)
+            .unwrap();
+        s.set_governance_state("unf-1", GovernanceState::Waiting, Some(11))
+            .unwrap();
+        assert_eq!(
+            s.open_governance(GovernanceKind::Unfreeze)
+                .unwrap()
+                .unwrap()
+                .id,
+            "unf-1"
+        );
+        s.set_freeze(&FreezeState {
+            frozen: true,
+            by: "carol".into(),
+            reason: "again".into(),
+            since: 12,
+            freeze_id: vec![8; 32],
+        })
         .unwrap();
-    s.set_governance_state("unf-1", GovernanceState::Waiting, Some(11))
-        .unwrap();
-    assert_eq!(
-        s.open_governance(GovernanceKind::Unfreeze)
-            .unwrap()
-            .unwrap()
-            .id,
-        "unf-1"
-    );
-    s.set_freeze(&FreezeState {
-        frozen: true,
-        by: "carol".into(),
-        reason: "again".into(),
-        since: 12,
-        freeze_id: vec![8; 32],
-    })
-    .unwrap();
-    assert_eq!(s.open_governance(GovernanceKind::Unfreeze).unwrap(), None);
-    assert_eq!(
-        s.governance("unf-1").unwrap().unwrap().state,
-        GovernanceState::Superseded
-    );
+        assert_eq!(s.open_governance(GovernanceKind::Unfreeze).unwrap(), None);
+        assert_eq!(
+            s.governance("unf-1").unwrap().unwrap().state,
+            GovernanceState::Superseded
+        );
+    }
 }
 
 #[test]
@@ -326,59 +355,60 @@ fn a_newer_schema_is_refused() {
 
 #[test]
 fn governance_requests_keep_one_verdict_per_officer_and_the_first_quorum_instant() {
-    let (_d, s) = store();
-    let g = s
-        .add_governance_approval(
-            "unfreeze-1",
-            GovernanceKind::Unfreeze,
-            &approval("unfreeze-1", "alice"),
-        )
-        .unwrap();
-    assert_eq!(
-        (g.kind.as_str(), g.state.as_str(), g.quorum_reached_at),
-        ("unfreeze", "pending", None)
-    );
-    assert!(matches!(
+    for (_d, s) in stores() {
+        let g = s
+            .add_governance_approval(
+                "unfreeze-1",
+                GovernanceKind::Unfreeze,
+                &approval("unfreeze-1", "alice"),
+            )
+            .unwrap();
+        assert_eq!(
+            (g.kind.as_str(), g.state.as_str(), g.quorum_reached_at),
+            ("unfreeze", "pending", None)
+        );
+        assert!(matches!(
+            s.add_governance_approval(
+                "unfreeze-1",
+                GovernanceKind::Unfreeze,
+                &approval("unfreeze-1", "alice")
+            ),
+            Err(StoreError::DuplicateApproval { .. })
+        ));
+        // Another kind under the same id is refused.
+        assert!(
+            s.add_governance_approval(
+                "unfreeze-1",
+                GovernanceKind::InstallPolicy,
+                &approval("unfreeze-1", "bob")
+            )
+            .is_err()
+        );
         s.add_governance_approval(
             "unfreeze-1",
             GovernanceKind::Unfreeze,
-            &approval("unfreeze-1", "alice")
-        ),
-        Err(StoreError::DuplicateApproval { .. })
-    ));
-    // Another kind under the same id is refused.
-    assert!(
-        s.add_governance_approval(
-            "unfreeze-1",
-            GovernanceKind::InstallPolicy,
-            &approval("unfreeze-1", "bob")
+            &approval("unfreeze-1", "bob"),
         )
-        .is_err()
-    );
-    s.add_governance_approval(
-        "unfreeze-1",
-        GovernanceKind::Unfreeze,
-        &approval("unfreeze-1", "bob"),
-    )
-    .unwrap();
-    s.set_governance_state("unfreeze-1", GovernanceState::Waiting, Some(100))
         .unwrap();
-    s.set_governance_state("unfreeze-1", GovernanceState::Waiting, Some(200))
-        .unwrap();
-    let g = s.governance("unfreeze-1").unwrap().unwrap();
-    assert_eq!(
-        g.quorum_reached_at,
-        Some(100),
-        "the first quorum instant is kept"
-    );
-    let officers: Vec<_> = s
-        .governance_approvals("unfreeze-1")
-        .unwrap()
-        .into_iter()
-        .map(|a| a.officer_id)
-        .collect();
-    assert_eq!(officers, ["alice", "bob"]);
-    assert!(s.governance("nope").unwrap().is_none());
+        s.set_governance_state("unfreeze-1", GovernanceState::Waiting, Some(100))
+            .unwrap();
+        s.set_governance_state("unfreeze-1", GovernanceState::Waiting, Some(200))
+            .unwrap();
+        let g = s.governance("unfreeze-1").unwrap().unwrap();
+        assert_eq!(
+            g.quorum_reached_at,
+            Some(100),
+            "the first quorum instant is kept"
+        );
+        let officers: Vec<_> = s
+            .governance_approvals("unfreeze-1")
+            .unwrap()
+            .into_iter()
+            .map(|a| a.officer_id)
+            .collect();
+        assert_eq!(officers, ["alice", "bob"]);
+        assert!(s.governance("nope").unwrap().is_none());
+    }
 }
 
 fn proposal(id: &str, hash: u8, at: i64) -> PolicyProposal {
@@ -461,49 +491,51 @@ fn installing_a_proposal_makes_it_the_policy_in_force_and_supersedes_the_others(
 
 #[test]
 fn old_pending_requests_are_found_for_expiry_and_counted_by_state() {
-    let (_d, s) = store();
-    let mut old = new_request("old", "i1", b"a");
-    old.now = 100;
-    let mut young = new_request("young", "i2", b"b");
-    young.now = 200;
-    let mut denied = new_request("denied", "i3", b"c");
-    denied.now = 50;
-    denied.state = RequestState::Denied;
-    for r in [&old, &young, &denied] {
-        s.insert_request(r).unwrap();
+    for (_d, s) in stores() {
+        let mut old = new_request("old", "i1", b"a");
+        old.now = 100;
+        let mut young = new_request("young", "i2", b"b");
+        young.now = 200;
+        let mut denied = new_request("denied", "i3", b"c");
+        denied.now = 50;
+        denied.state = RequestState::Denied;
+        for r in [&old, &young, &denied] {
+            s.insert_request(r).unwrap();
+        }
+        assert_eq!(s.pending_created_before(150).unwrap(), ["old"]);
+        assert_eq!(s.pending_created_before(201).unwrap(), ["old", "young"]);
+        let mut counts = s.count_by_state().unwrap();
+        counts.sort();
+        assert_eq!(
+            counts,
+            [
+                ("denied".to_string(), 1),
+                ("pending_approval".to_string(), 2)
+            ]
+        );
     }
-    assert_eq!(s.pending_created_before(150).unwrap(), ["old"]);
-    assert_eq!(s.pending_created_before(201).unwrap(), ["old", "young"]);
-    let mut counts = s.count_by_state().unwrap();
-    counts.sort();
-    assert_eq!(
-        counts,
-        [
-            ("denied".to_string(), 1),
-            ("pending_approval".to_string(), 2)
-        ]
-    );
 }
 
 #[test]
 fn pending_requests_are_listed_a_page_at_a_time_oldest_first() {
-    let (_d, s) = store();
-    for i in 0..5i64 {
-        let mut r = new_request(&format!("r{i}"), &format!("i{i}"), b"x");
-        r.now = 100 + i / 2; // pairs share a second: the id breaks ties
-        s.insert_request(&r).unwrap();
+    for (_d, s) in stores() {
+        for i in 0..5i64 {
+            let mut r = new_request(&format!("r{i}"), &format!("i{i}"), b"x");
+            r.now = 100 + i / 2; // pairs share a second: the id breaks ties
+            s.insert_request(&r).unwrap();
+        }
+        let page = |after: Option<&str>| -> Vec<String> {
+            s.list_by_state_page(RequestState::PendingApproval, after, 2)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.new.id)
+                .collect()
+        };
+        assert_eq!(page(None), ["r0", "r1"]);
+        assert_eq!(page(Some("r1")), ["r2", "r3"]);
+        assert_eq!(page(Some("r3")), ["r4"]);
+        assert!(page(Some("r4")).is_empty());
     }
-    let page = |after: Option<&str>| -> Vec<String> {
-        s.list_by_state_page(RequestState::PendingApproval, after, 2)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.new.id)
-            .collect()
-    };
-    assert_eq!(page(None), ["r0", "r1"]);
-    assert_eq!(page(Some("r1")), ["r2", "r3"]);
-    assert_eq!(page(Some("r3")), ["r4"]);
-    assert!(page(Some("r4")).is_empty());
 }
 
 mod log {
@@ -518,6 +550,18 @@ mod log {
 
     fn signer() -> SoftwareSigner {
         SoftwareSigner::from_seed(&[9; 32])
+    }
+
+    /// Every backend, its log open.
+    fn all_logged() -> Vec<(tempfile::TempDir, Store)> {
+        stores()
+            .into_iter()
+            .map(|(d, s)| {
+                s.open_log(crate::log::LogConfig::new(ORIGIN), signer())
+                    .unwrap();
+                (d, s)
+            })
+            .collect()
     }
 
     fn logged() -> (tempfile::TempDir, Store) {
@@ -537,77 +581,79 @@ mod log {
 
     #[test]
     fn a_step_and_its_records_commit_together_or_not_at_all() {
-        let (_d, s) = logged();
-        let empty_root = s.root_at(s.log_size()).unwrap();
-        let (inserted, appended) = s
-            .commit("ledger", |tx| {
-                let i = tx.insert_request(&new_request("r1", "i1", b"a"))?;
-                Ok((i, vec![refusal(1), refusal(2)]))
-            })
-            .unwrap();
-        assert!(matches!(inserted, Inserted::Created(_)));
-        assert_eq!(
-            appended.iter().map(|a| a.seq).collect::<Vec<_>>(),
-            [0, 1],
-            "sequence numbers from 0, in order"
-        );
-        assert_eq!(s.log_size(), 2);
-        let root = s.root_at(2).unwrap();
-        assert_ne!(root, empty_root);
+        for (_d, s) in all_logged() {
+            let empty_root = s.root_at(s.log_size()).unwrap();
+            let (inserted, appended) = s
+                .commit("ledger", |tx| {
+                    let i = tx.insert_request(&new_request("r1", "i1", b"a"))?;
+                    Ok((i, vec![refusal(1), refusal(2)]))
+                })
+                .unwrap();
+            assert!(matches!(inserted, Inserted::Created(_)));
+            assert_eq!(
+                appended.iter().map(|a| a.seq).collect::<Vec<_>>(),
+                [0, 1],
+                "sequence numbers from 0, in order"
+            );
+            assert_eq!(s.log_size(), 2);
+            let root = s.root_at(2).unwrap();
+            assert_ne!(root, empty_root);
 
-        // A record too large to log: the request it came with is not stored either.
-        let err = s
-            .commit("ledger", |tx| {
-                tx.insert_request(&new_request("r2", "i2", b"b"))?;
-                Ok(((), vec![refusal(2 << 20)]))
-            })
-            .unwrap_err();
-        assert!(matches!(err, StoreError::Log(_)), "{err:?}");
-        assert!(matches!(s.get_request("r2"), Err(StoreError::NotFound(_))));
-        assert_eq!(s.log_size(), 2, "the tree forgot the uncommitted leaf");
-        assert_eq!(s.root_at(2).unwrap(), root);
+            // A record too large to log: the request it came with is not stored either.
+            let err = s
+                .commit("ledger", |tx| {
+                    tx.insert_request(&new_request("r2", "i2", b"b"))?;
+                    Ok(((), vec![refusal(2 << 20)]))
+                })
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Log(_)), "{err:?}");
+            assert!(matches!(s.get_request("r2"), Err(StoreError::NotFound(_))));
+            assert_eq!(s.log_size(), 2, "the tree forgot the uncommitted leaf");
+            assert_eq!(s.root_at(2).unwrap(), root);
 
-        // A step that fails logs nothing.
-        let err = s
-            .commit("ledger", |tx| {
-                tx.transition("r1", &[RequestState::Signed], RequestState::Failed, None, 1)?;
-                Ok(((), vec![refusal(3)]))
-            })
-            .unwrap_err();
-        assert!(matches!(err, StoreError::WrongState { .. }), "{err:?}");
-        assert_eq!(s.log_size(), 2);
-        assert_eq!(s.read_log_lines(0, 10).unwrap().len(), 2);
+            // A step that fails logs nothing.
+            let err = s
+                .commit("ledger", |tx| {
+                    tx.transition("r1", &[RequestState::Signed], RequestState::Failed, None, 1)?;
+                    Ok(((), vec![refusal(3)]))
+                })
+                .unwrap_err();
+            assert!(matches!(err, StoreError::WrongState { .. }), "{err:?}");
+            assert_eq!(s.log_size(), 2);
+            assert_eq!(s.read_log_lines(0, 10).unwrap().len(), 2);
 
-        // The next record takes the next number, and its leaf is the hash of its line.
-        let (_, appended) = s.commit("ledger", |_| Ok(((), vec![refusal(4)]))).unwrap();
-        assert_eq!(appended[0].seq, 2);
-        let line = s.read_log_lines(2, 1).unwrap().remove(0);
-        assert_eq!(
-            appended[0].leaf_hash,
-            kinko_audit::merkle::leaf_hash(line.as_bytes())
-        );
+            // The next record takes the next number, and its leaf is the hash of its line.
+            let (_, appended) = s.commit("ledger", |_| Ok(((), vec![refusal(4)]))).unwrap();
+            assert_eq!(appended[0].seq, 2);
+            let line = s.read_log_lines(2, 1).unwrap().remove(0);
+            assert_eq!(
+                appended[0].leaf_hash,
+                kinko_audit::merkle::leaf_hash(line.as_bytes())
+            );
+        }
     }
 
     #[test]
     fn a_signature_record_commits_with_a_checkpoint_covering_it() {
-        let (_d, s) = logged();
-        s.commit("ledger", |_| Ok(((), vec![refusal(1)]))).unwrap();
-        let before = s.latest_checkpoint_sized().unwrap().0;
-        assert_eq!(before, 0, "a refusal does not need a checkpoint");
-        let produced = Event::SignatureProduced(kinko_audit::record::SignatureProduced {
-            request_id: "r1".into(),
-            key_name: "k".into(),
-            signatures: Vec::new(),
-            signed_payload: None,
-            transaction_id: None,
-        });
-        let (_, appended) = s.commit("kinkod", |_| Ok(((), vec![produced]))).unwrap();
-        let note = appended[0].checkpoint.clone().expect("a checkpoint");
-        let key = s.verifier_key().unwrap();
-        let cp = kinko_audit::note::Checkpoint::open(&note, &key, Some(ORIGIN)).unwrap();
-        assert_eq!(cp.size, 2);
-        assert_eq!(cp.root, s.root_at(2).unwrap());
-        assert_eq!(s.latest_checkpoint_sized().unwrap().0, 2);
+        for (_d, s) in all_logged() {
+            s.commit("ledger", |_| Ok(((), vec![refusal(1)]))).unwrap();
+            let before = s.latest_checkpoint_sized().unwrap().0;
+            assert_eq!(before, 0, "a refusal does not need a checkpoint");
+            let produced = Event::SignatureProduced(kinko_audit::record::SignatureProduced {
+                request_id: "r1".into(),
+                key_name: "k".into(),
+                signatures: Vec::new(),
+                signed_payload: None,
+                transaction_id: None,
+            });
+            let (_, appended) = s.commit("kinkod", |_| Ok(((), vec![produced]))).unwrap();
+            let note = appended[0].checkpoint.clone().expect("a checkpoint");
+            let key = s.verifier_key().unwrap();
+            let cp = kinko_audit::note::Checkpoint::open(&note, &key, Some(ORIGIN)).unwrap();
+            assert_eq!(cp.size, 2);
+            assert_eq!(cp.root, s.root_at(2).unwrap());
+            assert_eq!(s.latest_checkpoint_sized().unwrap().0, 2);
+        }
     }
 
     #[test]
@@ -711,5 +757,126 @@ mod log {
             .open_log(crate::log::LogConfig::new(ORIGIN), signer())
             .unwrap();
         assert_eq!(other.root_at(3).unwrap(), s.root_at(3).unwrap());
+    }
+
+    /// Two stores on one PostgreSQL database, as two kinkod replicas.
+    fn replicas() -> Option<(Store, Store)> {
+        replicas_at().map(|(a, b, _)| (a, b))
+    }
+
+    fn replicas_at() -> Option<(Store, Store, String)> {
+        crate::testing::postgres_url()?;
+        let url = crate::testing::fresh_database("replicas").unwrap();
+        let a = Store::open_postgres(&url).unwrap();
+        a.open_log(crate::log::LogConfig::new(ORIGIN), signer())
+            .unwrap();
+        let b = Store::open_postgres(&url).unwrap();
+        b.open_log(crate::log::LogConfig::new(ORIGIN), signer())
+            .unwrap();
+        Some((a, b, url))
+    }
+
+    fn pg_required() {
+        assert!(
+            std::env::var("KINKO_ALLOW_SKIP")
+                .is_ok_and(|v| v.trim() == "1" || v.split(',').any(|n| n.trim() == "postgres")),
+            "KINKO_TEST_PG_URL is not set: start a cluster (scripts/pg-cluster.sh start DIR) or set KINKO_ALLOW_SKIP=postgres"
+        );
+    }
+
+    #[test]
+    fn replicas_append_to_one_sequence_and_one_tree() {
+        let Some((a, b)) = replicas() else {
+            return pg_required();
+        };
+        let mut seqs = Vec::new();
+        for round in 0..5 {
+            for (s, n) in [(&a, 2), (&b, 1)] {
+                let (_, appended) = s
+                    .commit("ledger", |_| {
+                        Ok(((), (0..n).map(|i| refusal(round * 10 + i)).collect()))
+                    })
+                    .unwrap();
+                seqs.extend(appended.iter().map(|x| x.seq));
+            }
+        }
+        // One sequence, no gap and no fork: 1 opening checkpoint, then 15 records.
+        assert_eq!(seqs, (0..15).collect::<Vec<u64>>());
+        // Each replica's tree is the other's once it has seen the same records.
+        a.checkpoint().unwrap();
+        b.checkpoint().unwrap();
+        assert_eq!(a.log_size(), 15);
+        assert_eq!(b.log_size(), 15);
+        assert_eq!(a.root_at(15).unwrap(), b.root_at(15).unwrap());
+        // Either replica's checkpoint covers the other's records and verifies.
+        let key = a.verifier_key().unwrap();
+        let note = b.latest_checkpoint().unwrap();
+        let cp = kinko_audit::note::Checkpoint::open(&note, &key, Some(ORIGIN)).unwrap();
+        assert_eq!((cp.size, cp.root), (15, a.root_at(15).unwrap()));
+        // And the whole log, exported from one replica, verifies offline.
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("export");
+        assert_eq!(a.export_log(&out).unwrap().0, 15);
+        let report = kinko_audit::verify::verify_dir(&out, &key, Default::default()).unwrap();
+        assert!(report.failures.is_empty(), "{report}");
+    }
+
+    #[test]
+    fn a_nonce_claimed_on_one_replica_is_refused_on_the_other() {
+        let Some((a, b)) = replicas() else {
+            return pg_required();
+        };
+        a.insert_request(&new_request("r1", "i1", b"a")).unwrap();
+        b.insert_request(&new_request("r2", "i2", b"b")).unwrap();
+        a.commit("kinkod", |tx| {
+            tx.claim_signing(&claim("r1", "nonce:5", "aa"))?;
+            Ok(((), vec![refusal(1)]))
+        })
+        .unwrap();
+        let err = b
+            .commit("kinkod", |tx| {
+                tx.claim_signing(&claim("r2", "nonce:5", "bb"))?;
+                Ok(((), vec![refusal(2)]))
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::ReplayConflict { other, .. } if other == "r1"),
+            "{err:?}"
+        );
+        assert_eq!(
+            b.get_request("r2").unwrap().state,
+            RequestState::PendingApproval
+        );
+    }
+
+    #[test]
+    fn concurrent_commits_on_two_replicas_never_fork_the_log() {
+        let Some((a, b, url)) = replicas_at() else {
+            return pg_required();
+        };
+        let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+        let workers: Vec<_> = [std::sync::Arc::clone(&a), std::sync::Arc::clone(&b)]
+            .into_iter()
+            .map(|s| {
+                std::thread::spawn(move || {
+                    for i in 0..40 {
+                        s.commit("ledger", |_| Ok(((), vec![refusal(i)]))).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        a.checkpoint().unwrap();
+        b.checkpoint().unwrap();
+        assert_eq!((a.log_size(), b.log_size()), (80, 80));
+        assert_eq!(a.root_at(80).unwrap(), b.root_at(80).unwrap());
+        // A third replica opening the database verifies every record and checkpoint.
+        let c = Store::open_postgres(&url).unwrap();
+        c.open_log(crate::log::LogConfig::new(ORIGIN), signer())
+            .unwrap();
+        assert_eq!(c.log_size(), 80);
+        assert_eq!(c.root_at(80).unwrap(), a.root_at(80).unwrap());
     }
 }

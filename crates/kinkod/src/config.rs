@@ -96,8 +96,42 @@ pub(crate) struct PrincipalConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StoreConfig {
-    /// Path of the SQLite database.
-    pub(crate) path: PathBuf,
+    /// Path of the SQLite database (the embedded default: one kinkod).
+    #[serde(default)]
+    pub(crate) path: Option<PathBuf>,
+    /// A PostgreSQL connection string (`host=… port=… user=… dbname=…`): several kinkod
+    /// replicas share one history (docs/ha.md). Exactly one of `path` and `postgres`.
+    #[serde(default)]
+    pub(crate) postgres: Option<String>,
+}
+
+impl StoreConfig {
+    /// Where the store is.
+    pub(crate) fn location(&self) -> Result<kinko_store::Location, String> {
+        match (&self.path, &self.postgres) {
+            (Some(p), None) => Ok(kinko_store::Location::Sqlite(p.clone())),
+            (None, Some(url)) => Ok(kinko_store::Location::Postgres(url.clone())),
+            _ => Err(
+                "[store] needs exactly one of `path` (SQLite) and `postgres` (a connection string)"
+                    .into(),
+            ),
+        }
+    }
+
+    /// The store as messages name it (a connection string without its password).
+    pub(crate) fn describe(&self) -> String {
+        match (&self.path, &self.postgres) {
+            (Some(p), _) => p.display().to_string(),
+            (None, Some(url)) => format!(
+                "PostgreSQL ({})",
+                url.split_whitespace()
+                    .filter(|kv| !kv.starts_with("password="))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            (None, None) => "(no store configured)".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -171,18 +205,21 @@ impl Config {
             &mut c.tls.client_ca,
             &mut c.tls.cert,
             &mut c.tls.key,
-            &mut c.store.path,
             &mut c.policy.path,
         ] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
         }
-        if let Some(p) = &mut c.audit.dir
-            && p.is_relative()
+        for p in [c.audit.dir.as_mut(), c.store.path.as_mut()]
+            .into_iter()
+            .flatten()
         {
-            *p = base.join(&*p);
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
         }
+        c.store.location()?;
         if let kinko_hsm::PinSource::File(p) = &mut c.hsm.pin
             && p.is_relative()
         {

@@ -79,6 +79,7 @@ pub(crate) async fn ensure(
     dir: &Path,
     listen: SocketAddr,
     token_label: &str,
+    store_postgres: Option<&str>,
 ) -> Result<PathBuf, String> {
     let config_path = dir.join("kinkod.toml");
     if config_path.exists() {
@@ -240,10 +241,17 @@ pub(crate) async fn ensure(
          [tls]\nclient_ca = \"tls/ca.pem\"\ncert = \"tls/server.pem\"\nkey = \"tls/server.key\"\n\n\
          {principals}\
          [hsm]\nmodule = \"{module}\"\ntoken_label = \"{token_label}\"\npin = {{ file = \"hsm/user.pin\" }}\npool_size = 4\n\n\
-         [store]\npath = \"kinko.db\"\n\n\
+         {store}\
          [audit]\norigin = \"{DEV_ORIGIN}\"\nlog_key_label = \"{LOG_KEY}\"\n\n\
          [policy]\npath = \"policy.toml\"\n",
         module = module.display(),
+        store = match store_postgres {
+            None => "[store]\npath = \"kinko.db\"\n\n".to_string(),
+            Some(url) => format!(
+                "[store]\npostgres = \"{}\"\n\n",
+                url.replace('\\', "\\\\").replace('"', "\\\"")
+            ),
+        },
     );
     write_public(&config_path, config.as_bytes())?;
     eprintln!(

@@ -80,6 +80,10 @@ enum Command {
         /// Create everything and exit without serving.
         #[arg(long)]
         init_only: bool,
+        /// Keep the store in this PostgreSQL database (a connection string) instead of
+        /// DATA_DIR/kinko.db.
+        #[arg(long)]
+        store_postgres: Option<String>,
     },
     /// Print the policy in force as installed (from the store) to standard output.
     InstalledPolicy,
@@ -140,8 +144,10 @@ fn main() -> ExitCode {
                 listen,
                 token_label,
                 init_only,
+                store_postgres,
             }) => {
-                let path = dev::ensure(&data_dir, listen, &token_label).await?;
+                let path =
+                    dev::ensure(&data_dir, listen, &token_label, store_postgres.as_deref()).await?;
                 if init_only {
                     return Ok(());
                 }
@@ -150,7 +156,7 @@ fn main() -> ExitCode {
             Some(Command::InstalledPolicy) => {
                 let config = Config::load(&args.config.ok_or("give --config FILE")?)?;
                 let store =
-                    kinko_store::Store::open(&config.store.path).map_err(|e| e.to_string())?;
+                    kinko_store::Store::open_at(&config.store.location()?).map_err(|e| format!("{}: {e}", config.store.describe()))?;
                 let p = store
                     .installed_policy()
                     .map_err(|e| e.to_string())?
@@ -161,7 +167,7 @@ fn main() -> ExitCode {
             Some(Command::ExportLog { out }) => {
                 let config = Config::load(&args.config.ok_or("give --config FILE")?)?;
                 let store =
-                    kinko_store::Store::open(&config.store.path).map_err(|e| e.to_string())?;
+                    kinko_store::Store::open_at(&config.store.location()?).map_err(|e| format!("{}: {e}", config.store.describe()))?;
                 let (records, checkpoints) = store
                     .export_log(&out)
                     .map_err(|e| format!("{}: {e}", out.display()))?;
@@ -174,7 +180,7 @@ fn main() -> ExitCode {
             Some(Command::Rebuild { out }) => {
                 let config = Config::load(&args.config.ok_or("give --config FILE")?)?;
                 let store =
-                    kinko_store::Store::open(&config.store.path).map_err(|e| e.to_string())?;
+                    kinko_store::Store::open_at(&config.store.location()?).map_err(|e| format!("{}: {e}", config.store.describe()))?;
                 let r = rebuild::rebuild(&store, &out).map_err(|e| e.to_string())?;
                 eprintln!(
                     "kinkod: rebuilt {} from {} records: {} requests ({} signed), {} verdicts, {} policies installed, signing {}",
@@ -196,7 +202,7 @@ fn main() -> ExitCode {
             Some(Command::ImportLog { from }) => {
                 let config = Config::load(&args.config.ok_or("give --config FILE")?)?;
                 let store =
-                    kinko_store::Store::open(&config.store.path).map_err(|e| e.to_string())?;
+                    kinko_store::Store::open_at(&config.store.location()?).map_err(|e| format!("{}: {e}", config.store.describe()))?;
                 let (records, checkpoints) = import_log(&store, &from)?;
                 eprintln!(
                     "kinkod: imported {records} records and {checkpoints} checkpoints from {}; \
@@ -309,7 +315,10 @@ async fn run(config: Config) -> Result<(), String> {
     let mut policy =
         Policy::from_toml(&policy_text).map_err(|e| format!("{}: {e}", policy_path.display()))?;
     let policy_hash = policy.hash().0.to_vec();
-    let store = Arc::new(kinko_store::Store::open(&config.store.path).map_err(|e| e.to_string())?);
+    let store = Arc::new(
+        kinko_store::Store::open_at(&config.store.location()?)
+            .map_err(|e| format!("{}: {e}", config.store.describe()))?,
+    );
     let installed = store.installed_policy().map_err(|e| e.to_string())?;
     if let Some(p) = &installed
         && p.policy_hash != policy_hash
@@ -375,7 +384,7 @@ async fn run(config: Config) -> Result<(), String> {
                 "{}: {e}. kinkod will not start on a history that does not verify: restore the \
                  database from backup and run `kinko audit verify` with the checkpoints the \
                  auditors kept",
-                config.store.path.display()
+                config.store.describe()
             )
         })?;
     }
@@ -403,7 +412,7 @@ async fn run(config: Config) -> Result<(), String> {
             return Err(format!(
                 "the store {} has state (an installed policy) but its audit log is empty: the log \
                  was emptied. kinkod will not start; restore the database from backup",
-                config.store.path.display()
+                config.store.describe()
             ));
         }
         None => {
@@ -457,7 +466,7 @@ async fn run(config: Config) -> Result<(), String> {
         return Err(format!(
             "the store {} has a history in its audit log but no installed policy: it was edited. \
              kinkod will not start; restore it from backup",
-            config.store.path.display()
+            config.store.describe()
         ));
     }
     let metrics = Arc::new(metrics::Metrics::default());

@@ -155,7 +155,7 @@ impl From<kinko_store::StoreError> for Refused {
             E::ReplayConflict { .. } => Refused::new(Reason::ReplayConflict, e.to_string()),
             // The store holds the audit log: a store that cannot be written (or read) is a log
             // that cannot be, and nothing changes.
-            E::Sqlite(_) | E::Log(_) | E::LogClosed | E::Io(_) | E::Poisoned => {
+            E::Sqlite(_) | E::Postgres(_) | E::Log(_) | E::LogClosed | E::Io(_) | E::Poisoned => {
                 tracing::error!(error = %e, "the store (and its audit log) failed");
                 Refused::new(
                     Reason::AuditUnavailable,

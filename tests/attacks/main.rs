@@ -19,6 +19,7 @@ mod governance;
 mod hsm_faults;
 mod pipeline;
 mod proxy;
+mod replicas;
 mod store_edits;
 
 /// Whether the slow variants run.

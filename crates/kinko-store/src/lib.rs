@@ -103,6 +103,17 @@ pub enum StoreError {
     /// Writing an export failed, or the store's runtime could not start.
     #[error("{0}")]
     Io(String),
+    /// Signing is frozen (checked inside the claim's own transaction).
+    #[error("signing is frozen")]
+    Frozen,
+    /// The policy in force is not the one the step was decided under (another replica
+    /// installed one meanwhile). Nothing was changed.
+    #[error("the policy in force changed since this step was decided: {0}")]
+    PolicyChanged(String),
+    /// The policy denies the step with every replica's reservations counted. Nothing was
+    /// changed.
+    #[error("{0}")]
+    Denied(String),
     /// PostgreSQL failed (unreachable, I/O, a constraint). Nothing was changed.
     #[error("PostgreSQL: {0}")]
     Postgres(String),

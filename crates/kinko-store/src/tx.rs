@@ -469,6 +469,22 @@ impl Tx<'_> {
             .collect()
     }
 
+    /// Every reservation of `key_name` at or after `since`, oldest first.
+    pub fn key_reservations_since(
+        &self,
+        key_name: &str,
+        since: i64,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        self.c
+            .query(
+                "SELECT key_name, asset, amount, at, request_id FROM reservations WHERE key_name = ?1 AND at >= ?2 ORDER BY at, id",
+                &[key_name.into(), since.into()],
+            )?
+            .iter()
+            .map(reservation)
+            .collect()
+    }
+
     /// Every reservation at or after `since`.
     pub fn all_reservations_since(&self, since: i64) -> Result<Vec<Reservation>, StoreError> {
         self.c

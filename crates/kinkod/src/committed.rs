@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use kinko_audit::record::{Event, SigningAuthorized};
 use kinko_policy::Authorization;
-use kinko_store::{SigningClaim, Store, StoreError};
+use kinko_store::{SigningClaim, Store, StoreError, Tx};
 
 /// A durably committed authorization. Not `Clone`: consumed by the signing it authorizes.
 pub(crate) struct Committed {
@@ -43,12 +43,15 @@ pub(crate) enum CommitError {
 }
 
 /// Commits `claim` and `record` (both must be of `authorization`: same request, intent and
-/// policy) in one transaction, and returns the proof the HSM path needs.
+/// policy) in one transaction, and returns the proof the HSM path needs. `controls` runs first
+/// in that transaction: it re-checks what another replica may have changed since the
+/// authorization (freeze, policy in force, velocity), under the store's write lock.
 pub(crate) async fn commit(
     store: Arc<Store>,
     authorization: Authorization,
     claim: SigningClaim,
     record: SigningAuthorized,
+    controls: impl FnOnce(&Tx<'_>) -> Result<(), StoreError> + Send + 'static,
 ) -> Result<Committed, CommitError> {
     if record.request_id != authorization.request_id() {
         return Err(CommitError::Mismatch("the record names another request"));
@@ -64,6 +67,7 @@ pub(crate) async fn commit(
     }
     let ((), appended) = tokio::task::spawn_blocking(move || {
         store.commit("kinkod", move |tx| {
+            controls(tx)?;
             tx.claim_signing(&claim)?;
             Ok(((), vec![Event::SigningAuthorized(record)]))
         })

@@ -153,6 +153,14 @@ impl From<kinko_store::StoreError> for Refused {
                 Refused::new(Reason::WrongState, e.to_string())
             }
             E::ReplayConflict { .. } => Refused::new(Reason::ReplayConflict, e.to_string()),
+            E::Frozen => Refused::new(
+                Reason::Frozen,
+                "signing is frozen; the request stays pending until unfrozen",
+            ),
+            E::PolicyChanged(_) => Refused::new(Reason::WrongState, e.to_string()),
+            E::Denied(_) => {
+                Refused::new(Reason::PolicyDenied, format!("denied at signing time: {e}"))
+            }
             // The store holds the audit log: a store that cannot be written (or read) is a log
             // that cannot be, and nothing changes.
             E::Sqlite(_) | E::Postgres(_) | E::Log(_) | E::LogClosed | E::Io(_) | E::Poisoned => {

@@ -103,8 +103,15 @@ impl Engine {
         // The claim (pending → signing, nonces, digests, velocity) and its signing-authorized
         // record commit together: one disk sync, and never one without the other.
         let started_commit = std::time::Instant::now();
+        let rechecks = controls_in_transaction(
+            Arc::clone(&live.policy),
+            intent.clone(),
+            key.name.clone(),
+            request.new.requester.clone(),
+        );
         let committed =
-            crate::committed::commit(Arc::clone(&self.store), auth, claim, authorized).await;
+            crate::committed::commit(Arc::clone(&self.store), auth, claim, authorized, rechecks)
+                .await;
         self.metrics
             .audit_append_seconds
             .observe(started_commit.elapsed().as_secs_f64());
@@ -337,4 +344,62 @@ pub(crate) fn claim_digests(to_sign: &[SigningInput]) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// What the claim's transaction re-checks under the store's write lock before it commits —
+/// what another kinkod replica may have changed since this one authorized the signing: the
+/// freeze, the policy in force, and the velocity limits with every replica's reservations
+/// counted (this replica's in-memory ledger knows only its own).
+fn controls_in_transaction(
+    policy: Arc<Policy>,
+    intent: Intent,
+    key: String,
+    requester: String,
+) -> impl FnOnce(&Tx<'_>) -> Result<(), StoreError> + Send + 'static {
+    move |tx| {
+        if tx.freeze_state()?.frozen {
+            return Err(StoreError::Frozen);
+        }
+        let in_force = tx.installed_policy()?.map(|p| p.policy_hash);
+        if in_force.as_deref() != Some(policy.hash().0.as_slice()) {
+            return Err(StoreError::PolicyChanged(format!(
+                "the store's policy is {}",
+                in_force.map(hex::encode).unwrap_or_else(|| "none".into())
+            )));
+        }
+        let at = now();
+        let mut ledger = VelocityLedger::new();
+        for r in tx.key_reservations_since(&key, unix(at) - kinko_policy::MAX_DURATION_SECS)? {
+            let asset = parse_asset_id(&r.asset).ok_or_else(|| {
+                StoreError::Corrupt(format!("a reservation of an unknown asset {:?}", r.asset))
+            })?;
+            let when = Timestamp::from_second(r.at)
+                .map_err(|e| StoreError::Corrupt(format!("reservation time: {e}")))?;
+            ledger
+                .record(&r.key_name, &asset, when, r.amount)
+                .map_err(|e| StoreError::Corrupt(format!("reservation: {e}")))?;
+        }
+        let decision = evaluate(
+            &policy,
+            &intent,
+            &Context {
+                now: at,
+                requester: &requester,
+                key: &key,
+                frozen: false,
+                history: &ledger,
+            },
+        );
+        if decision.is_denied() {
+            return Err(StoreError::Denied(
+                decision
+                    .to_text()
+                    .lines()
+                    .next()
+                    .unwrap_or("denied")
+                    .to_string(),
+            ));
+        }
+        Ok(())
+    }
 }

@@ -219,6 +219,18 @@ async fn a_log_edited_truncated_or_replaced_offline_is_refused_and_named() {
             "DELETE FROM log_records WHERE seq >= {cut_at}; DELETE FROM log_checkpoints WHERE size > {cut_at};"
         ))
         .unwrap();
+    // Shorter than the newest checkpoint this kinkod saw: refused at once.
+    let err = start_fails(&dir);
+    assert!(
+        err.contains(&format!(
+            "holds {cut_at} records, but this kinkod saw a signed checkpoint of"
+        )),
+        "{err}"
+    );
+    // Without that file (a new host, say), the state it kept still disagrees with the log.
+    let seen = dir.join("seen-checkpoint.note");
+    let seen_note = std::fs::read(&seen).unwrap();
+    std::fs::remove_file(&seen).unwrap();
     let err = start_fails(&dir);
     assert!(
         err.contains("in the store, but the audit log")
@@ -240,5 +252,70 @@ async fn a_log_edited_truncated_or_replaced_offline_is_refused_and_named() {
 
     // Restored from the pristine copy, kinkod starts again.
     copy_db(&pristine, &dir);
+    std::fs::write(&seen, seen_note).unwrap();
+    drop(start(&dir, &label, port, false));
+}
+
+/// Submits and approves (twice) one Ethereum withdrawal of nonce `nonce`: signed.
+async fn sign_one(d: &kinko_tests::Daemon, nonce: u64) {
+    let r = WithdrawalServiceClient::new(channel(d, "ledger").await)
+        .submit_withdrawal(submission(
+            &d.dir,
+            "eth-dev",
+            Chain::Ethereum,
+            eth_transfer(
+                nonce,
+                1_000,
+                address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
+            ),
+            &format!("restore-{nonce}"),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut state = 0;
+    for officer in ["alice", "bob"] {
+        state = ApprovalServiceClient::new(channel(d, officer).await)
+            .approve(officer_approval(d, officer, &r.request_id, Verdict::Approve).await)
+            .await
+            .unwrap()
+            .into_inner()
+            .state;
+    }
+    assert_eq!(state, pb::RequestState::Signed as i32);
+}
+
+/// A database restored from a backup older than what this kinkod has seen signed: refused at
+/// start (it would forget the nonces, digests and velocity of the signatures since), naming the
+/// file that keeps the newest checkpoint; removing that file knowingly lets it start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_restored_from_an_older_backup_is_refused() {
+    if kinko_tests::sqlite_only("restores kinko.db from a copy") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (label, port) = (unique_label("atk-restore"), free_port());
+    let d = start(&dir, &label, port, true);
+    sign_one(&d, 0).await;
+    // The backup, taken between two signatures (with kinkod stopped).
+    drop(d);
+    let backup = tmp.path().join("backup");
+    copy_db(&dir, &backup);
+    let d = start(&dir, &label, port, false);
+    sign_one(&d, 1).await;
+    // The background tick keeps the newest checkpoint (every 2 s).
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    drop(d);
+    copy_db(&backup, &dir);
+    let err = start_fails(&dir);
+    assert!(
+        err.contains("but this kinkod saw a signed checkpoint of")
+            && err.contains("restored from an older backup or replaced")
+            && err.contains("seen-checkpoint.note"),
+        "{err}"
+    );
+    // Knowingly continuing this history: the file removed, kinkod starts on the older log.
+    std::fs::remove_file(dir.join("seen-checkpoint.note")).unwrap();
     drop(start(&dir, &label, port, false));
 }

@@ -103,6 +103,15 @@ pub(crate) struct StoreConfig {
     /// replicas share one history (docs/ha.md). Exactly one of `path` and `postgres`.
     #[serde(default)]
     pub(crate) postgres: Option<String>,
+    /// A local file where this kinkod keeps the newest signed checkpoint it has seen; at start
+    /// a log older than it (a database restored from an older backup, or replaced) is refused.
+    /// Each replica has its own. Default `seen-checkpoint.note` beside the config.
+    #[serde(default = "default_seen_checkpoint")]
+    pub(crate) seen_checkpoint: PathBuf,
+}
+
+fn default_seen_checkpoint() -> PathBuf {
+    PathBuf::from("seen-checkpoint.note")
 }
 
 impl StoreConfig {
@@ -206,6 +215,7 @@ impl Config {
             &mut c.tls.cert,
             &mut c.tls.key,
             &mut c.policy.path,
+            &mut c.store.seen_checkpoint,
         ] {
             if p.is_relative() {
                 *p = base.join(&*p);

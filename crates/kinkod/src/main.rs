@@ -226,6 +226,54 @@ fn main() -> ExitCode {
     }
 }
 
+/// Refuses a log older than the newest checkpoint this kinkod has seen (kept in
+/// `[store] seen_checkpoint`): a database restored from an older backup, or replaced, would
+/// forget what was signed. Returns the size of the checkpoint seen (0 without one).
+fn check_seen_checkpoint(
+    config: &Config,
+    store: &kinko_store::Store,
+    key: &kinko_audit::note::VerifierKey,
+) -> Result<u64, String> {
+    let path = &config.store.seen_checkpoint;
+    let note = match std::fs::read_to_string(path) {
+        Ok(note) => note,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let cp = kinko_audit::note::Checkpoint::open(&note, key, Some(&config.audit.origin)).map_err(
+        |e| {
+            format!(
+                "{}: {e} (it is not a checkpoint of this log; was the log key or origin changed?)",
+                path.display()
+            )
+        },
+    )?;
+    let held = store.log_size();
+    let refuse = |what: String| {
+        format!(
+            "the audit log in the store {} {what}, but this kinkod saw a signed checkpoint of {} \
+             records (kept in {}): the database was restored from an older backup or replaced, and \
+             would forget what was signed. kinkod will not start: restore the newest backup \
+             (docs/ha.md); remove {} only if this history is knowingly the one to continue",
+            config.store.describe(),
+            cp.size,
+            path.display(),
+            path.display()
+        )
+    };
+    if held < cp.size {
+        return Err(refuse(format!("holds {held} records")));
+    }
+    let root = store.root_at(cp.size).map_err(|e| e.to_string())?;
+    if root != cp.root {
+        return Err(refuse(format!(
+            "holds another history in its first {} records",
+            cp.size
+        )));
+    }
+    Ok(cp.size)
+}
+
 /// Whether `dir` holds segments of a file log (an earlier kinkod's).
 fn has_segments(dir: &std::path::Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|rd| {
@@ -390,6 +438,7 @@ async fn run(config: Config) -> Result<(), String> {
     }
     let audit = Arc::clone(&store);
     let verifier_key = audit.verifier_key().map_err(|e| e.to_string())?;
+    let seen_size = check_seen_checkpoint(&config, &store, &verifier_key)?;
     // Auditors need this verifier key (out of band) to check checkpoints.
     eprintln!("kinkod: audit log key {verifier_key}");
     match audit.last_policy_installed() {
@@ -489,7 +538,8 @@ async fn run(config: Config) -> Result<(), String> {
         Arc::clone(&metrics),
         policy_path,
     )?
-    .with_log_key_label(&config.audit.log_key_label);
+    .with_log_key_label(&config.audit.log_key_label)
+    .with_seen_checkpoint(config.store.seen_checkpoint.clone(), seen_size);
     // One read of the log at start: recovery, then the store checked against it.
     let facts = engine.read_log().map_err(|e| e.to_string())?;
     let (restored, failed) = engine.recover(&facts).map_err(|e| e.to_string())?;
@@ -509,6 +559,8 @@ async fn run(config: Config) -> Result<(), String> {
     engine
         .check_store_against_log(&facts)
         .map_err(|e| e.to_string())?;
+    // Every start check passed: this log is the newest this kinkod has seen.
+    engine.remember_checkpoint();
     let engine = Arc::new(engine);
     {
         // Governance delays and request expiry advance on their own.

@@ -692,13 +692,14 @@ impl Engine {
     /// Background duties: lift unfreezes and install policies whose delay has passed, and
     /// expire requests left pending too long.
     pub(crate) async fn tick(&self) -> Result<(), Refused> {
-        // A checkpoint at least every interval while the log grows.
+        // A checkpoint at least every interval while the log grows, and the newest one kept.
         let store = Arc::clone(&self.store);
         match tokio::task::spawn_blocking(move || store.checkpoint_if_due()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "periodic checkpoint failed"),
             Err(e) => tracing::error!(error = %e, "periodic checkpoint task failed"),
         }
+        self.remember_checkpoint();
         // Requests whose signing step could not be committed (the history was unwritable) are
         // tried again: none is stranded with its quorum met.
         if self
@@ -864,9 +865,11 @@ pub(crate) fn settled_policy(
 }
 
 /// Writes `bytes` to `path` through a temporary file, fsync and rename.
-pub(super) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
-    let tmp = path.with_extension("toml.new");
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".new");
+    let tmp = path.with_file_name(tmp_name);
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

@@ -43,6 +43,7 @@ mod sign;
 mod startup;
 mod submit;
 
+pub(crate) use governance::write_atomically;
 pub(crate) use governance::{ProposalStatus, settled_policy};
 pub(crate) use keys::{check_not_log_key, load_keys};
 pub(crate) use sign::claim_digests;
@@ -133,6 +134,9 @@ pub(crate) struct Engine {
     /// Set when a signing step could not be committed (the history was unwritable): the next
     /// background tick tries every request pending approval again, so none is stranded.
     retry_pending: std::sync::atomic::AtomicBool,
+    /// Where this kinkod keeps the newest checkpoint it has seen, and that checkpoint's size
+    /// (a database restored from an older backup is refused at start against it).
+    seen_checkpoint: Option<(std::path::PathBuf, std::sync::atomic::AtomicU64)>,
 }
 
 fn now() -> Timestamp {
@@ -169,12 +173,39 @@ impl Engine {
             auth_refusals: Mutex::new(crate::rate::Bucket::full(AUTH_REFUSALS_PER_SEC * 10.0)),
             log_key_label: String::new(),
             retry_pending: std::sync::atomic::AtomicBool::new(false),
+            seen_checkpoint: None,
         };
         engine.load_velocity()?;
         Ok(engine)
     }
 
     /// Sets the audit log key's HSM label, which no signing key of a proposed policy may use.
+    /// Keeps the newest checkpoint seen in `path` (of size `size` now).
+    pub(crate) fn with_seen_checkpoint(mut self, path: std::path::PathBuf, size: u64) -> Self {
+        self.seen_checkpoint = Some((path, std::sync::atomic::AtomicU64::new(size)));
+        self
+    }
+
+    /// Writes the newest checkpoint to the seen-checkpoint file when it grew (the tick calls
+    /// it; the file lags the log by at most one tick).
+    pub(crate) fn remember_checkpoint(&self) {
+        let Some((path, seen)) = &self.seen_checkpoint else {
+            return;
+        };
+        let Some((size, note)) = self.store.latest_checkpoint_sized() else {
+            return;
+        };
+        if size <= seen.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        match write_atomically(path, note.as_bytes()) {
+            Ok(()) => seen.store(size, std::sync::atomic::Ordering::SeqCst),
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "could not keep the newest checkpoint seen")
+            }
+        }
+    }
+
     pub(crate) fn with_log_key_label(mut self, label: &str) -> Self {
         self.log_key_label = label.to_string();
         self

@@ -106,6 +106,28 @@ async fn two_replicas_share_one_history_and_never_sign_twice() {
         &format!("127.0.0.1:{port_a}"),
         &format!("127.0.0.1:{port_b}"),
     );
+    // A database that can lose an acknowledged commit is refused, unless overridden by name.
+    let name = url
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("dbname="))
+        .unwrap()
+        .to_string();
+    kinko_store::testing::sql(
+        &url,
+        &format!("ALTER DATABASE {name} SET synchronous_commit = off"),
+    )
+    .unwrap();
+    let err = kinko_tests::start_fails(&dir_a);
+    assert!(
+        err.contains("can lose committed transactions: synchronous_commit = off")
+            && err.contains("dangerous_allow_unsafe_durability"),
+        "{err}"
+    );
+    kinko_store::testing::sql(
+        &url,
+        &format!("ALTER DATABASE {name} RESET synchronous_commit"),
+    )
+    .unwrap();
     let a = start(&dir_a, &label, port_a, false);
     let b = start(&dir_b, &label, port_b, false);
     assert_eq!(a.vkey, b.vkey, "one log key, one log");

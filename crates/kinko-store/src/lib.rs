@@ -588,6 +588,56 @@ impl Store {
         Ok(Store::with_db(Db::Postgres(pg)))
     }
 
+    /// What in the database's settings could lose a committed transaction — a signed
+    /// nonce forgotten after a crash or a failover, and then signed again. Empty when safe.
+    ///
+    /// PostgreSQL: `fsync` and `full_page_writes` on; `synchronous_commit` at least `on`
+    /// (`local` and `off` acknowledge before standbys, or the disk, have the commit); with
+    /// standbys attached, `synchronous_standby_names` set (asynchronous standbys lose
+    /// acknowledged commits on failover); not a standby itself. SQLite: WAL with
+    /// `synchronous=FULL`, which the store sets itself.
+    pub fn durability_problems(&self) -> Result<Vec<String>, StoreError> {
+        self.conn()?.db.with(|c| {
+            let mut problems = Vec::new();
+            let setting = |name: &str| -> Result<String, StoreError> {
+                c.query_one("SELECT current_setting(?1)", &[name.into()])?.text(0)
+            };
+            let pg = matches!(
+                c.query_opt("SELECT version()", &[]).ok().flatten().map(|r| r.text(0)),
+                Some(Ok(v)) if v.starts_with("PostgreSQL")
+            );
+            if !pg {
+                let sync = c.query_one("PRAGMA synchronous", &[])?.int(0)?;
+                if sync < 2 {
+                    problems.push(format!("SQLite synchronous={sync}, not FULL (2)"));
+                }
+                return Ok(problems);
+            }
+            for (name, safe) in [
+                ("fsync", &["on"][..]),
+                ("full_page_writes", &["on"][..]),
+                ("synchronous_commit", &["on", "remote_write", "remote_apply"][..]),
+            ] {
+                let value = setting(name)?;
+                if !safe.contains(&value.as_str()) {
+                    problems.push(format!("{name} = {value} (safe: {})", safe.join(", ")));
+                }
+            }
+            if c.query_one("SELECT pg_is_in_recovery()::int::int8", &[])?.int(0)? != 0 {
+                problems.push("the server is a standby (in recovery)".into());
+            }
+            let standbys = c
+                .query_one("SELECT COUNT(*) FROM pg_stat_replication", &[])?
+                .int(0)?;
+            if standbys > 0 && setting("synchronous_standby_names")?.trim().is_empty() {
+                problems.push(format!(
+                    "{standbys} standby(s) replicate asynchronously (synchronous_standby_names is empty): a failover loses acknowledged commits"
+                ));
+            }
+            Ok(problems)
+        })
+    }
+
     /// Opens the store at `location`.
     pub fn open_at(location: &Location) -> Result<Store, StoreError> {
         match location {
@@ -875,6 +925,11 @@ pub mod testing {
             .collect();
         parts.push(format!("dbname={name}"));
         Ok(parts.join(" "))
+    }
+
+    /// Runs SQL on the database at `url` (test set-up: settings, edits behind kinkod).
+    pub fn sql(url: &str, statements: &str) -> Result<(), StoreError> {
+        crate::db::Pg::connect(url)?.batch(statements)
     }
 
     /// A fresh database for one test (`KINKO_TEST_PG_URL` must be set).

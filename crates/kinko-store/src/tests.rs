@@ -880,3 +880,39 @@ mod log {
         assert_eq!(c.root_at(80).unwrap(), a.root_at(80).unwrap());
     }
 }
+
+/// Settings that can lose a committed transaction are reported: none on SQLite as the store
+/// opens it, none on the test cluster, and `synchronous_commit = off` on a PostgreSQL database.
+#[test]
+fn settings_that_can_lose_a_commit_are_reported() {
+    let (_d, s) = store();
+    assert!(s.durability_problems().unwrap().is_empty());
+    let Some(_) = crate::testing::postgres_url() else {
+        assert!(
+            std::env::var("KINKO_ALLOW_SKIP")
+                .is_ok_and(|v| v.trim() == "1" || v.split(',').any(|n| n.trim() == "postgres")),
+            "KINKO_TEST_PG_URL is not set"
+        );
+        return;
+    };
+    let url = crate::testing::fresh_database("durability").unwrap();
+    let pg = Store::open_postgres(&url).unwrap();
+    assert_eq!(pg.durability_problems().unwrap(), Vec::<String>::new());
+    let name = url
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("dbname="))
+        .unwrap();
+    crate::db::Pg::connect(&url)
+        .unwrap()
+        .batch(&format!(
+            "ALTER DATABASE {name} SET synchronous_commit = off"
+        ))
+        .unwrap();
+    let pg = Store::open_postgres(&url).unwrap();
+    let problems = pg.durability_problems().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("synchronous_commit = off"),
+        "{problems:?}"
+    );
+}

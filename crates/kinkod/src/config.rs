@@ -108,6 +108,11 @@ pub(crate) struct StoreConfig {
     /// Each replica has its own. Default `seen-checkpoint.note` beside the config.
     #[serde(default = "default_seen_checkpoint")]
     pub(crate) seen_checkpoint: PathBuf,
+    /// Start even though the database's settings can lose committed transactions
+    /// (asynchronous standbys, `synchronous_commit = off`, …). DANGEROUS: a lost commit can
+    /// forget a signed nonce and sign it again. Default false.
+    #[serde(default)]
+    pub(crate) dangerous_allow_unsafe_durability: bool,
 }
 
 fn default_seen_checkpoint() -> PathBuf {

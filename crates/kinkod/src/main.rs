@@ -417,6 +417,23 @@ async fn run(config: Config) -> Result<(), String> {
         public_key: log_pk.to_bytes(),
     };
     legacy_log_check(&config, &store)?;
+    let problems = store.durability_problems().map_err(|e| e.to_string())?;
+    if !problems.is_empty() {
+        let list = problems.join("; ");
+        if config.store.dangerous_allow_unsafe_durability {
+            tracing::error!(
+                problems = list,
+                "the store can lose committed transactions; starting anyway because [store] dangerous_allow_unsafe_durability = true"
+            );
+        } else {
+            return Err(format!(
+                "the store {} can lose committed transactions: {list}. A lost commit can forget a \
+                 signed nonce and sign it again, so kinkod will not start (docs/ha.md lists the \
+                 settings; [store] dangerous_allow_unsafe_durability = true overrides this)",
+                config.store.describe()
+            ));
+        }
+    }
     // The log lives in the store: every record re-read and checked against its newest signed
     // checkpoint before anything else.
     {

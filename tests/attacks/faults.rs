@@ -19,18 +19,18 @@ use kinko_tests::{
 
 /// What clients were told by the daemon before it died.
 #[derive(Default, Clone)]
-struct Seen {
+pub(crate) struct Seen {
     /// Request id → the signed transaction a client received.
-    signed: HashMap<String, Vec<u8>>,
+    pub(crate) signed: HashMap<String, Vec<u8>>,
     /// (request id, officer) of every approval the daemon acknowledged.
-    approvals: HashSet<(String, String)>,
-    withdrawals_started: u64,
+    pub(crate) approvals: HashSet<(String, String)>,
+    pub(crate) withdrawals_started: u64,
 }
 
 /// A tiny deterministic generator (the seed is printed, so a failure can be replayed).
-struct Lcg(u64);
+pub(crate) struct Lcg(pub(crate) u64);
 impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
+    pub(crate) fn next(&mut self, below: u64) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6_364_136_223_846_793_005)
@@ -39,7 +39,12 @@ impl Lcg {
     }
 }
 
-async fn one_withdrawal(d_dir: &std::path::Path, d: &Daemon, nonce: u64, seen: &Mutex<Seen>) {
+pub(crate) async fn one_withdrawal(
+    d_dir: &std::path::Path,
+    d: &Daemon,
+    nonce: u64,
+    seen: &Mutex<Seen>,
+) {
     let hot = address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
     let Ok(ch) = tokio::time::timeout(Duration::from_secs(2), channel(d, "ledger")).await else {
         return;
@@ -76,7 +81,7 @@ async fn one_withdrawal(d_dir: &std::path::Path, d: &Daemon, nonce: u64, seen: &
 }
 
 /// Runs withdrawals on `workers` tasks until aborted; nonces from `next_nonce`.
-fn load(
+pub(crate) fn load(
     d: Arc<Daemon>,
     workers: u64,
     next_nonce: Arc<std::sync::atomic::AtomicU64>,
@@ -102,7 +107,7 @@ fn load(
 }
 
 /// Every invariant, checked against the log (over the API) and the store.
-async fn check(d: &Daemon, seen: &Seen) {
+pub(crate) async fn check(d: &Daemon, seen: &Seen) {
     let records = audit_records(d).await;
     let mut produced: HashMap<String, Vec<u8>> = HashMap::new();
     let mut authorized: HashMap<String, u32> = HashMap::new();

@@ -68,21 +68,35 @@ async fn get(d: &Daemon, id: &str) -> pb::Request {
         .into_inner()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn two_replicas_share_one_history_and_never_sign_twice() {
-    let Some(_) = kinko_store::testing::postgres_url() else {
-        assert!(
-            std::env::var("KINKO_ALLOW_SKIP")
-                .is_ok_and(|v| v.trim() == "1" || v.split(',').any(|n| n.trim() == "postgres")),
-            "KINKO_TEST_PG_URL is not set: start a cluster (scripts/pg-cluster.sh start DIR) or set KINKO_ALLOW_SKIP=postgres"
-        );
-        eprintln!("SKIPPED (KINKO_ALLOW_SKIP): no PostgreSQL test cluster");
-        return;
-    };
+/// Two data directories on one fresh PostgreSQL database and one token (B a copy of A with
+/// another port); `max_count` is the daily limit of the development policy's hot-wallet rule.
+struct Pair {
+    url: String,
+    label: String,
+    dir_a: std::path::PathBuf,
+    dir_b: std::path::PathBuf,
+    port_a: u16,
+    port_b: u16,
+}
+
+/// Whether the PostgreSQL test cluster is there (else fails, unless skipped knowingly).
+fn cluster() -> bool {
+    if kinko_store::testing::postgres_url().is_some() {
+        return true;
+    }
+    assert!(
+        std::env::var("KINKO_ALLOW_SKIP")
+            .is_ok_and(|v| v.trim() == "1" || v.split(',').any(|n| n.trim() == "postgres")),
+        "KINKO_TEST_PG_URL is not set: start a cluster (scripts/pg-cluster.sh start DIR) or set KINKO_ALLOW_SKIP=postgres"
+    );
+    eprintln!("SKIPPED (KINKO_ALLOW_SKIP): no PostgreSQL test cluster");
+    false
+}
+
+fn pair(tmp: &Path, max_count: &str) -> Pair {
     kinko_hsm::testing::ensure_softhsm2_conf().unwrap();
     let url = kinko_store::testing::fresh_database("replicas").unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (dir_a, dir_b) = (tmp.join("a"), tmp.join("b"));
     let (label, port_a, port_b) = (unique_label("replicas"), free_port(), free_port());
     let status = Command::new(bin("kinkod"))
         .args(["dev", "--init-only", "--data-dir"])
@@ -93,11 +107,10 @@ async fn two_replicas_share_one_history_and_never_sign_twice() {
         .status()
         .unwrap();
     assert!(status.success());
-    // Two withdrawals a day through this key, whichever replica signs them.
     replace_in(
         &dir_a.join("policy.toml"),
         "max_count = 50",
-        "max_count = 2",
+        &format!("max_count = {max_count}"),
     );
     // Replica B: the same configuration, certificates, policy and token; another port.
     copy_dir(&dir_a, &dir_b);
@@ -106,6 +119,31 @@ async fn two_replicas_share_one_history_and_never_sign_twice() {
         &format!("127.0.0.1:{port_a}"),
         &format!("127.0.0.1:{port_b}"),
     );
+    Pair {
+        url,
+        label,
+        dir_a,
+        dir_b,
+        port_a,
+        port_b,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_share_one_history_and_never_sign_twice() {
+    if !cluster() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // Two withdrawals a day through this key, whichever replica signs them.
+    let Pair {
+        url,
+        label,
+        dir_a,
+        dir_b,
+        port_a,
+        port_b,
+    } = pair(tmp.path(), "2");
     // A database that can lose an acknowledged commit is refused, unless overridden by name.
     let name = url
         .split_whitespace()
@@ -209,4 +247,132 @@ async fn two_replicas_share_one_history_and_never_sign_twice() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Failover: withdrawals spread over two replicas while either is killed (`kill -9`) at random
+/// moments and restarted: no request or digest signed twice, every signature a client received
+/// in the log, every acknowledged approval kept, the survivor signing again within 5 s of each
+/// kill (the distribution is printed), and the log verifies offline. Fast: 3 kills;
+/// `KINKO_SLOW_TESTS=1`: 20 kills over at least 500 withdrawals.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_either_replica_under_load_loses_and_duplicates_nothing() {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use crate::faults::{Lcg, Seen, check, load, one_withdrawal};
+
+    if !cluster() {
+        return;
+    }
+    let (kills, min_withdrawals) = if crate::slow() { (20, 500) } else { (3, 0) };
+    let seed = jiff::Timestamp::now().as_nanosecond() as u64;
+    eprintln!("replica kill -9 test seed {seed}");
+    let mut rng = Lcg(seed);
+    let tmp = tempfile::tempdir().unwrap();
+    let p = pair(tmp.path(), "100000");
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let next_nonce = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let dirs = [(p.dir_a.clone(), p.port_a), (p.dir_b.clone(), p.port_b)];
+    let mut up: [Option<Arc<Daemon>>; 2] = [
+        Some(Arc::new(start(&dirs[0].0, &p.label, dirs[0].1, false))),
+        Some(Arc::new(start(&dirs[1].0, &p.label, dirs[1].1, false))),
+    ];
+    let mut resumed = Vec::new();
+    let mut round = 0;
+    loop {
+        let started = seen.lock().unwrap().withdrawals_started;
+        if round >= kills && started >= min_withdrawals {
+            break;
+        }
+        let workers: Vec<_> = up
+            .iter()
+            .flatten()
+            .flat_map(|d| load(Arc::clone(d), 2, Arc::clone(&next_nonce), Arc::clone(&seen)))
+            .collect();
+        let before = seen.lock().unwrap().signed.len();
+        for _ in 0..200 {
+            if seen.lock().unwrap().signed.len() > before + 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.next(800))).await;
+        let victim = usize::try_from(rng.next(2)).unwrap();
+        let killed = up[victim].take().unwrap();
+        let status = Command::new("kill")
+            .args(["-9", &killed.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let at = Instant::now();
+        // The survivor signs a withdrawal of its own: how long until it does.
+        let survivor = Arc::clone(up[1 - victim].as_ref().unwrap());
+        let probe = Mutex::new(Seen::default());
+        loop {
+            let n = next_nonce.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            one_withdrawal(&survivor.dir, &survivor, n, &probe).await;
+            if !probe.lock().unwrap().signed.is_empty() {
+                break;
+            }
+            assert!(
+                at.elapsed() < Duration::from_secs(30),
+                "the survivor did not sign within 30 s of the kill"
+            );
+        }
+        resumed.push(at.elapsed());
+        {
+            let probe = probe.into_inner().unwrap();
+            let mut s = seen.lock().unwrap();
+            s.signed.extend(probe.signed);
+            s.approvals.extend(probe.approvals);
+        }
+        for w in &workers {
+            w.abort();
+        }
+        for w in workers {
+            let _ = w.await;
+        }
+        drop(killed);
+        up[victim] = Some(Arc::new(start(
+            &dirs[victim].0,
+            &p.label,
+            dirs[victim].1,
+            false,
+        )));
+        round += 1;
+    }
+    let s = seen.lock().unwrap().clone();
+    resumed.sort();
+    eprintln!(
+        "{round} kills, {} withdrawals started, {} signatures received, {} approvals acknowledged; \
+         survivor signing again after (ms): {:?}",
+        s.withdrawals_started,
+        s.signed.len(),
+        s.approvals.len(),
+        resumed.iter().map(Duration::as_millis).collect::<Vec<_>>()
+    );
+    assert!(!s.signed.is_empty(), "the load signed nothing");
+    assert!(
+        resumed.iter().all(|t| *t < Duration::from_secs(5)),
+        "the survivor took more than 5 s to sign again: {resumed:?}"
+    );
+    for d in up.iter().flatten() {
+        check(d, &s).await;
+    }
+    let vkey = up[0].as_ref().unwrap().vkey.clone();
+    drop(up);
+    let exported = export_log(&p.dir_a, &tmp.path().join("exported"));
+    let out = Command::new(bin("kinko"))
+        .args(["audit", "verify"])
+        .arg(&exported)
+        .args(["--log-key", &vkey])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = p.url;
 }

@@ -588,6 +588,26 @@ impl Store {
         Ok(Store::with_db(Db::Postgres(pg)))
     }
 
+    /// Runs `f` while no other replica can commit (PostgreSQL: the store's write lock held by
+    /// this session; SQLite: one process, nothing to hold): for start-up checks that read the
+    /// log and the state in several queries and must see them at one instant.
+    /// The outer result is the lock's; the inner one is `f`'s.
+    pub fn exclusively<T>(&self, f: impl FnOnce() -> T) -> Result<T, StoreError> {
+        let pg = matches!(self.conn()?.db, Db::Postgres(_));
+        if !pg {
+            return Ok(f());
+        }
+        let lock = |sql: &str| -> Result<(), StoreError> {
+            self.conn()?
+                .db
+                .with(|c| c.exec(sql, &[PG_WRITE_LOCK.into()]).map(|_| ()))
+        };
+        lock("SELECT pg_advisory_lock(?1)")?;
+        let out = f();
+        lock("SELECT pg_advisory_unlock(?1)")?;
+        Ok(out)
+    }
+
     /// What in the database's settings could lose a committed transaction — a signed
     /// nonce forgotten after a crash or a failover, and then signed again. Empty when safe.
     ///

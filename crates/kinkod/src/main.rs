@@ -558,8 +558,20 @@ async fn run(config: Config) -> Result<(), String> {
     .with_log_key_label(&config.audit.log_key_label)
     .with_seen_checkpoint(config.store.seen_checkpoint.clone(), seen_size);
     // One read of the log at start: recovery, then the store checked against it.
-    let facts = engine.read_log().map_err(|e| e.to_string())?;
-    let (restored, failed) = engine.recover(&facts).map_err(|e| e.to_string())?;
+    // Log and state read at one instant: no other replica commits meanwhile.
+    let started_checks = Arc::clone(engine.store());
+    let (restored, failed) = started_checks
+        .exclusively(|| -> Result<_, String> {
+            let facts = engine.read_log().map_err(|e| e.to_string())?;
+            let recovered = engine.recover(&facts).map_err(|e| e.to_string())?;
+            // The log outranks the store: a store edited behind kinkod is refused before any
+            // signing.
+            engine
+                .check_store_against_log(&facts)
+                .map_err(|e| e.to_string())?;
+            Ok(recovered)
+        })
+        .map_err(|e| e.to_string())??;
     if restored > 0 {
         tracing::warn!(
             restored,
@@ -572,10 +584,6 @@ async fn run(config: Config) -> Result<(), String> {
             "requests interrupted between authorization and signature were failed explicitly"
         );
     }
-    // The log outranks the store: a store edited behind kinkod is refused before any signing.
-    engine
-        .check_store_against_log(&facts)
-        .map_err(|e| e.to_string())?;
     // Every start check passed: this log is the newest this kinkod has seen.
     engine.remember_checkpoint();
     let engine = Arc::new(engine);

@@ -351,10 +351,13 @@ pub fn init(dir: &Path, label: &str, port: u16, edit: impl FnOnce(&Path)) {
         ])
         .args(store_args())
         .env("RUST_LOG", "warn,cryptoki::mechanism=off")
-        .stderr(Stdio::null())
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert!(
+        status.status.success(),
+        "kinkod dev --init-only failed: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     edit(dir);
 }
 

@@ -24,10 +24,25 @@ pub fn init_token(
     user_pin: &SecretString,
 ) -> Result<(), HsmError> {
     config::check_label(label)?;
-    let ctx = load_module(module)?;
     let _guard = INIT_LOCK
         .lock()
         .map_err(|_| HsmError::Worker("token initialization lock poisoned".into()))?;
+    // Other processes too (several `kinkod dev` at once): otherwise two can pick the same free
+    // slot. The module is loaded after the lock, so its view of the slots is current.
+    let lock_path = std::env::temp_dir().join("kinko-pkcs11-token-init.lock");
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .and_then(|f| f.lock().map(|()| f))
+        .map_err(|e| {
+            HsmError::Worker(format!(
+                "token initialization lock {}: {e}",
+                lock_path.display()
+            ))
+        })?;
+    let ctx = load_module(module)?;
     match crate::find_token(&ctx, label) {
         Err(HsmError::TokenNotFound { .. }) => {}
         Ok(_) | Err(HsmError::AmbiguousToken { .. }) => {
@@ -54,5 +69,6 @@ pub fn init_token(
         .map_err(from_cryptoki)?;
     session.init_pin(user_pin).map_err(from_cryptoki)?;
     session.logout().map_err(from_cryptoki)?;
+    drop(lock_file);
     Ok(())
 }

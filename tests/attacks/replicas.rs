@@ -94,6 +94,10 @@ fn cluster() -> bool {
 }
 
 fn pair(tmp: &Path, max_count: &str) -> Pair {
+    pair_with(tmp, max_count, |_| {})
+}
+
+fn pair_with(tmp: &Path, max_count: &str, edit: impl FnOnce(&Path)) -> Pair {
     kinko_hsm::testing::ensure_softhsm2_conf().unwrap();
     let url = kinko_store::testing::fresh_database("replicas").unwrap();
     let (dir_a, dir_b) = (tmp.join("a"), tmp.join("b"));
@@ -112,6 +116,7 @@ fn pair(tmp: &Path, max_count: &str) -> Pair {
         "max_count = 50",
         &format!("max_count = {max_count}"),
     );
+    edit(&dir_a);
     // Replica B: the same configuration, certificates, policy and token; another port.
     copy_dir(&dir_a, &dir_b);
     replace_in(
@@ -375,4 +380,99 @@ async fn kill_9_of_either_replica_under_load_loses_and_duplicates_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = p.url;
+}
+
+/// The policy in force on `d`, as its answer about a proposal reports it.
+async fn current_policy(d: &Daemon, proposal_id: &str) -> Vec<u8> {
+    AdminServiceClient::new(channel(d, "auditor").await)
+        .get_policy_proposal(pb::ProposalId {
+            proposal_id: proposal_id.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .current_policy_hash
+}
+
+/// A policy installed through governance on one replica is followed by the other within a few
+/// seconds (its background tick loads it, keys included, and rewrites its policy file), and the
+/// other signs under it; until then the other's claims are refused (the policy in force is
+/// checked inside the claim's transaction).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_installed_through_one_replica_is_followed_by_the_other() {
+    use std::time::{Duration, Instant};
+
+    if !cluster() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let p = pair_with(tmp.path(), "50", |dir| {
+        replace_in(
+            &dir.join("policy.toml"),
+            "time_lock = \"1h\"",
+            "time_lock = \"2s\"",
+        );
+    });
+    let a = start(&p.dir_a, &p.label, p.port_a, false);
+    let b = start(&p.dir_b, &p.label, p.port_b, false);
+    let old_text = std::fs::read_to_string(p.dir_a.join("policy.toml")).unwrap();
+    let new_text = old_text.replacen("max_amount = \"100\"", "max_amount = \"99\"", 1);
+    let new = kinko_policy::Policy::from_toml(new_text.as_bytes()).unwrap();
+    let proposal = AdminServiceClient::new(channel(&a, "admin").await)
+        .propose_policy(pb::ProposePolicyRequest {
+            policy_text: new_text.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let install = Subject::InstallPolicy {
+        request_id: proposal.proposal_id.clone(),
+        new_policy_hash: new.hash(),
+    };
+    for officer in ["alice", "carol"] {
+        AdminServiceClient::new(channel(&a, officer).await)
+            .approve_policy(governance(&a, officer, install.clone(), Verdict::Approve))
+            .await
+            .unwrap();
+    }
+    // A installs it once the time-lock has passed; B follows.
+    let since = Instant::now();
+    loop {
+        if current_policy(&a, &proposal.proposal_id).await == new.hash().0
+            && current_policy(&b, &proposal.proposal_id).await == new.hash().0
+        {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(30),
+            "the installed policy was not in force on both replicas within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        std::fs::read_to_string(p.dir_b.join("policy.toml")).unwrap(),
+        new_text,
+        "B's policy file follows"
+    );
+    // B signs under the new policy.
+    let r = submit(&b, 0, "after-install").await;
+    assert_eq!(r.policy_hash, new.hash().0);
+    approve(&b, "alice", &r.request_id).await.unwrap();
+    let signed = approve(&b, "bob", &r.request_id).await.unwrap();
+    assert_eq!(signed.state, pb::RequestState::Signed as i32, "{signed:?}");
+
+    // A replica that was down through the installation starts with the policy the shared store
+    // installed (checked against the log), and its file follows.
+    drop(b);
+    std::fs::write(p.dir_b.join("policy.toml"), &old_text).unwrap();
+    let b = start(&p.dir_b, &p.label, p.port_b, false);
+    assert_eq!(
+        current_policy(&b, &proposal.proposal_id).await,
+        new.hash().0
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.dir_b.join("policy.toml")).unwrap(),
+        new_text
+    );
+    drop(a);
 }

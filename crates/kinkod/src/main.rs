@@ -358,16 +358,35 @@ impl CheckpointSigner for HsmCheckpointSigner {
 
 async fn run(config: Config) -> Result<(), String> {
     let policy_path = config.policy.path.clone();
-    let policy_text =
+    let mut policy_text =
         std::fs::read(&policy_path).map_err(|e| format!("{}: {e}", policy_path.display()))?;
     let mut policy =
         Policy::from_toml(&policy_text).map_err(|e| format!("{}: {e}", policy_path.display()))?;
-    let policy_hash = policy.hash().0.to_vec();
+    let mut policy_hash = policy.hash().0.to_vec();
     let store = Arc::new(
         kinko_store::Store::open_at(&config.store.location()?)
             .map_err(|e| format!("{}: {e}", config.store.describe()))?,
     );
     let installed = store.installed_policy().map_err(|e| e.to_string())?;
+    if let Some(p) = &installed
+        && p.policy_hash != policy_hash
+        && config.store.postgres.is_some()
+    {
+        // Replicas share one store: another replica installed a policy through governance while
+        // this one was down. The store's installed policy is the one in force (it is checked
+        // against the log below); the file follows it.
+        tracing::warn!(
+            path = %policy_path.display(),
+            installed = hex::encode(&p.policy_hash),
+            "the policy file is not the policy installed in the shared store: it is replaced by the installed policy"
+        );
+        engine::write_atomically(&policy_path, p.policy_text.as_bytes())
+            .map_err(|e| format!("{}: {e}", policy_path.display()))?;
+        policy_text = p.policy_text.clone().into_bytes();
+        policy = Policy::from_toml(&policy_text)
+            .map_err(|e| format!("the installed policy does not load: {e}"))?;
+        policy_hash = policy.hash().0.to_vec();
+    }
     if let Some(p) = &installed
         && p.policy_hash != policy_hash
     {

@@ -689,6 +689,51 @@ impl Engine {
         Ok(())
     }
 
+    /// Loads the policy installed in the store when it is not the one in force here (another
+    /// replica installed it): its keys from the HSM, the same settling of address-book entries,
+    /// the switch under the controls lock, and the policy file rewritten.
+    pub(super) async fn follow_installed_policy(&self) -> Result<(), Refused> {
+        let Some(installed) = self.store.installed_policy()? else {
+            return Ok(());
+        };
+        if installed.policy_hash.as_slice() == self.live().policy.hash().0.as_slice() {
+            return Ok(());
+        }
+        let policy = Policy::from_toml(installed.policy_text.as_bytes())
+            .map_err(|e| Refused::internal("the installed policy does not load", e))?;
+        if policy.hash().0.as_slice() != installed.policy_hash.as_slice() {
+            return Err(Refused::internal(
+                "the installed policy's text does not hash to its recorded hash",
+                hex::encode(&installed.policy_hash),
+            ));
+        }
+        let policy = settled_policy(policy, &self.store.installed_policies()?);
+        let (keys, _) = load_keys(&self.hsm, &policy, false)
+            .await
+            .map_err(|e| Refused::new(Reason::HsmUnavailable, e))?;
+        let _controls = self.controls.write().await;
+        if installed.policy_hash.as_slice() == self.live().policy.hash().0.as_slice() {
+            // Installed here meanwhile.
+            return Ok(());
+        }
+        let new = Arc::new(Live {
+            policy: Arc::new(policy),
+            keys,
+        });
+        match self.live.write() {
+            Ok(mut l) => *l = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+        tracing::warn!(
+            policy = hex::encode(&installed.policy_hash),
+            "loaded the policy another replica installed"
+        );
+        if let Err(e) = write_atomically(&self.policy_path, installed.policy_text.as_bytes()) {
+            tracing::error!(path = %self.policy_path.display(), error = %e, "could not rewrite the policy file");
+        }
+        Ok(())
+    }
+
     /// Background duties: lift unfreezes and install policies whose delay has passed, and
     /// expire requests left pending too long.
     pub(crate) async fn tick(&self) -> Result<(), Refused> {
@@ -700,6 +745,14 @@ impl Engine {
             Err(e) => tracing::error!(error = %e, "periodic checkpoint task failed"),
         }
         self.remember_checkpoint();
+        // A policy another replica installed is followed (until then, signing refuses it:
+        // the claim's transaction checks the policy in force).
+        if let Err(e) = self.follow_installed_policy().await {
+            tracing::error!(
+                reason = e.message,
+                "could not load the policy installed in the store"
+            );
+        }
         // Requests whose signing step could not be committed (the history was unwritable) are
         // tried again: none is stranded with its quorum met.
         if self

@@ -476,3 +476,60 @@ async fn a_policy_installed_through_one_replica_is_followed_by_the_other() {
     );
     drop(a);
 }
+
+/// A replica that starts while another is between a request's claim and its signature leaves
+/// that request alone (recovery takes only its own claims and old ones): the other replica
+/// finishes and releases the signature. Before claims named their replica, the starting replica
+/// failed it, and the signature was never released.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_starting_never_fails_a_request_another_is_signing() {
+    use std::time::Duration;
+
+    if !cluster() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let p = pair(tmp.path(), "50");
+    // A holds each signing 8 s between its committed claim and the HSM.
+    let a = std::sync::Arc::new(kinko_tests::start_with_env(
+        &p.dir_a,
+        &p.label,
+        p.port_a,
+        false,
+        &[("KINKO_FAILPOINT", "pause:after_signing_authorized")],
+    ));
+    let b = start(&p.dir_b, &p.label, p.port_b, false);
+    let r = submit(&a, 0, "in-flight").await;
+    approve(&a, "alice", &r.request_id).await.unwrap();
+    let signing = {
+        let (a, id) = (std::sync::Arc::clone(&a), r.request_id.clone());
+        tokio::spawn(async move { approve(&a, "bob", &id).await })
+    };
+    let mut state = 0;
+    for _ in 0..50 {
+        state = get(&b, &r.request_id).await.state;
+        if state == pb::RequestState::Approved as i32 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        state,
+        pb::RequestState::Approved as i32,
+        "A holds the claim (signing is reported as approved)"
+    );
+    // B restarts while A is paused mid-signing.
+    drop(b);
+    let b = start(&p.dir_b, &p.label, p.port_b, false);
+    assert_eq!(
+        get(&b, &r.request_id).await.state,
+        pb::RequestState::Approved as i32,
+        "B's recovery left A's claim alone"
+    );
+    let signed = signing.await.unwrap().unwrap();
+    assert_eq!(signed.state, pb::RequestState::Signed as i32, "{signed:?}");
+    assert_eq!(
+        get(&b, &r.request_id).await.signed_transaction,
+        signed.signed_transaction
+    );
+}

@@ -306,8 +306,21 @@ pub struct SigningClaim {
     pub digests: Vec<String>,
     /// Velocity reservations.
     pub reservations: Vec<Reservation>,
+    /// The kinkod replica making the claim (recovery fails only its own, or old ones).
+    pub replica: String,
     /// Unix seconds.
     pub now: i64,
+}
+
+/// A request left in `signing`: its id, the replica that claimed it, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningHeld {
+    /// The request.
+    pub request_id: String,
+    /// The replica that claimed it (`None` before claims named their replica).
+    pub replica: Option<String>,
+    /// Unix seconds of the claim.
+    pub since: i64,
 }
 
 /// The freeze switch.
@@ -586,6 +599,18 @@ impl Store {
         let pg = db::Pg::connect(url)?;
         migrations::apply_postgres(&pg)?;
         Ok(Store::with_db(Db::Postgres(pg)))
+    }
+
+    /// Every request in `signing`, with the replica that claimed it and when.
+    pub fn signing_held(&self) -> Result<Vec<SigningHeld>, StoreError> {
+        self.read(|tx| tx.signing_held())
+    }
+
+    /// Whether replicas share this store (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        self.conn()
+            .map(|c| matches!(c.db, Db::Postgres(_)))
+            .unwrap_or(false)
     }
 
     /// Runs `f` while no other replica can commit (PostgreSQL: the store's write lock held by

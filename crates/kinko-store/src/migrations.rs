@@ -138,6 +138,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER log_checkpoints_append_only_delete BEFORE DELETE ON log_checkpoints
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     DROP TABLE audit_anchor;",
+    // 8: the replica that claimed a request for signing (recovery fails only its own).
+    "ALTER TABLE requests ADD COLUMN claimed_by TEXT;",
 ];
 
 /// The schema version this build writes.
@@ -287,6 +289,8 @@ const PG_MIGRATIONS: &[&str] = &[
         FOR EACH ROW EXECUTE FUNCTION kinko_append_only();
     CREATE TRIGGER log_checkpoints_no_truncate BEFORE TRUNCATE ON log_checkpoints
         FOR EACH STATEMENT EXECUTE FUNCTION kinko_append_only();",
+    // 2: the replica that claimed a request for signing (recovery fails only its own).
+    "ALTER TABLE requests ADD COLUMN claimed_by TEXT",
 ];
 
 /// The session-level advisory lock replicas take while migrating, one at a time.

@@ -181,6 +181,7 @@ fn one_verdict_per_officer() {
 
 fn claim(req: &str, replay: &str, digest: &str) -> SigningClaim {
     SigningClaim {
+        replica: "test".into(),
         request_id: req.into(),
         key_name: "eth-cold".into(),
         replay_keys: vec![replay.into()],

@@ -3,8 +3,8 @@
 use crate::db::{Conn, Row, Val};
 use crate::{
     FreezeState, Governance, GovernanceKind, GovernanceState, Inserted, InstalledPolicy,
-    NewRequest, PolicyProposal, Request, RequestState, Reservation, SigningClaim, StoreError,
-    StoredApproval, StoredClaim, StoredVerdict,
+    NewRequest, PolicyProposal, Request, RequestState, Reservation, SigningClaim, SigningHeld,
+    StoreError, StoredApproval, StoredClaim, StoredVerdict,
 };
 
 /// One transaction of the store. A lifecycle step makes its state changes through it inside
@@ -425,10 +425,32 @@ impl Tx<'_> {
             )?;
         }
         self.c.exec(
-            "UPDATE requests SET state = 'signing', updated_at = ?2 WHERE id = ?1",
-            &[(&claim.request_id).into(), claim.now.into()],
+            "UPDATE requests SET state = 'signing', claimed_by = ?3, updated_at = ?2 WHERE id = ?1",
+            &[
+                (&claim.request_id).into(),
+                claim.now.into(),
+                (&claim.replica).into(),
+            ],
         )?;
         Ok(())
+    }
+
+    /// Every request in `signing`, with the replica that claimed it and when.
+    pub fn signing_held(&self) -> Result<Vec<SigningHeld>, StoreError> {
+        self.c
+            .query(
+                "SELECT id, claimed_by, updated_at FROM requests WHERE state = 'signing' ORDER BY updated_at, id",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(SigningHeld {
+                    request_id: r.text(0)?,
+                    replica: r.opt_text(1)?,
+                    since: r.int(2)?,
+                })
+            })
+            .collect()
     }
 
     /// Records the signed transaction: `Signing` → `Signed`.

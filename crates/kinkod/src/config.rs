@@ -113,6 +113,10 @@ pub(crate) struct StoreConfig {
     /// forget a signed nonce and sign it again. Default false.
     #[serde(default)]
     pub(crate) dangerous_allow_unsafe_durability: bool,
+    /// This kinkod's name among replicas (claims carry it; at start a replica recovers only its
+    /// own, and claims older than two minutes). Default: the host name and the gRPC port.
+    #[serde(default)]
+    pub(crate) replica: Option<String>,
 }
 
 fn default_seen_checkpoint() -> PathBuf {

@@ -2,7 +2,8 @@
 //! aborts the process — as `kill -9` would: no destructor, no flush — the first time a request
 //! reaches the named step of the signing path, so a test can stop it exactly between two
 //! durable steps and check what a restart makes of it. A crash point only ever stops the
-//! daemon; it never skips a check. Never set it outside tests.
+//! daemon; it never skips a check. `KINKO_FAILPOINT=pause:NAME` holds the request at NAME for
+//! 8 s instead (for a test in which another replica acts meanwhile). Never set it outside tests.
 //!
 //! | name | where |
 //! |---|---|
@@ -19,12 +20,13 @@ pub(crate) const POINTS: [&str; 3] = [
     "after_signature_produced",
 ];
 
-/// Aborts the process if `name` is the configured crash point.
+/// Aborts the process if `name` is the configured crash point; with `KINKO_FAILPOINT=pause:NAME`
+/// holds the request there for 8 s instead (another replica can act meanwhile).
 pub(crate) fn hit(name: &str) {
     static POINT: OnceLock<Option<String>> = OnceLock::new();
     let point = POINT.get_or_init(|| {
         let p = std::env::var("KINKO_FAILPOINT").ok()?;
-        if POINTS.contains(&p.as_str()) {
+        if POINTS.contains(&p.trim_start_matches("pause:")) {
             tracing::warn!(point = p, "crash point armed (a test set KINKO_FAILPOINT)");
             Some(p)
         } else {
@@ -32,8 +34,15 @@ pub(crate) fn hit(name: &str) {
             None
         }
     });
-    if point.as_deref() == Some(name) {
-        eprintln!("kinkod: crash point {name} reached: aborting");
-        std::process::abort();
+    match point.as_deref() {
+        Some(p) if p == name => {
+            eprintln!("kinkod: crash point {name} reached: aborting");
+            std::process::abort();
+        }
+        Some(p) if p.strip_prefix("pause:") == Some(name) => {
+            eprintln!("kinkod: pause point {name} reached: holding 8 s");
+            std::thread::sleep(std::time::Duration::from_secs(8));
+        }
+        _ => {}
     }
 }

@@ -575,7 +575,13 @@ async fn run(config: Config) -> Result<(), String> {
         policy_path,
     )?
     .with_log_key_label(&config.audit.log_key_label)
-    .with_seen_checkpoint(config.store.seen_checkpoint.clone(), seen_size);
+    .with_seen_checkpoint(config.store.seen_checkpoint.clone(), seen_size)
+    .with_replica(&config.store.replica.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        format!("{host}:{}", config.server.listen.port())
+    }));
     // One read of the log at start: recovery, then the store checked against it.
     // Log and state read at one instant: no other replica commits meanwhile.
     let started_checks = Arc::clone(engine.store());

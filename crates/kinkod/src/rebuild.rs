@@ -211,6 +211,7 @@ fn replay(
             let intent = a.intent.check().map_err(|e| err(r.seq, e))?;
             let velocity = kinko_policy::velocity_entries(&intent).map_err(|e| err(r.seq, e))?;
             tx.claim_signing(&SigningClaim {
+                replica: "rebuilt from the log".into(),
                 request_id: a.request_id.clone(),
                 key_name: a.key_name.clone(),
                 replay_keys: intent.replay_keys.clone(),

@@ -745,6 +745,9 @@ impl Engine {
             Err(e) => tracing::error!(error = %e, "periodic checkpoint task failed"),
         }
         self.remember_checkpoint();
+        if let Err(e) = self.fail_stale_claims() {
+            tracing::error!(error = %e, "could not recover claims left by a replica");
+        }
         // A policy another replica installed is followed (until then, signing refuses it:
         // the claim's transaction checks the policy in force).
         if let Err(e) = self.follow_installed_policy().await {

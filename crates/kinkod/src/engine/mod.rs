@@ -137,6 +137,8 @@ pub(crate) struct Engine {
     /// Where this kinkod keeps the newest checkpoint it has seen, and that checkpoint's size
     /// (a database restored from an older backup is refused at start against it).
     seen_checkpoint: Option<(std::path::PathBuf, std::sync::atomic::AtomicU64)>,
+    /// This kinkod's name among replicas (its claims carry it; recovery fails only its own).
+    replica: String,
 }
 
 fn now() -> Timestamp {
@@ -174,12 +176,19 @@ impl Engine {
             log_key_label: String::new(),
             retry_pending: std::sync::atomic::AtomicBool::new(false),
             seen_checkpoint: None,
+            replica: String::new(),
         };
         engine.load_velocity()?;
         Ok(engine)
     }
 
     /// Sets the audit log key's HSM label, which no signing key of a proposed policy may use.
+    /// Names this kinkod among replicas.
+    pub(crate) fn with_replica(mut self, name: &str) -> Self {
+        self.replica = name.to_string();
+        self
+    }
+
     /// Keeps the newest checkpoint seen in `path` (of size `size` now).
     pub(crate) fn with_seen_checkpoint(mut self, path: std::path::PathBuf, size: u64) -> Self {
         self.seen_checkpoint = Some((path, std::sync::atomic::AtomicU64::new(size)));

@@ -66,6 +66,7 @@ impl Engine {
         let velocity = velocity_entries(&intent).map_err(|e| Refused::internal("velocity", e))?;
         let digests = claim_digests(&intent.to_sign);
         let claim = SigningClaim {
+            replica: self.replica.clone(),
             request_id: request_id.to_string(),
             key_name: key.name.clone(),
             replay_keys: intent.replay_keys.clone(),

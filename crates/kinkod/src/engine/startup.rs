@@ -4,6 +4,10 @@
 use super::sign::claim_digests;
 use super::*;
 
+/// A claim older than this is recovered by any replica (no signing takes this long; a replica
+/// that died holding it may never come back).
+pub(crate) const STALE_CLAIM_SECS: i64 = 120;
+
 /// What every refusal to start on a disagreement tells the operator.
 const RESTORE: &str = "the store was edited or replaced behind kinkod: if the audit log verifies, rebuild the state from it (kinkod rebuild), else restore the database from backup (docs/incident-response.md); kinkod will not sign until store and log agree";
 
@@ -392,6 +396,14 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether this replica may recover a request left `signing`: always on an unshared store;
+    /// with replicas, its own claims and any claim older than [`STALE_CLAIM_SECS`].
+    pub(super) fn recoverable(&self, held: &kinko_store::SigningHeld) -> bool {
+        !self.store.is_shared()
+            || held.replica.as_deref() == Some(self.replica.as_str())
+            || held.since <= unix(now()) - STALE_CLAIM_SECS
+    }
+
     /// Reads the whole log once at start: the freeze in force, every signed request with its
     /// claims, and the `signature_produced` records of the requests the store left in
     /// `signing` (for [`Engine::recover`] and [`Engine::check_store_against_log`]).
@@ -546,10 +558,24 @@ impl Engine {
     /// explicitly, and their nonces stay claimed so no conflicting transaction is signed.
     /// Returns (restored, failed).
     pub(crate) fn recover(&self, facts: &LogFacts) -> Result<(usize, usize), StartError> {
-        let stuck = self
+        // With replicas, a request another replica claimed a moment ago may be signing there
+        // right now: only this replica's own claims, and claims older than any signing takes,
+        // are recovered (the tick recovers the rest once they are old).
+        let mine: std::collections::HashSet<String> = self
+            .store
+            .signing_held()
+            .map_err(read)?
+            .into_iter()
+            .filter(|h| self.recoverable(h))
+            .map(|h| h.request_id)
+            .collect();
+        let stuck: Vec<Request> = self
             .store
             .list_by_state(RequestState::Signing)
-            .map_err(read)?;
+            .map_err(read)?
+            .into_iter()
+            .filter(|r| mine.contains(&r.new.id))
+            .collect();
         let produced = &facts.produced;
         let (mut restored, mut failed) = (0, 0);
         for r in &stuck {
@@ -570,29 +596,61 @@ impl Engine {
                     restored += 1;
                 }
                 None => {
-                    let why = "kinkod stopped between authorization and signature; no signature left the signer (none is in the audit log); the nonce stays claimed: resubmit with a new nonce after checking the chain";
-                    self.store
-                        .commit("kinkod", |tx| {
-                            tx.transition(
-                                id,
-                                &[RequestState::Signing],
-                                RequestState::Failed,
-                                Some(why),
-                                unix(now()),
-                            )?;
-                            let event = Event::Refusal(rec::Refusal {
-                                request_id: Some(id.to_string()),
-                                code: "SIGNING_FAILED".into(),
-                                message: why.into(),
-                            });
-                            Ok(((), vec![event]))
-                        })
-                        .map_err(read)?;
+                    self.fail_interrupted(id).map_err(read)?;
                     failed += 1;
                 }
             }
         }
         Ok((restored, failed))
+    }
+
+    /// Fails a request a stopped kinkod left between authorization and signature, with its
+    /// record; its claims stay.
+    fn fail_interrupted(&self, id: &str) -> Result<(), kinko_store::StoreError> {
+        let why = "kinkod stopped between authorization and signature; no signature left the signer (none is in the audit log); the nonce stays claimed: resubmit with a new nonce after checking the chain";
+        self.store
+            .commit("kinkod", |tx| {
+                tx.transition(
+                    id,
+                    &[RequestState::Signing],
+                    RequestState::Failed,
+                    Some(why),
+                    unix(now()),
+                )?;
+                let event = Event::Refusal(rec::Refusal {
+                    request_id: Some(id.to_string()),
+                    code: "SIGNING_FAILED".into(),
+                    message: why.into(),
+                });
+                Ok(((), vec![event]))
+            })
+            .map(|_| ())
+    }
+
+    /// With replicas: fails the claims older than [`STALE_CLAIM_SECS`] that a replica which
+    /// died left `signing` (the tick calls it; a signature and its signed state commit together,
+    /// so a claim still `signing` that old was never released).
+    pub(crate) fn fail_stale_claims(&self) -> Result<usize, kinko_store::StoreError> {
+        if !self.store.is_shared() {
+            return Ok(0);
+        }
+        let cutoff = unix(now()) - STALE_CLAIM_SECS;
+        let mut failed = 0;
+        for held in self.store.signing_held()? {
+            if held.since > cutoff {
+                continue;
+            }
+            match self.fail_interrupted(&held.request_id) {
+                Ok(()) => {
+                    tracing::warn!(request = held.request_id, replica = ?held.replica, "a claim left signing by a replica was failed");
+                    failed += 1;
+                }
+                // Finished or failed by another replica meanwhile.
+                Err(kinko_store::StoreError::WrongState { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(failed)
     }
 }
 

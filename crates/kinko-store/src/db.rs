@@ -342,6 +342,7 @@ impl Drop for Blocker {
 pub(crate) struct Pg {
     pub(crate) client: tokio_postgres::Client,
     pub(crate) aux: PgAux,
+    url: String,
 }
 
 /// The runtime that drives the connection, and the prepared statements.
@@ -383,7 +384,18 @@ impl Pg {
                 blocker,
                 statements: Mutex::new(HashMap::new()),
             },
+            url: url.to_string(),
         })
+    }
+
+    /// Connects again if the connection was lost (PostgreSQL restarted, the network broke):
+    /// the call that finds it lost fails, and the next one reconnects — kinkod recovers without
+    /// a restart of its own. Fails (and stays disconnected) while the server is unreachable.
+    pub(crate) fn ensure_connected(&mut self) -> Result<(), StoreError> {
+        if self.client.is_closed() {
+            *self = Pg::connect(&self.url)?;
+        }
+        Ok(())
     }
 
     /// Runs SQL with no parameters and no results (schema, settings).

@@ -505,7 +505,7 @@ struct Inner {
 /// The backend.
 enum Db {
     Sqlite(rusqlite::Connection),
-    Postgres(db::Pg),
+    Postgres(Box<db::Pg>),
 }
 
 /// The advisory lock every writing transaction of the PostgreSQL backend takes first: one
@@ -532,7 +532,8 @@ impl Db {
                 Ok(out)
             }
             Db::Postgres(pg) => {
-                let db::Pg { client, aux } = pg;
+                pg.ensure_connected()?;
+                let db::Pg { client, aux, .. } = &mut **pg;
                 let tx = aux
                     .blocker
                     .block(client.transaction())?
@@ -554,15 +555,18 @@ impl Db {
 
     /// Runs `f` outside any explicit transaction (reads).
     fn with<T>(
-        &self,
+        &mut self,
         f: impl FnOnce(&dyn db::Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         match self {
             Db::Sqlite(conn) => f(conn),
-            Db::Postgres(pg) => f(&db::PgConn {
-                aux: &pg.aux,
-                c: &pg.client,
-            }),
+            Db::Postgres(pg) => {
+                pg.ensure_connected()?;
+                f(&db::PgConn {
+                    aux: &pg.aux,
+                    c: &pg.client,
+                })
+            }
         }
     }
 }
@@ -598,7 +602,7 @@ impl Store {
     pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
         let pg = db::Pg::connect(url)?;
         migrations::apply_postgres(&pg)?;
-        Ok(Store::with_db(Db::Postgres(pg)))
+        Ok(Store::with_db(Db::Postgres(Box::new(pg))))
     }
 
     /// Every request in `signing`, with the replica that claimed it and when.

@@ -785,6 +785,40 @@ mod log {
         );
     }
 
+    /// The database connection lost (PostgreSQL restarted, the network broke): while the
+    /// database cannot be reached every call fails and changes nothing; once it can, the next
+    /// call reconnects by itself and the log carries on with no gap.
+    #[test]
+    fn a_lost_connection_fails_closed_and_the_store_reconnects_by_itself() {
+        let Some((s, _b, url)) = replicas_at() else {
+            return pg_required();
+        };
+        s.commit("ledger", |_| Ok(((), vec![refusal(1)]))).unwrap();
+        let name = url
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("dbname="))
+            .unwrap()
+            .to_string();
+        let base = crate::testing::postgres_url().unwrap();
+        let admin = |sql: &str| crate::testing::sql(&base, sql).unwrap();
+        admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
+        admin(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        for _ in 0..3 {
+            let err = s
+                .commit("ledger", |_| Ok(((), vec![refusal(2)])))
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Postgres(_)), "{err:?}");
+        }
+        assert_eq!(s.log_size(), 1, "nothing was appended");
+        admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
+        let (_, appended) = s.commit("ledger", |_| Ok(((), vec![refusal(3)]))).unwrap();
+        assert_eq!(appended[0].seq, 1);
+        assert_eq!(s.read_log_lines(0, 10).unwrap().len(), 2);
+    }
+
     #[test]
     fn replicas_append_to_one_sequence_and_one_tree() {
         let Some((a, b)) = replicas() else {

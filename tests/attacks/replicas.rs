@@ -19,20 +19,6 @@ use kinko_tests::{
     officer_approval, pb, reason, replace_in, start, submission, unique_label,
 };
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-            std::fs::set_permissions(&target, e.metadata().unwrap().permissions()).unwrap();
-        }
-    }
-}
-
 async fn submit(d: &Daemon, nonce: u64, idem: &str) -> pb::Request {
     WithdrawalServiceClient::new(channel(d, "ledger").await)
         .submit_withdrawal(submission(
@@ -118,7 +104,7 @@ fn pair_with(tmp: &Path, max_count: &str, edit: impl FnOnce(&Path)) -> Pair {
     );
     edit(&dir_a);
     // Replica B: the same configuration, certificates, policy and token; another port.
-    copy_dir(&dir_a, &dir_b);
+    kinko_tests::copy_dir(&dir_a, &dir_b);
     replace_in(
         &dir_b.join("kinkod.toml"),
         &format!("127.0.0.1:{port_a}"),

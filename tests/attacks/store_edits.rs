@@ -19,21 +19,6 @@ use kinko_tests::{
     start, start_fails, submission, unique_label,
 };
 
-/// Copies a directory tree (the data directory, to replay each edit on the same history).
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-            std::fs::set_permissions(&target, e.metadata().unwrap().permissions()).unwrap();
-        }
-    }
-}
-
 fn sql(dir: &Path, statements: &str) {
     let conn = rusqlite::Connection::open(dir.join("kinko.db")).unwrap();
     conn.execute_batch(statements).unwrap();
@@ -120,7 +105,7 @@ async fn a_store_edited_behind_kinkod_is_refused_at_start() {
     drop(d);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let pristine = tmp.path().join("pristine");
-    copy_dir(&dir, &pristine);
+    kinko_tests::copy_dir(&dir, &pristine);
 
     // The freeze cleared or its row deleted: the log's freeze is restored, never lifted.
     for (what, edit) in [
@@ -131,7 +116,7 @@ async fn a_store_edited_behind_kinkod_is_refused_at_start() {
         ("freeze row deleted", "DELETE FROM freeze;"),
     ] {
         let _ = std::fs::remove_dir_all(&dir);
-        copy_dir(&pristine, &dir);
+        kinko_tests::copy_dir(&pristine, &dir);
         sql(&dir, edit);
         let d = start(&dir, &label, port, false);
         let now = AdminServiceClient::new(channel(&d, "auditor").await)
@@ -234,7 +219,7 @@ async fn a_store_edited_behind_kinkod_is_refused_at_start() {
     ];
     for (what, edit, expected) in cases {
         let _ = std::fs::remove_dir_all(&dir);
-        copy_dir(&pristine, &dir);
+        kinko_tests::copy_dir(&pristine, &dir);
         sql(&dir, &edit);
         let err = start_fails(&dir);
         assert!(err.contains(&expected), "{what}: {err}");
@@ -245,7 +230,7 @@ async fn a_store_edited_behind_kinkod_is_refused_at_start() {
     }
     // The unedited store starts, still frozen.
     let _ = std::fs::remove_dir_all(&dir);
-    copy_dir(&pristine, &dir);
+    kinko_tests::copy_dir(&pristine, &dir);
     let d = start(&dir, &label, port, false);
     let f = AdminServiceClient::new(channel(&d, "auditor").await)
         .get_freeze_state(pb::ListKeysRequest {})
@@ -258,7 +243,7 @@ async fn a_store_edited_behind_kinkod_is_refused_at_start() {
 
     // The state derived from the log alone (`kinkod rebuild`) is the state kinkod kept.
     let _ = std::fs::remove_dir_all(&dir);
-    copy_dir(&pristine, &dir);
+    kinko_tests::copy_dir(&pristine, &dir);
     let rebuilt = dir.join("rebuilt.db");
     let out = std::process::Command::new(kinko_tests::bin("kinkod"))
         .arg("--config")

@@ -400,6 +400,21 @@ pub fn export_log(dir: &Path, out: &Path) -> PathBuf {
     out.to_path_buf()
 }
 
+/// Copies a directory tree (the data directory, to replay each edit on the same history).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+            std::fs::set_permissions(&target, e.metadata().unwrap().permissions()).unwrap();
+        }
+    }
+}
+
 /// The policy file in force in the data directory.
 pub fn policy(dir: &Path) -> Policy {
     Policy::from_toml(&std::fs::read(dir.join("policy.toml")).unwrap()).unwrap()

@@ -13,13 +13,18 @@ fn stores() -> Vec<(tempfile::TempDir, Store)> {
                 Store::open_postgres(&url).unwrap(),
             ));
         }
-        None => assert!(
-            std::env::var("KINKO_ALLOW_SKIP")
-                .is_ok_and(|v| v.trim() == "1" || v.split(',').any(|n| n.trim() == "postgres")),
-            "KINKO_TEST_PG_URL is not set: start a cluster (scripts/pg-cluster.sh start DIR) or set KINKO_ALLOW_SKIP=postgres"
-        ),
+        None => pg_required(),
     }
     out
+}
+
+/// Without the test cluster a PostgreSQL test fails, unless skipped knowingly.
+fn pg_required() {
+    assert!(
+        std::env::var("KINKO_ALLOW_SKIP")
+            .is_ok_and(|v| v.trim() == "1" || v.split(',').any(|n| n.trim() == "postgres")),
+        "KINKO_TEST_PG_URL is not set: start a cluster (scripts/pg-cluster.sh start DIR) or set KINKO_ALLOW_SKIP=postgres"
+    );
 }
 
 fn store() -> (tempfile::TempDir, Store) {
@@ -777,14 +782,6 @@ mod log {
         Some((a, b, url))
     }
 
-    fn pg_required() {
-        assert!(
-            std::env::var("KINKO_ALLOW_SKIP")
-                .is_ok_and(|v| v.trim() == "1" || v.split(',').any(|n| n.trim() == "postgres")),
-            "KINKO_TEST_PG_URL is not set: start a cluster (scripts/pg-cluster.sh start DIR) or set KINKO_ALLOW_SKIP=postgres"
-        );
-    }
-
     /// The database connection lost (PostgreSQL restarted, the network broke): while the
     /// database cannot be reached every call fails and changes nothing; once it can, the next
     /// call reconnects by itself and the log carries on with no gap.
@@ -923,12 +920,7 @@ fn settings_that_can_lose_a_commit_are_reported() {
     let (_d, s) = store();
     assert!(s.durability_problems().unwrap().is_empty());
     let Some(_) = crate::testing::postgres_url() else {
-        assert!(
-            std::env::var("KINKO_ALLOW_SKIP")
-                .is_ok_and(|v| v.trim() == "1" || v.split(',').any(|n| n.trim() == "postgres")),
-            "KINKO_TEST_PG_URL is not set"
-        );
-        return;
+        return pg_required();
     };
     let url = crate::testing::fresh_database("durability").unwrap();
     let pg = Store::open_postgres(&url).unwrap();

@@ -368,16 +368,40 @@ pub fn replace_in(path: &Path, from: &str, to: &str) {
     std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
-/// Starts kinkod on `dir`'s config expecting it to refuse; returns what it printed.
+/// Starts kinkod on `dir`'s config expecting it to refuse; returns what it printed. A kinkod
+/// that starts after all is killed within a minute and the test fails (never hangs).
 pub fn start_fails(dir: &Path) -> String {
-    let out = Command::new(bin("kinkod"))
+    let mut child = Command::new(bin("kinkod"))
         .arg("--config")
         .arg(dir.join("kinkod.toml"))
         .env("RUST_LOG", "warn,cryptoki::mechanism=off")
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success(), "kinkod started but should not have");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = reader.join().unwrap();
+    match status {
+        Some(s) if !s.success() => text,
+        _ => panic!("kinkod started but should not have:\n{text}"),
+    }
 }
 
 /// `kinkod export-log` of `dir`'s store into a new directory `out` (the documented files the

@@ -534,10 +534,17 @@ impl Db {
             Db::Postgres(pg) => {
                 pg.ensure_connected()?;
                 let db::Pg { client, aux, .. } = &mut **pg;
-                let tx = aux
-                    .blocker
-                    .block(client.transaction())?
-                    .map_err(db::pg_err)?;
+                // A reading transaction is one snapshot (REPEATABLE READ): several queries over
+                // the log see the same rows while other replicas append.
+                let builder = client.build_transaction();
+                let builder = if write {
+                    builder
+                } else {
+                    builder
+                        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                        .read_only(true)
+                };
+                let tx = aux.blocker.block(builder.start())?.map_err(db::pg_err)?;
                 let conn = db::PgConn { aux, c: &tx };
                 if write {
                     db::Conn::exec(

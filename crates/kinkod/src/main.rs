@@ -368,13 +368,20 @@ async fn run(config: Config) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", config.store.describe()))?,
     );
     let installed = store.installed_policy().map_err(|e| e.to_string())?;
+    let stale = config.store.postgres.is_some()
+        && store
+            .installed_policies()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .any(|earlier| earlier.policy_hash == policy_hash);
     if let Some(p) = &installed
         && p.policy_hash != policy_hash
-        && config.store.postgres.is_some()
+        && stale
     {
         // Replicas share one store: another replica installed a policy through governance while
-        // this one was down. The store's installed policy is the one in force (it is checked
-        // against the log below); the file follows it.
+        // this one was down, and this file holds a policy installed earlier. The store's
+        // installed policy is the one in force (it is checked against the log below); the file
+        // follows it. A file that holds a policy never installed is still refused below.
         tracing::warn!(
             path = %policy_path.display(),
             installed = hex::encode(&p.policy_hash),

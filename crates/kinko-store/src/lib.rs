@@ -993,12 +993,16 @@ pub mod testing {
         let base = postgres_url().ok_or_else(|| {
             StoreError::Io("KINKO_TEST_PG_URL is not set (scripts/pg-cluster.sh start DIR)".into())
         })?;
+        // Unique within the process (a counter: two threads can read the same clock value) and
+        // across processes (the pid) and runs (the clock).
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let name = format!(
-            "t_{}_{}_{nanos}",
+            "t_{}_{}_{n}_{nanos}",
             tag.to_ascii_lowercase()
                 .replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
             std::process::id()

@@ -19,6 +19,23 @@ use kinko_tests::{
     officer_approval, pb, reason, replace_in, start, submission, unique_label,
 };
 
+/// Exports the log of `dir`'s store into `out` and verifies it offline with `kinko audit verify`.
+fn verify_offline(dir: &Path, out: &Path, vkey: &str) {
+    let exported = export_log(dir, out);
+    let out = Command::new(bin("kinko"))
+        .args(["audit", "verify"])
+        .arg(&exported)
+        .args(["--log-key", vkey])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 async fn submit(d: &Daemon, nonce: u64, idem: &str) -> pb::Request {
     WithdrawalServiceClient::new(channel(d, "ledger").await)
         .submit_withdrawal(submission(
@@ -225,19 +242,7 @@ async fn two_replicas_share_one_history_and_never_sign_twice() {
     drop(b);
 
     // One log, written by both, verifies offline.
-    let exported = export_log(&dir_b, &tmp.path().join("exported"));
-    let out = Command::new(bin("kinko"))
-        .args(["audit", "verify"])
-        .arg(&exported)
-        .args(["--log-key", &vkey])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    verify_offline(&dir_b, &tmp.path().join("exported"), &vkey);
 }
 
 /// Failover: withdrawals spread over two replicas while either is killed (`kill -9`) at random
@@ -352,19 +357,7 @@ async fn kill_9_of_either_replica_under_load_loses_and_duplicates_nothing() {
     }
     let vkey = up[0].as_ref().unwrap().vkey.clone();
     drop(up);
-    let exported = export_log(&p.dir_a, &tmp.path().join("exported"));
-    let out = Command::new(bin("kinko"))
-        .args(["audit", "verify"])
-        .arg(&exported)
-        .args(["--log-key", &vkey])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    verify_offline(&p.dir_a, &tmp.path().join("exported"), &vkey);
     let _ = p.url;
 }
 

@@ -2,10 +2,12 @@
 # A throwaway PostgreSQL cluster for tests, never a system service:
 #   scripts/pg-cluster.sh start DIR   initdb + pg_ctl start in DIR (as an unprivileged user when run
 #                                     as root), on a free port; prints the connection string
-#   scripts/pg-cluster.sh stop DIR    pg_ctl stop
-# Installs Debian's postgresql package when initdb is missing. fsync stays on (the default).
+#   scripts/pg-cluster.sh stop DIR    pg_ctl stop (fast: clients are disconnected)
+#   scripts/pg-cluster.sh resume DIR  starts a stopped cluster again, on the same port
+# KINKO_PG_LISTEN (default 127.0.0.1) sets listen_addresses; KINKO_PG_TRUST_NET (a CIDR) lets
+# clients from that network in (for the network-partition test). Installs Debian's postgresql package when initdb is missing. fsync stays on (the default).
 set -euo pipefail
-cmd="${1:?start|stop}"; dir="${2:?directory}"
+cmd="${1:?start|stop|resume}"; dir="${2:?directory}"
 bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)"
 if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -30,13 +32,20 @@ case "$cmd" in
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     as_user "$bin/initdb" -D "$dir/data" -A trust -U kinko -E UTF8 --no-instructions >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; exit 1; }
-    as_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null \
+    if [ -n "${KINKO_PG_TRUST_NET:-}" ]; then
+      echo "host all all $KINKO_PG_TRUST_NET trust" >>"$dir/data/pg_hba.conf"
+    fi
+    echo "-p $port -k $dir -c listen_addresses=${KINKO_PG_LISTEN:-127.0.0.1} -c max_connections=200" >"$dir/options"
+    as_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -o "$(cat "$dir/options")" start >/dev/null \
       || { cat "$dir/server.log" >&2; exit 1; }
     echo "host=127.0.0.1 port=$port user=kinko dbname=postgres"
+    ;;
+  resume)
+    as_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -o "$(cat "$dir/options")" start >/dev/null \
+      || { cat "$dir/server.log" >&2; exit 1; }
     ;;
   stop)
     as_user "$bin/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
     ;;
-  *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|resume DIR" >&2; exit 2 ;;
 esac

@@ -14,7 +14,8 @@ use kinko_tests::pb::approval_service_client::ApprovalServiceClient;
 use kinko_tests::pb::withdrawal_service_client::WithdrawalServiceClient;
 use kinko_tests::{
     Daemon, Verdict, audit_records, bin, channel, eth_transfer, event_type, free_port, init,
-    officer_approval, pb, replace_in, start, submission, unique_label,
+    officer_approval, pb, replace_in, start, submission, try_channel, try_officer_approval,
+    unique_label,
 };
 
 /// What clients were told by the daemon before it died.
@@ -24,7 +25,27 @@ pub(crate) struct Seen {
     pub(crate) signed: HashMap<String, Vec<u8>>,
     /// (request id, officer) of every approval the daemon acknowledged.
     pub(crate) approvals: HashSet<(String, String)>,
+    /// Withdrawals the daemon accepted (submissions answered with a request).
     pub(crate) withdrawals_started: u64,
+    /// Refusals the daemon answered with, by `code/REASON` (a dead daemon's transport errors
+    /// are not counted: nothing answered).
+    pub(crate) refused: std::collections::BTreeMap<String, u64>,
+}
+
+impl Seen {
+    fn refusal(&mut self, status: &tonic::Status) {
+        if status.code() == tonic::Code::Unknown || status.code() == tonic::Code::Cancelled {
+            return; // transport: the daemon died or was cut off mid-call
+        }
+        *self
+            .refused
+            .entry(format!(
+                "{:?}/{}",
+                status.code(),
+                kinko_tests::reason(status)
+            ))
+            .or_default() += 1;
+    }
 }
 
 /// A tiny deterministic generator (the seed is printed, so a failure can be replayed).
@@ -39,18 +60,20 @@ impl Lcg {
     }
 }
 
+/// One withdrawal through `d`: submit, then both officers approve. Whether the daemon answered
+/// every call (false: it refused one, or it is down).
 pub(crate) async fn one_withdrawal(
     d_dir: &std::path::Path,
     d: &Daemon,
     nonce: u64,
     seen: &Mutex<Seen>,
-) {
+) -> bool {
     let hot = address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
-    let Ok(ch) = tokio::time::timeout(Duration::from_secs(2), channel(d, "ledger")).await else {
-        return;
+    let Ok(ch) = try_channel(d, "ledger").await else {
+        return false;
     };
     let mut ledger = WithdrawalServiceClient::new(ch);
-    let Ok(r) = ledger
+    let id = match ledger
         .submit_withdrawal(submission(
             d_dir,
             "eth-dev",
@@ -59,14 +82,22 @@ pub(crate) async fn one_withdrawal(
             &format!("kill-{nonce}"),
         ))
         .await
-    else {
-        return;
+    {
+        Ok(r) => r.into_inner().request_id,
+        Err(e) => {
+            seen.lock().unwrap().refusal(&e);
+            return false;
+        }
     };
-    let id = r.into_inner().request_id;
+    seen.lock().unwrap().withdrawals_started += 1;
     for officer in ["alice", "bob"] {
-        let mut c = ApprovalServiceClient::new(channel(d, officer).await);
-        let approval = officer_approval(d, officer, &id, Verdict::Approve).await;
-        match c.approve(approval).await {
+        let Ok(ch) = try_channel(d, officer).await else {
+            return false;
+        };
+        let Ok(approval) = try_officer_approval(d, officer, &id, Verdict::Approve).await else {
+            return false;
+        };
+        match ApprovalServiceClient::new(ch).approve(approval).await {
             Ok(r) => {
                 let r = r.into_inner();
                 let mut s = seen.lock().unwrap();
@@ -75,12 +106,17 @@ pub(crate) async fn one_withdrawal(
                     s.signed.insert(id.clone(), r.signed_transaction);
                 }
             }
-            Err(_) => return,
+            Err(e) => {
+                seen.lock().unwrap().refusal(&e);
+                return false;
+            }
         }
     }
+    true
 }
 
-/// Runs withdrawals on `workers` tasks until aborted; nonces from `next_nonce`.
+/// Runs withdrawals on `workers` tasks until aborted; nonces from `next_nonce`. A worker whose
+/// daemon does not answer waits 100 ms before the next try (no spinning against a dead port).
 pub(crate) fn load(
     d: Arc<Daemon>,
     workers: u64,
@@ -94,12 +130,9 @@ pub(crate) fn load(
             tokio::spawn(async move {
                 loop {
                     let n = next_nonce.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    seen.lock().unwrap().withdrawals_started += 1;
-                    // Panics in a helper (e.g. a refused approval fetch) end this worker only.
-                    let dir = d.dir.clone();
-                    let (d2, s2) = (Arc::clone(&d), Arc::clone(&seen));
-                    let _ =
-                        tokio::spawn(async move { one_withdrawal(&dir, &d2, n, &s2).await }).await;
+                    if !one_withdrawal(&d.dir, &d, n, &seen).await {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
             })
         })
@@ -250,7 +283,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     }
     let s = seen.lock().unwrap();
     eprintln!(
-        "{round} kills, {} withdrawals started, {} signatures received, {} approvals acknowledged",
+        "{round} kills, {} withdrawals accepted, {} signatures received, {} approvals acknowledged",
         s.withdrawals_started,
         s.signed.len(),
         s.approvals.len()

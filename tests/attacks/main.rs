@@ -11,6 +11,7 @@
 mod approvals;
 mod audit_tamper;
 mod controls;
+mod database;
 mod disk_full;
 mod drill;
 mod exhaustion;

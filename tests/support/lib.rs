@@ -78,6 +78,15 @@ impl Daemon {
         self.child.id()
     }
 
+    /// Whether the process is still running (not exited, not a zombie): a daemon that recovers
+    /// "by itself" is the same process throughout.
+    pub fn alive(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+            .unwrap_or(false)
+    }
+
     /// `kill -9`, and wait for the process to be gone.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
@@ -192,6 +201,22 @@ pub fn start_with_env(
         cmd.arg("--config").arg(dir.join("kinkod.toml"));
     }
     cmd.envs(env.iter().copied());
+    launch(cmd, dir, &format!("https://localhost:{port}"))
+}
+
+/// Starts an initialized daemon through `wrapper` (e.g. `ip netns exec NAME`, which execs
+/// kinkod in place: the pid is kinkod's), reached by clients at `addr` (`https://HOST:PORT`).
+pub fn start_wrapped(dir: &Path, wrapper: &[&str], addr: &str) -> Daemon {
+    kinko_hsm::testing::ensure_softhsm2_conf().unwrap();
+    let mut cmd = Command::new(wrapper[0]);
+    cmd.args(&wrapper[1..])
+        .arg(bin("kinkod"))
+        .arg("--config")
+        .arg(dir.join("kinkod.toml"));
+    launch(cmd, dir, addr)
+}
+
+fn launch(mut cmd: Command, dir: &Path, addr: &str) -> Daemon {
     let mut child = cmd
         .env("RUST_LOG", "warn,cryptoki::mechanism=off")
         .stderr(Stdio::piped())
@@ -221,7 +246,7 @@ pub fn start_with_env(
     Daemon {
         child,
         dir: dir.to_path_buf(),
-        addr: format!("https://localhost:{port}"),
+        addr: addr.to_string(),
         vkey,
         keys,
     }
@@ -229,6 +254,11 @@ pub fn start_with_env(
 
 /// A channel to `d` presenting the certificate of principal `who`.
 pub async fn channel(d: &Daemon, who: &str) -> Channel {
+    try_channel(d, who).await.unwrap()
+}
+
+/// [`channel`], for a daemon that may be down (killed, cut off): connecting fails within 2 s.
+pub async fn try_channel(d: &Daemon, who: &str) -> Result<Channel, String> {
     let read = |p: &str| std::fs::read(d.dir.join(p)).unwrap();
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(read("tls/ca.pem")))
@@ -237,13 +267,12 @@ pub async fn channel(d: &Daemon, who: &str) -> Channel {
             read(&format!("tls/{who}.key")),
         ))
         .domain_name("localhost");
-    Channel::from_shared(d.addr.clone())
+    let endpoint = Channel::from_shared(d.addr.clone())
         .unwrap()
         .tls_config(tls)
         .unwrap()
-        .connect()
-        .await
-        .unwrap()
+        .connect_timeout(Duration::from_secs(2));
+    endpoint.connect().await.map_err(|e| format!("{e:?}"))
 }
 
 /// An Ed25519 key from a hex seed file made by `kinkod dev`.
@@ -463,14 +492,26 @@ pub async fn officer_approval(
     request_id: &str,
     verdict: Verdict,
 ) -> pb::SignedApproval {
+    try_officer_approval(d, officer, request_id, verdict)
+        .await
+        .unwrap()
+}
+
+/// [`officer_approval`], for a daemon that may be down: fetching the request may fail.
+pub async fn try_officer_approval(
+    d: &Daemon,
+    officer: &str,
+    request_id: &str,
+    verdict: Verdict,
+) -> Result<pb::SignedApproval, String> {
     let mut client =
-        pb::approval_service_client::ApprovalServiceClient::new(channel(d, officer).await);
+        pb::approval_service_client::ApprovalServiceClient::new(try_channel(d, officer).await?);
     let req = client
         .get_request(pb::RequestId {
             request_id: request_id.into(),
         })
         .await
-        .unwrap()
+        .map_err(|e| format!("{e:?}"))?
         .into_inner();
     let policy = policy(&d.dir);
     let key = policy.key(&req.key_name).unwrap();
@@ -484,7 +525,7 @@ pub async fn officer_approval(
         intent.digest().unwrap().0.as_slice(),
         req.intent_digest.as_slice()
     );
-    sign_approval(
+    Ok(sign_approval(
         d,
         officer,
         officer,
@@ -494,7 +535,7 @@ pub async fn officer_approval(
         },
         verdict,
         3600,
-    )
+    ))
 }
 
 /// An approval message with any subject and lifetime, signed with the key file of

@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::StoreError;
 
@@ -286,12 +288,39 @@ impl<'a> tokio_postgres::types::FromSql<'a> for Val {
     }
 }
 
+/// How long one call to PostgreSQL (a statement, a commit, connecting) may wait for its
+/// answer. A partitioned network or a hung server otherwise holds a request — and the store's
+/// mutex — forever; past this the call fails closed (nothing signed) and the connection is
+/// dropped, so the next call connects again. Longer than [`PG_IDLE_IN_TRANSACTION`]: a replica
+/// waiting for the write lock that a partitioned replica's session holds gets it once the
+/// server has ended that session.
+pub(crate) const PG_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Set on every session: the server ends a session left idle inside a transaction this long (a
+/// replica cut off mid-transaction), which releases the write lock it held.
+pub(crate) const PG_IDLE_IN_TRANSACTION: Duration = Duration::from_secs(4);
+
+/// Settings of every session. Besides [`PG_IDLE_IN_TRANSACTION`]: the server probes an idle
+/// client after 5 s and gives up after 3 unanswered probes 2 s apart, or after 10 s of unacknowledged
+/// data, so a partitioned replica's session (and the start-up lock it may hold) ends.
+fn session_settings() -> String {
+    format!(
+        "SET idle_in_transaction_session_timeout = {}; \
+         SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
+         SET tcp_keepalives_count = 3; SET tcp_user_timeout = 10000",
+        PG_IDLE_IN_TRANSACTION.as_millis()
+    )
+}
+
 /// Drives tokio-postgres futures to completion from the store's synchronous API, on the
 /// store's own runtime (which also runs the connection task): from a blocking thread or a
 /// thread outside any runtime directly, from a multi-threaded runtime's worker through
-/// `block_in_place`.
+/// `block_in_place`. Every call is bounded by [`PG_ANSWER_TIMEOUT`].
 pub(crate) struct Blocker {
     rt: Option<tokio::runtime::Runtime>,
+    /// A call went unanswered: the connection may be half-way through anything, so it is not
+    /// used again.
+    lost: AtomicBool,
 }
 
 impl Blocker {
@@ -302,7 +331,15 @@ impl Blocker {
             .enable_all()
             .build()
             .map_err(|e| StoreError::Io(format!("store runtime: {e}")))?;
-        Ok(Self { rt: Some(rt) })
+        Ok(Self {
+            rt: Some(rt),
+            lost: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether a call went unanswered (the connection must be made again).
+    pub(crate) fn lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
     }
 
     pub(crate) fn handle(&self) -> Result<&tokio::runtime::Handle, StoreError> {
@@ -313,18 +350,34 @@ impl Blocker {
     }
 
     pub(crate) fn block<F: Future>(&self, f: F) -> Result<F::Output, StoreError> {
+        if self.lost() {
+            return Err(StoreError::Postgres(
+                "the connection to PostgreSQL was dropped after an unanswered call".into(),
+            ));
+        }
         let handle = self.handle()?;
-        match tokio::runtime::Handle::try_current() {
+        let bounded = async { tokio::time::timeout(PG_ANSWER_TIMEOUT, f).await };
+        let out = match tokio::runtime::Handle::try_current() {
             Ok(current)
                 if current.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
             {
-                Ok(tokio::task::block_in_place(|| handle.block_on(f)))
+                tokio::task::block_in_place(|| handle.block_on(bounded))
             }
-            Ok(_) => Err(StoreError::Io(
-                "the PostgreSQL store needs a multi-threaded runtime (or none)".into(),
-            )),
-            Err(_) => Ok(handle.block_on(f)),
-        }
+            Ok(_) => {
+                return Err(StoreError::Io(
+                    "the PostgreSQL store needs a multi-threaded runtime (or none)".into(),
+                ));
+            }
+            Err(_) => handle.block_on(bounded),
+        };
+        out.map_err(|_| {
+            self.lost.store(true, Ordering::SeqCst);
+            StoreError::Postgres(format!(
+                "PostgreSQL did not answer within {} s (server down or network partitioned); \
+                 the outcome of this call is unknown to this replica, which connects again",
+                PG_ANSWER_TIMEOUT.as_secs()
+            ))
+        })
     }
 }
 
@@ -343,7 +396,18 @@ pub(crate) struct Pg {
     pub(crate) client: tokio_postgres::Client,
     pub(crate) aux: PgAux,
     url: String,
+    /// After a failed attempt to connect again, calls fail at once until then: while the
+    /// database is unreachable each call would otherwise wait out a connect timeout, one after
+    /// another behind the store's mutex.
+    retry_after: Option<std::time::Instant>,
 }
+
+/// How long after a failed attempt to connect the next one is made.
+const PG_RECONNECT_PAUSE: Duration = Duration::from_secs(2);
+
+/// How long connecting may take unless the connection string says (`connect_timeout`): a
+/// database on the same network answers in milliseconds.
+const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The runtime that drives the connection, and the prepared statements.
 pub(crate) struct PgAux {
@@ -369,15 +433,22 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
 impl Pg {
     /// Connects (no TLS: a local socket or a trusted network; see docs/ha.md).
     pub(crate) fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(pg_err)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(PG_CONNECT_TIMEOUT);
+        }
         let blocker = Blocker::new()?;
         let handle = blocker.handle()?.clone();
         let (client, connection) = blocker
-            .block(tokio_postgres::connect(url, tokio_postgres::NoTls))?
+            .block(config.connect(tokio_postgres::NoTls))?
             .map_err(pg_err)?;
         // The connection runs on the store's runtime; when it ends, calls fail with its error.
         handle.spawn(async move {
             let _ = connection.await;
         });
+        blocker
+            .block(client.batch_execute(&session_settings()))?
+            .map_err(pg_err)?;
         Ok(Self {
             client,
             aux: PgAux {
@@ -385,6 +456,7 @@ impl Pg {
                 statements: Mutex::new(HashMap::new()),
             },
             url: url.to_string(),
+            retry_after: None,
         })
     }
 
@@ -392,10 +464,26 @@ impl Pg {
     /// the call that finds it lost fails, and the next one reconnects — kinkod recovers without
     /// a restart of its own. Fails (and stays disconnected) while the server is unreachable.
     pub(crate) fn ensure_connected(&mut self) -> Result<(), StoreError> {
-        if self.client.is_closed() {
-            *self = Pg::connect(&self.url)?;
+        if !self.client.is_closed() && !self.aux.blocker.lost() {
+            return Ok(());
         }
-        Ok(())
+        let now = std::time::Instant::now();
+        if self.retry_after.is_some_and(|t| now < t) {
+            return Err(StoreError::Postgres(
+                "PostgreSQL is unreachable (the last attempt to connect failed under 2 s ago)"
+                    .into(),
+            ));
+        }
+        match Pg::connect(&self.url) {
+            Ok(pg) => {
+                *self = pg;
+                Ok(())
+            }
+            Err(e) => {
+                self.retry_after = Some(now + PG_RECONNECT_PAUSE);
+                Err(e)
+            }
+        }
     }
 
     /// Runs SQL with no parameters and no results (schema, settings).

@@ -82,10 +82,18 @@ pub(crate) struct Pair {
     pub(crate) port_b: u16,
 }
 
-/// Whether the PostgreSQL test cluster is there (else fails, unless skipped knowingly).
+/// Whether to run a replica test: on the suite's PostgreSQL run (`KINKO_TEST_BACKEND=postgres`)
+/// with the test cluster there (else fails, unless skipped knowingly). The SQLite run leaves
+/// these tests to the PostgreSQL run, saying so.
 pub(crate) fn cluster() -> bool {
-    if kinko_store::testing::postgres_url().is_some() {
+    if kinko_store::testing::postgres_url().is_some() && kinko_tests::on_postgres() {
         return true;
+    }
+    if kinko_store::testing::postgres_url().is_some() {
+        eprintln!(
+            "PostgreSQL only: this test runs in the suite's PostgreSQL run (KINKO_TEST_BACKEND=postgres)"
+        );
+        return false;
     }
     assert!(
         std::env::var("KINKO_ALLOW_SKIP")

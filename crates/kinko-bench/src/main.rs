@@ -72,6 +72,12 @@ struct Args {
     /// `perf record -p PID` or `strace -c -f -p PID` then).
     #[arg(long)]
     e2e_only: Option<u64>,
+    /// Also measure the PostgreSQL backend beside SQLite: a connection string to a cluster
+    /// (e.g. from `scripts/pg-cluster.sh start DIR`) on which the bench creates a fresh
+    /// database. The same daemon set-up (token, keys, policy) then runs the Ethereum sign stage
+    /// and end to end once on each backend, one after the other.
+    #[arg(long)]
+    postgres: Option<String>,
     /// Seconds to wait after printing kinkod's pid in `--e2e-only` mode.
     #[arg(long, default_value_t = 3)]
     attach_wait: u64,
@@ -184,6 +190,14 @@ struct ScalingPoint {
     end_to_end_vs_raw: Option<f64>,
 }
 
+/// Ethereum on one store backend (the backends phase, `--postgres`).
+#[derive(Debug, Serialize)]
+struct BackendResult {
+    backend: &'static str,
+    sign_many_clients: Phase,
+    end_to_end: Phase,
+}
+
 #[derive(Debug, Serialize)]
 struct PendingResult {
     requests: usize,
@@ -207,6 +221,8 @@ struct Results {
     scaling_case: String,
     scaling: Vec<ScalingPoint>,
     pending: PendingResult,
+    /// SQLite beside PostgreSQL, when `--postgres` was given.
+    backends: Vec<BackendResult>,
 }
 
 fn main() -> ExitCode {
@@ -556,7 +572,47 @@ async fn measure(
         submit,
         daemon_peak_rss_bytes: procfs::peak_rss(&pid)?,
     };
-    d.stop();
+
+    // 6. Backends: the same set-up on SQLite (this daemon), then on a fresh PostgreSQL database.
+    let mut backends = Vec::new();
+    if let Some(base) = &args.postgres {
+        eprintln!("kinko-bench: backends, SQLite ...");
+        backends.push(backend("SQLite", &world, &pid, many, args.clients, sizes).await?);
+        d.stop();
+        let url = kinko_store::testing::create_database(
+            base,
+            &format!(
+                "kinko_bench_{}_{}",
+                std::process::id(),
+                jiff::Timestamp::now().as_second()
+            ),
+        )
+        .map_err(|e| BenchError::Config(format!("--postgres: {e}")))?;
+        let config_path = setup.dir.join("kinkod.toml");
+        let sqlite_config = std::fs::read_to_string(&config_path)
+            .map_err(|e| BenchError::io(config_path.display().to_string(), e))?;
+        let pg_config = kinko_bench::setup::postgres_config(&sqlite_config, &url)?;
+        std::fs::write(&config_path, pg_config)
+            .map_err(|e| BenchError::io(config_path.display().to_string(), e))?;
+        eprintln!("kinko-bench: backends, PostgreSQL ...");
+        let measured = async {
+            let d = daemon::start(kinkod, setup)?;
+            let pid = d.pid();
+            let mut clients = Vec::with_capacity(args.clients);
+            for _ in 0..args.clients {
+                clients.push(Client::connect(&world).await?);
+            }
+            let r = backend("PostgreSQL", &world, &pid, &clients, args.clients, sizes).await;
+            d.stop();
+            r
+        }
+        .await;
+        std::fs::write(&config_path, sqlite_config)
+            .map_err(|e| BenchError::io(config_path.display().to_string(), e))?;
+        backends.push(measured?);
+    } else {
+        d.stop();
+    }
     let mut raw_after = Vec::new();
     for (curve, label, ed) in [
         ("secp256k1", "kinko-eth-dev", false),
@@ -590,6 +646,7 @@ async fn measure(
         scaling_case: Case::Eth.name(),
         scaling,
         pending,
+        backends,
     };
     print_table(&results);
     if let Some(out) = &args.out {
@@ -627,6 +684,34 @@ async fn measure(
         );
     }
     Ok(())
+}
+
+/// Ethereum on one backend: the sign stage with `clients` clients, then end to end.
+async fn backend(
+    name: &'static str,
+    world: &Arc<World>,
+    pid: &str,
+    clients: &[Client],
+    concurrency: usize,
+    sizes: &Sizes,
+) -> Result<BackendResult, BenchError> {
+    let p = run::prepare(world, clients, Case::Eth, sizes.sign_many.max(10)).await?;
+    let sign_many = run::sign_stage(pid, clients, concurrency, p).await?;
+    let end_to_end = run::end_to_end(
+        world,
+        pid,
+        clients,
+        concurrency,
+        Case::Eth,
+        sizes.e2e_warmup,
+        sizes.e2e_measure,
+    )
+    .await?;
+    Ok(BackendResult {
+        backend: name,
+        sign_many_clients: sign_many,
+        end_to_end,
+    })
 }
 
 fn pct(r: Option<f64>) -> String {
@@ -730,6 +815,45 @@ fn print_table(r: &Results) {
             p.end_to_end.daemon_cores,
             p.end_to_end.bench_cores
         );
+    }
+    if !r.backends.is_empty() {
+        let raw = r
+            .raw_c_sign_per_sec
+            .iter()
+            .find(|(c, _)| c == "secp256k1")
+            .map(|(_, v)| *v)
+            .unwrap_or(0.0);
+        let sqlite = r.backends.first().map(|b| b.end_to_end.ops_per_sec);
+        println!(
+            "\nBackends ({}, {} clients, one after the other; PostgreSQL's own CPU is not in kinkod's):\n",
+            Case::Eth.name(),
+            r.clients
+        );
+        println!(
+            "| backend | stage | ops/s | vs raw | vs SQLite | p50 ms | p99 ms | p99.9 ms | kinkod CPU ms/op |"
+        );
+        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        for b in &r.backends {
+            for (stage, p) in [
+                ("sign stage", &b.sign_many_clients),
+                ("end to end", &b.end_to_end),
+            ] {
+                let base = if stage == "end to end" {
+                    sqlite
+                } else {
+                    r.backends.first().map(|b| b.sign_many_clients.ops_per_sec)
+                };
+                println!(
+                    "| {} | {stage} | {:.0} | {} | {} | {} | {} |",
+                    b.backend,
+                    p.ops_per_sec,
+                    pct(ratio(p.ops_per_sec, raw)),
+                    pct(base.and_then(|s| ratio(p.ops_per_sec, s))),
+                    lat(p),
+                    cpu_ms(p.daemon_cpu_s_per_op),
+                );
+            }
+        }
     }
     let after: Vec<String> = r
         .raw_c_sign_per_sec_after

@@ -79,6 +79,26 @@ pub fn bench_policy(dev_policy: &str) -> Result<String, BenchError> {
     Ok(text)
 }
 
+/// `kinkod.toml` on the PostgreSQL database at `url` instead of the SQLite file, with a seen-
+/// checkpoint file of its own (the SQLite run's would name a longer log than the fresh
+/// database's, and kinkod would rightly refuse it). Other settings keep their values.
+pub fn postgres_config(config: &str, url: &str) -> Result<String, BenchError> {
+    let mut config: toml::Table = config
+        .parse()
+        .map_err(|e| BenchError::Config(format!("kinkod.toml: {e}")))?;
+    let mut store = toml::Table::new();
+    store.insert("postgres".into(), toml::Value::String(url.to_string()));
+    store.insert(
+        "seen_checkpoint".into(),
+        toml::Value::String("seen-checkpoint-postgres.note".into()),
+    );
+    config.insert("store".into(), toml::Value::Table(store));
+    Ok(format!(
+        "# kinkod.toml of `kinkod dev`, on PostgreSQL for kinko-bench's backends phase.\n{}",
+        toml::to_string(&config).map_err(|e| BenchError::Config(e.to_string()))?
+    ))
+}
+
 /// `kinkod.toml` with the pool size under test and limits the bench must not hit:
 /// `max_pending_per_requester`, no per-principal call rate limit (one requester and two
 /// officers make hundreds of calls per second by design), `max_concurrent_per_principal` 256, a

@@ -2,7 +2,7 @@
 //! configuration keeps everything but the pool size and the limits the bench must not hit.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use kinko_bench::setup::{bench_config, bench_policy};
+use kinko_bench::setup::{bench_config, bench_policy, postgres_config};
 
 // Public keys: RFC 8032 §7.1 TEST 1, 2 and 3 (Ed25519), the SEC 2 §2.4.1 secp256k1 generator G
 // (compressed) for the two secp256k1 keys; any valid points do.
@@ -232,4 +232,22 @@ max_pending_per_requester = 1000
     );
     assert_eq!(limits["pending_expiry_secs"].as_integer(), Some(86_400));
     assert!(bench_config("[server]\n", 4, 1).is_err(), "no [hsm]");
+}
+
+#[test]
+fn the_backends_phase_moves_only_the_store_to_postgresql() {
+    let dev = "[server]\nlisten = \"127.0.0.1:7000\"\n\n[hsm]\ntoken_label = \"kinko-dev\"\n\n[store]\npath = \"kinko.db\"\n";
+    let url = "host=127.0.0.1 port=5999 user=kinko dbname=kinko_bench_1";
+    let (dev_t, pg) = (table(dev), table(&postgres_config(dev, url).unwrap()));
+    assert_eq!(dev_t.get("server"), pg.get("server"));
+    assert_eq!(dev_t.get("hsm"), pg.get("hsm"));
+    let store = pg["store"].as_table().unwrap();
+    assert_eq!(store["postgres"].as_str(), Some(url));
+    assert!(store.get("path").is_none(), "both backends named");
+    // Not the SQLite run's seen checkpoint: that log is longer than the fresh database's.
+    assert_eq!(
+        store["seen_checkpoint"].as_str(),
+        Some("seen-checkpoint-postgres.note")
+    );
+    assert!(postgres_config("not toml [", url).is_err());
 }

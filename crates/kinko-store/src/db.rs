@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::StoreError;
@@ -312,6 +312,31 @@ fn session_settings() -> String {
     )
 }
 
+/// A TLS client configuration that trusts only the CA certificates in `ca_pem` (the server's
+/// certificate must chain to one of them and name the host), with no client certificate.
+pub(crate) fn tls_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, StoreError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let bad = |e: String| StoreError::Postgres(format!("the CA for TLS to PostgreSQL: {e}"));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate in the PEM file".into()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// Drives tokio-postgres futures to completion from the store's synchronous API, on the
 /// store's own runtime (which also runs the connection task): from a blocking thread or a
 /// thread outside any runtime directly, from a multi-threaded runtime's worker through
@@ -396,6 +421,8 @@ pub(crate) struct Pg {
     pub(crate) client: tokio_postgres::Client,
     pub(crate) aux: PgAux,
     url: String,
+    /// TLS to the server, verified against the configured CA (None: no TLS).
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// After a failed attempt to connect again, calls fail at once until then: while the
     /// database is unreachable each call would otherwise wait out a connect timeout, one after
     /// another behind the store's mutex.
@@ -431,21 +458,53 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
 }
 
 impl Pg {
-    /// Connects (no TLS: a local socket or a trusted network; see docs/ha.md).
-    pub(crate) fn connect(url: &str) -> Result<Self, StoreError> {
+    /// Connects: over TLS verified against the configured CA when `tls` is given, else in the
+    /// clear (a local socket or a trusted network only; see docs/ha.md).
+    pub(crate) fn connect(
+        url: &str,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, StoreError> {
+        use tokio_postgres::config::SslMode;
         let mut config: tokio_postgres::Config = url.parse().map_err(pg_err)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(PG_CONNECT_TIMEOUT);
         }
         let blocker = Blocker::new()?;
         let handle = blocker.handle()?.clone();
-        let (client, connection) = blocker
-            .block(config.connect(tokio_postgres::NoTls))?
-            .map_err(pg_err)?;
-        // The connection runs on the store's runtime; when it ends, calls fail with its error.
-        handle.spawn(async move {
-            let _ = connection.await;
-        });
+        let client = match &tls {
+            Some(tls) => {
+                if config.get_ssl_mode() == SslMode::Disable {
+                    return Err(StoreError::Postgres(
+                        "the connection string says sslmode=disable, but a CA for TLS to PostgreSQL is configured".into(),
+                    ));
+                }
+                // Never falls back to the clear (`prefer` would).
+                config.ssl_mode(SslMode::Require);
+                let connector = tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone());
+                let (client, connection) =
+                    blocker.block(config.connect(connector))?.map_err(pg_err)?;
+                handle.spawn(async move {
+                    let _ = connection.await;
+                });
+                client
+            }
+            None => {
+                if config.get_ssl_mode() == SslMode::Require {
+                    return Err(StoreError::Postgres(
+                        "the connection string says sslmode=require, but no CA is configured to verify the server with ([store] postgres_ca)".into(),
+                    ));
+                }
+                let (client, connection) = blocker
+                    .block(config.connect(tokio_postgres::NoTls))?
+                    .map_err(pg_err)?;
+                // The connection runs on the store's runtime; when it ends, calls fail with its
+                // error.
+                handle.spawn(async move {
+                    let _ = connection.await;
+                });
+                client
+            }
+        };
         blocker
             .block(client.batch_execute(&session_settings()))?
             .map_err(pg_err)?;
@@ -456,6 +515,7 @@ impl Pg {
                 statements: Mutex::new(HashMap::new()),
             },
             url: url.to_string(),
+            tls,
             retry_after: None,
         })
     }
@@ -474,7 +534,7 @@ impl Pg {
                     .into(),
             ));
         }
-        match Pg::connect(&self.url) {
+        match Pg::connect(&self.url, self.tls.clone()) {
             Ok(pg) => {
                 *self = pg;
                 Ok(())

@@ -584,13 +584,31 @@ impl fmt::Debug for Store {
     }
 }
 
-/// Where the store lives.
-#[derive(Debug, Clone)]
+/// Where the store lives. Its `Debug` never shows a connection string (it may hold a password).
+#[derive(Clone)]
 pub enum Location {
     /// An SQLite file (embedded; one kinkod).
     Sqlite(std::path::PathBuf),
     /// A PostgreSQL database (a libpq-style connection string or URL), shared by replicas.
     Postgres(String),
+    /// The same over TLS: the server's certificate must chain to `ca_pem` (PEM certificates)
+    /// and name the connection string's host.
+    PostgresTls {
+        /// The connection string.
+        url: String,
+        /// The CA certificates (PEM) the server's certificate must chain to.
+        ca_pem: Vec<u8>,
+    },
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
+            Location::Postgres(_) => f.write_str("Postgres(<connection string>)"),
+            Location::PostgresTls { .. } => f.write_str("PostgresTls(<connection string>)"),
+        }
+    }
 }
 
 impl Store {
@@ -607,7 +625,16 @@ impl Store {
 
     /// Connects to the PostgreSQL database at `url` and applies migrations.
     pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
-        let pg = db::Pg::connect(url)?;
+        Store::open_postgres_tls(url, None)
+    }
+
+    /// [`Store::open_postgres`], over TLS when `ca_pem` is given: the server's certificate must
+    /// chain to those CA certificates (PEM) and name the host; the connection fails otherwise.
+    /// Without it, a connection string asking for `sslmode=require` is refused (there would be
+    /// nothing to verify the server with).
+    pub fn open_postgres_tls(url: &str, ca_pem: Option<&[u8]>) -> Result<Store, StoreError> {
+        let tls = ca_pem.map(db::tls_config).transpose()?;
+        let pg = db::Pg::connect(url, tls)?;
         migrations::apply_postgres(&pg)?;
         Ok(Store::with_db(Db::Postgres(Box::new(pg))))
     }
@@ -699,6 +726,7 @@ impl Store {
         match location {
             Location::Sqlite(path) => Store::open(path),
             Location::Postgres(url) => Store::open_postgres(url),
+            Location::PostgresTls { url, ca_pem } => Store::open_postgres_tls(url, Some(ca_pem)),
         }
     }
 
@@ -972,7 +1000,7 @@ pub mod testing {
         {
             return Err(StoreError::Io(format!("bad database name {name:?}")));
         }
-        let pg = crate::db::Pg::connect(base)?;
+        let pg = crate::db::Pg::connect(base, None)?;
         pg.batch(&format!("CREATE DATABASE {name}"))?;
         let mut parts: Vec<String> = base
             .split_whitespace()
@@ -985,7 +1013,7 @@ pub mod testing {
 
     /// Runs SQL on the database at `url` (test set-up: settings, edits behind kinkod).
     pub fn sql(url: &str, statements: &str) -> Result<(), StoreError> {
-        crate::db::Pg::connect(url)?.batch(statements)
+        crate::db::Pg::connect(url, None)?.batch(statements)
     }
 
     /// A fresh database for one test (`KINKO_TEST_PG_URL` must be set).

@@ -929,7 +929,7 @@ fn settings_that_can_lose_a_commit_are_reported() {
         .split_whitespace()
         .find_map(|kv| kv.strip_prefix("dbname="))
         .unwrap();
-    crate::db::Pg::connect(&url)
+    crate::db::Pg::connect(&url, None)
         .unwrap()
         .batch(&format!(
             "ALTER DATABASE {name} SET synchronous_commit = off"
@@ -942,4 +942,92 @@ fn settings_that_can_lose_a_commit_are_reported() {
         problems[0].starts_with("synchronous_commit = off"),
         "{problems:?}"
     );
+}
+
+/// A CA, and a server certificate it signed for `localhost` only (PEM).
+fn tls_material() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let cert = p.signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// TLS to PostgreSQL, against a TLS-only cluster of the test's own: with the CA that signed the
+/// server's certificate the store opens and commits; in the clear the server refuses; with
+/// another CA, or a host name the certificate does not carry, the store refuses the server; a
+/// connection string asking for TLS with no CA to verify it is refused before connecting.
+#[test]
+fn tls_to_postgresql_is_verified_against_the_configured_ca() {
+    if crate::testing::postgres_url().is_none() {
+        return pg_required();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_material();
+    let (other_ca, _, _) = tls_material();
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    std::fs::write(certs.join("server.crt"), &cert).unwrap();
+    std::fs::write(certs.join("server.key"), &key).unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-cluster.sh");
+    let pg_dir = tmp.path().join("pg");
+    let out = std::process::Command::new(&script)
+        .arg("start")
+        .arg(&pg_dir)
+        .env("KINKO_PG_TLS_DIR", &certs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    struct Stop(std::path::PathBuf, std::path::PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(&self.0)
+                .arg("stop")
+                .arg(&self.1)
+                .status();
+        }
+    }
+    let _stop = Stop(script, pg_dir);
+    let base = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    // Connection strings name the host the certificate carries.
+    let base = base.replace("host=127.0.0.1", "host=localhost");
+
+    let pem = ca.as_bytes();
+    let url = {
+        let pg = crate::db::Pg::connect(&base, Some(crate::db::tls_config(pem).unwrap())).unwrap();
+        pg.batch("CREATE DATABASE tls_test").unwrap();
+        base.replace("dbname=postgres", "dbname=tls_test")
+    };
+    // Over TLS, the store migrates, writes and reads.
+    let s = Store::open_postgres_tls(&url, Some(pem)).unwrap();
+    assert!(s.durability_problems().unwrap().is_empty());
+    assert!(s.signing_held().unwrap().is_empty());
+
+    let err = |r: Result<Store, StoreError>| match r {
+        Ok(_) => panic!("opened"),
+        Err(e) => e.to_string(),
+    };
+    let clear = err(Store::open_postgres(&url));
+    assert!(clear.contains("no encryption"), "{clear}");
+    let other = err(Store::open_postgres_tls(&url, Some(other_ca.as_bytes())));
+    assert!(other.contains("invalid peer certificate"), "{other}");
+    let wrong_name = err(Store::open_postgres_tls(
+        &url.replace("host=localhost", "host=127.0.0.1"),
+        Some(pem),
+    ));
+    assert!(wrong_name.contains("not valid for name"), "{wrong_name}");
+    let no_ca = err(Store::open_postgres(&format!("{url} sslmode=require")));
+    assert!(no_ca.contains("no CA is configured"), "{no_ca}");
+    let not_pem = err(Store::open_postgres_tls(&url, Some(b"not a certificate")));
+    assert!(not_pem.contains("no certificate"), "{not_pem}");
 }

@@ -103,6 +103,12 @@ pub(crate) struct StoreConfig {
     /// replicas share one history (docs/ha.md). Exactly one of `path` and `postgres`.
     #[serde(default)]
     pub(crate) postgres: Option<String>,
+    /// TLS to PostgreSQL: a PEM file of the CA certificates the server's certificate must chain
+    /// to (it must also name the connection string's host). Set, the connection is TLS or
+    /// nothing (never the clear); unset, the connection is in the clear and suits a local
+    /// socket or a trusted network only. Relative to the config file.
+    #[serde(default)]
+    pub(crate) postgres_ca: Option<PathBuf>,
     /// A local file where this kinkod keeps the newest signed checkpoint it has seen; at start
     /// a log older than it (a database restored from an older backup, or replaced) is refused.
     /// Each replica has its own. Default `seen-checkpoint.note` beside the config.
@@ -127,8 +133,18 @@ impl StoreConfig {
     /// Where the store is.
     pub(crate) fn location(&self) -> Result<kinko_store::Location, String> {
         match (&self.path, &self.postgres) {
+            (Some(_), None) if self.postgres_ca.is_some() => {
+                Err("[store] postgres_ca applies to `postgres`, not to an SQLite `path`".into())
+            }
             (Some(p), None) => Ok(kinko_store::Location::Sqlite(p.clone())),
-            (None, Some(url)) => Ok(kinko_store::Location::Postgres(url.clone())),
+            (None, Some(url)) => match &self.postgres_ca {
+                None => Ok(kinko_store::Location::Postgres(url.clone())),
+                Some(ca) => Ok(kinko_store::Location::PostgresTls {
+                    url: url.clone(),
+                    ca_pem: std::fs::read(ca)
+                        .map_err(|e| format!("[store] postgres_ca {}: {e}", ca.display()))?,
+                }),
+            },
             _ => Err(
                 "[store] needs exactly one of `path` (SQLite) and `postgres` (a connection string)"
                     .into(),
@@ -230,9 +246,13 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
-        for p in [c.audit.dir.as_mut(), c.store.path.as_mut()]
-            .into_iter()
-            .flatten()
+        for p in [
+            c.audit.dir.as_mut(),
+            c.store.path.as_mut(),
+            c.store.postgres_ca.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -278,5 +298,50 @@ impl Config {
             }
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreConfig;
+
+    fn store(text: &str) -> StoreConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    /// `[store] postgres_ca` makes the location TLS with that file's certificates; it is refused
+    /// beside an SQLite path, and a missing file is named.
+    #[test]
+    fn postgres_ca_selects_verified_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("pg-ca.pem");
+        std::fs::write(&ca, b"-----BEGIN CERTIFICATE-----\n").unwrap();
+        let url = "host=db.example port=5432 user=kinko dbname=kinko";
+        let tls = store(&format!(
+            "postgres = \"{url}\"\npostgres_ca = \"{}\"\n",
+            ca.display()
+        ));
+        match tls.location().unwrap() {
+            kinko_store::Location::PostgresTls { url: u, ca_pem } => {
+                assert_eq!(u, url);
+                assert_eq!(ca_pem, b"-----BEGIN CERTIFICATE-----\n");
+            }
+            other => panic!("{other:?}"),
+        }
+        let clear = store(&format!("postgres = \"{url}\"\n"));
+        assert!(matches!(
+            clear.location().unwrap(),
+            kinko_store::Location::Postgres(_)
+        ));
+        let sqlite = store(&format!(
+            "path = \"kinko.db\"\npostgres_ca = \"{}\"\n",
+            ca.display()
+        ));
+        assert!(sqlite.location().unwrap_err().contains("postgres_ca"));
+        let missing = store(&format!(
+            "postgres = \"{url}\"\npostgres_ca = \"{}\"\n",
+            dir.path().join("nope.pem").display()
+        ));
+        assert!(missing.location().unwrap_err().contains("nope.pem"));
     }
 }

@@ -430,7 +430,7 @@ pub(crate) struct Pg {
 }
 
 /// How long after a failed attempt to connect the next one is made.
-const PG_RECONNECT_PAUSE: Duration = Duration::from_secs(2);
+pub(crate) const PG_RECONNECT_PAUSE: Duration = Duration::from_secs(2);
 
 /// How long connecting may take unless the connection string says (`connect_timeout`): a
 /// database on the same network answers in milliseconds.

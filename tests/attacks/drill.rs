@@ -233,6 +233,14 @@ async fn the_incident_response_runbook_works_end_to_end() {
         1,
     );
     install(&d, &pinned).await;
+    // kinkod rewrites the file right after the installation's commit, which the proposal's
+    // state shows first.
+    for _ in 0..50 {
+        if std::fs::read_to_string(&policy_file).unwrap() == pinned {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(std::fs::read_to_string(&policy_file).unwrap(), pinned);
     // The retired key signs nothing any more.
     let err = ledger

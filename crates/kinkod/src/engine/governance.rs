@@ -716,6 +716,14 @@ impl Engine {
             // Installed here meanwhile.
             return Ok(());
         }
+        // Still the newest installed? An installation here holds this lock from its commit to
+        // its switch, so under it the store and the live policy agree; without this re-read, a
+        // policy read before a newer local installation would replace it (and the file) until
+        // the next tick.
+        let newest = self.store.installed_policy()?.map(|p| p.policy_hash);
+        if newest.as_deref() != Some(installed.policy_hash.as_slice()) {
+            return Ok(());
+        }
         let new = Arc::new(Live {
             policy: Arc::new(policy),
             keys,

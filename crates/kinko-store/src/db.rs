@@ -540,7 +540,9 @@ impl Pg {
                 Ok(())
             }
             Err(e) => {
-                self.retry_after = Some(now + PG_RECONNECT_PAUSE);
+                // From the failure, not the attempt: a connect that timed out must not leave
+                // the next call to wait out another one at once.
+                self.retry_after = Some(std::time::Instant::now() + PG_RECONNECT_PAUSE);
                 Err(e)
             }
         }

@@ -710,7 +710,12 @@ impl Store {
                 problems.push("the server is a standby (in recovery)".into());
             }
             let standbys = c
-                .query_one("SELECT COUNT(*) FROM pg_stat_replication", &[])?
+                // A base backup (pg_basebackup) streams through a WAL sender too, in state
+                // `backup`: not a standby.
+                .query_one(
+                    "SELECT COUNT(*) FROM pg_stat_replication WHERE state <> 'backup'",
+                    &[],
+                )?
                 .int(0)?;
             if standbys > 0 && setting("synchronous_standby_names")?.trim().is_empty() {
                 problems.push(format!(

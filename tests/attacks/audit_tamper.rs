@@ -54,6 +54,31 @@ fn set_line(dir: &Path, seq: u64, line: &str) {
 }
 
 /// The database files, saved or restored.
+/// The PostgreSQL database `dir`'s kinkod uses (None on SQLite).
+fn pg_database(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("kinkod.toml")).unwrap();
+    let config: toml::Value = toml::from_str(&text).unwrap();
+    let url = config["store"].get("postgres")?.as_str()?.to_string();
+    url.split_whitespace()
+        .find_map(|kv| kv.strip_prefix("dbname="))
+        .map(str::to_string)
+}
+
+/// On the test cluster (kinkod stopped): database `to` becomes a copy of `from`, as a backup
+/// or a restore would make it.
+fn pg_copy(from: &str, to: &str) {
+    let base = kinko_store::testing::postgres_url().unwrap();
+    let sql = |s: &str| kinko_store::testing::sql(&base, s);
+    // The killed kinkod's sessions may linger a moment; a copy needs none on either side.
+    sql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname IN ('{from}', '{to}') AND pid <> pg_backend_pid()"
+    ))
+    .unwrap();
+    sql(&format!("DROP DATABASE IF EXISTS {to}")).unwrap();
+    sql(&format!("CREATE DATABASE {to} TEMPLATE {from}")).unwrap();
+}
+
 fn copy_db(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for f in ["kinko.db", "kinko.db-wal", "kinko.db-shm"] {
@@ -287,27 +312,34 @@ async fn sign_one(d: &kinko_tests::Daemon, nonce: u64) {
 
 /// A database restored from a backup older than what this kinkod has seen signed: refused at
 /// start (it would forget the nonces, digests and velocity of the signatures since), naming the
-/// file that keeps the newest checkpoint; removing that file knowingly lets it start.
+/// file that keeps the newest checkpoint; removing that file knowingly lets it start. Both
+/// backends: a copy of kinko.db, or of the PostgreSQL database.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_restored_from_an_older_backup_is_refused() {
-    if kinko_tests::sqlite_only("restores kinko.db from a copy") {
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let (label, port) = (unique_label("atk-restore"), free_port());
     let d = start(&dir, &label, port, true);
     sign_one(&d, 0).await;
-    // The backup, taken between two signatures (with kinkod stopped).
+    // The backup, taken between two signatures (with kinkod stopped): a copy of kinko.db, or
+    // on PostgreSQL a copy of the database.
     drop(d);
     let backup = tmp.path().join("backup");
-    copy_db(&dir, &backup);
+    let pg = pg_database(&dir);
+    let pg_backup = pg.as_ref().map(|db| format!("{db}_backup"));
+    match (&pg, &pg_backup) {
+        (Some(db), Some(bk)) => pg_copy(db, bk),
+        _ => copy_db(&dir, &backup),
+    }
     let d = start(&dir, &label, port, false);
     sign_one(&d, 1).await;
     // The background tick keeps the newest checkpoint (every 2 s).
     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     drop(d);
-    copy_db(&backup, &dir);
+    match (&pg, &pg_backup) {
+        (Some(db), Some(bk)) => pg_copy(bk, db),
+        _ => copy_db(&backup, &dir),
+    }
     let err = start_fails(&dir);
     assert!(
         err.contains("but this kinkod saw a signed checkpoint of")

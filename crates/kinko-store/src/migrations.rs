@@ -169,7 +169,7 @@ pub(crate) fn apply(conn: &mut Connection) -> Result<(), StoreError> {
 /// The PostgreSQL schema, in versions recorded in `kinko_schema`. Version 1 is the SQLite
 /// schema at its version 7 (the two backends hold the same tables; integers are BIGINT, bytes
 /// BYTEA).
-const PG_MIGRATIONS: &[&str] = &[
+pub(crate) const PG_MIGRATIONS: &[&str] = &[
     // 1: everything, the audit log included.
     "CREATE TABLE requests (
         id TEXT PRIMARY KEY NOT NULL,

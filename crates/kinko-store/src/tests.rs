@@ -359,6 +359,49 @@ fn a_newer_schema_is_refused() {
     ));
 }
 
+/// PostgreSQL: a database migrated by an older Kinko (schema version 1, before `claimed_by`)
+/// opens migrated to the current version with its rows kept; one written by a newer Kinko is
+/// refused, as on SQLite.
+#[test]
+fn postgresql_migrates_an_older_schema_and_refuses_a_newer_one() {
+    if crate::testing::postgres_url().is_none() {
+        return pg_required();
+    }
+    let url = crate::testing::fresh_database("schema").unwrap();
+    let s = Store::open_postgres(&url).unwrap();
+    s.insert_request(&new_request("r-old", "old-key", b"payload"))
+        .unwrap();
+    drop(s);
+    // As version 1 left it.
+    crate::testing::sql(
+        &url,
+        "ALTER TABLE requests DROP COLUMN claimed_by; UPDATE kinko_schema SET version = 1",
+    )
+    .unwrap();
+    let s = Store::open_postgres(&url).unwrap();
+    assert_eq!(
+        s.get_request("r-old").unwrap().new.idempotency_key,
+        "old-key"
+    );
+    assert!(s.signing_held().unwrap().is_empty(), "claimed_by is back");
+    drop(s);
+    let supported = migrations::PG_MIGRATIONS.len() as i64;
+    crate::testing::sql(
+        &url,
+        &format!("UPDATE kinko_schema SET version = {}", supported + 1),
+    )
+    .unwrap();
+    match Store::open_postgres(&url) {
+        Err(StoreError::SchemaTooNew {
+            found,
+            supported: s,
+        }) => {
+            assert_eq!((found, s), (supported + 1, supported));
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
 #[test]
 fn governance_requests_keep_one_verdict_per_officer_and_the_first_quorum_instant() {
     for (_d, s) in stores() {

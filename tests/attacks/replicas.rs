@@ -207,16 +207,40 @@ async fn two_replicas_share_one_history_and_never_sign_twice() {
     let err = approve(&b, "bob", &again.request_id).await.unwrap_err();
     assert_eq!(reason(&err), "REPLAY_CONFLICT", "{err:?}");
 
-    // The second of two a day, through B; the third, through A — whose own memory of the day
-    // holds one signature — is denied: the limit counts both replicas' signatures.
+    // The third of a day (the limit is two) submitted through A while one is signed, then the
+    // second signed through B: A denies the third — the limit counts both replicas' signatures.
+    let third = submit(&a, 2, "r-3").await;
     let second = submit(&b, 1, "r-2").await;
     approve(&b, "alice", &second.request_id).await.unwrap();
     let s2 = approve(&b, "bob", &second.request_id).await.unwrap();
     assert_eq!(s2.state, pb::RequestState::Signed as i32, "{s2:?}");
-    let third = submit(&a, 2, "r-3").await;
-    approve(&a, "alice", &third.request_id).await.unwrap();
-    let err = approve(&a, "bob", &third.request_id).await.unwrap_err();
+    let err = match approve(&a, "alice", &third.request_id).await {
+        Err(e) => e,
+        Ok(_) => approve(&a, "bob", &third.request_id).await.unwrap_err(),
+    };
     assert_eq!(reason(&err), "POLICY_DENIED", "{err:?}");
+    // And a fourth, submitted through A now, is denied at once.
+    let fourth = WithdrawalServiceClient::new(channel(&a, "ledger").await)
+        .submit_withdrawal(kinko_tests::submission(
+            &a.dir,
+            "eth-dev",
+            Chain::Ethereum,
+            eth_transfer(
+                3,
+                1_000,
+                address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
+            ),
+            "r-4",
+        ))
+        .await;
+    match fourth {
+        Err(e) => assert_eq!(reason(&e), "POLICY_DENIED", "{e:?}"),
+        Ok(r) => assert_eq!(
+            r.into_inner().state,
+            pb::RequestState::Denied as i32,
+            "the fourth of a day was not denied"
+        ),
+    }
     assert!(
         get(&b, &third.request_id)
             .await
@@ -529,5 +553,55 @@ async fn a_replica_starting_never_fails_a_request_another_is_signing() {
     assert_eq!(
         get(&b, &r.request_id).await.signed_transaction,
         signed.signed_transaction
+    );
+}
+
+/// Two replicas race for the last signature of a day: A authorizes the third of a day (the
+/// limit is two) while it sees one signature, then holds before its claim; meanwhile B signs the
+/// second. A's claim — its transaction re-reads every replica's reservations under the write
+/// lock — is denied, and nothing is signed. Without that re-check, A's authorization alone would
+/// have signed a third.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_velocity_limit_holds_when_two_replicas_race_for_the_last_signature() {
+    if !cluster() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let p = pair(tmp.path(), "2");
+    let a = std::sync::Arc::new(kinko_tests::start_with_env(
+        &p.dir_a,
+        &p.label,
+        p.port_a,
+        false,
+        &[("KINKO_FAILPOINT", "pause:before_claim")],
+    ));
+    let b = start(&p.dir_b, &p.label, p.port_b, false);
+    // One of two signed, through B.
+    let first = submit(&b, 0, "race-1").await;
+    approve(&b, "alice", &first.request_id).await.unwrap();
+    let s1 = approve(&b, "bob", &first.request_id).await.unwrap();
+    assert_eq!(s1.state, pb::RequestState::Signed as i32, "{s1:?}");
+    // Both remaining requests pending, one on each replica.
+    let on_a = submit(&a, 1, "race-a").await;
+    let on_b = submit(&b, 2, "race-b").await;
+    approve(&a, "alice", &on_a.request_id).await.unwrap();
+    approve(&b, "alice", &on_b.request_id).await.unwrap();
+    // A authorizes (it sees one signature of two) and holds 8 s before its claim.
+    let racing = {
+        let (a, id) = (std::sync::Arc::clone(&a), on_a.request_id.clone());
+        tokio::spawn(async move { approve(&a, "bob", &id).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // Meanwhile B signs the second of the day.
+    let s2 = approve(&b, "bob", &on_b.request_id).await.unwrap();
+    assert_eq!(s2.state, pb::RequestState::Signed as i32, "{s2:?}");
+    let err = racing.await.unwrap().unwrap_err();
+    assert_eq!(reason(&err), "POLICY_DENIED", "{err:?}");
+    assert!(err.message().contains("denied at signing time"), "{err:?}");
+    assert!(
+        get(&b, &on_a.request_id)
+            .await
+            .signed_transaction
+            .is_empty()
     );
 }

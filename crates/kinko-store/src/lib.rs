@@ -616,6 +616,9 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let mut conn = rusqlite::Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Every statement of the store stays prepared (rusqlite keeps 16 by default; the store
+        // has more, and a statement evicted is parsed again on its next use).
+        conn.set_prepared_statement_cache_capacity(256);
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -875,6 +878,23 @@ impl Store {
     /// Every reservation at or after `since` (to rebuild the in-memory ledger at start-up).
     pub fn all_reservations_since(&self, since: i64) -> Result<Vec<Reservation>, StoreError> {
         self.read(|tx| tx.all_reservations_since(since))
+    }
+
+    /// Every reservation at or after `since`, and the number of the newest reservation, at one
+    /// instant (one reading transaction): where a velocity ledger in memory starts from.
+    pub fn reservations_since_with_last(
+        &self,
+        since: i64,
+    ) -> Result<(Vec<Reservation>, i64), StoreError> {
+        self.conn()?.db.transaction(false, |c| {
+            let tx = Tx { c };
+            Ok((tx.all_reservations_since(since)?, tx.last_reservation_id()?))
+        })
+    }
+
+    /// Reservations committed after the one numbered `after` (see [`Tx::reservations_after`]).
+    pub fn reservations_after(&self, after: i64) -> Result<Vec<(i64, Reservation)>, StoreError> {
+        self.read(|tx| tx.reservations_after(after))
     }
 
     /// Adds an officer's signed approval (or veto) to a governance request, creating the request

@@ -507,6 +507,39 @@ impl Tx<'_> {
             .collect()
     }
 
+    /// Every reservation committed after the one numbered `after` (numbers grow in commit
+    /// order: writers take the write lock before they insert), with its number, oldest first.
+    /// How a velocity ledger in memory keeps up with every replica's claims by reading only
+    /// what is new.
+    pub fn reservations_after(&self, after: i64) -> Result<Vec<(i64, Reservation)>, StoreError> {
+        self.c
+            .query(
+                "SELECT key_name, asset, amount, at, request_id, id FROM reservations WHERE id > ?1 ORDER BY id",
+                &[after.into()],
+            )?
+            .iter()
+            .map(|r| Ok((r.int(5)?, reservation(r)?)))
+            .collect()
+    }
+
+    /// The number of the newest reservation (0 when none).
+    pub fn last_reservation_id(&self) -> Result<i64, StoreError> {
+        self.c
+            .query_one("SELECT COALESCE(MAX(id), 0) FROM reservations", &[])?
+            .int(0)
+    }
+
+    /// The hash of the policy in force (the newest installed), without its text.
+    pub fn installed_policy_hash(&self) -> Result<Option<[u8; 32]>, StoreError> {
+        self.c
+            .query_opt(
+                "SELECT policy_hash FROM installed_policies ORDER BY seq DESC LIMIT 1",
+                &[],
+            )?
+            .map(|r| r.hash32(0))
+            .transpose()
+    }
+
     /// Every reservation at or after `since`.
     pub fn all_reservations_since(&self, since: i64) -> Result<Vec<Reservation>, StoreError> {
         self.c

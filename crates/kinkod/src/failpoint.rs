@@ -7,6 +7,7 @@
 //!
 //! | name | where |
 //! |---|---|
+//! | `before_claim` | the signing-time authorization holds as this replica sees it (quorum, policy, velocity); nothing is committed (the claim's transaction checks freeze, policy and velocity again) |
 //! | `after_signing_authorized` | the claim (nonces, digests, velocity) and `signing_authorized` are committed (one transaction); the HSM has not been asked |
 //! | `after_hsm_signed` | the HSM signed and the transaction is finalized; nothing of it is committed |
 //! | `after_signature_produced` | `signature_produced` and the signed state are committed (one transaction); the client has no answer yet |
@@ -14,7 +15,8 @@
 use std::sync::OnceLock;
 
 /// The crash point names, in the order a signing reaches them.
-pub(crate) const POINTS: [&str; 3] = [
+pub(crate) const POINTS: [&str; 4] = [
+    "before_claim",
     "after_signing_authorized",
     "after_hsm_signed",
     "after_signature_produced",

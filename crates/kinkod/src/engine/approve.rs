@@ -187,10 +187,8 @@ impl Engine {
             ));
         }
         let decision = {
-            let ledger = self
-                .velocity
-                .lock()
-                .map_err(|_| Refused::internal("velocity", "poisoned"))?;
+            let velocity = self.velocity()?;
+            let ledger = &velocity.ledger;
             // Officers may keep approving while frozen; the freeze is enforced at signing.
             let frozen = false;
             evaluate(
@@ -201,7 +199,7 @@ impl Engine {
                     requester: &request.new.requester,
                     key: &key.name,
                     frozen,
-                    history: &*ledger,
+                    history: ledger,
                 },
             )
         };

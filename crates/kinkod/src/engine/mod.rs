@@ -109,7 +109,9 @@ pub(crate) struct Engine {
     store: Arc<Store>,
     hsm: Hsm,
     live: RwLock<Arc<Live>>,
-    velocity: Mutex<VelocityLedger>,
+    /// Every replica's velocity reservations (the longest window a policy may use), kept up
+    /// with the store by reservation number: see [`Velocity`].
+    velocity: Arc<Mutex<Velocity>>,
     /// Held from the signing-time authorization to the durable claim (never across the HSM).
     sign_lock: tokio::sync::Mutex<()>,
     /// The controls in force (freeze state, policy). A signing step holds it shared from its
@@ -163,7 +165,7 @@ impl Engine {
             store,
             hsm,
             live: RwLock::new(Arc::new(live)),
-            velocity: Mutex::new(VelocityLedger::new()),
+            velocity: Arc::new(Mutex::new(Velocity::default())),
             sign_lock: tokio::sync::Mutex::new(()),
             controls: tokio::sync::RwLock::new(()),
             governance_lock: tokio::sync::Mutex::new(()),
@@ -221,24 +223,40 @@ impl Engine {
     }
 
     /// Rebuilds the in-memory velocity ledger from the store's reservations of the longest
-    /// window a policy may use.
+    /// window a policy may use, and notes the newest reservation's number.
     fn load_velocity(&self) -> Result<(), String> {
         let since = unix(now()) - kinko_policy::MAX_DURATION_SECS;
-        let mut ledger = self.velocity.lock().map_err(|_| "velocity lock poisoned")?;
-        *ledger = VelocityLedger::new();
-        for r in self
+        let (reservations, last) = self
             .store
-            .all_reservations_since(since)
-            .map_err(|e| e.to_string())?
-        {
-            let asset = parse_asset_id(&r.asset)
-                .ok_or_else(|| format!("stored reservation has an unknown asset {:?}", r.asset))?;
-            let at = Timestamp::from_second(r.at).map_err(|e| e.to_string())?;
-            ledger
-                .record(&r.key_name, &asset, at, r.amount)
-                .map_err(|e| e.to_string())?;
+            .reservations_since_with_last(since)
+            .map_err(|e| e.to_string())?;
+        let mut v = self.velocity.lock().map_err(|_| "velocity lock poisoned")?;
+        *v = Velocity::default();
+        for r in &reservations {
+            v.record(r).map_err(|e| e.to_string())?;
         }
+        v.seen = last;
         Ok(())
+    }
+
+    /// The velocity ledger, caught up with every reservation committed since it last looked
+    /// (this replica's and the others'): one indexed read of what is new.
+    ///
+    /// Lock order: the store, then this ledger (the claim's transaction takes it inside the
+    /// store's). So the store is read here before the ledger is locked, and callers must not
+    /// call the store while they hold the guard.
+    fn velocity(&self) -> Result<std::sync::MutexGuard<'_, Velocity>, Refused> {
+        let lock = || {
+            self.velocity
+                .lock()
+                .map_err(|_| Refused::internal("velocity", "poisoned"))
+        };
+        let seen = lock()?.seen;
+        let new = self.store.reservations_after(seen)?;
+        let mut v = lock()?;
+        v.apply(&new)
+            .map_err(|e| Refused::internal("stored reservation", e))?;
+        Ok(v)
     }
 
     /// Whether signing is frozen.
@@ -406,4 +424,37 @@ fn new_request_id() -> Result<String, Refused> {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).map_err(|e| Refused::internal("random request id", e))?;
     Ok(format!("req-{}", hex::encode(b)))
+}
+
+/// The velocity ledger in memory and the number of the newest reservation it holds. Reservation
+/// numbers grow in commit order (every writer holds the store's write lock while it inserts),
+/// so reading the reservations numbered above `seen` brings the ledger up to date with every
+/// replica; inside the claim's transaction, under that lock, the read is complete.
+#[derive(Default)]
+pub(crate) struct Velocity {
+    pub(crate) ledger: VelocityLedger,
+    pub(crate) seen: i64,
+}
+
+impl Velocity {
+    fn record(&mut self, r: &kinko_store::Reservation) -> Result<(), String> {
+        let asset = parse_asset_id(&r.asset)
+            .ok_or_else(|| format!("a reservation of an unknown asset {:?}", r.asset))?;
+        let at = Timestamp::from_second(r.at).map_err(|e| format!("reservation time: {e}"))?;
+        self.ledger
+            .record(&r.key_name, &asset, at, r.amount)
+            .map_err(|e| format!("reservation: {e}"))
+    }
+
+    /// Records reservations read by number (oldest first), once each.
+    pub(crate) fn apply(&mut self, new: &[(i64, kinko_store::Reservation)]) -> Result<(), String> {
+        for (id, r) in new {
+            if *id <= self.seen {
+                continue;
+            }
+            self.record(r)?;
+            self.seen = *id;
+        }
+        Ok(())
+    }
 }

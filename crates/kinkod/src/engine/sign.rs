@@ -23,17 +23,15 @@ impl Engine {
         let approvals = to_signed(&stored)?;
         // The proof that policy and quorum hold now; the HSM path below takes nothing else.
         let auth = {
-            let ledger = self
-                .velocity
-                .lock()
-                .map_err(|_| Refused::internal("velocity", "poisoned"))?;
             let frozen = self.frozen()?;
+            let velocity = self.velocity()?;
+            let ledger = &velocity.ledger;
             let ctx = Context {
                 now: now(),
                 requester: &request.new.requester,
                 key: &key.name,
                 frozen,
-                history: &*ledger,
+                history: ledger,
             };
             kinko_policy::authorize(policy, &intent, &ctx, request_id, &approvals)
         }
@@ -105,11 +103,13 @@ impl Engine {
         // record commit together: one disk sync, and never one without the other.
         let started_commit = std::time::Instant::now();
         let rechecks = controls_in_transaction(
+            Arc::clone(&self.velocity),
             Arc::clone(&live.policy),
             intent.clone(),
             key.name.clone(),
             request.new.requester.clone(),
         );
+        crate::failpoint::hit("before_claim");
         let committed =
             crate::committed::commit(Arc::clone(&self.store), auth, claim, authorized, rechecks)
                 .await;
@@ -143,15 +143,8 @@ impl Engine {
                 return Err(refused);
             }
         };
-        for (asset, amount) in &velocity {
-            let mut ledger = self
-                .velocity
-                .lock()
-                .map_err(|_| Refused::internal("velocity", "poisoned"))?;
-            ledger
-                .record(&key.name, asset, at, *amount)
-                .map_err(|e| Refused::internal("velocity", e))?;
-        }
+        // The claim's reservations reach the ledger in memory by their numbers, at its next
+        // look (see `Engine::velocity`), with every other replica's.
         drop(guard);
         // The authorization is in the log: controls may change from here.
         drop(controls);
@@ -352,6 +345,7 @@ pub(crate) fn claim_digests(to_sign: &[SigningInput]) -> Vec<String> {
 /// freeze, the policy in force, and the velocity limits with every replica's reservations
 /// counted (this replica's in-memory ledger knows only its own).
 fn controls_in_transaction(
+    velocity: Arc<std::sync::Mutex<super::Velocity>>,
     policy: Arc<Policy>,
     intent: Intent,
     key: String,
@@ -361,25 +355,23 @@ fn controls_in_transaction(
         if tx.freeze_state()?.frozen {
             return Err(StoreError::Frozen);
         }
-        let in_force = tx.installed_policy()?.map(|p| p.policy_hash);
-        if in_force.as_deref() != Some(policy.hash().0.as_slice()) {
+        let in_force = tx.installed_policy_hash()?;
+        if in_force.as_ref().map(|h| h.as_slice()) != Some(policy.hash().0.as_slice()) {
             return Err(StoreError::PolicyChanged(format!(
                 "the store's policy is {}",
                 in_force.map(hex::encode).unwrap_or_else(|| "none".into())
             )));
         }
         let at = now();
-        let mut ledger = VelocityLedger::new();
-        for r in tx.key_reservations_since(&key, unix(at) - kinko_policy::MAX_DURATION_SECS)? {
-            let asset = parse_asset_id(&r.asset).ok_or_else(|| {
-                StoreError::Corrupt(format!("a reservation of an unknown asset {:?}", r.asset))
-            })?;
-            let when = Timestamp::from_second(r.at)
-                .map_err(|e| StoreError::Corrupt(format!("reservation time: {e}")))?;
-            ledger
-                .record(&r.key_name, &asset, when, r.amount)
-                .map_err(|e| StoreError::Corrupt(format!("reservation: {e}")))?;
-        }
+        // Under the write lock every reservation numbered above the ledger's newest is
+        // committed and visible: the ledger caught up here holds every replica's claims.
+        // Lock order: the store (held: this is its transaction), then the ledger.
+        let mut v = velocity
+            .lock()
+            .map_err(|_| StoreError::Corrupt("the velocity ledger's lock is poisoned".into()))?;
+        let new = tx.reservations_after(v.seen)?;
+        v.apply(&new).map_err(StoreError::Corrupt)?;
+        let ledger = &v.ledger;
         let decision = evaluate(
             &policy,
             &intent,
@@ -388,7 +380,7 @@ fn controls_in_transaction(
                 requester: &requester,
                 key: &key,
                 frozen: false,
-                history: &ledger,
+                history: ledger,
             },
         );
         if decision.is_denied() {

@@ -73,11 +73,9 @@ impl Engine {
             .map_err(|e| Refused::internal("intent digest", e))?;
         let at = now();
         let decision = {
-            let ledger = self
-                .velocity
-                .lock()
-                .map_err(|_| Refused::internal("velocity", "poisoned"))?;
             let frozen = self.frozen()?;
+            let velocity = self.velocity()?;
+            let ledger = &velocity.ledger;
             evaluate(
                 policy,
                 &intent,
@@ -86,7 +84,7 @@ impl Engine {
                     requester: principal,
                     key: &key.name,
                     frozen,
-                    history: &*ledger,
+                    history: ledger,
                 },
             )
         };

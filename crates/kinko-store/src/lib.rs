@@ -491,6 +491,11 @@ pub struct StoredClaim {
 /// sequence), and the audit log's tree in memory beside it.
 pub struct Store {
     conn: Mutex<Inner>,
+    /// Steps waiting for a group commit (see [`Store::commit`]).
+    queue: Mutex<Vec<log::Job>>,
+    /// Group commits run, and the steps they carried.
+    batches: std::sync::atomic::AtomicU64,
+    batched_steps: std::sync::atomic::AtomicU64,
     /// The audit log's tree and newest checkpoint, once [`Store::open_log`] has checked them.
     /// Updated only under `conn`, after a commit.
     view: RwLock<Option<log::View>>,
@@ -741,6 +746,9 @@ impl Store {
     fn with_db(db: Db) -> Store {
         Store {
             conn: Mutex::new(Inner { db, writer: None }),
+            queue: Mutex::new(Vec::new()),
+            batches: std::sync::atomic::AtomicU64::new(0),
+            batched_steps: std::sync::atomic::AtomicU64::new(0),
             view: RwLock::new(None),
         }
     }

@@ -15,7 +15,7 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kinko_audit::merkle::{Hash, MerkleTree, hashes_equal, leaf_hash};
@@ -183,10 +183,15 @@ impl Store {
     /// commits in one transaction (one disk sync). If `step` or the append fails, nothing is
     /// changed and nothing is logged. A step whose events need a checkpoint (a signature
     /// produced) commits a signed checkpoint covering them too.
-    pub fn commit<T>(
+    ///
+    /// Group commit: steps that arrive while another commit holds the store wait in a queue,
+    /// and the next to get the store runs them all in one transaction — each in a savepoint of
+    /// its own, so one step's failure undoes only that step — and commits once. Each caller
+    /// gets its own result once that commit is durable (or the commit's error).
+    pub fn commit<T: Send + 'static>(
         &self,
         principal: &str,
-        step: impl FnOnce(&Tx<'_>) -> Result<(T, Vec<Event>), StoreError>,
+        step: impl FnOnce(&Tx<'_>) -> Result<(T, Vec<Event>), StoreError> + Send + 'static,
     ) -> Result<(T, Vec<Appended>), StoreError> {
         self.commit_with(principal, step, |_, _, _| Ok(()))
     }
@@ -194,50 +199,176 @@ impl Store {
     /// [`Store::commit`], with a last change made once the records are placed (in the same
     /// transaction): for state that names a record, such as a freeze whose identity is its
     /// record's leaf hash.
-    pub fn commit_with<T>(
+    pub fn commit_with<T: Send + 'static>(
         &self,
         principal: &str,
-        step: impl FnOnce(&Tx<'_>) -> Result<(T, Vec<Event>), StoreError>,
-        after: impl FnOnce(&Tx<'_>, &mut T, &[Appended]) -> Result<(), StoreError>,
+        step: impl FnOnce(&Tx<'_>) -> Result<(T, Vec<Event>), StoreError> + Send + 'static,
+        after: impl FnOnce(&Tx<'_>, &mut T, &[Appended]) -> Result<(), StoreError> + Send + 'static,
     ) -> Result<(T, Vec<Appended>), StoreError> {
+        type Slot<T> = Arc<Mutex<Option<Result<(T, Vec<Appended>), StoreError>>>>;
+        let slot: Slot<T> = Arc::new(Mutex::new(None));
+        let principal = principal.to_string();
+        let job: Job = {
+            let slot = Arc::clone(&slot);
+            Box::new(move |input: JobInput<'_>| {
+                let (c, writer, view) = match input {
+                    JobInput::Run(c, writer, view) => (c, writer, view),
+                    JobInput::Fail(e) => {
+                        if let Ok(mut s) = slot.lock() {
+                            *s = Some(Err(e));
+                        }
+                        return (false, Box::new(|_| {}) as Deliver);
+                    }
+                };
+                let ran = (|| {
+                    let tx = Tx { c };
+                    let (mut value, events) = step(&tx)?;
+                    let (appended, checkpoint, policy) =
+                        append(c, writer, view, &principal, events)?;
+                    after(&tx, &mut value, &appended)?;
+                    Ok((value, appended, checkpoint, policy))
+                })();
+                match ran {
+                    Ok((value, appended, checkpoint, policy)) => {
+                        if let Some(cp) = checkpoint {
+                            view.latest = Some(cp);
+                            writer.last_cp_at = Instant::now();
+                        }
+                        if policy.is_some() {
+                            view.last_policy = policy;
+                        }
+                        let deliver: Deliver = Box::new(move |committed| {
+                            if let Ok(mut s) = slot.lock() {
+                                *s = Some(committed.map(|()| (value, appended)));
+                            }
+                        });
+                        (true, deliver)
+                    }
+                    Err(e) => {
+                        let deliver: Deliver = Box::new(move |_| {
+                            if let Ok(mut s) = slot.lock() {
+                                *s = Some(Err(e));
+                            }
+                        });
+                        (false, deliver)
+                    }
+                }
+            })
+        };
+        self.queue
+            .lock()
+            .map_err(|_| StoreError::Poisoned)?
+            .push(job);
+        let taken = |slot: &Slot<T>| {
+            slot.lock()
+                .map_err(|_| StoreError::Poisoned)?
+                .take()
+                .transpose()
+        };
         let mut guard = self.conn()?;
-        let inner = &mut *guard;
-        let writer = inner.writer.as_mut().ok_or(StoreError::LogClosed)?;
-        let mut view_guard = self.view.write().map_err(|_| StoreError::Poisoned)?;
-        let view = view_guard.as_mut().ok_or(StoreError::LogClosed)?;
-        let base = view.tree.size();
-        let last_time = writer.last_time_ms;
-        let latest = view.latest.clone();
-        let last_policy = view.last_policy.clone();
+        // Committed by the caller that had the store before this one?
+        if let Some(done) = taken(&slot)? {
+            return Ok(done);
+        }
+        let jobs = std::mem::take(&mut *self.queue.lock().map_err(|_| StoreError::Poisoned)?);
+        self.run_batch(&mut guard, jobs);
+        drop(guard);
+        taken(&slot)?.ok_or(StoreError::Poisoned)
+    }
+
+    /// Runs queued steps in one transaction, each in a savepoint, commits once, and delivers
+    /// every step's result. Holds the store and the view throughout, as one commit always did.
+    fn run_batch(&self, inner: &mut crate::Inner, jobs: Vec<Job>) {
+        let fail = |jobs: Vec<Job>, e: fn() -> StoreError| {
+            for job in jobs {
+                let _ = job(JobInput::Fail(e()));
+            }
+        };
+        let Some(writer) = inner.writer.as_mut() else {
+            return fail(jobs, || StoreError::LogClosed);
+        };
+        let Ok(mut view_guard) = self.view.write() else {
+            return fail(jobs, || StoreError::Poisoned);
+        };
+        let Some(view) = view_guard.as_mut() else {
+            return fail(jobs, || StoreError::LogClosed);
+        };
+        let base = (
+            view.tree.size(),
+            writer.last_time_ms,
+            view.latest.clone(),
+            view.last_policy.clone(),
+            writer.last_cp_at,
+        );
+        self.batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.batched_steps
+            .fetch_add(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let mut delivers = Vec::with_capacity(jobs.len());
+        let mut pending = Some(jobs);
         let result = inner.db.transaction(true, |c| {
             // Records other replicas appended since this one last looked come first.
             catch_up(c, writer, view)?;
-            let tx = Tx { c };
-            let (mut value, events) = step(&tx)?;
-            let (appended, checkpoint, policy) = append(c, writer, view, principal, events)?;
-            after(&tx, &mut value, &appended)?;
-            Ok((value, appended, checkpoint, policy))
+            for job in pending.take().unwrap_or_default() {
+                let before = (
+                    view.tree.size(),
+                    writer.last_time_ms,
+                    view.latest.clone(),
+                    view.last_policy.clone(),
+                    writer.last_cp_at,
+                );
+                c.exec("SAVEPOINT kinko_step", &[])?;
+                let (good, deliver) = job(JobInput::Run(c, writer, view));
+                if good {
+                    c.exec("RELEASE SAVEPOINT kinko_step", &[])?;
+                } else {
+                    // This step only: its statements and its records are undone.
+                    c.exec("ROLLBACK TO SAVEPOINT kinko_step", &[])?;
+                    c.exec("RELEASE SAVEPOINT kinko_step", &[])?;
+                    view.tree.truncate(before.0);
+                    writer.last_time_ms = before.1;
+                    view.latest = before.2;
+                    view.last_policy = before.3;
+                    writer.last_cp_at = before.4;
+                }
+                delivers.push((good, deliver));
+            }
+            Ok(())
         });
         match result {
-            Ok((value, appended, checkpoint, policy)) => {
-                if let Some(cp) = checkpoint {
-                    view.latest = Some(cp);
-                    writer.last_cp_at = Instant::now();
+            Ok(()) => {
+                for (_, deliver) in delivers {
+                    deliver(Ok(()));
                 }
-                if policy.is_some() {
-                    view.last_policy = policy;
-                }
-                Ok((value, appended))
             }
             Err(e) => {
-                // Not committed: the view forgets what this transaction read or appended.
-                view.tree.truncate(base);
-                view.latest = latest;
-                view.last_policy = last_policy;
-                writer.last_time_ms = last_time;
-                Err(e)
+                // Never begun (or failed before the steps ran): each step gets the error.
+                if let Some(jobs) = pending.take() {
+                    for job in jobs {
+                        let _ = job(JobInput::Fail(again(&e)));
+                    }
+                }
+                // Not committed: the view forgets what this transaction read or appended, and
+                // every step that had succeeded gets the commit's error.
+                view.tree.truncate(base.0);
+                writer.last_time_ms = base.1;
+                view.latest = base.2;
+                view.last_policy = base.3;
+                writer.last_cp_at = base.4;
+                for (good, deliver) in delivers {
+                    deliver(if good { Err(again(&e)) } else { Ok(()) });
+                }
             }
         }
+    }
+
+    /// Group commits so far and the steps they carried (steps / commits is the batching).
+    pub fn commit_counts(&self) -> (u64, u64) {
+        (
+            self.batches.load(std::sync::atomic::Ordering::Relaxed),
+            self.batched_steps
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// Appends records with no state change (refusals, for instance).
@@ -473,6 +604,32 @@ impl Store {
 /// Brings the view up to date with records and checkpoints other replicas committed (inside a
 /// writing transaction, so nothing is appended meanwhile): each record is re-checked as at
 /// start and its leaf joins the tree; the newest checkpoint must cover the tree.
+/// Delivers a step's result once its batch's commit is known (`Ok(())`: durable).
+type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// What a queued step is given: the batch's transaction, or the error that keeps it from
+/// running.
+pub(crate) enum JobInput<'a> {
+    Run(&'a dyn Conn, &'a mut Writer, &'a mut View),
+    Fail(StoreError),
+}
+
+/// A queued step: runs in the batch's transaction and says whether it succeeded, returning how
+/// to deliver its result.
+pub(crate) type Job = Box<dyn for<'a> FnOnce(JobInput<'a>) -> (bool, Deliver) + Send>;
+
+/// The batch's error, for each of its steps (store errors are not `Clone`): the same kind
+/// where it can be, the text otherwise.
+fn again(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Postgres(m) => StoreError::Postgres(m.clone()),
+        StoreError::Io(m) => StoreError::Io(m.clone()),
+        StoreError::LogClosed => StoreError::LogClosed,
+        StoreError::Poisoned => StoreError::Poisoned,
+        other => StoreError::Io(format!("the commit of this step's batch failed: {other}")),
+    }
+}
+
 fn catch_up(c: &dyn Conn, writer: &mut Writer, view: &mut View) -> Result<(), StoreError> {
     loop {
         let from = view.tree.size();

@@ -628,12 +628,73 @@ mod log {
         })
     }
 
+    /// Steps committed from many threads at once are grouped into fewer transactions (group
+    /// commit), and each caller gets its own outcome: a step that fails leaves neither its
+    /// state nor its records, while the steps committed in the same transaction keep theirs;
+    /// the log then reopens verified.
+    #[test]
+    fn concurrent_steps_share_commits_and_a_failing_step_undoes_only_itself() {
+        for (_d, s) in all_logged() {
+            let s = std::sync::Arc::new(s);
+            let threads: Vec<_> = (0..8)
+                .map(|t| {
+                    let s = std::sync::Arc::clone(&s);
+                    std::thread::spawn(move || {
+                        (0..25)
+                            .map(|j| {
+                                let id = format!("g-{t}-{j}");
+                                let fails = j % 5 == 4;
+                                let request = new_request(&id, &id, id.as_bytes());
+                                let out = s.commit("ledger", move |tx| {
+                                    tx.insert_request(&request)?;
+                                    if fails {
+                                        return Err(StoreError::NotFound("deliberately".into()));
+                                    }
+                                    Ok(((), vec![refusal(1)]))
+                                });
+                                (id, fails, out.map(|(_, a)| a.len()))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let outcomes: Vec<_> = threads
+                .into_iter()
+                .flat_map(|t| t.join().unwrap())
+                .collect();
+            let mut committed = 0;
+            for (id, fails, out) in &outcomes {
+                if *fails {
+                    assert!(matches!(out, Err(StoreError::NotFound(_))), "{id}: {out:?}");
+                    assert!(
+                        matches!(s.get_request(id), Err(StoreError::NotFound(_))),
+                        "{id}: a failed step left its state"
+                    );
+                } else {
+                    assert_eq!(out.as_ref().ok(), Some(&1), "{id}");
+                    assert_eq!(s.get_request(id).unwrap().new.id, *id);
+                    committed += 1;
+                }
+            }
+            assert_eq!(committed, 160);
+            assert_eq!(s.log_size(), 160, "only the committed steps' records");
+            let (batches, steps) = s.commit_counts();
+            assert_eq!(steps, 200);
+            assert!(batches < steps, "no two steps shared a commit ({batches})");
+            eprintln!("group commit: {steps} steps in {batches} transactions");
+            // Every record reads back and the tree over them is the one the checkpoint signs.
+            let note = s.checkpoint().unwrap();
+            assert_eq!(s.read_log_lines(0, 200).unwrap().len(), 160);
+            assert!(note.contains("\n160\n"), "{note}");
+        }
+    }
+
     #[test]
     fn a_step_and_its_records_commit_together_or_not_at_all() {
         for (_d, s) in all_logged() {
             let empty_root = s.root_at(s.log_size()).unwrap();
             let (inserted, appended) = s
-                .commit("ledger", |tx| {
+                .commit("ledger", move |tx| {
                     let i = tx.insert_request(&new_request("r1", "i1", b"a"))?;
                     Ok((i, vec![refusal(1), refusal(2)]))
                 })
@@ -650,7 +711,7 @@ mod log {
 
             // A record too large to log: the request it came with is not stored either.
             let err = s
-                .commit("ledger", |tx| {
+                .commit("ledger", move |tx| {
                     tx.insert_request(&new_request("r2", "i2", b"b"))?;
                     Ok(((), vec![refusal(2 << 20)]))
                 })
@@ -662,7 +723,7 @@ mod log {
 
             // A step that fails logs nothing.
             let err = s
-                .commit("ledger", |tx| {
+                .commit("ledger", move |tx| {
                     tx.transition("r1", &[RequestState::Signed], RequestState::Failed, None, 1)?;
                     Ok(((), vec![refusal(3)]))
                 })
@@ -672,7 +733,9 @@ mod log {
             assert_eq!(s.read_log_lines(0, 10).unwrap().len(), 2);
 
             // The next record takes the next number, and its leaf is the hash of its line.
-            let (_, appended) = s.commit("ledger", |_| Ok(((), vec![refusal(4)]))).unwrap();
+            let (_, appended) = s
+                .commit("ledger", move |_| Ok(((), vec![refusal(4)])))
+                .unwrap();
             assert_eq!(appended[0].seq, 2);
             let line = s.read_log_lines(2, 1).unwrap().remove(0);
             assert_eq!(
@@ -685,7 +748,8 @@ mod log {
     #[test]
     fn a_signature_record_commits_with_a_checkpoint_covering_it() {
         for (_d, s) in all_logged() {
-            s.commit("ledger", |_| Ok(((), vec![refusal(1)]))).unwrap();
+            s.commit("ledger", move |_| Ok(((), vec![refusal(1)])))
+                .unwrap();
             let before = s.latest_checkpoint_sized().unwrap().0;
             assert_eq!(before, 0, "a refusal does not need a checkpoint");
             let produced = Event::SignatureProduced(kinko_audit::record::SignatureProduced {
@@ -695,7 +759,9 @@ mod log {
                 signed_payload: None,
                 transaction_id: None,
             });
-            let (_, appended) = s.commit("kinkod", |_| Ok(((), vec![produced]))).unwrap();
+            let (_, appended) = s
+                .commit("kinkod", move |_| Ok(((), vec![produced])))
+                .unwrap();
             let note = appended[0].checkpoint.clone().expect("a checkpoint");
             let key = s.verifier_key().unwrap();
             let cp = kinko_audit::note::Checkpoint::open(&note, &key, Some(ORIGIN)).unwrap();
@@ -709,7 +775,8 @@ mod log {
     fn the_log_reopens_verified_and_an_edited_or_truncated_log_is_refused() {
         let (d, s) = logged();
         for n in 0..5 {
-            s.commit("ledger", |_| Ok(((), vec![refusal(n)]))).unwrap();
+            s.commit("ledger", move |_| Ok(((), vec![refusal(n)])))
+                .unwrap();
         }
         s.checkpoint().unwrap();
         let root = s.root_at(5).unwrap();
@@ -772,7 +839,8 @@ mod log {
     fn an_export_is_the_documented_files_and_verifies_offline() {
         let (d, s) = logged();
         for n in 0..3 {
-            s.commit("ledger", |_| Ok(((), vec![refusal(n)]))).unwrap();
+            s.commit("ledger", move |_| Ok(((), vec![refusal(n)])))
+                .unwrap();
         }
         s.checkpoint().unwrap();
         let out = d.path().join("export");
@@ -833,7 +901,8 @@ mod log {
         let Some((s, _b, url)) = replicas_at() else {
             return pg_required();
         };
-        s.commit("ledger", |_| Ok(((), vec![refusal(1)]))).unwrap();
+        s.commit("ledger", move |_| Ok(((), vec![refusal(1)])))
+            .unwrap();
         let name = url
             .split_whitespace()
             .find_map(|kv| kv.strip_prefix("dbname="))
@@ -848,7 +917,7 @@ mod log {
         std::thread::sleep(std::time::Duration::from_millis(300));
         for _ in 0..3 {
             let err = s
-                .commit("ledger", |_| Ok(((), vec![refusal(2)])))
+                .commit("ledger", move |_| Ok(((), vec![refusal(2)])))
                 .unwrap_err();
             assert!(matches!(err, StoreError::Postgres(_)), "{err:?}");
         }
@@ -857,7 +926,9 @@ mod log {
         // After a failed attempt to connect, calls fail at once for a pause (no queue of
         // connect timeouts behind the store's mutex); the first call after it reconnects.
         std::thread::sleep(crate::db::PG_RECONNECT_PAUSE);
-        let (_, appended) = s.commit("ledger", |_| Ok(((), vec![refusal(3)]))).unwrap();
+        let (_, appended) = s
+            .commit("ledger", move |_| Ok(((), vec![refusal(3)])))
+            .unwrap();
         assert_eq!(appended[0].seq, 1);
         assert_eq!(s.read_log_lines(0, 10).unwrap().len(), 2);
     }
@@ -871,7 +942,7 @@ mod log {
         for round in 0..5 {
             for (s, n) in [(&a, 2), (&b, 1)] {
                 let (_, appended) = s
-                    .commit("ledger", |_| {
+                    .commit("ledger", move |_| {
                         Ok(((), (0..n).map(|i| refusal(round * 10 + i)).collect()))
                     })
                     .unwrap();
@@ -906,13 +977,13 @@ mod log {
         };
         a.insert_request(&new_request("r1", "i1", b"a")).unwrap();
         b.insert_request(&new_request("r2", "i2", b"b")).unwrap();
-        a.commit("kinkod", |tx| {
+        a.commit("kinkod", move |tx| {
             tx.claim_signing(&claim("r1", "nonce:5", "aa"))?;
             Ok(((), vec![refusal(1)]))
         })
         .unwrap();
         let err = b
-            .commit("kinkod", |tx| {
+            .commit("kinkod", move |tx| {
                 tx.claim_signing(&claim("r2", "nonce:5", "bb"))?;
                 Ok(((), vec![refusal(2)]))
             })
@@ -938,7 +1009,8 @@ mod log {
             .map(|s| {
                 std::thread::spawn(move || {
                     for i in 0..40 {
-                        s.commit("ledger", |_| Ok(((), vec![refusal(i)]))).unwrap();
+                        s.commit("ledger", move |_| Ok(((), vec![refusal(i)])))
+                            .unwrap();
                     }
                 })
             })

@@ -364,7 +364,10 @@ fn controls_in_transaction(
         }
         let at = now();
         // Under the write lock every reservation numbered above the ledger's newest is
-        // committed and visible: the ledger caught up here holds every replica's claims.
+        // committed and visible: the ledger caught up here holds every replica's claims. (Group
+        // commit may put other steps in this transaction before this one; none of them inserts
+        // reservations — only claims do, and `sign_lock` admits one claim at a time per
+        // process — so nothing read here can be rolled back with a failed batch.)
         // Lock order: the store (held: this is its transaction), then the ledger.
         let mut v = velocity
             .lock()

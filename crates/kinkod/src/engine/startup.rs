@@ -608,17 +608,18 @@ impl Engine {
     /// record; its claims stay.
     fn fail_interrupted(&self, id: &str) -> Result<(), kinko_store::StoreError> {
         let why = "kinkod stopped between authorization and signature; no signature left the signer (none is in the audit log); the nonce stays claimed: resubmit with a new nonce after checking the chain";
+        let id = id.to_string();
         self.store
-            .commit("kinkod", |tx| {
+            .commit("kinkod", move |tx| {
                 tx.transition(
-                    id,
+                    &id,
                     &[RequestState::Signing],
                     RequestState::Failed,
                     Some(why),
                     unix(now()),
                 )?;
                 let event = Event::Refusal(rec::Refusal {
-                    request_id: Some(id.to_string()),
+                    request_id: Some(id.clone()),
                     code: "SIGNING_FAILED".into(),
                     message: why.into(),
                 });

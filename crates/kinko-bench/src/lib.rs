@@ -7,14 +7,15 @@
 //! See `docs/benchmarks.md` for the command, the table and what limits throughput.
 //!
 //! This library holds the parts worth testing on known inputs: latency percentiles and ratios
-//! ([`stats`]), the `/proc` readers ([`procfs`]), and the rewrite of the development set-up's
-//! policy and configuration ([`setup`]).
+//! ([`stats`]), the `/proc` readers ([`procfs`]), the rewrite of the development set-up's
+//! policy and configuration ([`setup`]), and the targets' verdicts ([`targets`]).
 
 #![forbid(unsafe_code)]
 
 pub mod procfs;
 pub mod setup;
 pub mod stats;
+pub mod targets;
 
 /// Errors of the bench. Each says which stage failed.
 #[derive(Debug, thiserror::Error)]

@@ -223,6 +223,8 @@ struct Results {
     pending: PendingResult,
     /// SQLite beside PostgreSQL, when `--postgres` was given.
     backends: Vec<BackendResult>,
+    /// The performance targets and this run's verdicts.
+    targets: Vec<kinko_bench::targets::Target>,
 }
 
 fn main() -> ExitCode {
@@ -647,8 +649,16 @@ async fn measure(
         scaling,
         pending,
         backends,
+        targets: Vec::new(),
     };
+    let mut results = results;
+    results.targets = targets(&results);
     print_table(&results);
+    println!(
+        "Targets ({} run):\n\n{}",
+        results.mode,
+        kinko_bench::targets::table(&results.targets)
+    );
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).map_err(|e| BenchError::io(out.display().to_string(), e))?;
         let json = serde_json::to_string_pretty(&results)
@@ -684,6 +694,76 @@ async fn measure(
         );
     }
     Ok(())
+}
+
+/// The performance targets (docs/benchmarks.md) against this run.
+fn targets(r: &Results) -> Vec<kinko_bench::targets::Target> {
+    use kinko_bench::targets::{Goal, Target, Unit};
+    let of = |v: Option<f64>, why: &str| v.ok_or_else(|| why.to_string());
+    let mut out = Vec::new();
+    for c in &r.cases {
+        let n = r.clients;
+        out.push(Target {
+            metric: format!("{} end to end, {n} clients, vs raw C_Sign", c.case),
+            goal: Goal::AtLeast(0.25),
+            unit: Unit::Percent,
+            measured: of(c.end_to_end_vs_raw, "no raw rate"),
+        });
+        out.push(Target {
+            metric: format!("{} sign stage, {n} clients, vs raw C_Sign", c.case),
+            goal: Goal::AtLeast(0.60),
+            unit: Unit::Percent,
+            measured: of(c.sign_many_vs_raw, "no raw rate"),
+        });
+        out.push(Target {
+            metric: format!("{} sign stage p50, one client", c.case),
+            goal: Goal::AtMost(1.0),
+            unit: Unit::Ms,
+            measured: of(c.sign_one_client.latency.map(|l| l.p50_ms), "no samples"),
+        });
+        out.push(Target {
+            metric: format!(
+                "{} sign stage p99 at half the {n}-client rate ({:.0}/s)",
+                c.case, c.sign_paced_target_rate
+            ),
+            goal: Goal::AtMost(5.0),
+            unit: Unit::Ms,
+            measured: of(c.sign_paced.latency.map(|l| l.p99_ms), "no samples"),
+        });
+        out.push(Target {
+            metric: format!("{} kinkod CPU per end-to-end withdrawal", c.case),
+            goal: Goal::AtMost(1.0),
+            unit: Unit::Ms,
+            measured: of(
+                c.end_to_end.daemon_cpu_s_per_op.map(|s| s * 1000.0),
+                "no withdrawals",
+            ),
+        });
+    }
+    let sqlite = r.backends.iter().find(|b| b.backend == "SQLite");
+    let pg = r.backends.iter().find(|b| b.backend == "PostgreSQL");
+    out.push(Target {
+        metric: format!(
+            "{} end to end on PostgreSQL vs SQLite, same run",
+            Case::Eth.name()
+        ),
+        goal: Goal::AtLeast(0.80),
+        unit: Unit::Percent,
+        measured: match (sqlite, pg) {
+            (Some(s), Some(p)) => of(
+                ratio(p.end_to_end.ops_per_sec, s.end_to_end.ops_per_sec),
+                "no SQLite rate",
+            ),
+            _ => Err("run with --postgres".into()),
+        },
+    });
+    out.push(Target {
+        metric: "rate with 1M log records and 1M stored requests vs empty".into(),
+        goal: Goal::AtLeast(0.90),
+        unit: Unit::Percent,
+        measured: Err("the big state is not built by this bench yet".into()),
+    });
+    out
 }
 
 /// Ethereum on one backend: the sign stage with `clients` clients, then end to end.

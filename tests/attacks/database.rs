@@ -21,7 +21,7 @@ use kinko_tests::pb::approval_service_client::ApprovalServiceClient;
 use kinko_tests::{Daemon, Verdict, officer_approval, reason, replace_in, start, start_wrapped};
 
 use crate::faults::{Seen, check, load, one_withdrawal};
-use crate::replicas::{cluster, pair_on, submit, verify_offline};
+use crate::replicas::{cluster, pair_on, submit, try_submit, verify_offline};
 
 /// A throwaway cluster of this test's own (scripts/pg-cluster.sh), stopped when dropped.
 struct Cluster {
@@ -160,22 +160,9 @@ async fn postgresql_restarted_under_load_fails_closed_and_kinkod_recovers_by_its
     let signed_while_down = signed(&seen);
     let refused_at = seen.lock().unwrap().refused.values().sum::<u64>();
     // Unreachable: typed, and nothing changes.
-    let probe = kinko_tests::pb::withdrawal_service_client::WithdrawalServiceClient::new(
-        kinko_tests::channel(&a, "ledger").await,
-    )
-    .submit_withdrawal(kinko_tests::submission(
-        &a.dir,
-        "eth-dev",
-        kinko_intent::Chain::Ethereum,
-        kinko_tests::eth_transfer(
-            2_000_000,
-            1_000,
-            alloy_primitives::address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
-        ),
-        "during-outage",
-    ))
-    .await
-    .unwrap_err();
+    let probe = try_submit(&a, 2_000_000, "during-outage")
+        .await
+        .unwrap_err();
     assert_eq!(probe.code(), tonic::Code::Unavailable, "{probe:?}");
     assert_eq!(reason(&probe), "AUDIT_UNAVAILABLE");
     let refused = ApprovalServiceClient::new(kinko_tests::channel(&b, "bob").await)
@@ -388,22 +375,9 @@ async fn a_replica_partitioned_from_postgresql_signs_nothing_and_the_other_keeps
     // Replica A: a call that reaches the database link is refused, typed, within the store's
     // answer timeout (10 s) plus a margin.
     let probe_at = Instant::now();
-    let probe = kinko_tests::pb::withdrawal_service_client::WithdrawalServiceClient::new(
-        kinko_tests::channel(&a, "ledger").await,
-    )
-    .submit_withdrawal(kinko_tests::submission(
-        &a.dir,
-        "eth-dev",
-        kinko_intent::Chain::Ethereum,
-        kinko_tests::eth_transfer(
-            3_000_000,
-            1_000,
-            alloy_primitives::address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
-        ),
-        "during-partition",
-    ))
-    .await
-    .unwrap_err();
+    let probe = try_submit(&a, 3_000_000, "during-partition")
+        .await
+        .unwrap_err();
     let refused_after = probe_at.elapsed();
     assert_eq!(probe.code(), tonic::Code::Unavailable, "{probe:?}");
     assert_eq!(reason(&probe), "AUDIT_UNAVAILABLE");

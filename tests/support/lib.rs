@@ -101,24 +101,29 @@ impl Drop for Daemon {
     }
 }
 
-/// A TCP port free at the moment of the call, and never one this process was given before (the
-/// port is released on return, so two calls could otherwise hand out the same one).
+/// A TCP port free at the moment of the call, and not one this process was given in its last
+/// 12,000 calls (the port is released on return, so two calls could otherwise hand out the same
+/// one).
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN
+    // Below the kernel's ephemeral range (`ip_local_port_range`, 32768+ by default): a port
+    // picked there could be taken by any outgoing connection or `bind(0)` between this call and
+    // kinkod's bind (or its restart on the same port), and kinkod would exit at start. Each test
+    // process starts at its own offset and never hands out a port twice.
+    static NEXT: std::sync::Mutex<Option<u16>> = std::sync::Mutex::new(None);
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    let mut guard = NEXT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if !given.contains(&port) {
-            given.push(port);
+    let next = guard.get_or_insert((std::process::id() % u32::from(SPAN)) as u16);
+    for _ in 0..SPAN {
+        let port = LOW + *next;
+        *next = (*next + 1) % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
+    panic!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
 /// A token label unique to this process and moment.

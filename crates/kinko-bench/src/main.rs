@@ -280,7 +280,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(bench(args)) {
+    let result = rt.block_on(bench(args));
+    drop(rt);
+    kinko_hsm::finalize_modules();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kinko-bench: {e}");

@@ -77,7 +77,8 @@ impl fmt::Debug for Hsm {
 static MODULES: Mutex<Vec<(PathBuf, Pkcs11)>> = Mutex::new(Vec::new());
 
 /// Loads a PKCS#11 module and initializes it, once per process; later calls share it. The module
-/// is never finalized (except by [`Hsm::dangerous_reset_module`]).
+/// is finalized only by [`finalize_modules`] at exit (and reset by
+/// [`Hsm::dangerous_reset_module`]).
 pub fn load_module(path: &Path) -> Result<Pkcs11, HsmError> {
     let load_err = |reason: String| HsmError::ModuleLoad {
         path: path.to_path_buf(),
@@ -99,6 +100,22 @@ pub fn load_module(path: &Path) -> Result<Pkcs11, HsmError> {
     }
     modules.push((path.to_path_buf(), ctx.clone()));
     Ok(ctx)
+}
+
+/// Finalizes every module this process loaded (`C_Finalize`). Call it last, when the process is
+/// about to exit and every [`Hsm`] handle is gone: a module left initialized tears itself down in
+/// the C library's exit handlers, and SoftHSM2's teardown there frees its state twice when a
+/// session is still being closed on another thread (`double free or corruption`, an abort
+/// instead of a clean exit). Later calls to [`load_module`] load and initialize again.
+pub fn finalize_modules() {
+    let Ok(mut modules) = MODULES.lock() else {
+        return;
+    };
+    for (path, ctx) in modules.drain(..) {
+        if let Err(e) = ctx.finalize() {
+            tracing::warn!(module = %path.display(), error = %e, "C_Finalize failed at exit");
+        }
+    }
 }
 
 /// Finds the slot holding the token labelled `label`.

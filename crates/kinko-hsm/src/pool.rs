@@ -296,8 +296,15 @@ impl Pool {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let pool = Arc::clone(self);
         let job: Job = Box::new(move || {
+            let result = pool.run_blocking(&mut op).and_then(after);
+            // Let go of the pool (and of `op`, which may hold it too) before answering: once
+            // answered, the caller may drop its last handle and exit, and the pool must then be
+            // dropped, closing its sessions, by the caller — not here while the process finalizes
+            // the module (SoftHSM2 crashed at exit in `C_CloseSession` racing `C_Finalize`).
+            drop(op);
+            drop(pool);
             // The caller may have gone away (cancelled); the result is then dropped.
-            let _ = tx.send(pool.run_blocking(&mut op).and_then(after));
+            let _ = tx.send(result);
         });
         self.jobs
             .lock()

@@ -436,3 +436,37 @@ async fn the_probe_reports_both_curves() {
     let err = none.require_all().unwrap_err();
     assert!(err.to_string().contains("secp256k1") && !err.to_string().contains("Ed25519"));
 }
+
+/// The last handle's drop closes the pool's sessions on the dropping thread, before it returns:
+/// a worker thread that still held the pool after answering closed them later, racing the
+/// process's exit and `C_Finalize` (SoftHSM2 then aborted with `double free or corruption`).
+/// The token keeps a login only while one of the process's sessions is open, so a fresh session
+/// right after the drop must see no login.
+#[tokio::test(flavor = "multi_thread")]
+async fn dropping_the_last_handle_closes_every_session_before_it_returns() {
+    use cryptoki::session::SessionState;
+    let token = TestToken::new().unwrap();
+    let ctx = common::ctx();
+    let slot = kinko_hsm::find_token(&ctx, &token.label).unwrap();
+    for round in 0..40u8 {
+        let hsm = token.open(2).await.unwrap();
+        if round == 0 {
+            hsm.generate_key("k", KeyKind::Secp256k1).await.unwrap();
+        }
+        // Both sessions busy at once, then the answer of the last job is the last use.
+        let (a, b) = tokio::join!(
+            hsm.sign_secp256k1_prehash("k", [round; 32]),
+            hsm.sign_secp256k1_prehash("k", [round ^ 0xff; 32])
+        );
+        a.unwrap();
+        b.unwrap();
+        drop(hsm);
+        let probe = ctx.open_ro_session(slot).unwrap();
+        let state = probe.get_session_info().unwrap().session_state();
+        assert_eq!(
+            state,
+            SessionState::RoPublic,
+            "round {round}: the token is still logged in after the last handle was dropped"
+        );
+    }
+}

@@ -217,6 +217,10 @@ fn main() -> ExitCode {
         };
         run(Config::load(&config_path)?).await
     });
+    // Every task (and every HSM handle it held) is gone once the runtime is; then the module is
+    // finalized before the exit handlers run (see `finalize_modules`).
+    drop(rt);
+    kinko_hsm::finalize_modules();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

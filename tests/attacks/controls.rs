@@ -744,3 +744,72 @@ fn a_signing_key_on_the_log_key_label_is_refused_at_start() {
         "{err}"
     );
 }
+
+/// Claims share group commits: twelve requests completing their quorum at once, under a limit
+/// of three signatures a day, all reach the claim step together — each authorized against a
+/// ledger that does not yet hold the others' uncommitted claims. Exactly three are signed; the
+/// claim's transaction, which counts every reservation before it (committed or earlier in the
+/// same batch), denies the rest, and those sign nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_claims_in_one_batch_never_pass_a_velocity_limit_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (label, port) = (unique_label("atk-batch"), free_port());
+    init(&dir, &label, port, |dir| {
+        replace_in(&dir.join("policy.toml"), "max_count = 50", "max_count = 3");
+    });
+    // Each claim's transaction takes 0.5 s (a slow disk), so the claims behind the first queue
+    // up and commit as one batch, each checked in turn inside it.
+    let d = std::sync::Arc::new(kinko_tests::start_with_env(
+        &dir,
+        &label,
+        port,
+        false,
+        &[("KINKO_FAILPOINT", "slow:in_claim_transaction")],
+    ));
+    let mut ids = Vec::new();
+    for n in 0..12u64 {
+        let r = crate::replicas::submit(&d, n, &format!("batch-{n}")).await;
+        let mut alice = ApprovalServiceClient::new(channel(&d, "alice").await);
+        alice
+            .approve(officer_approval(&d, "alice", &r.request_id, Verdict::Approve).await)
+            .await
+            .unwrap();
+        ids.push(r.request_id);
+    }
+    // Bob's approvals are made first, then sent together.
+    let mut signed_approvals = Vec::new();
+    for id in &ids {
+        signed_approvals.push(officer_approval(&d, "bob", id, Verdict::Approve).await);
+    }
+    let mut racing = Vec::new();
+    for a in signed_approvals {
+        let d = std::sync::Arc::clone(&d);
+        racing.push(tokio::spawn(async move {
+            ApprovalServiceClient::new(channel(&d, "bob").await)
+                .approve(a)
+                .await
+                .map(tonic::Response::into_inner)
+        }));
+    }
+    let (mut signed, mut denied) = (0, 0);
+    for r in racing {
+        match r.await.unwrap() {
+            Ok(r) => {
+                assert_eq!(r.state, pb::RequestState::Signed as i32, "{r:?}");
+                signed += 1;
+            }
+            Err(e) => {
+                assert_eq!(reason(&e), "POLICY_DENIED", "{e:?}");
+                denied += 1;
+            }
+        }
+    }
+    assert_eq!((signed, denied), (3, 9));
+    let authorized = audit_records(&d)
+        .await
+        .into_iter()
+        .filter(|r| event_type(r) == "signing_authorized")
+        .count();
+    assert_eq!(authorized, 3, "signing_authorized records");
+}

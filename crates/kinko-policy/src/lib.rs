@@ -32,7 +32,7 @@ pub use model::{
     RuleAction, TimeWindow, UnfreezeGovernance, VelocityLimit, normalize_address,
 };
 pub use velocity::{
-    EmptyHistory, HistoryUnavailable, VelocityHistory, VelocityLedger, WindowTotals,
+    EmptyHistory, HistoryUnavailable, VelocityHistory, VelocityLedger, WindowTotals, WithPending,
 };
 
 impl Policy {

@@ -1,4 +1,4 @@
-//! Unit tests of the velocity ledger's prefix sums.
+//! Unit tests of the velocity ledger's prefix sums and of pending entries over it.
 #![allow(clippy::unwrap_used)]
 
 use jiff::Timestamp;
@@ -67,4 +67,40 @@ fn overflowing_totals_are_refused_and_leave_the_series_unchanged() {
     }
     let got = l.totals_since("k", &asset, t(0)).unwrap();
     assert_eq!((got.total, got.count), (Amount::MAX, 1));
+}
+
+proptest! {
+    /// A ledger with pending entries answers as one ledger holding both, and the base ledger
+    /// is left as it was.
+    #[test]
+    fn pending_entries_count_as_if_recorded(
+        committed in proptest::collection::vec((0i64..1000, 0u64..1_000_000), 0..100),
+        pending in proptest::collection::vec((0i64..1000, 0u64..1_000_000, any::<bool>()), 0..20),
+        sinces in proptest::collection::vec(-1i64..1001, 1..20),
+    ) {
+        let eth = AssetId::Native(Chain::Ethereum);
+        let btc = AssetId::Native(Chain::Bitcoin);
+        let mut base = VelocityLedger::new();
+        for (at, a) in &committed {
+            base.record("k", &eth, t(*at), Amount::from_u64(*a)).unwrap();
+        }
+        let before = base.len();
+        let mut both = base.clone();
+        let mut over = crate::WithPending::new(&base);
+        for (at, a, other_asset) in &pending {
+            let asset = if *other_asset { &btc } else { &eth };
+            over.add("k", asset, t(*at), Amount::from_u64(*a));
+            both.record("k", asset, t(*at), Amount::from_u64(*a)).unwrap();
+        }
+        for s in &sinces {
+            for asset in [&eth, &btc] {
+                prop_assert_eq!(
+                    over.totals_since("k", asset, t(*s)).unwrap(),
+                    both.totals_since("k", asset, t(*s)).unwrap()
+                );
+            }
+            prop_assert_eq!(over.totals_since("other", &eth, t(*s)).unwrap().count, 0);
+        }
+        prop_assert_eq!(base.len(), before);
+    }
 }

@@ -197,6 +197,59 @@ impl VelocityHistory for VelocityLedger {
     }
 }
 
+/// A history plus entries not (yet) in it: what a signing claim checks against inside its
+/// transaction — the shared ledger of committed signatures, and the reservations made since
+/// the ledger's last look, some of them by earlier claims of the same uncommitted transaction.
+/// The ledger itself is never changed with entries that may still roll back.
+pub struct WithPending<'a> {
+    base: &'a dyn VelocityHistory,
+    pending: Vec<(String, AssetId, Timestamp, Amount)>,
+}
+
+impl<'a> WithPending<'a> {
+    /// `base` and nothing pending yet.
+    pub fn new(base: &'a dyn VelocityHistory) -> Self {
+        WithPending {
+            base,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Adds an entry of `amount` with `key` for `asset` at `at`.
+    pub fn add(&mut self, key: &str, asset: &AssetId, at: Timestamp, amount: Amount) {
+        self.pending
+            .push((key.to_string(), asset.clone(), at, amount));
+    }
+}
+
+impl std::fmt::Debug for WithPending<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithPending")
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl VelocityHistory for WithPending<'_> {
+    fn totals_since(
+        &self,
+        key: &str,
+        asset: &AssetId,
+        since: Timestamp,
+    ) -> Result<WindowTotals, HistoryUnavailable> {
+        let mut t = self.base.totals_since(key, asset, since)?;
+        for (k, a, at, amount) in &self.pending {
+            if k == key && a == asset && *at > since {
+                t.total = t.total.checked_add(*amount).ok_or_else(|| {
+                    HistoryUnavailable(format!("velocity total of {key} in {asset} overflows"))
+                })?;
+                t.count = t.count.saturating_add(1);
+            }
+        }
+        Ok(t)
+    }
+}
+
 /// A history with nothing in it (for `kinko policy explain` without a store).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EmptyHistory;

@@ -67,6 +67,7 @@ pub(crate) async fn commit(
     }
     let ((), appended) = tokio::task::spawn_blocking(move || {
         store.commit("kinkod", move |tx| {
+            crate::failpoint::hit("in_claim_transaction");
             controls(tx)?;
             tx.claim_signing(&claim)?;
             Ok(((), vec![Event::SigningAuthorized(record)]))

@@ -24,7 +24,7 @@ use kinko_policy::approval::NotCounted;
 use kinko_policy::request::RequestToSign;
 use kinko_policy::{
     ApprovalMessage, Context, DenyCode, FreezeId, Policy, PolicyError, SignedApproval, Subject,
-    VelocityLedger, Verdict, evaluate, evaluate_quorum, velocity_entries,
+    VelocityLedger, Verdict, WithPending, evaluate, evaluate_quorum, velocity_entries,
 };
 use kinko_proto::validate::Submission;
 use kinko_store::log::Appended;

@@ -9,8 +9,9 @@ impl Engine {
     /// where it was (or failed, once the claim is made) and signs nothing.
     pub(super) async fn sign(&self, request_id: &str) -> Result<Request, Refused> {
         let started = std::time::Instant::now();
-        // Authorization, velocity and the claim happen under the lock, one request at a time;
-        // the audit record and the HSM run outside it, so signatures proceed in parallel.
+        // Authorization happens under the lock, one request at a time; the claim's commit (with
+        // its audit record) and the HSM run outside it, so claims share commits and signatures
+        // proceed in parallel.
         let controls = self.controls.read().await;
         let guard = self.sign_lock.lock().await;
         let live = self.live();
@@ -108,8 +109,13 @@ impl Engine {
             intent.clone(),
             key.name.clone(),
             request.new.requester.clone(),
+            request_id.to_string(),
         );
         crate::failpoint::hit("before_claim");
+        // The next claim may be authorized while this one commits: both can then share one
+        // transaction and one disk sync. What holds them to the limits is the check in the
+        // transaction (`rechecks`), which counts every reservation before it, committed or not.
+        drop(guard);
         let committed =
             crate::committed::commit(Arc::clone(&self.store), auth, claim, authorized, rechecks)
                 .await;
@@ -128,7 +134,6 @@ impl Engine {
                     }
                     crate::committed::CommitError::Store(e) => self.unwritable(e),
                 };
-                drop(guard);
                 drop(controls);
                 if refused.reason == Reason::ReplayConflict {
                     // Another request of this key already holds the nonce, outpoint or digest:
@@ -145,7 +150,6 @@ impl Engine {
         };
         // The claim's reservations reach the ledger in memory by their numbers, at its next
         // look (see `Engine::velocity`), with every other replica's.
-        drop(guard);
         // The authorization is in the log: controls may change from here.
         drop(controls);
         crate::failpoint::hit("after_signing_authorized");
@@ -350,6 +354,7 @@ fn controls_in_transaction(
     intent: Intent,
     key: String,
     requester: String,
+    request_id: String,
 ) -> impl FnOnce(&Tx<'_>) -> Result<(), StoreError> + Send + 'static {
     move |tx| {
         if tx.freeze_state()?.frozen {
@@ -363,18 +368,29 @@ fn controls_in_transaction(
             )));
         }
         let at = now();
-        // Under the write lock every reservation numbered above the ledger's newest is
-        // committed and visible: the ledger caught up here holds every replica's claims. (Group
-        // commit may put other steps in this transaction before this one; none of them inserts
-        // reservations — only claims do, and `sign_lock` admits one claim at a time per
-        // process — so nothing read here can be rolled back with a failed batch.)
+        // Under the write lock every reservation numbered above the ledger's newest is visible:
+        // every replica's committed claims, and the claims of earlier steps of this same
+        // transaction (group commit puts concurrent claims in one batch). The latter may still
+        // roll back, so they are counted on top of the shared ledger, never written into it;
+        // the ledger takes reservations only once committed (`Engine::velocity`).
         // Lock order: the store (held: this is its transaction), then the ledger.
-        let mut v = velocity
+        let v = velocity
             .lock()
             .map_err(|_| StoreError::Corrupt("the velocity ledger's lock is poisoned".into()))?;
-        let new = tx.reservations_after(v.seen)?;
-        v.apply(&new).map_err(StoreError::Corrupt)?;
-        let ledger = &v.ledger;
+        let mut history = WithPending::new(&v.ledger);
+        for (_, r) in tx.reservations_after(v.seen)? {
+            if r.request_id == request_id {
+                // Already claimed (a concurrent signing of the same request): the claim below
+                // fails on the request's state, which says so better than a velocity denial.
+                continue;
+            }
+            let asset = parse_asset_id(&r.asset).ok_or_else(|| {
+                StoreError::Corrupt(format!("a reservation of an unknown asset {:?}", r.asset))
+            })?;
+            let when = Timestamp::from_second(r.at)
+                .map_err(|e| StoreError::Corrupt(format!("reservation time: {e}")))?;
+            history.add(&r.key_name, &asset, when, r.amount);
+        }
         let decision = evaluate(
             &policy,
             &intent,
@@ -383,7 +399,7 @@ fn controls_in_transaction(
                 requester: &requester,
                 key: &key,
                 frozen: false,
-                history: ledger,
+                history: &history,
             },
         );
         if decision.is_denied() {

@@ -23,7 +23,7 @@ pub(crate) struct Setup {
     pub(crate) keys: HashMap<String, Vec<u8>>,
 }
 
-fn free_port() -> Result<u16, BenchError> {
+pub(crate) fn free_port() -> Result<u16, BenchError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -144,9 +144,18 @@ impl Drop for Daemon {
     }
 }
 
-/// Starts `kinkod --config DIR/kinkod.toml` and waits until it listens. Its log goes to
-/// `DIR/kinkod.log`.
+/// Starts `kinkod --config DIR/kinkod.toml` and waits until it listens (up to 120 s). Its log
+/// goes to `DIR/kinkod.log`.
 pub(crate) fn start(kinkod: &Path, setup: &Setup) -> Result<Daemon, BenchError> {
+    start_within(kinkod, setup, Duration::from_secs(120))
+}
+
+/// [`start`], waiting up to `wait` (a big state takes longer: kinkod checks all of it first).
+pub(crate) fn start_within(
+    kinkod: &Path,
+    setup: &Setup,
+    wait: Duration,
+) -> Result<Daemon, BenchError> {
     let mut child = Command::new(kinkod)
         .arg("--config")
         .arg(setup.dir.join("kinkod.toml"))
@@ -176,11 +185,12 @@ pub(crate) fn start(kinkod: &Path, setup: &Setup) -> Result<Daemon, BenchError> 
         }
     });
     let daemon = Daemon { child };
-    match rx.recv_timeout(Duration::from_secs(120)) {
+    match rx.recv_timeout(wait) {
         Ok(Ok(())) => Ok(daemon),
         Ok(Err(line)) => Err(BenchError::Daemon(line)),
         Err(_) => Err(BenchError::Daemon(format!(
-            "did not start listening in 120 s; see {}",
+            "did not start listening in {} s; see {}",
+            wait.as_secs(),
             log_path.display()
         ))),
     }

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bigstate;
 mod daemon;
 mod plot;
 mod run;
@@ -78,6 +79,14 @@ struct Args {
     /// and end to end once on each backend, one after the other.
     #[arg(long)]
     postgres: Option<String>,
+    /// Also measure Ethereum end to end on a big state: a store holding this many requests (each
+    /// a denied withdrawal with two log records), built once by kinkod itself and cached in
+    /// `--state-cache`; the run measures on a copy and compares with the fresh set-up's rate.
+    #[arg(long)]
+    big_state: Option<u64>,
+    /// Where big states are cached (default: `kinko-bench-state` next to the kinkod binary).
+    #[arg(long)]
+    state_cache: Option<PathBuf>,
     /// Seconds to wait after printing kinkod's pid in `--e2e-only` mode.
     #[arg(long, default_value_t = 3)]
     attach_wait: u64,
@@ -198,6 +207,22 @@ struct BackendResult {
     end_to_end: Phase,
 }
 
+/// Ethereum end to end on a copy of the cached big state (`--big-state`).
+#[derive(Debug, Serialize)]
+struct BigStateResult {
+    requests: u64,
+    log_records: u64,
+    /// Seconds the build took, when this run built it (else it was cached).
+    build_seconds: Option<f64>,
+    /// From starting kinkod to its listening (it re-reads and checks the whole log and every
+    /// stored request first).
+    start_seconds: f64,
+    end_to_end: Phase,
+    /// The big state's rate divided by the fresh set-up's Ethereum end-to-end rate.
+    vs_empty: Option<f64>,
+    daemon_peak_rss_bytes: u64,
+}
+
 #[derive(Debug, Serialize)]
 struct PendingResult {
     requests: usize,
@@ -223,6 +248,8 @@ struct Results {
     pending: PendingResult,
     /// SQLite beside PostgreSQL, when `--postgres` was given.
     backends: Vec<BackendResult>,
+    /// The big state, when `--big-state` was given.
+    big_state: Option<BigStateResult>,
     /// The performance targets and this run's verdicts.
     targets: Vec<kinko_bench::targets::Target>,
 }
@@ -618,6 +645,17 @@ async fn measure(
     } else {
         d.stop();
     }
+    // 7. The big state: Ethereum end to end on a copy of a store with a long history.
+    let big_state = match args.big_state {
+        Some(requests) => {
+            let eth = cases
+                .iter()
+                .find(|c| c.case == Case::Eth.name())
+                .map(|c| c.end_to_end.ops_per_sec);
+            Some(big_state(args, sizes, kinkod, setup, requests, eth).await?)
+        }
+        None => None,
+    };
     let mut raw_after = Vec::new();
     for (curve, label, ed) in [
         ("secp256k1", "kinko-eth-dev", false),
@@ -652,6 +690,7 @@ async fn measure(
         scaling,
         pending,
         backends,
+        big_state,
         targets: Vec::new(),
     };
     let mut results = results;
@@ -760,13 +799,91 @@ fn targets(r: &Results) -> Vec<kinko_bench::targets::Target> {
             _ => Err("run with --postgres".into()),
         },
     });
-    out.push(Target {
-        metric: "rate with 1M log records and 1M stored requests vs empty".into(),
-        goal: Goal::AtLeast(0.90),
-        unit: Unit::Percent,
-        measured: Err("the big state is not built by this bench yet".into()),
+    out.push(match &r.big_state {
+        Some(b) => Target {
+            metric: format!(
+                "{} end to end with {} log records and {} stored requests vs a fresh store",
+                Case::Eth.name(),
+                b.log_records,
+                b.requests
+            ),
+            goal: Goal::AtLeast(0.90),
+            unit: Unit::Percent,
+            measured: of(b.vs_empty, "no fresh-store rate"),
+        },
+        None => Target {
+            metric: "rate with 1M log records and 1M stored requests vs empty".into(),
+            goal: Goal::AtLeast(0.90),
+            unit: Unit::Percent,
+            measured: Err("run with --big-state 1000000".into()),
+        },
     });
     out
+}
+
+/// Ethereum end to end with `--clients` on a copy of the cached big state (built first if it is
+/// not cached), compared with `fresh` (the fresh set-up's rate).
+async fn big_state(
+    args: &Args,
+    sizes: &Sizes,
+    kinkod: &std::path::Path,
+    setup: &daemon::Setup,
+    requests: u64,
+    fresh: Option<f64>,
+) -> Result<BigStateResult, BenchError> {
+    let cache = match &args.state_cache {
+        Some(c) => c.clone(),
+        None => kinkod
+            .parent()
+            .map(|p| p.join("kinko-bench-state"))
+            .ok_or_else(|| BenchError::Config("give --state-cache".into()))?,
+    };
+    let build_seconds = bigstate::ensure(kinkod, &cache, requests, setup.pool_size).await?;
+    let copy_dir = setup.dir.join("big-state");
+    eprintln!("kinko-bench: big state, copying ...");
+    let big = bigstate::copy(&cache, requests, &copy_dir, setup.pool_size, 200_000)?;
+    let measured = async {
+        eprintln!("kinko-bench: big state, starting kinkod ...");
+        let started = std::time::Instant::now();
+        let d = daemon::start_within(kinkod, &big, Duration::from_secs(1800))?;
+        let start_seconds = started.elapsed().as_secs_f64();
+        let pid = d.pid();
+        reset_peak_rss(&pid);
+        let world = Arc::new(World::new(&big)?);
+        let log_records = bigstate::log_size(&world).await?;
+        let mut clients = Vec::with_capacity(args.clients);
+        for _ in 0..args.clients {
+            clients.push(Client::connect(&world).await?);
+        }
+        eprintln!(
+            "kinko-bench: big state ({log_records} records), started in {start_seconds:.1} s; end to end ..."
+        );
+        let end_to_end = run::end_to_end(
+            &world,
+            &pid,
+            &clients,
+            args.clients,
+            Case::Eth,
+            sizes.e2e_warmup,
+            sizes.e2e_measure,
+        )
+        .await?;
+        let rss = procfs::peak_rss(&pid)?;
+        d.stop();
+        Ok::<_, BenchError>(BigStateResult {
+            requests,
+            log_records,
+            build_seconds,
+            start_seconds,
+            vs_empty: fresh.and_then(|f| ratio(end_to_end.ops_per_sec, f)),
+            end_to_end,
+            daemon_peak_rss_bytes: rss,
+        })
+    }
+    .await;
+    // The copy is as large as the state: never kept.
+    let _ = std::fs::remove_dir_all(&copy_dir);
+    measured
 }
 
 /// Ethereum on one backend: the sign stage with `clients` clients, then end to end.
@@ -937,6 +1054,39 @@ fn print_table(r: &Results) {
                 );
             }
         }
+    }
+    if let Some(b) = &r.big_state {
+        let fresh = r
+            .cases
+            .iter()
+            .find(|c| c.case == Case::Eth.name())
+            .map(|c| c.end_to_end.ops_per_sec)
+            .unwrap_or(0.0);
+        println!(
+            "\nBig state ({}, {} clients, end to end): {} stored requests, {} log records{}; kinkod started in {:.1} s (peak RSS {:.0} MiB)\n",
+            Case::Eth.name(),
+            r.clients,
+            b.requests,
+            b.log_records,
+            b.build_seconds
+                .map(|s| format!(", built by this run in {s:.0} s"))
+                .unwrap_or_else(|| ", cached".into()),
+            b.start_seconds,
+            mib(b.daemon_peak_rss_bytes)
+        );
+        println!("| store | ops/s | vs fresh | p50 ms | p99 ms | p99.9 ms | kinkod CPU ms/op |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        println!(
+            "| fresh (this run's {} case) | {fresh:.0} | 100% | | | | |",
+            Case::Eth.name()
+        );
+        println!(
+            "| big | {:.0} | {} | {} | {} |",
+            b.end_to_end.ops_per_sec,
+            pct(b.vs_empty),
+            lat(&b.end_to_end),
+            cpu_ms(b.end_to_end.daemon_cpu_s_per_op)
+        );
     }
     let after: Vec<String> = r
         .raw_c_sign_per_sec_after

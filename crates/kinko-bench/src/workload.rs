@@ -119,7 +119,7 @@ impl World {
     pub(crate) fn new(setup: &Setup) -> Result<World, BenchError> {
         let dir = &setup.dir;
         let mut identities = HashMap::new();
-        for who in ["ledger", "alice", "bob"] {
+        for who in ["ledger", "alice", "bob", "auditor"] {
             identities.insert(
                 who.to_string(),
                 (
@@ -288,9 +288,38 @@ impl World {
         case: Case,
         n: u64,
     ) -> Result<pb::SubmitWithdrawalRequest, BenchError> {
-        let payload = self.payload(case, n)?;
-        let idem = format!("bench-{n}");
-        let reference = format!("kinko-bench withdrawal {n}");
+        self.signed_submission(case, format!("bench-{n}"), self.payload(case, n)?)
+    }
+
+    /// Ethereum withdrawal `n` to an address in no address book: the policy denies it (deny by
+    /// default), and kinkod stores the request and logs it with its decision.
+    pub(crate) fn denied_submission(
+        &self,
+        n: u64,
+    ) -> Result<pb::SubmitWithdrawalRequest, BenchError> {
+        let tx = TxEip1559 {
+            chain_id: 11_155_111,
+            nonce: n,
+            gas_limit: 21_000,
+            max_fee_per_gas: 30_000_000_000,
+            max_priority_fee_per_gas: 1_000_000_000,
+            to: TxKind::Call(alloy_primitives::Address::repeat_byte(0x22)),
+            value: U256::from(1_000_000_000u64),
+            access_list: Default::default(),
+            input: Default::default(),
+        };
+        let mut payload = Vec::new();
+        tx.encode_for_signing(&mut payload);
+        self.signed_submission(Case::Eth, format!("state-{n}"), payload)
+    }
+
+    fn signed_submission(
+        &self,
+        case: Case,
+        idem: String,
+        payload: Vec<u8>,
+    ) -> Result<pb::SubmitWithdrawalRequest, BenchError> {
+        let reference = format!("kinko-bench withdrawal {idem}");
         let sig = RequestToSign {
             requester_id: "ledger",
             key_name: case.key_name(),

@@ -359,6 +359,34 @@ fn a_newer_schema_is_refused() {
     ));
 }
 
+/// Counting a requester's denials of the last day (at every submission) reads the index
+/// alone: a store holding years of denied requests does not make each submission slower.
+#[test]
+fn the_daily_denial_count_reads_only_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kinko.db");
+    drop(Store::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let plan: Vec<String> = conn
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            crate::tx::COUNT_DENIED_SINCE
+        ))
+        .unwrap()
+        .query_map(rusqlite::params!["ledger", 0i64], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        plan,
+        vec![
+            "SEARCH requests USING COVERING INDEX requests_by_requester_state_created \
+             (requester=? AND state=? AND created_at>?)"
+                .to_string()
+        ]
+    );
+}
+
 /// PostgreSQL: a database migrated by an older Kinko (schema version 1, before `claimed_by`)
 /// opens migrated to the current version with its rows kept; one written by a newer Kinko is
 /// refused, as on SQLite.

@@ -11,7 +11,6 @@
 //! every signature a client received is in the log, every acknowledged approval kept) and the
 //! log verifies offline. Each test runs its own throwaway cluster (it stops or cuts it).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -21,52 +20,9 @@ use kinko_tests::pb::approval_service_client::ApprovalServiceClient;
 use kinko_tests::{Daemon, Verdict, officer_approval, reason, replace_in, start, start_wrapped};
 
 use crate::faults::{Seen, check, load, one_withdrawal};
+use kinko_store::testing::Cluster;
+
 use crate::replicas::{cluster, pair_on, submit, try_submit, verify_offline};
-
-/// A throwaway cluster of this test's own (scripts/pg-cluster.sh), stopped when dropped.
-struct Cluster {
-    dir: PathBuf,
-    url: String,
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-cluster.sh")
-}
-
-impl Cluster {
-    fn start(dir: &Path, env: &[(&str, &str)]) -> Cluster {
-        let out = Command::new(script())
-            .arg("start")
-            .arg(dir)
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Cluster {
-            dir: dir.to_path_buf(),
-            url: String::from_utf8(out.stdout).unwrap().trim().to_string(),
-        }
-    }
-
-    fn run(&self, cmd: &str) {
-        let status = Command::new(script())
-            .arg(cmd)
-            .arg(&self.dir)
-            .status()
-            .unwrap();
-        assert!(status.success(), "pg-cluster.sh {cmd} failed");
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new(script()).arg("stop").arg(&self.dir).status();
-    }
-}
 
 /// Signatures received so far.
 fn signed(seen: &Mutex<Seen>) -> usize {
@@ -129,7 +85,7 @@ async fn postgresql_restarted_under_load_fails_closed_and_kinkod_recovers_by_its
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let pg = Cluster::start(&tmp.path().join("pg"), &[]);
+    let pg = Cluster::start(&tmp.path().join("pg"), &[]).unwrap();
     let url = kinko_store::testing::create_database(&pg.url, "restart").unwrap();
     let p = pair_on(tmp.path(), url, "100000", |_| {});
     let a = Arc::new(start(&p.dir_a, &p.label, p.port_a, false));
@@ -153,7 +109,7 @@ async fn postgresql_restarted_under_load_fails_closed_and_kinkod_recovers_by_its
         .collect();
     until_signed(&seen, 3).await;
 
-    pg.run("stop");
+    pg.run("stop").unwrap();
     let down = Instant::now();
     // A signature whose last commit landed just before the stop may still be on its way.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -182,7 +138,7 @@ async fn postgresql_restarted_under_load_fails_closed_and_kinkod_recovers_by_its
         "the load saw no refusal while the database was down"
     );
 
-    pg.run("resume");
+    pg.run("resume").unwrap();
     let downtime = down.elapsed();
     // Both replicas serve again by themselves: the same processes.
     let again_b = until_it_signs(&b, &next_nonce, &seen).await;
@@ -328,7 +284,8 @@ async fn a_replica_partitioned_from_postgresql_signs_nothing_and_the_other_keeps
             ("KINKO_PG_LISTEN", "*"),
             ("KINKO_PG_TRUST_NET", &format!("10.212.{n}.0/24")),
         ],
-    );
+    )
+    .unwrap();
     let url = kinko_store::testing::create_database(&pg.url, "partition").unwrap();
     let p = pair_on(tmp.path(), url, "100000", |_| {});
     // Replica A lives in the namespace: clients reach it over one link, the database over the

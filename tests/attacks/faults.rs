@@ -13,7 +13,7 @@ use kinko_intent::Chain;
 use kinko_tests::pb::approval_service_client::ApprovalServiceClient;
 use kinko_tests::pb::withdrawal_service_client::WithdrawalServiceClient;
 use kinko_tests::{
-    Daemon, Verdict, audit_records, bin, channel, eth_transfer, event_type, free_port, init,
+    Daemon, Verdict, audit_records, channel, eth_transfer, event_type, free_port, init,
     officer_approval, pb, replace_in, start, submission, try_channel, try_officer_approval,
     unique_label,
 };
@@ -300,17 +300,10 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     );
     assert!(!s.signed.is_empty(), "the load signed nothing");
     // The auditor's offline verifier agrees: structure, checkpoints and every quorum.
-    let out = std::process::Command::new(bin("kinko"))
-        .args(["audit", "verify"])
-        .arg(kinko_tests::export_log(&dir, &tmp.path().join("exported")))
-        .args(["--log-key", &start_vkey(&dir, &label, port)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    crate::replicas::verify_offline(
+        &dir,
+        &tmp.path().join("exported"),
+        &start_vkey(&dir, &label, port),
     );
 }
 

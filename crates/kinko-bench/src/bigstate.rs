@@ -1,8 +1,10 @@
 //! The big state: a set-up whose store holds many requests and log records, to measure whether
-//! the signing path slows as history grows. Built once by kinkod itself over gRPC — denied
-//! Ethereum withdrawals (an address in no book), each a stored request with two log records
-//! (`request_received`, `decision`) — and kept in a cache directory; each run measures on a
-//! copy, so the cached state never changes.
+//! the signing path slows as history grows. Built once by kinkod itself over gRPC — Ethereum
+//! withdrawals to the hot wallet, each submitted and then cancelled by the requester: a stored
+//! request with three log records (`request_received`, `decision`, `request_cancelled`) — and
+//! kept in a cache directory; each run measures on a copy, so the cached state never changes.
+//! (Cancelled rather than denied: a requester's denials are capped per day, and a million of
+//! them in one day is no history an exchange has.)
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,14 +18,14 @@ use crate::daemon::{self, Setup};
 use crate::workload::{Client, World, expect_state, rpc};
 
 /// Bumped whenever what a cached state holds, or how it is laid out, changes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// Clients submitting while the state is built.
 const BUILD_CLIENTS: usize = 16;
 
-/// The cache entry for `requests` denied requests.
+/// The cache entry for `requests` cancelled requests.
 pub(crate) fn entry(cache: &Path, requests: u64) -> PathBuf {
-    cache.join(format!("denied-{requests}-v{FORMAT}"))
+    cache.join(format!("cancelled-{requests}-v{FORMAT}"))
 }
 
 /// Makes the cached state for `requests` requests unless it is there. Returns how long the
@@ -41,23 +43,15 @@ pub(crate) async fn ensure(
     }
     std::fs::create_dir_all(cache).map_err(|e| BenchError::io(cache.display().to_string(), e))?;
     let building = cache.join(format!(
-        "denied-{requests}-v{FORMAT}.building-{}",
+        "cancelled-{requests}-v{FORMAT}.building-{}",
         std::process::id()
     ));
     eprintln!(
-        "kinko-bench: building the big state ({requests} denied requests) in {} — once; later runs reuse it",
+        "kinko-bench: building the big state ({requests} cancelled requests) in {} — once; later runs reuse it",
         building.display()
     );
     let started = Instant::now();
     let setup = daemon::init(kinkod, &building, pool_size, 1000)?;
-    let config_path = setup.dir.join("kinkod.toml");
-    let config = read(&config_path)?;
-    let denied = i64::try_from(requests.saturating_add(1000))
-        .map_err(|e| BenchError::Config(e.to_string()))?;
-    write(
-        &config_path,
-        &set_limit(&config, "max_denied_per_requester_per_day", denied)?,
-    )?;
     let d = daemon::start(kinkod, &setup)?;
     let world = Arc::new(World::new(&setup)?);
     let left = Arc::new(AtomicU64::new(requests));
@@ -72,11 +66,20 @@ pub(crate) async fn ensure(
                 left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             {
                 let r = ledger
-                    .submit_withdrawal(world.denied_submission(n)?)
+                    .submit_withdrawal(world.state_submission(n)?)
                     .await
                     .map_err(|s| rpc("submit (big state)", s))?
                     .into_inner();
-                expect_state(&r, pb::RequestState::Denied, "submit (big state)")?;
+                expect_state(&r, pb::RequestState::PendingApproval, "submit (big state)")?;
+                let r = ledger
+                    .cancel_request(pb::CancelRequestRequest {
+                        request_id: r.request_id,
+                        reason: "kinko-bench big state".into(),
+                    })
+                    .await
+                    .map_err(|s| rpc("cancel (big state)", s))?
+                    .into_inner();
+                expect_state(&r, pb::RequestState::Cancelled, "cancel (big state)")?;
                 let m = made.fetch_add(1, Ordering::Relaxed) + 1;
                 if m % (requests / 20).max(1) == 0 {
                     eprintln!("kinko-bench: big state {m}/{requests}");
@@ -135,14 +138,7 @@ pub(crate) fn copy(
     let dir = dest
         .canonicalize()
         .map_err(|e| BenchError::io(dest.display().to_string(), e))?;
-    let softhsm_conf = dir.join("softhsm/softhsm2.conf");
-    write(
-        &softhsm_conf,
-        &format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
-            dir.join("softhsm/tokens").display()
-        ),
-    )?;
+    let softhsm_conf = daemon::softhsm_conf(&dir)?;
     let saved: serde_json::Value = serde_json::from_str(&read(&dir.join("setup.json"))?)
         .map_err(|e| BenchError::Config(format!("setup.json: {e}")))?;
     let field = |k: &str| {
@@ -196,20 +192,6 @@ pub(crate) async fn log_size(world: &World) -> Result<u64, BenchError> {
         .map_err(|s| rpc("latest checkpoint", s))?
         .into_inner()
         .tree_size)
-}
-
-fn set_limit(config: &str, key: &str, value: i64) -> Result<String, BenchError> {
-    let mut t: toml::Table = config
-        .parse()
-        .map_err(|e| BenchError::Config(format!("kinkod.toml: {e}")))?;
-    let limits = t
-        .entry("limits")
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    limits
-        .as_table_mut()
-        .ok_or_else(|| BenchError::Config("kinkod.toml: [limits] is not a table".into()))?
-        .insert(key.into(), toml::Value::Integer(value));
-    toml::to_string(&t).map_err(|e| BenchError::Config(e.to_string()))
 }
 
 fn read(path: &Path) -> Result<String, BenchError> {

@@ -30,6 +30,20 @@ pub(crate) fn free_port() -> Result<u16, BenchError> {
         .map_err(|e| BenchError::io("choosing a free port", e))
 }
 
+/// Writes `DIR/softhsm/softhsm2.conf`, naming `DIR/softhsm/tokens` as the token directory, and
+/// returns its path.
+pub(crate) fn softhsm_conf(dir: &Path) -> Result<PathBuf, BenchError> {
+    let path = dir.join("softhsm/softhsm2.conf");
+    write(
+        &path,
+        &format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+            dir.join("softhsm/tokens").display()
+        ),
+    )?;
+    Ok(path)
+}
+
 /// Parses one "NAME: CHAIN NETWORK, public key HEX" line of `kinkod dev`'s banner.
 fn key_line(line: &str) -> Option<(String, Vec<u8>)> {
     let (name, rest) = line.trim().split_once(": ")?;
@@ -66,14 +80,7 @@ pub(crate) fn init(
     let dir = dir
         .canonicalize()
         .map_err(|e| BenchError::io(dir.display().to_string(), e))?;
-    let softhsm_conf = dir.join("softhsm/softhsm2.conf");
-    write(
-        &softhsm_conf,
-        &format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
-            dir.join("softhsm/tokens").display()
-        ),
-    )?;
+    let softhsm_conf = softhsm_conf(&dir)?;
     let port = free_port()?;
     let token_label = format!("kinko-bench-{}", std::process::id());
     let out = Command::new(kinkod)

@@ -80,7 +80,7 @@ struct Args {
     #[arg(long)]
     postgres: Option<String>,
     /// Also measure Ethereum end to end on a big state: a store holding this many requests (each
-    /// a denied withdrawal with two log records), built once by kinkod itself and cached in
+    /// a withdrawal submitted and cancelled: three log records), built once by kinkod itself and cached in
     /// `--state-cache`; the run measures on a copy and compares with the fresh set-up's rate.
     #[arg(long)]
     big_state: Option<u64>,

@@ -80,6 +80,24 @@ impl Case {
     }
 }
 
+/// An unsigned EIP-1559 transfer of 1 gwei to `to` with nonce `n` (Sepolia).
+fn eth_transfer(n: u64, to: alloy_primitives::Address) -> Vec<u8> {
+    let tx = TxEip1559 {
+        chain_id: 11_155_111,
+        nonce: n,
+        gas_limit: 21_000,
+        max_fee_per_gas: 30_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(to),
+        value: U256::from(1_000_000_000u64),
+        access_list: Default::default(),
+        input: Default::default(),
+    };
+    let mut out = Vec::new();
+    tx.encode_for_signing(&mut out);
+    out
+}
+
 /// Everything the clients share: keys, policy, TLS identities.
 pub(crate) struct World {
     addr: String,
@@ -196,22 +214,10 @@ impl World {
     /// no replay guard refuses it).
     pub(crate) fn payload(&self, case: Case, n: u64) -> Result<Vec<u8>, BenchError> {
         match case {
-            Case::Eth => {
-                let tx = TxEip1559 {
-                    chain_id: 11_155_111,
-                    nonce: n,
-                    gas_limit: 21_000,
-                    max_fee_per_gas: 30_000_000_000,
-                    max_priority_fee_per_gas: 1_000_000_000,
-                    to: TxKind::Call(alloy_primitives::Address::from_str(ETH_HOT).map_err(wl)?),
-                    value: U256::from(1_000_000_000u64),
-                    access_list: Default::default(),
-                    input: Default::default(),
-                };
-                let mut out = Vec::new();
-                tx.encode_for_signing(&mut out);
-                Ok(out)
-            }
+            Case::Eth => Ok(eth_transfer(
+                n,
+                alloy_primitives::Address::from_str(ETH_HOT).map_err(wl)?,
+            )),
             Case::Sol => {
                 // Legacy message, one System Program transfer (wire format:
                 // https://solana.com/docs/core/transactions); the blockhash carries `n`.
@@ -291,25 +297,13 @@ impl World {
         self.signed_submission(case, format!("bench-{n}"), self.payload(case, n)?)
     }
 
-    /// Ethereum withdrawal `n` to an address in no address book: the policy denies it (deny by
-    /// default), and kinkod stores the request and logs it with its decision.
-    pub(crate) fn denied_submission(
+    /// Ethereum withdrawal `n` to the hot wallet for the big state (its own idempotency keys,
+    /// `state-N`, never those of a run's withdrawals).
+    pub(crate) fn state_submission(
         &self,
         n: u64,
     ) -> Result<pb::SubmitWithdrawalRequest, BenchError> {
-        let tx = TxEip1559 {
-            chain_id: 11_155_111,
-            nonce: n,
-            gas_limit: 21_000,
-            max_fee_per_gas: 30_000_000_000,
-            max_priority_fee_per_gas: 1_000_000_000,
-            to: TxKind::Call(alloy_primitives::Address::repeat_byte(0x22)),
-            value: U256::from(1_000_000_000u64),
-            access_list: Default::default(),
-            input: Default::default(),
-        };
-        let mut payload = Vec::new();
-        tx.encode_for_signing(&mut payload);
+        let payload = eth_transfer(n, alloy_primitives::Address::from_str(ETH_HOT).map_err(wl)?);
         self.signed_submission(Case::Eth, format!("state-{n}"), payload)
     }
 

@@ -1049,6 +1049,65 @@ pub mod testing {
         crate::db::Pg::connect(url, None)?.batch(statements)
     }
 
+    /// A PostgreSQL cluster of one test's own (`scripts/pg-cluster.sh start DIR`, with `env`
+    /// for the script), stopped when dropped: for tests that stop, restart or cut off the server
+    /// itself, or need it configured otherwise than the suite's shared cluster.
+    #[derive(Debug)]
+    pub struct Cluster {
+        dir: std::path::PathBuf,
+        /// Its connection string (database `postgres`).
+        pub url: String,
+    }
+
+    fn cluster_script() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-cluster.sh")
+    }
+
+    impl Cluster {
+        /// Starts a cluster in `dir` (a new directory).
+        pub fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Result<Cluster, StoreError> {
+            let out = std::process::Command::new(cluster_script())
+                .arg("start")
+                .arg(dir)
+                .envs(env.iter().copied())
+                .output()
+                .map_err(|e| StoreError::Io(format!("pg-cluster.sh: {e}")))?;
+            if !out.status.success() {
+                return Err(StoreError::Io(format!(
+                    "pg-cluster.sh start failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )));
+            }
+            Ok(Cluster {
+                dir: dir.to_path_buf(),
+                url: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            })
+        }
+
+        /// `pg-cluster.sh stop` or `resume` on this cluster.
+        pub fn run(&self, cmd: &str) -> Result<(), StoreError> {
+            let status = std::process::Command::new(cluster_script())
+                .arg(cmd)
+                .arg(&self.dir)
+                .status()
+                .map_err(|e| StoreError::Io(format!("pg-cluster.sh: {e}")))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(StoreError::Io(format!("pg-cluster.sh {cmd} failed")))
+            }
+        }
+    }
+
+    impl Drop for Cluster {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(cluster_script())
+                .arg("stop")
+                .arg(&self.dir)
+                .status();
+        }
+    }
+
     /// A fresh database for one test (`KINKO_TEST_PG_URL` must be set).
     pub fn fresh_database(tag: &str) -> Result<String, StoreError> {
         let base = postgres_url().ok_or_else(|| {

@@ -1120,31 +1120,12 @@ fn tls_to_postgresql_is_verified_against_the_configured_ca() {
     std::fs::create_dir(&certs).unwrap();
     std::fs::write(certs.join("server.crt"), &cert).unwrap();
     std::fs::write(certs.join("server.key"), &key).unwrap();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-cluster.sh");
-    let pg_dir = tmp.path().join("pg");
-    let out = std::process::Command::new(&script)
-        .arg("start")
-        .arg(&pg_dir)
-        .env("KINKO_PG_TLS_DIR", &certs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    struct Stop(std::path::PathBuf, std::path::PathBuf);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new(&self.0)
-                .arg("stop")
-                .arg(&self.1)
-                .status();
-        }
-    }
-    let _stop = Stop(script, pg_dir);
-    let base = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let pg = crate::testing::Cluster::start(
+        &tmp.path().join("pg"),
+        &[("KINKO_PG_TLS_DIR", certs.to_str().unwrap())],
+    )
+    .unwrap();
+    let base = pg.url.clone();
     // Connection strings name the host the certificate carries.
     let base = base.replace("host=127.0.0.1", "host=localhost");
 

@@ -39,6 +39,9 @@ pub enum Error {
     /// A verifier key (`name+hash+base64`) is malformed.
     #[error("malformed verifier key: {0}")]
     VerifierKey(&'static str),
+    /// A cosignature is malformed or out of range.
+    #[error("malformed cosignature: {0}")]
+    Cosignature(&'static str),
     /// A signed note is malformed.
     #[error("malformed signed note: {0}")]
     NoteFormat(&'static str),

@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cosignature;
 mod error;
 pub mod log;
 pub mod merkle;

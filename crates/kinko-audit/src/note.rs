@@ -45,7 +45,7 @@ pub const MAX_NAME_LEN: usize = 256;
 pub const MAX_EXTENSIONS: usize = 16;
 
 /// The signature line prefix: U+2014 EM DASH and a space.
-const SIG_PREFIX: &str = "\u{2014} ";
+pub(crate) const SIG_PREFIX: &str = "\u{2014} ";
 
 /// The 4-byte key id of an Ed25519 signed-note key:
 /// `SHA-256(name || 0x0A || 0x01 || public_key)[..4]`.
@@ -59,7 +59,7 @@ pub fn key_id(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
 }
 
 /// A key name must be non-empty, have no `+` and no whitespace (C2SP signed-note).
-fn check_name(name: &str) -> Result<(), Error> {
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(Error::VerifierKey("key name must be 1..=256 bytes"));
     }
@@ -69,6 +69,43 @@ fn check_name(name: &str) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// The parts of a verifier key `name+hash+base64(alg || 32-byte public key)`: the name, the id
+/// the hash spells, and the public key. The caller checks the id against the name and key.
+pub(crate) fn vkey_parts(vkey: &str, alg: u8) -> Result<(&str, [u8; 4], [u8; 32]), Error> {
+    if vkey.len() > MAX_NAME_LEN + 64 {
+        return Err(Error::VerifierKey("too long"));
+    }
+    // The base64 part may itself contain '+': split at the first two.
+    let mut parts = vkey.splitn(3, '+');
+    let (Some(name), Some(hash), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(Error::VerifierKey("expected name+hash+key"));
+    };
+    if hash.len() != 8 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(Error::VerifierKey(
+            "key hash must be 8 lowercase hex digits",
+        ));
+    }
+    let mut id = [0u8; 4];
+    hex::decode_to_slice(hash, &mut id).map_err(|_| Error::VerifierKey("key hash is not hex"))?;
+    let raw = B64
+        .decode(b64)
+        .map_err(|_| Error::VerifierKey("key is not base64"))?;
+    let Some((&found, pk)) = raw.split_first() else {
+        return Err(Error::VerifierKey("empty key"));
+    };
+    if found != alg {
+        return Err(Error::VerifierKey(if alg == ALG_ED25519 {
+            "not an Ed25519 (0x01) key"
+        } else {
+            "not a cosignature/v1 (0x04) key"
+        }));
+    }
+    let pk: [u8; 32] = pk
+        .try_into()
+        .map_err(|_| Error::VerifierKey("Ed25519 key must be 32 bytes"))?;
+    Ok((name, id, pk))
 }
 
 /// Signs checkpoints. The daemon implements it with the log key in the HSM (through
@@ -150,34 +187,7 @@ impl VerifierKey {
 
     /// Parses `name+hash+base64(0x01 || public key)`, checking that the hash is the key id.
     pub fn parse(vkey: &str) -> Result<Self, Error> {
-        if vkey.len() > MAX_NAME_LEN + 64 {
-            return Err(Error::VerifierKey("too long"));
-        }
-        // The base64 part may itself contain '+': split at the first two.
-        let mut parts = vkey.splitn(3, '+');
-        let (Some(name), Some(hash), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(Error::VerifierKey("expected name+hash+key"));
-        };
-        if hash.len() != 8 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(Error::VerifierKey(
-                "key hash must be 8 lowercase hex digits",
-            ));
-        }
-        let mut id = [0u8; 4];
-        hex::decode_to_slice(hash, &mut id)
-            .map_err(|_| Error::VerifierKey("key hash is not hex"))?;
-        let raw = B64
-            .decode(b64)
-            .map_err(|_| Error::VerifierKey("key is not base64"))?;
-        let Some((&alg, pk)) = raw.split_first() else {
-            return Err(Error::VerifierKey("empty key"));
-        };
-        if alg != ALG_ED25519 {
-            return Err(Error::VerifierKey("not an Ed25519 (0x01) key"));
-        }
-        let pk: [u8; 32] = pk
-            .try_into()
-            .map_err(|_| Error::VerifierKey("Ed25519 key must be 32 bytes"))?;
+        let (name, id, pk) = vkey_parts(vkey, ALG_ED25519)?;
         let key = Self::new(name, &pk)?;
         if key.id != id {
             return Err(Error::VerifierKey("key hash does not match name and key"));
@@ -259,7 +269,7 @@ pub fn sign_note<S: CheckpointSigner + ?Sized>(
 
 /// The text of a note: UTF-8, ending in a newline, no control characters but newlines, and no
 /// empty line (which would end the text early).
-fn check_text(text: &str) -> Result<(), Error> {
+pub(crate) fn check_text(text: &str) -> Result<(), Error> {
     if text.len() > MAX_NOTE_LEN {
         return Err(Error::NoteFormat("note too long"));
     }
@@ -280,40 +290,9 @@ fn check_text(text: &str) -> Result<(), Error> {
 /// Signatures by other keys are ignored (C2SP signed-note); a signature line naming `key` with
 /// its id that does not verify is an error, as is a note with no signature by `key`.
 pub fn open_note<'a>(note: &'a str, key: &VerifierKey) -> Result<&'a str, Error> {
-    if note.len() > MAX_NOTE_LEN {
-        return Err(Error::NoteFormat("note too long"));
-    }
-    let split = note
-        .rfind("\n\n")
-        .ok_or(Error::NoteFormat("no signature block"))?;
-    let text = note.get(..split + 1).ok_or(Error::NoteFormat("no text"))?;
-    let sigs = note
-        .get(split + 2..)
-        .ok_or(Error::NoteFormat("no signatures"))?;
-    check_text(text)?;
-    // Lines end in exactly "\n" (not `str::lines`, which would also accept "\r\n" and give one
-    // note two encodings).
-    let sig_lines = sigs
-        .strip_suffix('\n')
-        .ok_or(Error::NoteFormat("signature block must end with a newline"))?;
+    let (text, lines) = split_note(note)?;
     let mut verified = false;
-    for (n, line) in sig_lines.split('\n').enumerate() {
-        if n >= MAX_NOTE_SIGNATURES {
-            return Err(Error::NoteFormat("too many signatures"));
-        }
-        let rest = line.strip_prefix(SIG_PREFIX).ok_or(Error::NoteFormat(
-            "signature line must start with an em dash",
-        ))?;
-        let (name, b64) = rest
-            .split_once(' ')
-            .ok_or(Error::NoteFormat("signature line must be name and base64"))?;
-        check_name(name).map_err(|_| Error::NoteFormat("bad key name in signature line"))?;
-        let blob = B64
-            .decode(b64)
-            .map_err(|_| Error::NoteFormat("signature is not base64"))?;
-        if blob.len() < 5 {
-            return Err(Error::NoteFormat("signature too short"));
-        }
+    for (name, blob) in lines {
         if name != key.name() || blob.get(..4) != Some(&key.id[..]) {
             continue;
         }
@@ -334,6 +313,57 @@ pub fn open_note<'a>(note: &'a str, key: &VerifierKey) -> Result<&'a str, Error>
         });
     }
     Ok(text)
+}
+
+/// A note's signature lines: key name and decoded blob.
+pub(crate) type SignatureLines<'a> = Vec<(&'a str, Vec<u8>)>;
+
+/// A signed note's text and its signature lines (key name, decoded blob of at least 5 bytes),
+/// checked for form only: the text as [`check_text`], at most [`MAX_NOTE_SIGNATURES`] lines,
+/// each `— <name> <base64>`.
+pub(crate) fn split_note(note: &str) -> Result<(&str, SignatureLines<'_>), Error> {
+    if note.len() > MAX_NOTE_LEN {
+        return Err(Error::NoteFormat("note too long"));
+    }
+    let split = note
+        .rfind("\n\n")
+        .ok_or(Error::NoteFormat("no signature block"))?;
+    let text = note.get(..split + 1).ok_or(Error::NoteFormat("no text"))?;
+    let sigs = note
+        .get(split + 2..)
+        .ok_or(Error::NoteFormat("no signatures"))?;
+    check_text(text)?;
+    // Lines end in exactly "\n" (not `str::lines`, which would also accept "\r\n" and give one
+    // note two encodings).
+    let sig_lines = sigs
+        .strip_suffix('\n')
+        .ok_or(Error::NoteFormat("signature block must end with a newline"))?;
+    let mut out = Vec::new();
+    for (n, line) in sig_lines.split('\n').enumerate() {
+        if n >= MAX_NOTE_SIGNATURES {
+            return Err(Error::NoteFormat("too many signatures"));
+        }
+        out.push(signature_line(line)?);
+    }
+    Ok((text, out))
+}
+
+/// One signature line, `— <name> <base64>` without its newline: the name and the decoded blob.
+pub(crate) fn signature_line(line: &str) -> Result<(&str, Vec<u8>), Error> {
+    let rest = line.strip_prefix(SIG_PREFIX).ok_or(Error::NoteFormat(
+        "signature line must start with an em dash",
+    ))?;
+    let (name, b64) = rest
+        .split_once(' ')
+        .ok_or(Error::NoteFormat("signature line must be name and base64"))?;
+    check_name(name).map_err(|_| Error::NoteFormat("bad key name in signature line"))?;
+    let blob = B64
+        .decode(b64)
+        .map_err(|_| Error::NoteFormat("signature is not base64"))?;
+    if blob.len() < 5 {
+        return Err(Error::NoteFormat("signature too short"));
+    }
+    Ok((name, blob))
 }
 
 /// A C2SP `tlog-checkpoint`: the log's origin, its size and root, and optional extension lines.

@@ -91,10 +91,11 @@ fn record_corpus_replays() {
     replay("record", 7, 12, [18], record::check);
 }
 
-/// Accepted seeds: opened as a note, parsed as checkpoint text, parsed as a verifier key.
+/// Accepted seeds: opened as a note (one of them also cosigned by the fixture witness), parsed
+/// as checkpoint text, parsed as a verifier key.
 #[test]
 fn note_corpus_replays() {
-    replay("note", 1, 8, [9, 1, 1], note::check);
+    replay("note", 1, 8, [10, 1, 1], note::check);
 }
 
 /// Accepted seeds: logs that pass (so the deleted-record check runs on them).

@@ -1,7 +1,8 @@
-//! Fuzz body for the signed-note opener, the checkpoint parser and the verifier key parser
-//! (`kinko_audit::note`), shared by the `note` cargo-fuzz target and the corpus test
+//! Fuzz body for the signed-note opener, the checkpoint parser, the verifier key parser
+//! (`kinko_audit::note`) and witness cosignatures (`kinko_audit::cosignature`), shared by the `note` cargo-fuzz target and the corpus test
 //! (`tests/fuzz_corpus.rs`).
 
+use kinko_audit::cosignature::{CosignerKey, cosign};
 use kinko_audit::note::{
     Checkpoint, CheckpointSigner, SoftwareSigner, VerifierKey, open_note, sign_note,
 };
@@ -121,6 +122,33 @@ pub(crate) fn check(data: &[u8]) -> [bool; 3] {
             match VerifierKey::new(vkey.name(), &vkey.public_key()) {
                 Ok(again) => assert_eq!(again, vkey),
                 Err(e) => panic!("parsed verifier key does not rebuild: {e}"),
+            }
+        }
+        Err(e) => refused(&e),
+    }
+
+    // Witness cosignatures (C2SP cosignature/v1) on the same input: a cosigner key that parses
+    // re-encodes to the same bytes, and a note either carries a valid cosignature by the
+    // cosigner — and then also verifies as its text cosigned anew — or is refused with a reason.
+    match CosignerKey::parse(s) {
+        Ok(k) => assert_eq!(k.to_string(), s, "cosigner key re-encodes differently"),
+        Err(e) => refused(&e),
+    }
+    let witness = SoftwareSigner::from_seed(&[3; 32]);
+    let Ok(cosigner) = CosignerKey::new("witness.test/w1", &witness.public_key()) else {
+        panic!("the fixture's cosigner key is invalid");
+    };
+    match cosigner.verify_note(s) {
+        Ok(time) => {
+            let text = s
+                .get(..s.rfind("\n\n").map_or(0, |i| i + 1))
+                .unwrap_or_default();
+            match cosign(text, cosigner.name(), &witness, time) {
+                Ok(line) => assert!(
+                    s.contains(&line),
+                    "a verified cosignature differs from a fresh one"
+                ),
+                Err(e) => panic!("a cosigned text does not cosign again: {e}"),
             }
         }
         Err(e) => refused(&e),

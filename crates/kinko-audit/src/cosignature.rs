@@ -19,15 +19,11 @@
 //!
 //! [C2SP tlog-cosignature]: https://c2sp.org/tlog-cosignature
 
-use std::fmt;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use ed25519_dalek::{Signature, VerifyingKey};
-use sha2::{Digest, Sha256};
 
 use crate::Error;
-use crate::note::{CheckpointSigner, SIG_PREFIX, check_name, check_text, split_note, vkey_parts};
+use crate::note::{CheckpointSigner, NoteKey, SIG_PREFIX, check_text, split_note, typed_key_id};
 
 /// The signature type byte of `cosignature/v1` (Ed25519) in key ids and verifier keys.
 pub const ALG_COSIGNATURE_V1: u8 = 0x04;
@@ -38,12 +34,7 @@ pub const MAX_TIMESTAMP: u64 = i64::MAX as u64;
 /// The 4-byte key id of a `cosignature/v1` key:
 /// `SHA-256(name || 0x0A || 0x04 || public_key)[..4]`.
 pub fn key_id(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update([b'\n', ALG_COSIGNATURE_V1]);
-    h.update(public_key);
-    let d = h.finalize();
-    [d[0], d[1], d[2], d[3]]
+    typed_key_id(ALG_COSIGNATURE_V1, name, public_key)
 }
 
 /// The message a `cosignature/v1` signs for the checkpoint note body `body` (its text, without
@@ -76,71 +67,17 @@ pub fn cosign<S: CheckpointSigner + ?Sized>(
         return Err(Error::SignerBadSignature);
     }
     let mut blob = Vec::with_capacity(76);
-    blob.extend_from_slice(&key.id);
+    blob.extend_from_slice(&key.id());
     blob.extend_from_slice(&timestamp.to_be_bytes());
     blob.extend_from_slice(&sig);
     Ok(format!("{SIG_PREFIX}{name} {}\n", B64.encode(blob)))
 }
 
-/// A cosigner's public key: its name, key id and Ed25519 key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct CosignerKey {
-    name: String,
-    id: [u8; 4],
-    key: VerifyingKey,
-}
-
-impl fmt::Debug for CosignerKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CosignerKey({self})")
-    }
-}
+/// A cosigner's (witness's) public key: its name, key id and Ed25519 key, written
+/// `name+hash+base64(0x04 || public key)`.
+pub type CosignerKey = NoteKey<ALG_COSIGNATURE_V1>;
 
 impl CosignerKey {
-    /// The cosigner `name` with the Ed25519 public key `public_key`.
-    pub fn new(name: &str, public_key: &[u8; 32]) -> Result<Self, Error> {
-        check_name(name)?;
-        let key = VerifyingKey::from_bytes(public_key)
-            .map_err(|_| Error::VerifierKey("not a valid Ed25519 public key"))?;
-        if key.is_weak() {
-            return Err(Error::VerifierKey("Ed25519 public key of small order"));
-        }
-        Ok(Self {
-            name: name.to_string(),
-            id: key_id(name, public_key),
-            key,
-        })
-    }
-
-    /// Parses `name+hash+base64(0x04 || public key)`, checking that the hash is the key id.
-    pub fn parse(vkey: &str) -> Result<Self, Error> {
-        let (name, id, pk) = vkey_parts(vkey, ALG_COSIGNATURE_V1)?;
-        let key = Self::new(name, &pk)?;
-        if key.id != id {
-            return Err(Error::VerifierKey("key hash does not match name and key"));
-        }
-        if key.to_string() != vkey {
-            return Err(Error::VerifierKey("non-canonical encoding"));
-        }
-        Ok(key)
-    }
-
-    /// The cosigner's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The 4-byte key id.
-    pub fn id(&self) -> [u8; 4] {
-        self.id
-    }
-
-    fn verify(&self, msg: &[u8], sig: &[u8; 64]) -> bool {
-        self.key
-            .verify_strict(msg, &Signature::from_bytes(sig))
-            .is_ok()
-    }
-
     /// Finds this cosigner's cosignature on the signed checkpoint `note` and verifies it over
     /// the whole note body; returns its timestamp. Lines of other keys are ignored; a line with
     /// this name and key id that does not verify is an error, as is a note without one.
@@ -148,7 +85,7 @@ impl CosignerKey {
         let (body, lines) = split_note(note)?;
         let mut found = None;
         for (name, blob) in lines {
-            if name != self.name || blob.get(..4) != Some(&self.id[..]) {
+            if name != self.name() || blob.get(..4) != Some(&self.id()[..]) {
                 continue;
             }
             let (ts, sig) = blob
@@ -162,29 +99,14 @@ impl CosignerKey {
             let msg = signed_message(body, timestamp)?;
             if !self.verify(&msg, sig) {
                 return Err(Error::NoteBadSignature {
-                    key: self.name.clone(),
+                    key: self.name().to_string(),
                 });
             }
             found = Some(found.map_or(timestamp, |t: u64| t.max(timestamp)));
         }
         found.ok_or_else(|| Error::NoteUnsigned {
-            key: self.name.clone(),
+            key: self.name().to_string(),
         })
-    }
-}
-
-impl fmt::Display for CosignerKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut raw = Vec::with_capacity(33);
-        raw.push(ALG_COSIGNATURE_V1);
-        raw.extend_from_slice(self.key.as_bytes());
-        write!(
-            f,
-            "{}+{}+{}",
-            self.name,
-            hex::encode(self.id),
-            B64.encode(raw)
-        )
     }
 }
 

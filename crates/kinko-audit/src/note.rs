@@ -50,12 +50,7 @@ pub(crate) const SIG_PREFIX: &str = "\u{2014} ";
 /// The 4-byte key id of an Ed25519 signed-note key:
 /// `SHA-256(name || 0x0A || 0x01 || public_key)[..4]`.
 pub fn key_id(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update([b'\n', ALG_ED25519]);
-    h.update(public_key);
-    let d = h.finalize();
-    [d[0], d[1], d[2], d[3]]
+    typed_key_id(ALG_ED25519, name, public_key)
 }
 
 /// A key name must be non-empty, have no `+` and no whitespace (C2SP signed-note).
@@ -73,7 +68,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), Error> {
 
 /// The parts of a verifier key `name+hash+base64(alg || 32-byte public key)`: the name, the id
 /// the hash spells, and the public key. The caller checks the id against the name and key.
-pub(crate) fn vkey_parts(vkey: &str, alg: u8) -> Result<(&str, [u8; 4], [u8; 32]), Error> {
+fn vkey_parts(vkey: &str, alg: u8) -> Result<(&str, [u8; 4], [u8; 32]), Error> {
     if vkey.len() > MAX_NAME_LEN + 64 {
         return Err(Error::VerifierKey("too long"));
     }
@@ -155,22 +150,42 @@ impl CheckpointSigner for SoftwareSigner {
     }
 }
 
-/// A signed-note verifier key for Ed25519: its name, id and public key.
+/// A signed-note verifier key for Ed25519: its name, id and public key, for the key type
+/// `ALG` — [`ALG_ED25519`] for the log's own signatures ([`VerifierKey`]), `0x04` for witness
+/// cosignatures ([`crate::cosignature::CosignerKey`]). The type byte is part of the key id and
+/// of the written form, so a key of one type never verifies as the other.
 #[derive(Clone, PartialEq, Eq)]
-pub struct VerifierKey {
+pub struct NoteKey<const ALG: u8> {
     name: String,
     id: [u8; 4],
     key: VerifyingKey,
 }
 
-impl fmt::Debug for VerifierKey {
+/// The log's signed-note verifier key (type [`ALG_ED25519`]).
+pub type VerifierKey = NoteKey<ALG_ED25519>;
+
+impl<const ALG: u8> fmt::Debug for NoteKey<ALG> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "VerifierKey({self})")
+        if ALG == ALG_ED25519 {
+            write!(f, "VerifierKey({self})")
+        } else {
+            write!(f, "CosignerKey({self})")
+        }
     }
 }
 
-impl VerifierKey {
-    /// The verifier key named `name` for the Ed25519 public key `public_key`.
+/// `SHA-256(name || 0x0A || alg || public_key)[..4]`.
+pub(crate) fn typed_key_id(alg: u8, name: &str, public_key: &[u8; 32]) -> [u8; 4] {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update([b'\n', alg]);
+    h.update(public_key);
+    let d = h.finalize();
+    [d[0], d[1], d[2], d[3]]
+}
+
+impl<const ALG: u8> NoteKey<ALG> {
+    /// The key named `name` for the Ed25519 public key `public_key`.
     pub fn new(name: &str, public_key: &[u8; 32]) -> Result<Self, Error> {
         check_name(name)?;
         let key = VerifyingKey::from_bytes(public_key)
@@ -180,14 +195,14 @@ impl VerifierKey {
         }
         Ok(Self {
             name: name.to_string(),
-            id: key_id(name, public_key),
+            id: typed_key_id(ALG, name, public_key),
             key,
         })
     }
 
-    /// Parses `name+hash+base64(0x01 || public key)`, checking that the hash is the key id.
+    /// Parses `name+hash+base64(ALG || public key)`, checking that the hash is the key id.
     pub fn parse(vkey: &str) -> Result<Self, Error> {
-        let (name, id, pk) = vkey_parts(vkey, ALG_ED25519)?;
+        let (name, id, pk) = vkey_parts(vkey, ALG)?;
         let key = Self::new(name, &pk)?;
         if key.id != id {
             return Err(Error::VerifierKey("key hash does not match name and key"));
@@ -221,10 +236,10 @@ impl VerifierKey {
     }
 }
 
-impl fmt::Display for VerifierKey {
+impl<const ALG: u8> fmt::Display for NoteKey<ALG> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut raw = Vec::with_capacity(33);
-        raw.push(ALG_ED25519);
+        raw.push(ALG);
         raw.extend_from_slice(self.key.as_bytes());
         write!(
             f,
@@ -236,7 +251,7 @@ impl fmt::Display for VerifierKey {
     }
 }
 
-impl FromStr for VerifierKey {
+impl<const ALG: u8> FromStr for NoteKey<ALG> {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
         Self::parse(s)

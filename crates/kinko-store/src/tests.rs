@@ -400,10 +400,13 @@ fn postgresql_migrates_an_older_schema_and_refuses_a_newer_one() {
     s.insert_request(&new_request("r-old", "old-key", b"payload"))
         .unwrap();
     drop(s);
-    // As version 1 left it.
+    // As version 1 left it (before `claimed_by`, and with the narrower requester index).
     crate::testing::sql(
         &url,
-        "ALTER TABLE requests DROP COLUMN claimed_by; UPDATE kinko_schema SET version = 1",
+        "ALTER TABLE requests DROP COLUMN claimed_by; \
+         DROP INDEX requests_by_requester_state_created; \
+         CREATE INDEX requests_by_requester_state ON requests (requester, state); \
+         UPDATE kinko_schema SET version = 1",
     )
     .unwrap();
     let s = Store::open_postgres(&url).unwrap();
@@ -412,6 +415,11 @@ fn postgresql_migrates_an_older_schema_and_refuses_a_newer_one() {
         "old-key"
     );
     assert!(s.signing_held().unwrap().is_empty(), "claimed_by is back");
+    assert_eq!(
+        s.count_denied_since("ledger", 0).unwrap(),
+        0,
+        "the index is back"
+    );
     drop(s);
     let supported = migrations::PG_MIGRATIONS.len() as i64;
     crate::testing::sql(

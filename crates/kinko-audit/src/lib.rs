@@ -22,5 +22,6 @@ pub mod policy_check;
 pub mod record;
 mod sigs;
 pub mod verify;
+pub mod witness;
 
 pub use error::Error;

@@ -37,6 +37,9 @@ mod verify_body;
 #[path = "../fuzz/bodies/proof.rs"]
 mod proof;
 
+#[path = "../fuzz/bodies/witness.rs"]
+mod witness;
+
 fn corpus(target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
@@ -102,6 +105,12 @@ fn note_corpus_replays() {
 #[test]
 fn verify_dir_corpus_replays() {
     replay("verify_dir", 7919, 8, [4], verify_body::check);
+}
+
+/// Accepted seeds: request bodies that parse, and checkpoints the witness cosigns.
+#[test]
+fn witness_corpus_replays() {
+    replay("witness", 1, 7, [6, 1], witness::check);
 }
 
 /// Accepted seeds: proofs the verifier accepts.

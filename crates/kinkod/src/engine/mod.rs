@@ -436,11 +436,19 @@ pub(crate) struct Velocity {
     pub(crate) seen: i64,
 }
 
+/// A stored reservation's asset and time, as the velocity ledger takes them.
+pub(crate) fn reservation_entry(
+    r: &kinko_store::Reservation,
+) -> Result<(kinko_policy::AssetId, Timestamp), String> {
+    let asset = parse_asset_id(&r.asset)
+        .ok_or_else(|| format!("a reservation of an unknown asset {:?}", r.asset))?;
+    let at = Timestamp::from_second(r.at).map_err(|e| format!("reservation time: {e}"))?;
+    Ok((asset, at))
+}
+
 impl Velocity {
     fn record(&mut self, r: &kinko_store::Reservation) -> Result<(), String> {
-        let asset = parse_asset_id(&r.asset)
-            .ok_or_else(|| format!("a reservation of an unknown asset {:?}", r.asset))?;
-        let at = Timestamp::from_second(r.at).map_err(|e| format!("reservation time: {e}"))?;
+        let (asset, at) = reservation_entry(r)?;
         self.ledger
             .record(&r.key_name, &asset, at, r.amount)
             .map_err(|e| format!("reservation: {e}"))

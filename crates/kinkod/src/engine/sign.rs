@@ -384,11 +384,7 @@ fn controls_in_transaction(
                 // fails on the request's state, which says so better than a velocity denial.
                 continue;
             }
-            let asset = parse_asset_id(&r.asset).ok_or_else(|| {
-                StoreError::Corrupt(format!("a reservation of an unknown asset {:?}", r.asset))
-            })?;
-            let when = Timestamp::from_second(r.at)
-                .map_err(|e| StoreError::Corrupt(format!("reservation time: {e}")))?;
+            let (asset, when) = super::reservation_entry(&r).map_err(StoreError::Corrupt)?;
             history.add(&r.key_name, &asset, when, r.amount);
         }
         let decision = evaluate(

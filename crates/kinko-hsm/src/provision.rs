@@ -52,7 +52,11 @@ pub fn init_token(
     }
     let mut free = None;
     for slot in ctx.get_slots_with_token().map_err(from_cryptoki)? {
-        let info = ctx.get_token_info(slot).map_err(from_cryptoki)?;
+        // A token another process is deleting from the shared token directory can fail
+        // C_GetTokenInfo (CKR_GENERAL_ERROR); it is no free slot either way (as `find_token`).
+        let Ok(info) = ctx.get_token_info(slot) else {
+            continue;
+        };
         if !info.token_initialized() {
             free = Some(slot);
             break;

@@ -42,6 +42,17 @@ pub enum Error {
     /// A cosignature is malformed or out of range.
     #[error("malformed cosignature: {0}")]
     Cosignature(&'static str),
+    /// A witness policy (C2SP tlog-policy) is malformed.
+    #[error("witness policy: {0}")]
+    WitnessPolicy(String),
+    /// A checkpoint lacks the witness quorum of the policy.
+    #[error("checkpoint of size {size} lacks the witness quorum (cosigned by {cosigned})")]
+    WitnessQuorum {
+        /// The checkpoint's size.
+        size: u64,
+        /// The policy witnesses that did cosign it.
+        cosigned: String,
+    },
     /// A signed note is malformed.
     #[error("malformed signed note: {0}")]
     NoteFormat(&'static str),

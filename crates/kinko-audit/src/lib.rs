@@ -21,6 +21,7 @@ pub mod note;
 pub mod policy_check;
 pub mod record;
 mod sigs;
+pub mod tlog_policy;
 pub mod verify;
 pub mod witness;
 

@@ -55,7 +55,7 @@ fn set_line(dir: &Path, seq: u64, line: &str) {
 
 /// The database files, saved or restored.
 /// The PostgreSQL database `dir`'s kinkod uses (None on SQLite).
-fn pg_database(dir: &Path) -> Option<String> {
+pub(crate) fn pg_database(dir: &Path) -> Option<String> {
     let text = std::fs::read_to_string(dir.join("kinkod.toml")).unwrap();
     let config: toml::Value = toml::from_str(&text).unwrap();
     let url = config["store"].get("postgres")?.as_str()?.to_string();
@@ -66,7 +66,7 @@ fn pg_database(dir: &Path) -> Option<String> {
 
 /// On the test cluster (kinkod stopped): database `to` becomes a copy of `from`, as a backup
 /// or a restore would make it.
-fn pg_copy(from: &str, to: &str) {
+pub(crate) fn pg_copy(from: &str, to: &str) {
     let base = kinko_store::testing::postgres_url().unwrap();
     let sql = |s: &str| kinko_store::testing::sql(&base, s);
     // The killed kinkod's sessions may linger a moment; a copy needs none on either side.
@@ -79,7 +79,7 @@ fn pg_copy(from: &str, to: &str) {
     sql(&format!("CREATE DATABASE {to} TEMPLATE {from}")).unwrap();
 }
 
-fn copy_db(from: &Path, to: &Path) {
+pub(crate) fn copy_db(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for f in ["kinko.db", "kinko.db-wal", "kinko.db-shm"] {
         let _ = std::fs::remove_file(to.join(f));
@@ -282,7 +282,7 @@ async fn a_log_edited_truncated_or_replaced_offline_is_refused_and_named() {
 }
 
 /// Submits and approves (twice) one Ethereum withdrawal of nonce `nonce`: signed.
-async fn sign_one(d: &kinko_tests::Daemon, nonce: u64) {
+pub(crate) async fn sign_one(d: &kinko_tests::Daemon, nonce: u64) {
     let r = WithdrawalServiceClient::new(channel(d, "ledger").await)
         .submit_withdrawal(submission(
             &d.dir,

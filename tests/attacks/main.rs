@@ -22,6 +22,7 @@ mod pipeline;
 mod proxy;
 mod replicas;
 mod store_edits;
+mod witnesses;
 
 /// Whether the slow variants run.
 #[allow(dead_code)] // used by the scenarios that have a slow variant

@@ -419,7 +419,11 @@ pub fn start_fails(dir: &Path) -> String {
     let mut child = Command::new(bin("kinkod"))
         .arg("--config")
         .arg(dir.join("kinkod.toml"))
-        .env("RUST_LOG", "warn,cryptoki::mechanism=off")
+        .env(
+            "RUST_LOG",
+            std::env::var("KINKO_TEST_RUST_LOG")
+                .unwrap_or_else(|_| "warn,cryptoki::mechanism=off".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -643,4 +647,138 @@ pub async fn https_get(d: &Daemon, port: u16, who: &str, path: &str) -> String {
     let mut out = String::new();
     let _ = tls.read_to_string(&mut out).await;
     out
+}
+
+/// A running `kinko-witness` for one log; killed when dropped.
+pub struct WitnessProcess {
+    child: Child,
+    /// The witness's directory (witness.toml, witness.key, witness.db).
+    pub dir: PathBuf,
+    /// Its `add-checkpoint` URL prefix, `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Its cosigner key (vkey).
+    pub vkey: String,
+}
+
+impl WitnessProcess {
+    /// Stops the process (SIGSTOP): connections are accepted by the kernel and never answered,
+    /// as for a witness that hangs.
+    pub fn pause(&self) {
+        assert!(
+            Command::new("kill")
+                .args(["-STOP", &self.child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// Resumes a paused witness.
+    pub fn resume(&self) {
+        assert!(
+            Command::new("kill")
+                .args(["-CONT", &self.child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// The size of the latest checkpoint the witness cosigned for `origin` (0 if none), read
+    /// from its own database.
+    pub fn cosigned_size(&self, origin: &str) -> u64 {
+        let db = rusqlite::Connection::open(self.dir.join("witness.db")).unwrap();
+        db.busy_timeout(Duration::from_secs(5)).unwrap();
+        db.query_row("SELECT size FROM latest WHERE origin = ?1", [origin], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|s| s as u64)
+        .unwrap_or(0)
+    }
+}
+
+impl Drop for WitnessProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates a witness named `name` in `dir` (if it is not there yet) that cosigns for the log
+/// of verifier key `log_vkey`, and starts it on a free port of 127.0.0.1 (its state, key and
+/// port survive a restart from the same `dir`).
+pub fn start_witness(dir: &Path, name: &str, log_vkey: &str) -> WitnessProcess {
+    let config = dir.join("witness.toml");
+    if !config.exists() {
+        let out = Command::new(bin("kinko-witness"))
+            .arg("init")
+            .arg(dir)
+            .args(["--name", name, "--listen"])
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kinko-witness init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!("\n[[logs]]\nvkey = {log_vkey:?}\n"));
+        std::fs::write(&config, text).unwrap();
+    }
+    let mut child = Command::new(bin("kinko-witness"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("KINKO_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("kinko-witness ") {
+                let _ = tx.send(rest.to_string());
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("kinko-witness did not start");
+    let (vkey, url) = line.split_once(" listening on ").unwrap();
+    WitnessProcess {
+        child,
+        dir: dir.to_path_buf(),
+        url: url.to_string(),
+        vkey: vkey.to_string(),
+    }
+}
+
+/// Writes a witness policy (C2SP tlog-policy) naming `witnesses` (each with its URL) and the
+/// quorum line `quorum` to `dir/witness-policy`, and adds a `[witness]` section using it to
+/// `dir/kinkod.toml`, with `wait_ms` for witnessed signatures.
+pub fn configure_witnesses(
+    dir: &Path,
+    witnesses: &[(&str, &WitnessProcess)],
+    quorum: &str,
+    wait_ms: u64,
+) {
+    let mut policy = String::from("# witnesses of this kinkod's log\n");
+    for (name, w) in witnesses {
+        policy.push_str(&format!("witness {name} {} {}\n", w.vkey, w.url));
+    }
+    policy.push_str(quorum);
+    policy.push('\n');
+    std::fs::write(dir.join("witness-policy"), policy).unwrap();
+    let config = dir.join("kinkod.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    if !text.contains("[witness]") {
+        text.push_str(&format!(
+            "\n[witness]\npolicy = \"witness-policy\"\ntimeout_ms = 1000\nwait_ms = {wait_ms}\n"
+        ));
+        std::fs::write(&config, text).unwrap();
+    }
 }

@@ -1215,6 +1215,18 @@ fn check_rules(
                 }
             }
         };
+        let witnessed = match &r.witnessed {
+            None => false,
+            Some(w) if *w.get_ref() && r.deny.is_some() => {
+                l.err(
+                    &w.span(),
+                    "`witnessed` holds back a signature until witnesses cosign; a deny rule signs nothing",
+                );
+                ok = false;
+                false
+            }
+            Some(w) => *w.get_ref(),
+        };
         let max_fee_bps = match &r.max_fee_bps {
             None => None,
             Some(b) if *b.get_ref() > MAX_FEE_BPS => {
@@ -1300,6 +1312,7 @@ fn check_rules(
                 windows,
                 velocity,
                 action,
+                witnessed,
             });
         }
     }

@@ -280,6 +280,10 @@ pub struct Rule {
     pub velocity: Vec<VelocityLimit>,
     /// What the rule does.
     pub action: RuleAction,
+    /// A signature under this rule is released only once a checkpoint covering its
+    /// `signing_authorized` record has met the witness quorum (kinkod's `[witness]`); if the
+    /// witnesses do not cosign in time, the request fails and nothing is signed.
+    pub witnessed: bool,
 }
 
 /// Who may install a new policy.

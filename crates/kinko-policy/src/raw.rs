@@ -113,6 +113,7 @@ pub(crate) struct RawRule {
     pub(crate) velocity: Option<Vec<Spanned<RawVelocity>>>,
     pub(crate) deny: Option<Spanned<String>>,
     pub(crate) approvals: Option<Spanned<RawQuorum>>,
+    pub(crate) witnessed: Option<Spanned<bool>>,
 }
 
 /// `[governance.install]`.

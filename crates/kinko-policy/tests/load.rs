@@ -473,3 +473,48 @@ deny = "x"
         }
     }
 }
+
+#[test]
+fn witnessed_is_a_flag_of_rules_that_allow_signing() {
+    let text = with_rules(
+        r#"[[rules]]
+name = "large-and-witnessed"
+chain = "ethereum"
+asset = "ETH"
+kinds = ["transfer"]
+max_amount = "5000"
+max_fee = "0.01"
+approvals = { count = 2, roles = ["approver"], lifetime = "4h" }
+witnessed = true
+
+[[rules]]
+name = "small"
+chain = "ethereum"
+asset = "ETH"
+kinds = ["transfer"]
+max_amount = "1"
+max_fee = "0.01"
+approvals = { count = 2, roles = ["approver"], lifetime = "4h" }
+"#,
+    );
+    let p = Policy::from_toml(text.as_bytes()).unwrap();
+    let flags: Vec<(&str, bool)> = p
+        .rules()
+        .iter()
+        .map(|r| (r.name.as_str(), r.witnessed))
+        .collect();
+    assert_eq!(flags, [("large-and-witnessed", true), ("small", false)]);
+
+    let text = with_rules(
+        r#"[[rules]]
+name = "deny-witnessed"
+kinds = ["contract_call"]
+deny = "no"
+witnessed = true
+"#,
+    );
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].line, line_of(&text, "witnessed = true"));
+    assert!(errs[0].message.contains("deny rule"), "{}", errs[0].message);
+}

@@ -490,6 +490,88 @@ impl Store {
         self.conn()?.db.with(|c| read_lines(c, from, max))
     }
 
+    /// Keeps witness cosignatures of the checkpoint of `size`: each the witness's key (its
+    /// vkey) and its cosignature line (`— name base64\n`). One already kept for that size and
+    /// witness stays as it is. The caller has verified them.
+    pub fn add_cosignatures(
+        &self,
+        size: u64,
+        lines: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut guard = self.conn()?;
+        guard.db.transaction(true, |c| {
+            for (witness, line) in lines {
+                c.exec(
+                    "INSERT INTO log_cosignatures (size, witness, line) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
+                    &[
+                        to_i64(size)?.into(),
+                        witness.as_str().into(),
+                        line.as_str().into(),
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The checkpoint of `size` with every cosignature kept for it appended (a signed note
+    /// with the log's signature line, then the witnesses'); `None` if there is no checkpoint of
+    /// that size.
+    pub fn cosigned_checkpoint(&self, size: u64) -> Result<Option<String>, StoreError> {
+        self.conn()?.db.with(|c| {
+            let Some(row) = c.query_opt(
+                "SELECT note FROM log_checkpoints WHERE size = ?1",
+                &[to_i64(size)?.into()],
+            )?
+            else {
+                return Ok(None);
+            };
+            let mut note = row.text(0)?;
+            for r in c.query(
+                "SELECT line FROM log_cosignatures WHERE size = ?1 ORDER BY witness",
+                &[to_i64(size)?.into()],
+            )? {
+                note.push_str(&r.text(0)?);
+            }
+            Ok(Some(note))
+        })
+    }
+
+    /// The sizes of checkpoints with cosignatures, newest first, at most `max`.
+    pub fn cosigned_sizes(&self, max: usize) -> Result<Vec<u64>, StoreError> {
+        self.conn()?.db.with(|c| {
+            c.query(
+                "SELECT DISTINCT size FROM log_cosignatures ORDER BY size DESC LIMIT ?1",
+                &[to_i64(max as u64)?.into()],
+            )?
+            .iter()
+            .map(|r| u64::try_from(r.int(0)?).map_err(|_| corrupt("negative size")))
+            .collect()
+        })
+    }
+
+    /// The largest checkpoint size each witness (by key) has cosigned, as kept here.
+    pub fn witnessed_sizes(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.conn()?.db.with(|c| {
+            c.query(
+                "SELECT witness, MAX(size) FROM log_cosignatures GROUP BY witness",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.text(0)?,
+                    u64::try_from(r.int(1)?).map_err(|_| corrupt("negative size"))?,
+                ))
+            })
+            .collect()
+        })
+    }
+
     /// Every signed checkpoint note, oldest first.
     pub fn checkpoint_notes(&self) -> Result<Vec<String>, StoreError> {
         self.conn()?.db.with(|c| {
@@ -536,8 +618,20 @@ impl Store {
                 }
             }
             let mut count = 0u64;
-            for r in c.query("SELECT note FROM log_checkpoints ORDER BY size", &[])? {
-                let value = serde_json::json!({ "note": r.text(0)? });
+            // Each checkpoint with the witnesses' cosignatures kept for it (docs/witness.md).
+            let mut cosigs: std::collections::HashMap<i64, String> = Default::default();
+            for r in c.query(
+                "SELECT size, line FROM log_cosignatures ORDER BY size, witness",
+                &[],
+            )? {
+                cosigs.entry(r.int(0)?).or_default().push_str(&r.text(1)?);
+            }
+            for r in c.query("SELECT size, note FROM log_checkpoints ORDER BY size", &[])? {
+                let mut note = r.text(1)?;
+                if let Some(lines) = cosigs.get(&r.int(0)?) {
+                    note.push_str(lines);
+                }
+                let value = serde_json::json!({ "note": note });
                 let line = kinko_intent::to_canonical_json(&value)
                     .map_err(|e| corrupt(format!("checkpoint line: {e}")))?;
                 cps.write_all(&line)

@@ -144,6 +144,18 @@ const MIGRATIONS: &[&str] = &[
     // (requester, state) only, every denied request ever stored was read at each submission).
     "CREATE INDEX requests_by_requester_state_created ON requests (requester, state, created_at);
     DROP INDEX requests_by_requester_state;",
+    // 10: witness cosignatures of checkpoints (C2SP tlog-cosignature lines), one per checkpoint
+    // size and witness key. Kept, never changed: a cosignature is evidence.
+    "CREATE TABLE log_cosignatures (
+        size INTEGER NOT NULL CHECK (size >= 0),
+        witness TEXT NOT NULL,
+        line TEXT NOT NULL,
+        PRIMARY KEY (size, witness)
+    ) STRICT;
+    CREATE TRIGGER log_cosignatures_append_only_update BEFORE UPDATE ON log_cosignatures
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER log_cosignatures_append_only_delete BEFORE DELETE ON log_cosignatures
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 ];
 
 /// The schema version this build writes.
@@ -298,6 +310,17 @@ pub(crate) const PG_MIGRATIONS: &[&str] = &[
     // 3: as SQLite's 9 (a requester's denied requests of the last day, from the index).
     "CREATE INDEX requests_by_requester_state_created ON requests (requester, state, created_at);
     DROP INDEX requests_by_requester_state",
+    // 4: as SQLite's 10 (witness cosignatures of checkpoints).
+    "CREATE TABLE log_cosignatures (
+        size BIGINT NOT NULL CHECK (size >= 0),
+        witness TEXT NOT NULL,
+        line TEXT NOT NULL,
+        PRIMARY KEY (size, witness)
+    );
+    CREATE TRIGGER log_cosignatures_append_only BEFORE UPDATE OR DELETE ON log_cosignatures
+        FOR EACH ROW EXECUTE FUNCTION kinko_append_only();
+    CREATE TRIGGER log_cosignatures_no_truncate BEFORE TRUNCATE ON log_cosignatures
+        FOR EACH STATEMENT EXECUTE FUNCTION kinko_append_only()",
 ];
 
 /// The session-level advisory lock replicas take while migrating, one at a time.

@@ -400,10 +400,12 @@ fn postgresql_migrates_an_older_schema_and_refuses_a_newer_one() {
     s.insert_request(&new_request("r-old", "old-key", b"payload"))
         .unwrap();
     drop(s);
-    // As version 1 left it (before `claimed_by`, and with the narrower requester index).
+    // As version 1 left it (before `claimed_by`, with the narrower requester index, and
+    // without witness cosignatures).
     crate::testing::sql(
         &url,
         "ALTER TABLE requests DROP COLUMN claimed_by; \
+         DROP TABLE log_cosignatures; \
          DROP INDEX requests_by_requester_state_created; \
          CREATE INDEX requests_by_requester_state ON requests (requester, state); \
          UPDATE kinko_schema SET version = 1",

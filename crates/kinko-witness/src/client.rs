@@ -36,6 +36,20 @@ pub enum ClientError {
     BadConflict,
 }
 
+/// The `add-checkpoint` request body: `old <size>`, the consistency proof (one base64 hash a
+/// line), an empty line, the signed checkpoint.
+pub fn request_body(old: u64, proof: &[kinko_audit::merkle::Hash], note: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let mut body = format!("old {old}\n");
+    for h in proof {
+        body.push_str(&base64::engine::general_purpose::STANDARD.encode(h));
+        body.push('\n');
+    }
+    body.push('\n');
+    body.push_str(note);
+    body.into_bytes()
+}
+
 /// Splits `http://host:port/prefix` into the address and the request path
 /// (`/prefix/add-checkpoint`).
 pub fn endpoint(url: &str) -> Result<(String, String), ClientError> {

@@ -31,6 +31,33 @@ pub(crate) struct Config {
     /// Limits.
     #[serde(default)]
     pub(crate) limits: Limits,
+    /// Witnesses that cosign the log's checkpoints (optional; docs/witness.md).
+    #[serde(default)]
+    pub(crate) witness: Option<WitnessConfig>,
+}
+
+/// `[witness]`: who cosigns the log's checkpoints, and how long to wait for them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WitnessConfig {
+    /// The witness policy (C2SP tlog-policy): the witnesses with their keys and `http://` URLs,
+    /// and the quorum. Relative to the config file.
+    pub(crate) policy: PathBuf,
+    /// How long one `add-checkpoint` request may take. Default 5 s.
+    #[serde(default = "default_witness_timeout")]
+    pub(crate) timeout_ms: u64,
+    /// How long a signature under a `witnessed` rule waits for the quorum before the request
+    /// fails (nothing signed). Default 15 s.
+    #[serde(default = "default_witness_wait")]
+    pub(crate) wait_ms: u64,
+}
+
+fn default_witness_timeout() -> u64 {
+    5_000
+}
+
+fn default_witness_wait() -> u64 {
+    15_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -250,6 +277,7 @@ impl Config {
             c.audit.dir.as_mut(),
             c.store.path.as_mut(),
             c.store.postgres_ca.as_mut(),
+            c.witness.as_mut().map(|w| &mut w.policy),
         ]
         .into_iter()
         .flatten()

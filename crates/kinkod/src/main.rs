@@ -27,6 +27,7 @@ mod rebuild;
 mod service;
 mod status;
 mod tls;
+mod witnessing;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -566,6 +567,12 @@ async fn run(config: Config) -> Result<(), String> {
         ));
     }
     let metrics = Arc::new(metrics::Metrics::default());
+    let witnessing = config
+        .witness
+        .as_ref()
+        .map(witnessing::Witnessing::load)
+        .transpose()?
+        .map(Arc::new);
     let engine = Engine::new(
         store,
         hsm,
@@ -587,6 +594,7 @@ async fn run(config: Config) -> Result<(), String> {
     )?
     .with_log_key_label(&config.audit.log_key_label)
     .with_seen_checkpoint(config.store.seen_checkpoint.clone(), seen_size)
+    .with_witnessing(witnessing)
     .with_replica(&config.store.replica.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
@@ -620,6 +628,20 @@ async fn run(config: Config) -> Result<(), String> {
             "requests interrupted between authorization and signature were failed explicitly"
         );
     }
+    // The witnesses: a log older than, or forked from, what one of them cosigned is refused
+    // here (a witness that cannot be reached is noted, and asked again in the background).
+    if let Some(w) = engine.witnessing() {
+        match w.start_round(engine.store()).await {
+            Ok(q) => tracing::info!(quorum_size = q, "witnesses asked at start"),
+            Err(e) => tracing::warn!(error = e, "witnesses could not be asked at start"),
+        }
+        if let Some(why) = w.conflict() {
+            return Err(format!(
+                "a witness holds a history this log does not extend, so kinkod will not start: {why}. \
+                 See docs/witness.md (\"A witness conflict\")"
+            ));
+        }
+    }
     // Every start check passed: this log is the newest this kinkod has seen.
     engine.remember_checkpoint();
     let engine = Arc::new(engine);
@@ -632,6 +654,21 @@ async fn run(config: Config) -> Result<(), String> {
                 every.tick().await;
                 if let Err(e) = engine.tick().await {
                     tracing::warn!(reason = e.message, "background governance and expiry step");
+                }
+            }
+        });
+    }
+    if let Some(w) = engine.witnessing() {
+        // New checkpoints go to the witnesses in the background (a `witnessed` rule's signature
+        // waits for them in its own signing step).
+        let (w, store) = (Arc::clone(w), Arc::clone(engine.store()));
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(e) = w.round(&store).await {
+                    tracing::warn!(error = e, "witnessing round");
                 }
             }
         });

@@ -74,7 +74,11 @@ pub(crate) async fn serve(
                     .flatten();
                     match snapshot {
                         Some((states, frozen)) => {
-                            ("200 OK", engine.metrics.render(&states, frozen))
+                            let mut text = engine.metrics.render(&states, frozen);
+                            if let Some(w) = engine.witnessing() {
+                                text.push_str(&w.render(engine.store().log_size()));
+                            }
+                            ("200 OK", text)
                         }
                         None => ("503 Service Unavailable", "store unavailable\n".into()),
                     }

@@ -36,6 +36,12 @@ pub(crate) enum Reason {
     HsmUnavailable,
     /// The audit log could not be appended; nothing was signed.
     AuditUnavailable,
+    /// A rule requires witnessed signatures and the witnesses' quorum did not cosign in time:
+    /// the request failed and nothing was signed.
+    WitnessUnavailable,
+    /// A witness holds a checkpoint of this log that the log does not extend (a restored
+    /// older database, or a fork): signing stops until an operator looks (docs/witness.md).
+    WitnessConflict,
     /// The HSM returned a signature that does not verify under the key's public key (or a key
     /// failed its self-test): nothing was released; the key is suspect.
     HsmBadSignature,
@@ -67,7 +73,10 @@ impl Reason {
             }
             Reason::IdempotencyConflict => Code::AlreadyExists,
             Reason::NotFound => Code::NotFound,
-            Reason::HsmUnavailable | Reason::AuditUnavailable => Code::Unavailable,
+            Reason::HsmUnavailable | Reason::AuditUnavailable | Reason::WitnessUnavailable => {
+                Code::Unavailable
+            }
+            Reason::WitnessConflict => Code::FailedPrecondition,
             Reason::HsmBadSignature => Code::Internal,
             Reason::TooManyPending
             | Reason::TooManyDenied
@@ -95,6 +104,8 @@ impl Reason {
             Reason::HsmUnavailable => "HSM_UNAVAILABLE",
             Reason::AuditUnavailable => "AUDIT_UNAVAILABLE",
             Reason::HsmBadSignature => "HSM_BAD_SIGNATURE",
+            Reason::WitnessUnavailable => "WITNESS_UNAVAILABLE",
+            Reason::WitnessConflict => "WITNESS_CONFLICT",
             Reason::TooManyPending => "TOO_MANY_PENDING",
             Reason::TooManyDenied => "TOO_MANY_DENIED",
             Reason::TooManyWatches => "TOO_MANY_WATCHES",

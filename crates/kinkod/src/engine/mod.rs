@@ -141,6 +141,8 @@ pub(crate) struct Engine {
     seen_checkpoint: Option<(std::path::PathBuf, std::sync::atomic::AtomicU64)>,
     /// This kinkod's name among replicas (its claims carry it; recovery fails only its own).
     replica: String,
+    /// The witnesses that cosign the log's checkpoints, when configured.
+    witnessing: Option<Arc<crate::witnessing::Witnessing>>,
 }
 
 fn now() -> Timestamp {
@@ -179,6 +181,7 @@ impl Engine {
             retry_pending: std::sync::atomic::AtomicBool::new(false),
             seen_checkpoint: None,
             replica: String::new(),
+            witnessing: None,
         };
         engine.load_velocity()?;
         Ok(engine)
@@ -189,6 +192,17 @@ impl Engine {
     pub(crate) fn with_replica(mut self, name: &str) -> Self {
         self.replica = name.to_string();
         self
+    }
+
+    /// Asks these witnesses to cosign the log's checkpoints.
+    pub(crate) fn with_witnessing(mut self, w: Option<Arc<crate::witnessing::Witnessing>>) -> Self {
+        self.witnessing = w;
+        self
+    }
+
+    /// The witnesses, when configured.
+    pub(crate) fn witnessing(&self) -> Option<&Arc<crate::witnessing::Witnessing>> {
+        self.witnessing.as_ref()
     }
 
     /// Keeps the newest checkpoint seen in `path` (of size `size` now).

@@ -12,6 +12,12 @@ impl Engine {
         // Authorization happens under the lock, one request at a time; the claim's commit (with
         // its audit record) and the HSM run outside it, so claims share commits and signatures
         // proceed in parallel.
+        if let Some(why) = self.witnessing.as_ref().and_then(|w| w.conflict()) {
+            return Err(Refused::new(
+                Reason::WitnessConflict,
+                format!("signing is stopped: {why}"),
+            ));
+        }
         let controls = self.controls.read().await;
         let guard = self.sign_lock.lock().await;
         let live = self.live();
@@ -60,6 +66,13 @@ impl Engine {
                 request_id,
             ));
         }
+        // A rule may want its signatures witnessed (checked after the claim commits).
+        let witnessed = auth
+            .decision()
+            .rule
+            .as_ref()
+            .and_then(|r| policy.rules().get(r.index))
+            .is_some_and(|r| r.witnessed);
         // Pending → signing in the claim's own commit (one disk sync under the lock, not two).
         let at = now();
         let velocity = velocity_entries(&intent).map_err(|e| Refused::internal("velocity", e))?;
@@ -153,6 +166,12 @@ impl Engine {
         // The authorization is in the log: controls may change from here.
         drop(controls);
         crate::failpoint::hit("after_signing_authorized");
+        // A rule that wants its signatures witnessed: nothing reaches the HSM before a
+        // checkpoint covering the `signing_authorized` record met the witness quorum.
+        if witnessed && let Err(refused) = self.witnessed(committed.record_seq()).await {
+            self.fail(request_id, &refused.message).await;
+            return Err(refused);
+        }
         match self
             .sign_and_finalize(&live, committed, &key, &intent, &request.new.payload)
             .await
@@ -187,6 +206,31 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    /// Waits until a checkpoint covering record `seq` met the witness quorum (fails closed:
+    /// no witnesses configured, a conflict, or no quorum within the configured wait).
+    async fn witnessed(&self, seq: u64) -> Result<(), Refused> {
+        let Some(w) = self.witnessing.as_ref() else {
+            return Err(Refused::new(
+                Reason::WitnessUnavailable,
+                "the rule requires witnessed signatures but this kinkod has no [witness] configured",
+            ));
+        };
+        // A checkpoint covering the record (the claim's commit does not sign one).
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.checkpoint())
+            .await
+            .map_err(|e| Refused::internal("checkpoint task", e))?
+            .map_err(|e| self.unwritable(e))?;
+        w.until_witnessed(&self.store, seq).await.map_err(|why| {
+            let reason = if w.conflict().is_some() {
+                Reason::WitnessConflict
+            } else {
+                Reason::WitnessUnavailable
+            };
+            Refused::new(reason, format!("not signed: {why}"))
+        })
     }
 
     /// Counts HSM errors; when a key or the token went missing (a token pulled and put back,

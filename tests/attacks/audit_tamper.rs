@@ -146,7 +146,7 @@ async fn a_log_edited_truncated_or_replaced_offline_is_refused_and_named() {
     // The auditor keeps the latest checkpoint, as docs/audit.md asks.
     let mut auditor = AuditServiceClient::new(channel(&d, "auditor").await);
     let kept_note = auditor
-        .latest_checkpoint(pb::CheckpointRequest {})
+        .latest_checkpoint(pb::CheckpointRequest::default())
         .await
         .unwrap()
         .into_inner()

@@ -294,3 +294,191 @@ async fn a_witness_down_or_hung_blocks_only_the_signatures_that_require_witnesse
     let (_, large) = withdraw(&d, 6, 2 * ETH).await;
     assert_eq!(reason(&large.unwrap_err()), "WITNESS_UNAVAILABLE");
 }
+
+/// Runs `kinko ARGS` as `who` against `d`: (exit code, stdout + stderr).
+fn kinko(d: &kinko_tests::Daemon, who: &str, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(kinko_tests::bin("kinko"))
+        .args(args)
+        .env("KINKO_SERVER", &d.addr)
+        .env("KINKO_DEV_DIR", &d.dir)
+        .env("KINKO_AS", who)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("kinko {args:?} -> {text}");
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// The auditor's side. `kinko audit fetch --witnessed` brings the newest checkpoint the
+/// witness quorum cosigned, and `verify --witness-policy` accepts it; a policy whose quorum
+/// the log's checkpoints lack (another witness, which never saw this log) is refused, naming
+/// the records not covered. One withdrawal's proof bundle checks alone, and fails once its
+/// cosignature is removed or the record is altered.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_auditor_requires_the_witness_quorum_and_checks_one_withdrawal_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (label, port) = (unique_label("wit-audit"), free_port());
+    let d = start(&dir, &label, port, true);
+    let vkey = d.vkey.clone();
+    drop(d);
+    let w = start_witness(&tmp.path().join("w1"), "witness.test/w1", &vkey);
+    configure_witnesses(&dir, &[("w1", &w)], "quorum w1", 10_000);
+    let d = start(&dir, &label, port, false);
+    sign_one(&d, 0).await;
+    let size = log_size_running(&d).await;
+    until_cosigned(&w, origin(&vkey), size).await;
+    until_kept(&dir, size).await;
+
+    // The auditor's policy: this log, this witness (no URL needed offline).
+    let policy = tmp.path().join("auditor-policy");
+    std::fs::write(
+        &policy,
+        format!("log {vkey}\nwitness w1 {}\nquorum w1\n", w.vkey),
+    )
+    .unwrap();
+    let copy = tmp.path().join("copy");
+    let (code, out) = kinko(
+        &d,
+        "auditor",
+        &["audit", "fetch", "--witnessed", "--out", p(&copy)],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = kinko(
+        &d,
+        "auditor",
+        &[
+            "audit",
+            "verify",
+            p(&copy),
+            "--log-key",
+            &vkey,
+            "--witness-policy",
+            p(&policy),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("result:         OK"), "{out}");
+    assert!(
+        out.contains(&format!("witnessed:      up to size {size}")),
+        "{out}"
+    );
+
+    // A policy naming a witness that never cosigned this log: refused, records named.
+    let stranger = start_witness(&tmp.path().join("w9"), "witness.test/w9", &vkey);
+    let strict = tmp.path().join("strict-policy");
+    std::fs::write(
+        &strict,
+        format!(
+            "log {vkey}\nwitness w1 {}\nwitness w9 {}\ngroup both all w1 w9\nquorum both\n",
+            w.vkey, stranger.vkey
+        ),
+    )
+    .unwrap();
+    let (code, out) = kinko(
+        &d,
+        "auditor",
+        &[
+            "audit",
+            "verify",
+            p(&copy),
+            "--log-key",
+            &vkey,
+            "--witness-policy",
+            p(&strict),
+        ],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!(
+            "records 0 to {} are not covered by a checkpoint cosigned by the witness quorum",
+            size - 1
+        )),
+        "{out}"
+    );
+
+    // One withdrawal's proof bundle.
+    let records = kinko_tests::audit_records(&d).await;
+    let request_id = records
+        .iter()
+        .find(|r| kinko_tests::event_type(r) == "signature_produced")
+        .map(|r| r["event"]["request_id"].as_str().unwrap().to_string())
+        .unwrap();
+    let bundle = tmp.path().join("bundle.json");
+    let (code, out) = kinko(
+        &d,
+        "auditor",
+        &[
+            "audit",
+            "prove",
+            "--request",
+            &request_id,
+            "--dir",
+            p(&copy),
+            "--log-key",
+            &vkey,
+            "--witness-policy",
+            p(&policy),
+            "--bundle",
+            p(&bundle),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let check = |file: &Path, policy: &Path| {
+        kinko(
+            &d,
+            "auditor",
+            &[
+                "audit",
+                "check-proof",
+                p(file),
+                "--log-key",
+                &vkey,
+                "--witness-policy",
+                p(policy),
+            ],
+        )
+    };
+    let (code, out) = check(&bundle, &policy);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("cosigned by the witness quorum"), "{out}");
+    assert!(out.contains(&request_id), "{out}");
+    // Without the witness's cosignature line: refused under the policy.
+    let mut b: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&bundle).unwrap()).unwrap();
+    let note = b["checkpoint"].as_str().unwrap().to_string();
+    let stripped: String = note
+        .lines()
+        .filter(|l| !l.starts_with("\u{2014} witness.test/w1 "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(stripped, note);
+    b["checkpoint"] = stripped.into();
+    let unwitnessed = tmp.path().join("unwitnessed.json");
+    std::fs::write(&unwitnessed, b.to_string()).unwrap();
+    let (code, out) = check(&unwitnessed, &policy);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("lacks the witness quorum"), "{out}");
+    // The record altered: refused.
+    let mut b: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&bundle).unwrap()).unwrap();
+    let record = b["record"]
+        .as_str()
+        .unwrap()
+        .replace(&request_id, "r-forged");
+    b["record"] = record.into();
+    let forged = tmp.path().join("forged.json");
+    std::fs::write(&forged, b.to_string()).unwrap();
+    let (code, out) = check(&forged, &policy);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("the proof does not verify"), "{out}");
+}

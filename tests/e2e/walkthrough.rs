@@ -277,7 +277,7 @@ async fn ethereum_withdrawal_walkthrough_refusals_restart_and_audit() {
     // 6. The auditor's view: a signed checkpoint, records streamed, and the offline verifier.
     let mut auditor = AuditServiceClient::new(channel(&d, "auditor").await);
     let cp = auditor
-        .latest_checkpoint(pb::CheckpointRequest {})
+        .latest_checkpoint(pb::CheckpointRequest::default())
         .await
         .unwrap()
         .into_inner();

@@ -30,6 +30,7 @@ use crate::record::{
     Event, GovernanceVote, KeyCreated, PolicyInstalled, PolicyProposed, Record, SigningAuthorized,
     Unfreeze,
 };
+use crate::tlog_policy::WitnessPolicy;
 
 /// The most findings kept in a report (the first is what matters).
 pub const MAX_FINDINGS: usize = 1000;
@@ -105,6 +106,9 @@ pub struct VerifyOptions<'a> {
     pub trusted_checkpoints: Vec<String>,
     /// The policy check; without it the report says authorization was not re-verified.
     pub authorization: Option<&'a mut dyn AuthorizationCheck>,
+    /// The auditor's witness policy (C2SP tlog-policy): every record must be covered by a
+    /// checkpoint of the log cosigned by the policy's quorum of witnesses.
+    pub witness_policy: Option<&'a WitnessPolicy>,
 }
 
 impl fmt::Debug for VerifyOptions<'_> {
@@ -113,6 +117,7 @@ impl fmt::Debug for VerifyOptions<'_> {
             .field("origin", &self.origin)
             .field("trusted_checkpoints", &self.trusted_checkpoints.len())
             .field("authorization", &self.authorization.is_some())
+            .field("witness_policy", &self.witness_policy.is_some())
             .finish()
     }
 }
@@ -159,6 +164,9 @@ pub struct Report {
     pub latest_checkpoint: Option<Checkpoint>,
     /// Whether an [`AuthorizationCheck`] re-verified approvals and quorum.
     pub authorization_checked: bool,
+    /// With a witness policy: the largest size of a checkpoint cosigned by its quorum
+    /// (`Some(0)`: none).
+    pub witnessed_size: Option<u64>,
     /// Failures: the log must not be trusted. The first is the first bad record.
     pub failures: Vec<Finding>,
     /// Observations that are not failures (a torn final line after a crash).
@@ -214,6 +222,12 @@ impl fmt::Display for Report {
             officers.len(),
             officers.join(", ")
         )?;
+        if let Some(w) = self.witnessed_size {
+            writeln!(
+                f,
+                "witnessed:      up to size {w} (the witness policy's quorum)"
+            )?;
+        }
         if !self.authorization_checked {
             writeln!(
                 f,
@@ -274,10 +288,12 @@ pub fn verify_dir(
         origin,
         trusted_checkpoints,
         mut authorization,
+        witness_policy,
     } = options;
     let origin = origin.unwrap_or_else(|| key.name().to_string());
     let mut report = Report {
         authorization_checked: authorization.is_some(),
+        witnessed_size: witness_policy.map(|_| 0),
         ..Report::default()
     };
 
@@ -312,10 +328,14 @@ pub fn verify_dir(
         .filter(|(_, l)| !l.is_empty())
     {
         let label = format!("{CHECKPOINTS_FILE}:{}", i + 1);
+        let mut witnessed = false;
         let cp = serde_json::from_slice::<CheckpointLine>(line)
             .map_err(|e| e.to_string())
             .and_then(|cl| {
-                Checkpoint::open(&cl.note, key, Some(&origin)).map_err(|e| e.to_string())
+                let cp =
+                    Checkpoint::open(&cl.note, key, Some(&origin)).map_err(|e| e.to_string())?;
+                witnessed = witness_policy.is_some_and(|p| p.verify(&cl.note, key).is_ok());
+                Ok(cp)
             });
         let cp = match cp {
             Ok(cp) => cp,
@@ -341,6 +361,9 @@ pub fn verify_dir(
         }
         prev = Some((cp.size, cp.root));
         report.checkpoints += 1;
+        if witnessed {
+            report.witnessed_size = report.witnessed_size.map(|w| w.max(cp.size));
+        }
         targets.push(Target {
             size: cp.size,
             root: cp.root,
@@ -461,6 +484,18 @@ pub fn verify_dir(
             "signature_produced",
             format!(
                 "signature record not covered by any signed checkpoint (the log's checkpoints cover {covered_by_log_checkpoint} records)"
+            ),
+        );
+    }
+    if let Some(w) = report.witnessed_size
+        && w < range.size()
+    {
+        report.fail(
+            Some(w),
+            CHECKPOINTS_FILE,
+            format!(
+                "records {w} to {} are not covered by a checkpoint cosigned by the witness quorum (the newest such checkpoint has size {w}); fetch again once the witnesses caught up (`kinko audit fetch --witnessed`)",
+                range.size().saturating_sub(1)
             ),
         );
     }
@@ -924,6 +959,144 @@ pub fn verify_inclusion_proof(key: &VerifierKey, p: &InclusionProof) -> Result<C
         &cp.root,
     )?;
     Ok(cp)
+}
+
+impl InclusionProof {
+    /// The proof as a self-contained JSON bundle (`kinko audit prove --bundle`): the record
+    /// line, its sequence number, the audit path (hex) and the signed checkpoint with whatever
+    /// cosignatures it carries. Anyone can check it with the log key and, where witnesses are
+    /// required, the witness policy.
+    pub fn to_bundle(&self) -> String {
+        serde_json::json!({
+            "format": BUNDLE_FORMAT,
+            "seq": self.seq,
+            "record": self.line,
+            "proof": self.proof.iter().map(hex::encode).collect::<Vec<_>>(),
+            "checkpoint": self.checkpoint,
+        })
+        .to_string()
+    }
+
+    /// Reads a bundle written by [`InclusionProof::to_bundle`] (not verified here).
+    pub fn from_bundle(text: &str) -> Result<Self, Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Bundle {
+            format: String,
+            seq: u64,
+            record: String,
+            proof: Vec<String>,
+            checkpoint: String,
+        }
+        let bad = |why: String| Error::Record(format!("proof bundle: {why}"));
+        let b: Bundle = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        if b.format != BUNDLE_FORMAT {
+            return Err(bad(format!(
+                "format {:?}, expected {BUNDLE_FORMAT:?}",
+                b.format
+            )));
+        }
+        if b.proof.len() > 64 {
+            return Err(bad("more than 64 proof hashes".into()));
+        }
+        let proof = b
+            .proof
+            .iter()
+            .map(|h| {
+                let mut out = [0u8; crate::merkle::HASH_LEN];
+                hex::decode_to_slice(h, &mut out)
+                    .map(|()| out)
+                    .map_err(|_| bad("a proof hash is not 32 bytes of hex".into()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(InclusionProof {
+            seq: b.seq,
+            line: b.record,
+            checkpoint: b.checkpoint,
+            proof,
+        })
+    }
+}
+
+/// The `format` of a proof bundle.
+pub const BUNDLE_FORMAT: &str = "kinko-inclusion-proof/v1";
+
+/// Verifies an inclusion proof whose checkpoint must also be cosigned by the quorum of the
+/// witness policy `policy`.
+pub fn verify_witnessed_inclusion_proof(
+    key: &VerifierKey,
+    policy: &WitnessPolicy,
+    p: &InclusionProof,
+) -> Result<Checkpoint, Error> {
+    policy.verify(&p.checkpoint, key)?;
+    verify_inclusion_proof(key, p)
+}
+
+/// Proves that record `seq` of the log in `dir` is included in the newest checkpoint of the
+/// log cosigned by the quorum of `policy`; checked before it is returned.
+pub fn prove_witnessed(
+    dir: &Path,
+    key: &VerifierKey,
+    seq: u64,
+    policy: &WitnessPolicy,
+) -> Result<InclusionProof, Error> {
+    let loaded = load(dir, key, Some(seq))?;
+    let line = loaded.line.ok_or(Error::LeafIndex {
+        index: seq,
+        size: loaded.tree.size(),
+    })?;
+    let cps_path = dir.join(CHECKPOINTS_FILE);
+    let data = fs::read(&cps_path).map_err(|e| io_err("read", &cps_path, e))?;
+    let body = data.get(..complete_len(&data)).unwrap_or_default();
+    let mut best: Option<(u64, String)> = None;
+    for l in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let Ok(cl) = serde_json::from_slice::<CheckpointLine>(l) else {
+            continue;
+        };
+        if let Ok(cp) = policy.verify(&cl.note, key)
+            && cp.size > seq
+            && cp.size <= loaded.tree.size()
+            && hashes_equal(&loaded.tree.root_at(cp.size)?, &cp.root)
+            && best.as_ref().is_none_or(|(s, _)| cp.size > *s)
+        {
+            best = Some((cp.size, cl.note));
+        }
+    }
+    let (size, note) = best.ok_or_else(|| {
+        Error::CheckpointMismatch(format!(
+            "no checkpoint covering record {seq} is cosigned by the witness quorum"
+        ))
+    })?;
+    let p = InclusionProof {
+        seq,
+        line,
+        checkpoint: note,
+        proof: loaded.tree.inclusion_proof(seq, size)?,
+    };
+    verify_witnessed_inclusion_proof(key, policy, &p)?;
+    Ok(p)
+}
+
+/// The sequence number of the `signature_produced` record of request `request_id` in the log
+/// in `dir`.
+pub fn signature_record(dir: &Path, request_id: &str) -> Result<u64, Error> {
+    let mut seq = 0u64;
+    for (_, path) in list_segments(dir)? {
+        let data = fs::read(&path).map_err(|e| io_err("read segment", &path, e))?;
+        let body = data.get(..complete_len(&data)).unwrap_or_default();
+        for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            if let Ok(r) = crate::record::Record::decode(line)
+                && let crate::record::Event::SignatureProduced(sp) = &r.event
+                && sp.request_id == request_id
+            {
+                return Ok(r.seq);
+            }
+            seq += 1;
+        }
+    }
+    Err(Error::Record(format!(
+        "no signature_produced record for request {request_id:?} among {seq} records"
+    )))
 }
 
 /// Proves that record `seq` of the log in `dir` is included in the log's latest signed

@@ -187,7 +187,7 @@ pub(crate) async fn log_size(world: &World) -> Result<u64, BenchError> {
         world.channel("auditor").await?,
     );
     Ok(audit
-        .latest_checkpoint(pb::CheckpointRequest {})
+        .latest_checkpoint(pb::CheckpointRequest::default())
         .await
         .map_err(|s| rpc("latest checkpoint", s))?
         .into_inner()

@@ -1,4 +1,4 @@
-//! `kinko audit fetch|verify|prove|consistency`: the auditor's copy of a Kinko audit log and
+//! `kinko audit fetch|verify|prove|check-proof|consistency`: the auditor's copy of a Kinko audit log and
 //! its offline checks.
 //!
 //! `fetch` is the only command that talks to the daemon: it copies the records and the latest
@@ -17,7 +17,11 @@ use kinko_audit::note::Checkpoint;
 use kinko_audit::note::VerifierKey;
 use kinko_audit::policy_check::PolicyCheck;
 use kinko_audit::record::MAX_RECORD_LEN;
-use kinko_audit::verify::{VerifyOptions, consistency, prove, verify_dir};
+use kinko_audit::tlog_policy::WitnessPolicy;
+use kinko_audit::verify::{
+    InclusionProof, VerifyOptions, consistency, prove, prove_witnessed, signature_record,
+    verify_dir, verify_inclusion_proof, verify_witnessed_inclusion_proof,
+};
 use kinko_proto::v1 as pb;
 use pb::audit_service_client::AuditServiceClient;
 
@@ -44,6 +48,9 @@ pub(crate) enum AuditCommand {
     /// checkpoints.jsonl), plus checkpoint.note (the signed checkpoint alone, to keep and pass
     /// with --checkpoint to later audits). Nothing is checked here: run `kinko audit verify`.
     /// Refuses a directory that is not empty.
+    ///
+    /// With --witnessed: the newest checkpoint the witness quorum cosigned (with the
+    /// cosignatures) and the records it covers, for `verify --witness-policy`.
     #[command(verbatim_doc_comment)]
     Fetch {
         #[command(flatten)]
@@ -51,6 +58,9 @@ pub(crate) enum AuditCommand {
         /// The directory to write (created if missing; must be empty).
         #[arg(long)]
         out: PathBuf,
+        /// Fetch up to the newest checkpoint cosigned by the witness quorum.
+        #[arg(long)]
+        witnessed: bool,
     },
     /// Verify a copy of the audit log: every record, the Merkle tree, every checkpoint's
     /// signature, and that every signature was authorized by a quorum under the policy in
@@ -76,17 +86,47 @@ pub(crate) enum AuditCommand {
         /// (structural and signature checks only).
         #[arg(long)]
         no_policy_check: bool,
+        /// Your witness policy (C2SP tlog-policy): every record must be covered by a
+        /// checkpoint cosigned by its quorum of witnesses (docs/witness.md).
+        #[arg(long)]
+        witness_policy: Option<PathBuf>,
     },
-    /// Print record SEQ with its inclusion proof in the log's latest signed checkpoint.
+    /// Print record SEQ (or the signature record of --request) with its inclusion proof in
+    /// the log's latest signed checkpoint — with --witness-policy, in the newest checkpoint
+    /// cosigned by its quorum — and with --bundle write it as a proof bundle for one
+    /// withdrawal, which `kinko audit check-proof` verifies alone.
     Prove {
         /// The record's sequence number.
-        seq: u64,
+        #[arg(required_unless_present = "request", conflicts_with = "request")]
+        seq: Option<u64>,
+        /// Prove the `signature_produced` record of this request instead.
+        #[arg(long)]
+        request: Option<String>,
         /// The log directory.
         #[arg(long)]
         dir: PathBuf,
         /// The log's verifier key.
         #[arg(long)]
         log_key: String,
+        /// Prove against a checkpoint cosigned by this witness policy's quorum.
+        #[arg(long)]
+        witness_policy: Option<PathBuf>,
+        /// Write the proof bundle (JSON) to this new file.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
+    /// Verify a proof bundle written by `prove --bundle`: the checkpoint's signature by the
+    /// log key, the record's inclusion, and with --witness-policy the witness quorum.
+    /// Prints the record. Exit status as for verify.
+    CheckProof {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// The log's verifier key.
+        #[arg(long)]
+        log_key: String,
+        /// Require the checkpoint to be cosigned by this witness policy's quorum.
+        #[arg(long)]
+        witness_policy: Option<PathBuf>,
     },
     /// Prove that checkpoint NEW extends checkpoint OLD (two signed checkpoint files you kept),
     /// from the log: fails if the history was rewritten.
@@ -105,11 +145,38 @@ pub(crate) enum AuditCommand {
 }
 
 fn read_checkpoint(path: &Path) -> Result<String, String> {
+    read_limited(path, MAX_CHECKPOINT_FILE)
+}
+
+fn read_limited(path: &Path, max: u64) -> Result<String, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if meta.len() > MAX_CHECKPOINT_FILE {
-        return Err(format!("{}: too large for a checkpoint", path.display()));
+    if meta.len() > max {
+        return Err(format!(
+            "{}: too large ({} bytes, at most {max})",
+            path.display(),
+            meta.len()
+        ));
     }
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn witness_policy(path: &Path) -> Result<WitnessPolicy, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.len() > kinko_audit::tlog_policy::MAX_POLICY_LEN as u64 {
+        return Err(format!(
+            "{}: too large for a witness policy",
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let p = WitnessPolicy::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if p.requires_nothing() {
+        return Err(format!(
+            "{}: `quorum none` requires no witness; leave --witness-policy out instead",
+            path.display()
+        ));
+    }
+    Ok(p)
 }
 
 fn key(s: &str) -> Result<VerifierKey, String> {
@@ -118,8 +185,13 @@ fn key(s: &str) -> Result<VerifierKey, String> {
 
 /// Runs an audit command.
 pub(crate) fn run(cmd: AuditCommand) -> ExitCode {
-    if let AuditCommand::Fetch { connect, out } = cmd {
-        return crate::block_on(fetch(connect, out));
+    if let AuditCommand::Fetch {
+        connect,
+        out,
+        witnessed,
+    } = cmd
+    {
+        return crate::block_on(fetch(connect, out, witnessed));
     }
     match run_inner(cmd) {
         Ok(true) => ExitCode::SUCCESS,
@@ -140,8 +212,14 @@ fn run_inner(cmd: AuditCommand) -> Result<bool, (u8, String)> {
             log_key,
             checkpoints,
             no_policy_check,
+            witness_policy: wp,
         } => {
             let key = key(&log_key).map_err(usage)?;
+            let wp = wp
+                .as_deref()
+                .map(witness_policy)
+                .transpose()
+                .map_err(usage)?;
             let trusted = checkpoints
                 .iter()
                 .map(|p| read_checkpoint(p))
@@ -155,20 +233,85 @@ fn run_inner(cmd: AuditCommand) -> Result<bool, (u8, String)> {
                 } else {
                     Some(&mut check)
                 },
+                witness_policy: wp.as_ref(),
                 ..Default::default()
             };
             let report = verify_dir(&dir, &key, options).map_err(|e| usage(e.to_string()))?;
             println!("{report}");
             Ok(report.ok())
         }
-        AuditCommand::Prove { seq, dir, log_key } => {
+        AuditCommand::Prove {
+            seq,
+            request,
+            dir,
+            log_key,
+            witness_policy: wp,
+            bundle,
+        } => {
             let key = key(&log_key).map_err(usage)?;
-            match prove(&dir, &key, seq) {
+            let wp = wp
+                .as_deref()
+                .map(witness_policy)
+                .transpose()
+                .map_err(usage)?;
+            let seq = match (seq, request) {
+                (Some(s), _) => s,
+                (None, Some(r)) => {
+                    signature_record(&dir, &r).map_err(|e| (EXIT_FAILED, e.to_string()))?
+                }
+                (None, None) => return Err(usage("give SEQ or --request".into())),
+            };
+            let proved = match &wp {
+                Some(p) => prove_witnessed(&dir, &key, seq, p),
+                None => prove(&dir, &key, seq),
+            };
+            match proved {
                 Ok(p) => {
                     print!("{p}");
+                    if let Some(path) = bundle {
+                        write_synced(&path, format!("{}\n", p.to_bundle()).as_bytes())
+                            .map_err(usage)?;
+                        eprintln!("proof bundle written to {}", path.display());
+                    }
                     Ok(true)
                 }
                 Err(e) => Err((EXIT_FAILED, e.to_string())),
+            }
+        }
+        AuditCommand::CheckProof {
+            bundle,
+            log_key,
+            witness_policy: wp,
+        } => {
+            let key = key(&log_key).map_err(usage)?;
+            let wp = wp
+                .as_deref()
+                .map(witness_policy)
+                .transpose()
+                .map_err(usage)?;
+            let text = read_limited(&bundle, (MAX_RECORD_LEN as u64) * 3 + MAX_CHECKPOINT_FILE)
+                .map_err(usage)?;
+            let p = InclusionProof::from_bundle(&text).map_err(|e| (EXIT_FAILED, e.to_string()))?;
+            let checked = match &wp {
+                Some(policy) => verify_witnessed_inclusion_proof(&key, policy, &p),
+                None => verify_inclusion_proof(&key, &p),
+            };
+            match checked {
+                Ok(cp) => {
+                    println!(
+                        "record {} is in the log's checkpoint of size {}{}",
+                        p.seq,
+                        cp.size,
+                        if wp.is_some() {
+                            ", cosigned by the witness quorum"
+                        } else {
+                            ""
+                        }
+                    );
+                    println!("{}", p.line);
+                    Ok(true)
+                }
+                Err(e) => Err((EXIT_FAILED, format!("the proof does not verify: {e}"))),
             }
         }
         AuditCommand::Consistency {
@@ -235,13 +378,17 @@ fn write_synced(path: &Path, contents: &[u8]) -> Result<(), String> {
 }
 
 /// `kinko audit fetch`.
-async fn fetch(connect: crate::client::Connect, out: PathBuf) -> Result<(), String> {
+async fn fetch(
+    connect: crate::client::Connect,
+    out: PathBuf,
+    witnessed: bool,
+) -> Result<(), String> {
     prepare_dir(&out)?;
     let mut client = AuditServiceClient::new(connect.channel().await?);
     // The checkpoint first: the records it covers are already in the log, so the stream
     // below always reaches its size.
     let cp = client
-        .latest_checkpoint(pb::CheckpointRequest {})
+        .latest_checkpoint(pb::CheckpointRequest { witnessed })
         .await
         .map_err(crate::client::show_status)?
         .into_inner();
@@ -351,6 +498,7 @@ mod tests {
             log_key: key.to_string(),
             checkpoints,
             no_policy_check: false,
+            witness_policy: None,
         })
     }
 
@@ -360,9 +508,12 @@ mod tests {
         assert_eq!(verify(&dir.0, &key, vec![]), Ok(true));
         let prove = |seq| {
             run_inner(AuditCommand::Prove {
-                seq,
+                seq: Some(seq),
+                request: None,
                 dir: dir.0.clone(),
                 log_key: key.clone(),
+                witness_policy: None,
+                bundle: None,
             })
         };
         assert_eq!(prove(2), Ok(true));

@@ -521,11 +521,32 @@ impl pb::audit_service_server::AuditService for Api {
         req: Request<pb::CheckpointRequest>,
     ) -> Result<Response<pb::Checkpoint>, Status> {
         self.who(&req, Some(Role::Auditor)).await?;
-        let (size, note) = self
-            .engine
-            .store()
-            .latest_checkpoint_sized()
-            .ok_or_else(|| status(Reason::NotFound, "no checkpoint yet"))?;
+        let size = if req.get_ref().witnessed {
+            let w = self.engine.witnessing().ok_or_else(|| {
+                status(Reason::NotFound, "this kinkod has no witnesses configured")
+            })?;
+            match w.quorum_size() {
+                0 => {
+                    return Err(status(
+                        Reason::NotFound,
+                        "no checkpoint has been cosigned by the witness quorum yet",
+                    ));
+                }
+                q => q,
+            }
+        } else {
+            self.engine
+                .store()
+                .latest_checkpoint_sized()
+                .ok_or_else(|| status(Reason::NotFound, "no checkpoint yet"))?
+                .0
+        };
+        let store = Arc::clone(self.engine.store());
+        let note = tokio::task::spawn_blocking(move || store.cosigned_checkpoint(size))
+            .await
+            .map_err(|e| status(Reason::Internal, &e.to_string()))?
+            .map_err(|e| status(Reason::AuditUnavailable, &e.to_string()))?
+            .ok_or_else(|| status(Reason::NotFound, "no checkpoint of that size"))?;
         let root = self
             .engine
             .store()

@@ -40,6 +40,12 @@ mod proof;
 #[path = "../fuzz/bodies/witness.rs"]
 mod witness;
 
+#[path = "../fuzz/bodies/tlog_policy.rs"]
+mod tlog_policy;
+
+#[path = "../fuzz/bodies/bundle.rs"]
+mod bundle;
+
 fn corpus(target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
@@ -111,6 +117,18 @@ fn verify_dir_corpus_replays() {
 #[test]
 fn witness_corpus_replays() {
     replay("witness", 1, 7, [6, 1], witness::check);
+}
+
+/// Accepted seeds: witness policies that parse.
+#[test]
+fn tlog_policy_corpus_replays() {
+    replay("tlog_policy", 1, 7, [4], tlog_policy::check);
+}
+
+/// Accepted seeds: bundles that read, and bundles that verify.
+#[test]
+fn bundle_corpus_replays() {
+    replay("bundle", 7, 7, [5, 3], bundle::check);
 }
 
 /// Accepted seeds: proofs the verifier accepts.
@@ -470,4 +488,70 @@ fn write_fuzz_seeds() {
     write_seed("proof", &proof_input(13, 1, 6, 15, &p));
     let p = tree.inclusion_proof(5, 13).unwrap();
     write_seed("proof", &proof_input(13, 0, 5, 15, &p));
+}
+
+/// Writes the seeds of the `tlog_policy` and `bundle` targets:
+/// `cargo test -p kinko-audit --test fuzz_corpus -- --ignored write_witness_seeds`.
+#[test]
+#[ignore = "regenerates committed seed files"]
+fn write_witness_seeds() {
+    use kinko_audit::cosignature::CosignerKey;
+    for t in ["tlog_policy", "bundle"] {
+        let _ = std::fs::remove_dir_all(corpus(t));
+    }
+    let w = |i: u8| {
+        CosignerKey::new(
+            &format!("w{i}.example"),
+            &SoftwareSigner::from_seed(&[i; 32]).public_key(),
+        )
+        .unwrap()
+        .to_string()
+    };
+    let log = log_key().to_string();
+    for text in [
+        format!(
+            "log {log}\nwitness a {} http://127.0.0.1:7380\nquorum a\n",
+            w(1)
+        ),
+        format!(
+            "# two of three, and one of two\nlog {log}\nwitness X1 {}\nwitness X2 {}\nwitness X3 {}\ngroup X 2 X1 X2 X3\n\twitness Y1 {}\nwitness Y2 {}\ngroup Y any Y1 Y2\ngroup XY all X Y\nquorum XY\n",
+            w(1),
+            w(2),
+            w(3),
+            w(4),
+            w(5)
+        ),
+        "quorum none\n".to_string(),
+        format!(
+            "witness a {}\nwitness b {}\ngroup g 1 a b\nquorum g",
+            w(1),
+            w(2)
+        ),
+        format!("witness a {}\nwitness b {}\nquorum c\n", w(1), w(1)),
+        format!("witness a {log}\nquorum a\n"),
+        format!("witness a {}\ngroup g 3 a\nquorum g\n", w(1)),
+    ] {
+        write_seed("tlog_policy", text.as_bytes());
+    }
+    let good = tempfile::tempdir().unwrap();
+    good_log(good.path(), 1 << 20);
+    for seq in [0, 3, 7] {
+        let p = kinko_audit::verify::prove(good.path(), &log_key(), seq).unwrap();
+        write_seed("bundle", p.to_bundle().as_bytes());
+    }
+    let p = kinko_audit::verify::prove(good.path(), &log_key(), 5).unwrap();
+    let b = p.to_bundle();
+    for bad in [
+        b.replacen("\"seq\":5", "\"seq\":6", 1),
+        b.replacen("kinko-inclusion-proof/v1", "kinko-inclusion-proof/v2", 1),
+        b.replacen("\"proof\":[\"", "\"proof\":[\"00", 1),
+    ] {
+        assert_ne!(bad, b);
+        write_seed("bundle", bad.as_bytes());
+    }
+    // A record altered: reads, does not verify.
+    let mut v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    let record = v["record"].as_str().unwrap().replacen('1', "2", 1);
+    v["record"] = record.into();
+    write_seed("bundle", v.to_string().as_bytes());
 }

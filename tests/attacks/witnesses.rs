@@ -225,8 +225,13 @@ const ETH: u128 = 1_000_000_000_000_000_000;
 async fn a_witness_down_or_hung_blocks_only_the_signatures_that_require_witnesses() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let (label, port) = (unique_label("wit-down"), free_port());
+    let (label, port, metrics_port) = (unique_label("wit-down"), free_port(), free_port());
     init(&dir, &label, port, |dir| {
+        let mut config = std::fs::read_to_string(dir.join("kinkod.toml")).unwrap();
+        config.push_str(&format!(
+            "\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
+        ));
+        std::fs::write(dir.join("kinkod.toml"), config).unwrap();
         // Up to 1 ETH as before; above it, up to 100 ETH, only witnessed.
         let policy = dir.join("policy.toml");
         replace_in(&policy, "max_amount = \"100\"", "max_amount = \"1\"");
@@ -282,10 +287,47 @@ async fn a_witness_down_or_hung_blocks_only_the_signatures_that_require_witnesse
         "a signature was produced without the witness quorum"
     );
 
+    // The metrics show the quorum behind, and w2's failures.
+    let metric = |page: &str, name: &str| -> f64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} not in {page}"))
+            .parse()
+            .unwrap()
+    };
+    let page = kinko_tests::https_get(&d, metrics_port, "auditor", "/metrics").await;
+    assert!(
+        metric(&page, "kinko_witness_behind_seconds") > 0.0,
+        "{page}"
+    );
+    assert!(
+        metric(&page, "kinko_witness_unwitnessed_records") > 0.0,
+        "{page}"
+    );
+    assert!(
+        metric(
+            &page,
+            "kinko_witness_requests_total{witness=\"w2\",outcome=\"failed\"}"
+        ) >= 1.0,
+        "{page}"
+    );
+    assert_eq!(metric(&page, "kinko_witness_conflict"), 0.0);
+
     // w2 back: a large withdrawal signs again.
     w2.resume();
     let (_, large) = withdraw(&d, 4, 2 * ETH).await;
     assert_eq!(large.unwrap().state, pb::RequestState::Signed as i32);
+
+    // Caught up: nothing behind.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = kinko_tests::https_get(&d, metrics_port, "auditor", "/metrics").await;
+        if metric(&page, "kinko_witness_behind_seconds") == 0.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // w1 down (killed): the same as hung, refused sooner.
     drop(w1);

@@ -79,6 +79,12 @@ struct Args {
     /// and end to end once on each backend, one after the other.
     #[arg(long)]
     postgres: Option<String>,
+    /// Also measure Ethereum with background witnessing: a `kinko-witness` (next to the kinkod
+    /// binary) started beside kinkod, the same set-up given a `[witness]` policy naming it, and
+    /// the sign stage and end to end run again (the rules are not `witnessed`: the cost of
+    /// asking the witness in the background).
+    #[arg(long)]
+    witness: bool,
     /// Also measure Ethereum end to end on a big state: a store holding this many requests (each
     /// a withdrawal submitted and cancelled: three log records), built once by kinkod itself and cached in
     /// `--state-cache`; the run measures on a copy and compares with the fresh set-up's rate.
@@ -199,7 +205,8 @@ struct ScalingPoint {
     end_to_end_vs_raw: Option<f64>,
 }
 
-/// Ethereum on one store backend (the backends phase, `--postgres`).
+/// Ethereum on one store backend (the backends phase, `--postgres`; `--witness` adds SQLite
+/// with background witnessing).
 #[derive(Debug, Serialize)]
 struct BackendResult {
     backend: &'static str,
@@ -607,9 +614,11 @@ async fn measure(
 
     // 6. Backends: the same set-up on SQLite (this daemon), then on a fresh PostgreSQL database.
     let mut backends = Vec::new();
-    if let Some(base) = &args.postgres {
+    if args.postgres.is_some() || args.witness {
         eprintln!("kinko-bench: backends, SQLite ...");
         backends.push(backend("SQLite", &world, &pid, many, args.clients, sizes).await?);
+    }
+    if let Some(base) = &args.postgres {
         d.stop();
         let url = kinko_store::testing::create_database(
             base,
@@ -644,6 +653,10 @@ async fn measure(
         backends.push(measured?);
     } else {
         d.stop();
+    }
+    if args.witness {
+        eprintln!("kinko-bench: backends, SQLite with a witness ...");
+        backends.push(witnessed(&world, args, sizes, kinkod, setup).await?);
     }
     // 7. The big state: Ethereum end to end on a copy of a store with a long history.
     let big_state = match args.big_state {
@@ -912,6 +925,109 @@ async fn backend(
         sign_many_clients: sign_many,
         end_to_end,
     })
+}
+
+/// The `--witness` phase: a witness for the set-up's log, `[witness]` added to its config,
+/// kinkod started on it and measured; the config is restored afterwards.
+async fn witnessed(
+    world: &Arc<World>,
+    args: &Args,
+    sizes: &Sizes,
+    kinkod: &std::path::Path,
+    setup: &daemon::Setup,
+) -> Result<BackendResult, BenchError> {
+    let log = std::fs::read_to_string(setup.dir.join("kinkod.log"))
+        .map_err(|e| BenchError::io("kinkod.log", e))?;
+    let vkey = log
+        .lines()
+        .find_map(|l| l.strip_prefix("kinkod: audit log key "))
+        .ok_or_else(|| BenchError::Config("no log key in kinkod.log".into()))?
+        .trim()
+        .to_string();
+    let witness_bin = kinkod.with_file_name("kinko-witness");
+    let wdir = setup.dir.join("witness");
+    let out = std::process::Command::new(&witness_bin)
+        .arg("init")
+        .arg(&wdir)
+        .args(["--name", "bench.witness/w1", "--listen", "127.0.0.1:0"])
+        .output()
+        .map_err(|e| BenchError::io(witness_bin.display().to_string(), e))?;
+    if !out.status.success() {
+        return Err(BenchError::Config(format!(
+            "kinko-witness init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    let wconfig = wdir.join("witness.toml");
+    let mut text =
+        std::fs::read_to_string(&wconfig).map_err(|e| BenchError::io("witness.toml", e))?;
+    text.push_str(&format!("\n[[logs]]\nvkey = {vkey:?}\n"));
+    std::fs::write(&wconfig, text).map_err(|e| BenchError::io("witness.toml", e))?;
+    let mut witness = std::process::Command::new(&witness_bin)
+        .args(["serve", "--config"])
+        .arg(&wconfig)
+        .env("KINKO_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| BenchError::io(witness_bin.display().to_string(), e))?;
+    let line = {
+        use std::io::BufRead as _;
+        let stdout = witness
+            .stdout
+            .take()
+            .ok_or_else(|| BenchError::Daemon("no witness stdout".into()))?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| BenchError::io("witness stdout", e))?;
+        line
+    };
+    let Some((wkey, url)) = line
+        .trim()
+        .strip_prefix("kinko-witness ")
+        .and_then(|l| l.split_once(" listening on "))
+    else {
+        let _ = witness.kill();
+        return Err(BenchError::Daemon(format!("kinko-witness said {line:?}")));
+    };
+    std::fs::write(
+        setup.dir.join("witness-policy"),
+        format!("witness w1 {wkey} {url}\nquorum w1\n"),
+    )
+    .map_err(|e| BenchError::io("witness-policy", e))?;
+    let config_path = setup.dir.join("kinkod.toml");
+    let plain = std::fs::read_to_string(&config_path)
+        .map_err(|e| BenchError::io(config_path.display().to_string(), e))?;
+    std::fs::write(
+        &config_path,
+        format!("{plain}\n[witness]\npolicy = \"witness-policy\"\n"),
+    )
+    .map_err(|e| BenchError::io(config_path.display().to_string(), e))?;
+    let measured = async {
+        let d = daemon::start(kinkod, setup)?;
+        let pid = d.pid();
+        let mut clients = Vec::with_capacity(args.clients);
+        for _ in 0..args.clients {
+            clients.push(Client::connect(world).await?);
+        }
+        let r = backend(
+            "SQLite + witness",
+            world,
+            &pid,
+            &clients,
+            args.clients,
+            sizes,
+        )
+        .await;
+        d.stop();
+        r
+    }
+    .await;
+    let _ = witness.kill();
+    let _ = witness.wait();
+    std::fs::write(&config_path, plain)
+        .map_err(|e| BenchError::io(config_path.display().to_string(), e))?;
+    measured
 }
 
 fn pct(r: Option<f64>) -> String {

@@ -70,16 +70,8 @@ fn signed(approvals: &[Approval]) -> Result<Vec<SignedApproval>, String> {
     approvals
         .iter()
         .map(|a| {
-            let signature: [u8; 64] = a.signature.0.as_slice().try_into().map_err(|_| {
-                format!(
-                    "approval by {} has a signature that is not 64 bytes",
-                    a.officer
-                )
-            })?;
-            Ok(SignedApproval {
-                message: a.message.0.clone(),
-                signature,
-            })
+            SignedApproval::from_parts(a.message.0.clone(), &a.signature.0)
+                .map_err(|e| format!("approval by {}: {e}", a.officer))
         })
         .collect()
 }

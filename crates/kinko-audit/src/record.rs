@@ -61,26 +61,45 @@ impl<'de> Deserialize<'de> for HexBytes {
 }
 
 /// An officer's approval as evidence: the exact message bytes the officer signed (the approval
-/// message defined by kinko-policy, in its canonical encoding), the officer's id and Ed25519
-/// public key, and the signature.
+/// message defined by kinko-policy, in its canonical encoding), the officer's id and public
+/// key, and the signature. For an officer with a passkey the key is the 65-byte uncompressed
+/// P-256 point and the signature the whole WebAuthn assertion (`kinko_policy::webauthn`:
+/// authenticatorData, clientDataJSON and the ECDSA signature, encoded after `WA1\n`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Approval {
     /// The officer's id in the policy.
     pub officer: String,
-    /// The officer's Ed25519 public key (32 bytes).
+    /// The officer's Ed25519 public key (32 bytes), or passkey P-256 point (65 bytes).
     pub public_key: HexBytes,
     /// The signed message bytes.
     pub message: HexBytes,
-    /// The Ed25519 signature over `message` (64 bytes).
+    /// The Ed25519 signature over `message` (64 bytes), or the encoded WebAuthn assertion.
     pub signature: HexBytes,
 }
 
 impl Approval {
-    /// Whether the signature verifies over the message under the public key (strict Ed25519).
-    /// Whether the officer and key belong to the policy in force is the policy check's job.
+    /// Whether the signature verifies over the message under the public key: strict Ed25519,
+    /// or for a passkey the assertion's ECDSA signature, its challenge (SHA-256 of the message)
+    /// and its user-present and user-verified flags. The relying party and origin are the
+    /// officer's in the policy: checking them, and that the officer and key belong to the policy
+    /// in force, is the policy check's job.
     pub fn signature_valid(&self) -> bool {
-        crate::sigs::ed25519_valid(&self.public_key.0, &self.message.0, &self.signature.0)
+        if self.public_key.0.len() == 32 {
+            return crate::sigs::ed25519_valid(
+                &self.public_key.0,
+                &self.message.0,
+                &self.signature.0,
+            );
+        }
+        let (Ok(public_key), Ok(a)) = (
+            kinko_policy::webauthn::PasskeyKey::parse_public_key(&self.public_key.0),
+            kinko_policy::webauthn::Assertion::from_bytes(&self.signature.0),
+        ) else {
+            return false;
+        };
+        kinko_policy::webauthn::verify_signature_and_challenge(&public_key, &self.message.0, &a)
+            .is_ok()
     }
 }
 

@@ -138,7 +138,14 @@ fn the_bench_policy_keeps_everything_but_the_rules() {
     let bench = bench_policy(&dev).unwrap();
     let policy = kinko_policy::Policy::from_toml(bench.as_bytes()).unwrap();
     assert_eq!(
-        hex::encode(policy.officer("alice").unwrap().public_key.to_bytes()),
+        hex::encode(
+            policy
+                .officer("alice")
+                .unwrap()
+                .public_key
+                .unwrap()
+                .to_bytes()
+        ),
         ED1
     );
     let (dev, bench) = (table(&dev), table(&bench));

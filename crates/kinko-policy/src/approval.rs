@@ -25,7 +25,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ed25519_dalek::{Signature, Signer as _, SigningKey};
+use ed25519_dalek::{Signer as _, SigningKey};
 use jiff::Timestamp;
 use kinko_intent::IntentDigest;
 use serde::Serialize;
@@ -329,8 +329,11 @@ impl ApprovalMessage {
 pub struct SignedApproval {
     /// The canonical message bytes.
     pub message: Vec<u8>,
-    /// The Ed25519 signature over `message`.
+    /// The Ed25519 signature over `message` (all zeroes for a passkey approval).
     pub signature: [u8; 64],
+    /// For an officer with a passkey: the WebAuthn assertion whose challenge is SHA-256 of
+    /// `message` ([`crate::webauthn`]).
+    pub passkey: Option<crate::webauthn::Assertion>,
 }
 
 impl std::fmt::Debug for SignedApproval {
@@ -338,11 +341,44 @@ impl std::fmt::Debug for SignedApproval {
         f.debug_struct("SignedApproval")
             .field("message", &hex::encode(&self.message))
             .field("signature", &hex::encode(self.signature))
+            .field("passkey", &self.passkey)
             .finish()
     }
 }
 
 impl SignedApproval {
+    /// An approval from its message and the bytes carried as its signature: 64 bytes are an
+    /// Ed25519 signature; an encoded WebAuthn assertion ([`crate::webauthn::Assertion::to_bytes`])
+    /// is a passkey approval.
+    pub fn from_parts(message: Vec<u8>, signature: &[u8]) -> Result<Self, PolicyError> {
+        if let Ok(sig) = <[u8; 64]>::try_from(signature) {
+            return Ok(SignedApproval {
+                message,
+                signature: sig,
+                passkey: None,
+            });
+        }
+        let assertion = crate::webauthn::Assertion::from_bytes(signature).map_err(|e| {
+            PolicyError::Malformed {
+                what: "approval signature",
+                reason: format!("neither 64 bytes (Ed25519) nor a passkey assertion: {e}"),
+            }
+        })?;
+        Ok(SignedApproval {
+            message,
+            signature: [0; 64],
+            passkey: Some(assertion),
+        })
+    }
+
+    /// The bytes carried as the signature (see [`SignedApproval::from_parts`]).
+    pub fn signature_bytes(&self) -> Vec<u8> {
+        match &self.passkey {
+            Some(a) => a.to_bytes(),
+            None => self.signature.to_vec(),
+        }
+    }
+
     /// Signs a message with an officer's key (what the officer's CLI does).
     pub fn sign(message: &ApprovalMessage, key: &SigningKey) -> Result<Self, PolicyError> {
         let bytes = message.to_bytes()?;
@@ -350,6 +386,7 @@ impl SignedApproval {
         Ok(SignedApproval {
             message: bytes,
             signature,
+            passkey: None,
         })
     }
 }
@@ -547,12 +584,7 @@ pub(crate) fn check_one(
     let Some(officer) = policy.officer(&msg.officer_id) else {
         return fail(NotCounted::UnknownOfficer);
     };
-    let sig = Signature::from_bytes(&approval.signature);
-    if officer
-        .public_key
-        .verify_strict(&approval.message, &sig)
-        .is_err()
-    {
+    if !officer.signed(approval) {
         return fail(NotCounted::BadSignature);
     }
     if msg.policy_hash != policy.hash() {

@@ -22,7 +22,6 @@
 //! Approvals are checked for validity at the instant the quorum was reached, not at `now`:
 //! they may have expired during the time-lock without undoing the quorum.
 
-use ed25519_dalek::Signature;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
@@ -93,10 +92,7 @@ fn valid_vetoes(
             && timely
             && msg.policy_hash == policy.hash()
             && msg.subject == *subject
-            && officer
-                .public_key
-                .verify_strict(&a.message, &Signature::from_bytes(&a.signature))
-                .is_ok()
+            && officer.signed(a)
             && !by.contains(&officer.id)
         {
             by.push(officer.id.clone());

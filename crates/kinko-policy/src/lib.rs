@@ -11,6 +11,7 @@ mod model;
 mod raw;
 pub mod request;
 pub mod velocity;
+pub mod webauthn;
 
 pub use approval::{
     ApprovalMessage, FreezeId, QuorumResult, QuorumState, SignedApproval, Subject, Verdict,

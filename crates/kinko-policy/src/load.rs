@@ -253,6 +253,78 @@ impl<'t> Loader<'t> {
         }
     }
 
+    fn passkey(
+        &mut self,
+        s: &Spanned<crate::raw::RawPasskey>,
+    ) -> Option<crate::webauthn::PasskeyKey> {
+        let p = s.get_ref();
+        let mut ok = true;
+        let public_key = match hex::decode(&p.public_key)
+            .ok()
+            .and_then(|b| crate::webauthn::PasskeyKey::parse_public_key(&b).ok())
+        {
+            Some(k) => Some(k),
+            None => {
+                self.err(
+                    &s.span(),
+                    "passkey.public_key must be a P-256 point in hex (65 bytes uncompressed, 04…, as the console shows it)",
+                );
+                None
+            }
+        };
+        let rp_id_ok = !p.rp_id.is_empty()
+            && p.rp_id.len() <= 253
+            && p.rp_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !rp_id_ok {
+            self.err(
+                &s.span(),
+                "passkey.rp_id must be a host name (e.g. localhost)",
+            );
+            ok = false;
+        }
+        if p.origins.is_empty() || p.origins.len() > 8 {
+            self.err(&s.span(), "passkey.origins: between 1 and 8 origins");
+            ok = false;
+        }
+        for o in &p.origins {
+            let fits = origin_parts(o).is_some_and(|(scheme, host)| {
+                host == p.rp_id && (scheme == "https" || host == "localhost")
+            });
+            if !fits {
+                self.err(
+                    &s.span(),
+                    format!(
+                        "passkey origin {o:?} must be https://{}[:PORT] (or http://localhost:PORT for a console on the officer's own machine), with no path",
+                        p.rp_id
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let credential_id = base64url_decode(&p.credential_id);
+        if credential_id
+            .as_ref()
+            .is_none_or(|c| c.is_empty() || c.len() > 1023)
+        {
+            self.err(
+                &s.span(),
+                "passkey.credential_id must be base64url (no padding), as the console shows it",
+            );
+            ok = false;
+        }
+        match (ok, public_key, credential_id) {
+            (true, Some(public_key), Some(credential_id)) => Some(crate::webauthn::PasskeyKey {
+                public_key,
+                rp_id: p.rp_id.clone(),
+                origins: p.origins.clone(),
+                credential_id,
+            }),
+            _ => None,
+        }
+    }
+
     fn address(&mut self, chain: Chain, s: &Spanned<String>) -> Option<String> {
         let v = s.get_ref();
         let ok = Address::new(v.as_str()).is_ok()
@@ -503,7 +575,7 @@ fn check_officers(
     raw: Vec<(Range<usize>, RawOfficer)>,
 ) -> BTreeMap<String, Officer> {
     let mut out = BTreeMap::new();
-    let mut keys_seen: HashMap<[u8; 32], String> = HashMap::new();
+    let mut keys_seen: HashMap<Vec<u8>, String> = HashMap::new();
     let before = l.diags.len();
     for (span, o) in raw {
         let id = l.id(&o.id, "officer id");
@@ -520,15 +592,28 @@ fn check_officers(
                 }
             }
         }
-        let pk = l.public_key(&o.public_key);
-        if let Some(pk) = &pk
-            && let Some(other) = keys_seen.insert(pk.to_bytes(), o.id.get_ref().clone())
+        let (pk, passkey, key_span) = match (&o.public_key, &o.passkey) {
+            (Some(k), None) => (l.public_key(k), None, k.span()),
+            (None, Some(p)) => (None, l.passkey(p), p.span()),
+            _ => {
+                l.err(
+                    &span,
+                    "an officer needs exactly one of public_key (Ed25519, the CLI) and passkey (WebAuthn, the console)",
+                );
+                (None, None, span.clone())
+            }
+        };
+        let key_bytes = pk.map(|k| k.to_bytes().to_vec()).or_else(|| {
+            passkey
+                .as_ref()
+                .map(|p: &crate::webauthn::PasskeyKey| p.sec1())
+        });
+        if let Some(bytes) = key_bytes.clone()
+            && let Some(other) = keys_seen.insert(bytes, o.id.get_ref().clone())
         {
             l.err(
-                &o.public_key.span(),
-                format!(
-                    "public_key is already the key of {other:?}: every officer needs its own key"
-                ),
+                &key_span,
+                format!("the key is already the key of {other:?}: every officer needs its own key"),
             );
         }
         if let Some(id) = &id
@@ -537,7 +622,7 @@ fn check_officers(
             l.err(&o.id.span(), format!("officer id {id:?} is listed twice"));
             continue;
         }
-        if let (Some(id), Some(name), Some(group), Some(public_key)) = (id, name, group, pk) {
+        if let (Some(id), Some(name), Some(group), Some(_)) = (id, name, group, key_bytes) {
             let line = l.line(&span);
             out.insert(
                 id.clone(),
@@ -546,7 +631,8 @@ fn check_officers(
                     name,
                     roles,
                     group,
-                    public_key,
+                    public_key: pk,
+                    passkey,
                     line,
                 },
             );
@@ -636,7 +722,7 @@ fn check_requesters(
     let mut out = BTreeMap::new();
     let officer_keys: HashMap<[u8; 32], &str> = officers
         .values()
-        .map(|o| (o.public_key.to_bytes(), o.id.as_str()))
+        .filter_map(|o| o.public_key.map(|k| (k.to_bytes(), o.id.as_str())))
         .collect();
     let mut seen_keys = HashMap::new();
     for (span, r) in raw {
@@ -1402,4 +1488,45 @@ fn check_governance(
             delay: delay?,
         },
     })
+}
+
+/// `scheme://host[:port]` (no path, no user) → (scheme, host).
+fn origin_parts(origin: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = origin.split_once("://")?;
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    (port_ok && !host.is_empty() && !host.contains(['/', '@', '?', '#'])).then_some((scheme, host))
+}
+
+/// Base64url without padding, decoded (`None` if malformed).
+fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes = s.as_bytes();
+    if bytes.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            n |= val(*c)? << (18 - 6 * i);
+        }
+        let full = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&full[..chunk.len() - 1]);
+    }
+    // Canonical: re-encoding gives the same text (no stray low bits).
+    (crate::webauthn::base64url(&out) == s).then_some(out)
 }

@@ -114,13 +114,45 @@ pub struct Officer {
     pub roles: Vec<String>,
     /// Group (department) for quorums that need distinct groups.
     pub group: String,
-    /// The Ed25519 key that signs the officer's approvals (checked: not a weak key).
-    pub public_key: VerifyingKey,
+    /// The Ed25519 key that signs the officer's approvals (checked: not a weak key); `None`
+    /// for an officer who approves with a passkey.
+    pub public_key: Option<VerifyingKey>,
+    /// The passkey (WebAuthn ES256 credential) the officer approves with instead
+    /// ([`crate::webauthn`]); exactly one of `public_key` and `passkey` is set.
+    pub passkey: Option<crate::webauthn::PasskeyKey>,
     /// Line of the officer's table in the policy file.
     pub line: usize,
 }
 
 impl Officer {
+    /// Whether `approval` is signed by this officer: an Ed25519 signature over its message for
+    /// an Ed25519 officer, a verifying WebAuthn assertion over its message for a passkey
+    /// officer (never the one for the other).
+    pub fn signed(&self, approval: &crate::SignedApproval) -> bool {
+        match (&self.public_key, &self.passkey, &approval.passkey) {
+            (Some(pk), None, None) => pk
+                .verify_strict(
+                    &approval.message,
+                    &ed25519_dalek::Signature::from_bytes(&approval.signature),
+                )
+                .is_ok(),
+            (None, Some(key), Some(assertion)) => {
+                crate::webauthn::verify(key, &approval.message, assertion).is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    /// The officer's key as recorded in approval evidence: the 32-byte Ed25519 key, or the
+    /// passkey's 65-byte uncompressed P-256 point.
+    pub fn key_bytes(&self) -> Vec<u8> {
+        match (&self.public_key, &self.passkey) {
+            (Some(pk), _) => pk.to_bytes().to_vec(),
+            (None, Some(p)) => p.sec1(),
+            (None, None) => Vec::new(),
+        }
+    }
+
     /// Whether the officer holds at least one of `roles`.
     pub fn has_any_role(&self, roles: &[String]) -> bool {
         self.roles.iter().any(|r| roles.contains(r))

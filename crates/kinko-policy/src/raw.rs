@@ -13,7 +13,18 @@ pub(crate) struct RawOfficer {
     pub(crate) name: Spanned<String>,
     pub(crate) roles: Spanned<Vec<Spanned<String>>>,
     pub(crate) group: Spanned<String>,
-    pub(crate) public_key: Spanned<String>,
+    pub(crate) public_key: Option<Spanned<String>>,
+    pub(crate) passkey: Option<Spanned<RawPasskey>>,
+}
+
+/// `passkey = { … }` of an officer: a WebAuthn ES256 credential.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPasskey {
+    pub(crate) public_key: String,
+    pub(crate) rp_id: String,
+    pub(crate) origins: Vec<String>,
+    pub(crate) credential_id: String,
 }
 
 /// `[[requesters]]`.

@@ -171,6 +171,7 @@ fn two_of_n_and_the_reasons_others_do_not_count() {
         SignedApproval {
             message: vec![1, 2, 3],
             signature: [0; 64],
+            passkey: None,
         }, // garbage
     ];
     let r = evaluate_quorum(
@@ -454,4 +455,191 @@ fn authorize_needs_the_rule_and_the_quorum_together() {
         Err(PolicyError::Denied { code, .. }) => assert_eq!(code, DenyCode::NoRuleMatched),
         other => panic!("expected Denied(NoRuleMatched), got {other:?}"),
     }
+}
+
+/// carol approves with a passkey: the example policy with her Ed25519 key replaced by a P-256
+/// credential scoped to `localhost` and the console's origin.
+fn with_passkey_carol() -> (Policy, p256::ecdsa::SigningKey) {
+    let sk = p256::ecdsa::SigningKey::from_bytes(&[42u8; 32].into()).unwrap();
+    let sec1 = hex::encode(sk.verifying_key().to_encoded_point(false).as_bytes());
+    let text = EXAMPLE.replacen(
+        "public_key = \"d5fe6f6cb383f8c37fddbad38c35a16b8a297156e172a18382085d13cf7756a3\"",
+        &format!(
+            "passkey = {{ public_key = \"{sec1}\", rp_id = \"localhost\", origins = [\"http://localhost:7390\"], credential_id = \"AQID\" }}"
+        ),
+        1,
+    );
+    assert_ne!(text, EXAMPLE);
+    (Policy::from_toml(text.as_bytes()).unwrap(), sk)
+}
+
+/// carol's passkey approval of `msg`, as the console's browser returns it, in the encoding
+/// carried where an Ed25519 approval carries its signature.
+fn passkey_approval(
+    sk: &p256::ecdsa::SigningKey,
+    msg: &ApprovalMessage,
+    origin: &str,
+    flags: u8,
+) -> SignedApproval {
+    use p256::ecdsa::signature::hazmat::PrehashSigner as _;
+    use sha2::Digest as _;
+    let bytes = msg.to_bytes().unwrap();
+    let cdj = format!(
+        r#"{{"type":"webauthn.get","challenge":"{}","origin":"{origin}","crossOrigin":false}}"#,
+        kinko_policy::webauthn::base64url(&kinko_policy::webauthn::challenge(&bytes))
+    );
+    let mut auth = sha2::Sha256::digest(b"localhost").to_vec();
+    auth.push(flags);
+    auth.extend_from_slice(&1u32.to_be_bytes());
+    let mut h = sha2::Sha256::new();
+    h.update(&auth);
+    h.update(sha2::Sha256::digest(cdj.as_bytes()));
+    let digest: [u8; 32] = h.finalize().into();
+    let sig: p256::ecdsa::Signature = sk.sign_prehash(&digest).unwrap();
+    let assertion = kinko_policy::webauthn::Assertion {
+        authenticator_data: auth,
+        client_data_json: cdj.into_bytes(),
+        signature: sig.to_der().as_bytes().to_vec(),
+    };
+    SignedApproval::from_parts(bytes, &assertion.to_bytes()).unwrap()
+}
+
+#[test]
+fn a_quorum_mixes_passkey_and_cli_approvals_and_neither_key_signs_for_the_other() {
+    let (p, sk) = with_passkey_carol();
+    let carol = p.officer("carol").unwrap();
+    assert!(carol.public_key.is_none() && carol.passkey.is_some());
+    assert_eq!(carol.key_bytes().len(), 65);
+    let s = withdrawal("req-1", digest());
+    let msg = |officer: &str| ApprovalMessage {
+        policy_hash: p.hash(),
+        subject: s.clone(),
+        officer_id: officer.into(),
+        verdict: Verdict::Approve,
+        issued_at: NOW - 60,
+        expires_at: NOW + 3600,
+    };
+    let by_passkey = passkey_approval(&sk, &msg("carol"), "http://localhost:7390", 0x05);
+    // Through the bytes the daemon stores and logs, and back.
+    let again =
+        SignedApproval::from_parts(by_passkey.message.clone(), &by_passkey.signature_bytes())
+            .unwrap();
+    assert_eq!(again, by_passkey);
+    let quorum = |approvals: &[SignedApproval]| {
+        evaluate_quorum(
+            &p,
+            &req(2, 2),
+            &s,
+            Some("withdrawal-ledger"),
+            approvals,
+            now(),
+        )
+    };
+    // bob (CLI, treasury) and carol (passkey, risk): two officers from two groups.
+    let r = quorum(&[ok(&p, &s, "bob"), by_passkey.clone()]);
+    assert_eq!(r.state, QuorumState::Satisfied, "{}", r.to_text());
+    // Not counted: carol's passkey approval from another origin, without user verification,
+    // for another request; an Ed25519 signature under carol's name (her key is a passkey now);
+    // bob's Ed25519 approval presented as a passkey assertion of carol's signer.
+    for (bad, why) in [
+        (
+            passkey_approval(&sk, &msg("carol"), "https://evil.example", 0x05),
+            "origin",
+        ),
+        (
+            passkey_approval(&sk, &msg("carol"), "http://localhost:7390", 0x01),
+            "user verification",
+        ),
+        (
+            passkey_approval(
+                &sk,
+                &ApprovalMessage {
+                    subject: withdrawal("req-2", digest()),
+                    ..msg("carol")
+                },
+                "http://localhost:7390",
+                0x05,
+            ),
+            "another request",
+        ),
+        (
+            SignedApproval::sign(&msg("carol"), &key_of("carol")).unwrap(),
+            "Ed25519 for a passkey officer",
+        ),
+        (
+            passkey_approval(&sk, &msg("bob"), "http://localhost:7390", 0x05),
+            "passkey for an Ed25519 officer",
+        ),
+    ] {
+        let r = quorum(&[ok(&p, &s, "alice"), bad]);
+        assert!(!r.is_satisfied(), "{why}: {}", r.to_text());
+        assert_eq!(r.counted.len(), 1, "{why}");
+    }
+}
+
+#[test]
+fn passkey_officers_are_checked_when_the_policy_loads() {
+    let sec1 = hex::encode(
+        p256::ecdsa::SigningKey::from_bytes(&[42u8; 32].into())
+            .unwrap()
+            .verifying_key()
+            .to_encoded_point(false)
+            .as_bytes(),
+    );
+    let carol = "public_key = \"d5fe6f6cb383f8c37fddbad38c35a16b8a297156e172a18382085d13cf7756a3\"";
+    for (replacement, want) in [
+        (
+            format!(
+                "{carol}\npasskey = {{ public_key = \"{sec1}\", rp_id = \"localhost\", origins = [\"http://localhost:7390\"], credential_id = \"AQID\" }}"
+            ),
+            "exactly one of public_key",
+        ),
+        (
+            format!(
+                "passkey = {{ public_key = \"{}\", rp_id = \"localhost\", origins = [\"http://localhost:7390\"], credential_id = \"AQID\" }}",
+                &sec1[..64]
+            ),
+            "P-256 point",
+        ),
+        (
+            format!(
+                "passkey = {{ public_key = \"{sec1}\", rp_id = \"kinko.example\", origins = [\"http://kinko.example\"], credential_id = \"AQID\" }}"
+            ),
+            "must be https://kinko.example",
+        ),
+        (
+            format!(
+                "passkey = {{ public_key = \"{sec1}\", rp_id = \"localhost\", origins = [\"http://localhost:7390/console\"], credential_id = \"AQID\" }}"
+            ),
+            "with no path",
+        ),
+        (
+            format!(
+                "passkey = {{ public_key = \"{sec1}\", rp_id = \"localhost\", origins = [], credential_id = \"AQID\" }}"
+            ),
+            "between 1 and 8 origins",
+        ),
+        (
+            format!(
+                "passkey = {{ public_key = \"{sec1}\", rp_id = \"localhost\", origins = [\"http://localhost:7390\"], credential_id = \"AQID=\" }}"
+            ),
+            "base64url",
+        ),
+    ] {
+        let text = EXAMPLE.replacen(carol, &replacement, 1);
+        match Policy::from_toml(text.as_bytes()) {
+            Err(PolicyError::Invalid(d)) => assert!(
+                d.0.iter().any(|d| d.message.contains(want)),
+                "{want}: {d:?}"
+            ),
+            other => panic!("{want}: {other:?}"),
+        }
+    }
+    // https with a port, and several origins, load.
+    let text = EXAMPLE.replacen(
+        carol,
+        &format!("passkey = {{ public_key = \"{sec1}\", rp_id = \"kinko.example\", origins = [\"https://kinko.example\", \"https://kinko.example:8443\"], credential_id = \"AQID\" }}"),
+        1,
+    );
+    Policy::from_toml(text.as_bytes()).unwrap();
 }

@@ -278,7 +278,7 @@ fn rfc8032_test_key_loads_as_an_officer_key() {
     );
     let p = Policy::from_toml(text.as_bytes()).unwrap();
     assert_eq!(
-        hex::encode(p.officer("alice").unwrap().public_key.to_bytes()),
+        hex::encode(p.officer("alice").unwrap().public_key.unwrap().to_bytes()),
         rfc
     );
 }

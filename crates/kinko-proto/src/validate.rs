@@ -131,9 +131,17 @@ pub struct Approval {
     pub subject_id: String,
     /// The signed approval message.
     pub message: Vec<u8>,
-    /// Its Ed25519 signature.
-    pub signature: [u8; 64],
+    /// Its Ed25519 signature (64 bytes), or a passkey's WebAuthn assertion in
+    /// `kinko_policy::webauthn::Assertion::to_bytes`' encoding (which starts with
+    /// [`PASSKEY_TAG`] and is decoded and checked by the policy).
+    pub signature: Vec<u8>,
 }
+
+/// The first bytes of an encoded passkey assertion (`kinko_policy::webauthn::ENCODING_TAG`).
+pub const PASSKEY_TAG: &[u8; 4] = b"WA1\n";
+
+/// The longest encoded passkey assertion accepted (`kinko_policy::webauthn::MAX_ENCODED`).
+pub const MAX_PASSKEY_ASSERTION_LEN: usize = 4 + 2 + 1024 + 2 + 4096 + 72;
 
 fn approval(subject_id: String, message: Vec<u8>, signature: &[u8]) -> Result<Approval, Invalid> {
     if subject_id.len() > MAX_ID_LEN {
@@ -148,16 +156,18 @@ fn approval(subject_id: String, message: Vec<u8>, signature: &[u8]) -> Result<Ap
             format!("the approval message must be 1..={MAX_APPROVAL_MESSAGE_LEN} bytes"),
         ));
     }
-    let signature: [u8; 64] = signature.try_into().map_err(|_| {
-        invalid(
+    let passkey =
+        signature.starts_with(PASSKEY_TAG) && signature.len() <= MAX_PASSKEY_ASSERTION_LEN;
+    if signature.len() != 64 && !passkey {
+        return Err(invalid(
             InvalidKind::Approval,
-            "signature must be 64 bytes (Ed25519)",
-        )
-    })?;
+            "signature must be 64 bytes (Ed25519) or a passkey assertion",
+        ));
+    }
     Ok(Approval {
         subject_id,
         message,
-        signature,
+        signature: signature.to_vec(),
     })
 }
 

@@ -71,7 +71,7 @@ pub(crate) fn sign_governance(
     let pinned = policy
         .officer(officer)
         .ok_or_else(|| format!("officer {officer:?} is not in your policy"))?;
-    if pinned.public_key != key.verifying_key() {
+    if pinned.public_key != Some(key.verifying_key()) {
         return Err(format!(
             "your officer key is not the key your policy lists for {officer:?}: nothing signed"
         ));

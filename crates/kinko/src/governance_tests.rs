@@ -19,7 +19,7 @@ fn governance_approvals_are_signed_by_the_listed_key_under_the_local_policy() {
     let key = example_key("erin");
     assert_eq!(
         policy.officer("erin").unwrap().public_key,
-        key.verifying_key(),
+        Some(key.verifying_key()),
         "the documented test seed"
     );
     let subject = Subject::Freeze {

@@ -103,7 +103,7 @@ pub(crate) async fn run(v: Vote, verdict: Verdict) -> Result<(), String> {
     let listed = policy
         .officer(&officer)
         .ok_or_else(|| format!("officer {officer:?} is not in your policy"))?;
-    if listed.public_key != key.verifying_key() {
+    if listed.public_key != Some(key.verifying_key()) {
         return Err(format!(
             "your officer key is not the key your policy lists for {officer:?}: nothing signed"
         ));

@@ -401,13 +401,9 @@ impl Api {
 
 fn signed_approval(m: pb::SignedApproval) -> Result<(String, SignedApproval), Refused> {
     let a = kinko_proto::validate::signed_approval(m).map_err(Refused::from)?;
-    Ok((
-        a.subject_id,
-        SignedApproval {
-            message: a.message,
-            signature: a.signature,
-        },
-    ))
+    let approval = SignedApproval::from_parts(a.message, &a.signature)
+        .map_err(|e| Refused::new(Reason::InvalidRequest, e.to_string()))?;
+    Ok((a.subject_id, approval))
 }
 
 #[tonic::async_trait]
@@ -594,10 +590,8 @@ impl pb::audit_service_server::AuditService for Api {
 
 fn governance_approval(m: &pb::GovernanceApproval) -> Result<SignedApproval, Refused> {
     let a = kinko_proto::validate::governance_approval(m.clone()).map_err(Refused::from)?;
-    Ok(SignedApproval {
-        message: a.message,
-        signature: a.signature,
-    })
+    SignedApproval::from_parts(a.message, &a.signature)
+        .map_err(|e| Refused::new(Reason::InvalidRequest, e.to_string()))
 }
 
 /// How far a governance change has got: approvals required and counted, and when it takes

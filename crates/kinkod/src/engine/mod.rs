@@ -398,7 +398,7 @@ fn evidence(policy: &Policy, a: StoredApproval) -> rec::Approval {
         public_key: HexBytes(
             policy
                 .officer(&a.officer_id)
-                .map(|o| o.public_key.to_bytes().to_vec())
+                .map(|o| o.key_bytes())
                 .unwrap_or_default(),
         ),
         officer: a.officer_id,
@@ -423,13 +423,8 @@ fn to_signed(stored: &[StoredApproval]) -> Result<Vec<SignedApproval>, Refused> 
     stored
         .iter()
         .map(|a| {
-            let signature: [u8; 64] = a.signature.as_slice().try_into().map_err(|_| {
-                Refused::internal("stored approval signature length", a.officer_id.clone())
-            })?;
-            Ok(SignedApproval {
-                message: a.message.clone(),
-                signature,
-            })
+            SignedApproval::from_parts(a.message.clone(), &a.signature)
+                .map_err(|e| Refused::internal("stored approval signature", e))
         })
         .collect()
 }

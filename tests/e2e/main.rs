@@ -7,4 +7,5 @@
 mod chains;
 mod cli;
 mod governance;
+mod passkeys;
 mod walkthrough;

@@ -173,3 +173,40 @@ fn every_event_round_trips() {
         assert_eq!(Record::decode(&line).unwrap(), r);
     }
 }
+
+/// A passkey approval as evidence: the known answer of `kinko-policy/tests/webauthn.rs` (made
+/// with Python `cryptography`) verifies as a record on its own — signature, challenge, flags —
+/// and any edit of the logged bytes fails.
+#[test]
+fn passkey_evidence_verifies_from_the_record_alone() {
+    let assertion = kinko_policy::webauthn::Assertion {
+        authenticator_data: hex::decode(
+            "49960de5880e8c687434170f6476605b8fe4aeb9a28632c7995cf3ba831d97630500000007",
+        )
+        .unwrap(),
+        client_data_json: br#"{"type":"webauthn.get","challenge":"1TLzNCZxjzETXSpBawJRtO2AiMJBtcpb5mwe-mLRPTU","origin":"http://localhost:7390","crossOrigin":false}"#.to_vec(),
+        signature: hex::decode("304402207549343eac9be1e6e8dc67275ff21c41606c609af5b188f942b232768f56e2e6022050a4687ebaf9563dbcc4bb8d2a9c2cb44667c4042a9336562c250fc03df76b3c").unwrap(),
+    };
+    let good = Approval {
+        officer: "carol".into(),
+        public_key: HexBytes(hex::decode("041f8df6699c3642a836b606fcb03f20d32bbc4067e31894b1242c9123d50d23343da2b78500e33209a59ee410988c3d6d89526808c938acef21b5852a3bf4ec4b").unwrap()),
+        message: HexBytes(b"kinko/approval/v1\nan approval message for the vector".to_vec()),
+        signature: HexBytes(assertion.to_bytes()),
+    };
+    assert!(good.signature_valid());
+    let mut other_message = good.clone();
+    other_message.message.0.push(b'!');
+    assert!(!other_message.signature_valid());
+    let mut flipped = good.clone();
+    let last = flipped.signature.0.len() - 1;
+    flipped.signature.0[last] ^= 1;
+    assert!(!flipped.signature_valid());
+    let mut no_uv = assertion.clone();
+    no_uv.authenticator_data[32] = 0x01;
+    let mut edited = good.clone();
+    edited.signature = HexBytes(no_uv.to_bytes());
+    assert!(!edited.signature_valid());
+    let mut truncated = good;
+    truncated.signature.0.truncate(40);
+    assert!(!truncated.signature_valid());
+}

@@ -106,7 +106,7 @@ impl Engine {
             officer_id: principal.to_string(),
             approve: expect == Verdict::Approve,
             message: approval.message.clone(),
-            signature: approval.signature.to_vec(),
+            signature: approval.signature_bytes(),
             received_at: unix(now()),
         };
         let evidence = evidence(&live.policy, stored.clone());

@@ -81,7 +81,7 @@ impl Engine {
             officer_id: principal.to_string(),
             approve: msg.verdict == Verdict::Approve,
             message: approval.message.clone(),
-            signature: approval.signature.to_vec(),
+            signature: approval.signature_bytes(),
             received_at: unix(now()),
         };
         let event = Event::GovernanceVote(rec::GovernanceVote {
@@ -134,7 +134,7 @@ impl Engine {
                     officer_id: principal.to_string(),
                     approve: true,
                     message: approval.message.clone(),
-                    signature: approval.signature.to_vec(),
+                    signature: approval.signature_bytes(),
                     received_at: unix(now()),
                 },
             )),

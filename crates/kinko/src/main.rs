@@ -61,10 +61,14 @@ enum Command {
     /// Check and explain policies offline; show, propose and approve the policy in force.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// The approval console in your browser, served by this Kinko on localhost: requests
+    /// decoded here, approvals with your passkey (docs/console.md).
+    Console(console::ConsoleArgs),
 }
 
 mod audit;
 mod client;
+mod console;
 mod governance;
 mod intent;
 mod officer;
@@ -114,6 +118,7 @@ fn main() -> ExitCode {
         Command::FreezeStatus { connect } => block_on(governance::freeze_status(connect)),
         Command::Keys { connect, policy } => block_on(governance::keys(connect, policy)),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Console(args) => block_on(console::run(args)),
     }
 }
 

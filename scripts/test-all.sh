@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every check and every test, as CI runs them. Installs SoftHSM2, promtool and PostgreSQL when
-# missing (Debian), and starts a throwaway PostgreSQL cluster of its own (initdb/pg_ctl in a
-# temporary directory, as an unprivileged user; stopped at exit).
+# Every check and every test, as CI runs them. Installs SoftHSM2, promtool, Chromium with
+# chromedriver, and PostgreSQL when missing (Debian), and starts a throwaway PostgreSQL
+# cluster of its own (initdb/pg_ctl in a temporary directory, as an unprivileged user; stopped
+# at exit).
 # Tests make their own SoftHSM2 tokens under target/tmp/softhsm2-test (see .cargo/config.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,19 @@ if ! command -v promtool >/dev/null 2>&1; then
   echo "installing prometheus for promtool (apt-get)..." >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+# Headless Chromium and chromedriver drive the officer's console in the browser tests
+# (tests/e2e/console.rs), with Chromium's virtual WebAuthn authenticator.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "chromium and chromedriver are missing and this is not a Debian-like system: install them" >&2
+    exit 1
+  fi
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "installing chromium and chromium-driver (apt-get)..." >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 fi
 promtool check rules docs/alerts/kinko.rules.yml
 promtool test rules docs/alerts/kinko.rules.test.yml

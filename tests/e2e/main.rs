@@ -6,6 +6,7 @@
 
 mod chains;
 mod cli;
+mod console;
 mod governance;
 mod passkeys;
 mod walkthrough;

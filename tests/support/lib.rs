@@ -18,6 +18,8 @@ use kinko_intent::Chain;
 use kinko_policy::request::RequestToSign;
 pub use kinko_policy::{ApprovalMessage, FreezeId, Policy, SignedApproval, Subject, Verdict};
 pub use kinko_proto::v1 as pb;
+
+pub mod webdriver;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// The path of a workspace binary (`kinkod`, `kinko`, built from the package of that name).

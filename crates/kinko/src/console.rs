@@ -253,10 +253,9 @@ impl Console {
                 history: &ledger,
             },
         );
-        if decision.is_denied() {
+        if let kinko_policy::Outcome::Deny { reason, .. } = &decision.outcome {
             warnings.push(format!(
-                "Your copy of the policy denies this request: {}",
-                decision.to_text().lines().next().unwrap_or("denied")
+                "Your copy of the policy denies this request: {reason}"
             ));
         }
         use kinko_intent::IntentKind as K;

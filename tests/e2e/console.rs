@@ -325,6 +325,44 @@ async fn an_officer_enrols_a_passkey_through_governance_then_approves_and_reject
         state(&d, &third).await,
         pb::RequestState::PendingApproval as i32
     );
+
+    // 6. Governance in the browser: review a proposal as a diff and approve it; freeze; vote to
+    //    lift the freeze.
+    let smaller = new_text.replacen("max_amount = \"100\"", "max_amount = \"50\"", 1);
+    assert_ne!(smaller, new_text);
+    let proposal = admin
+        .propose_policy(pb::ProposePolicyRequest {
+            policy_text: smaller.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let c = console(&d, &server, &carol_policy, cport);
+    browser.goto(&c.url);
+    let input = browser.wait_for("#proposal-id");
+    browser.type_into(&input, &proposal.proposal_id);
+    browser.click(&browser.wait_for("#proposal-review"));
+    let diff = browser.wait_for_text("#proposal-diff", "max_amount");
+    assert!(
+        diff.contains("-max_amount = \"100\"") && diff.contains("+max_amount = \"50\""),
+        "{diff}"
+    );
+    shot(&browser, "policy-review");
+    browser.click(&browser.wait_for("#proposal-approve"));
+    browser.wait_for_text("#status", "1 of 2 approvals");
+    browser.click(&browser.wait_for("#freeze-button"));
+    browser.wait_for_text("#status", "signing is frozen");
+    let frozen = AdminServiceClient::new(channel(&d, "carol").await)
+        .get_freeze_state(pb::ListKeysRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(frozen.frozen && frozen.frozen_by == "carol", "{frozen:?}");
+    browser.wait_for_text("#freeze-state", "FROZEN by carol");
+    shot(&browser, "frozen");
+    browser.click(&browser.wait_for("#unfreeze-button"));
+    browser.wait_for_text("#status", "1 approval(s), still frozen");
+    drop(c);
     drop(browser);
 }
 

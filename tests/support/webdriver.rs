@@ -199,6 +199,15 @@ impl Browser {
         );
     }
 
+    /// Types `text` into an input element.
+    pub fn type_into(&self, element: &str, text: &str) {
+        self.call(
+            "POST",
+            &self.at(&format!("/element/{element}/value")),
+            Some(json!({ "text": text })),
+        );
+    }
+
     /// An element's rendered text.
     pub fn text(&self, element: &str) -> String {
         self.call("GET", &self.at(&format!("/element/{element}/text")), None)

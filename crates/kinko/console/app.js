@@ -37,6 +37,61 @@ async function api(path, body) {
   return data;
 }
 
+// Asks the passkey to sign `prepared.message` (its challenge) and sends it as a governance vote.
+async function govern(prepared, what, session) {
+  status("Waiting for your passkey (" + what + ")…");
+  const cred = await navigator.credentials.get({
+    publicKey: {
+      challenge: fromB64url(prepared.challenge),
+      rpId: session.passkey.rp_id,
+      allowCredentials: [{ type: "public-key", id: fromB64url(session.passkey.credential_id) }],
+      userVerification: "required",
+      timeout: 120000,
+    },
+  });
+  const r = cred.response;
+  const answer = await api("/api/governance", {
+    message: prepared.message,
+    authenticator_data: b64url(r.authenticatorData),
+    client_data_json: b64url(r.clientDataJSON),
+    signature: b64url(r.signature),
+  });
+  status(what + ": " + answer.state);
+  await load();
+}
+
+function renderSigning(session) {
+  const f = session.freeze;
+  $("freeze-state").textContent = f.error
+    ? "The freeze state is not available: " + f.error
+    : f.frozen
+    ? "FROZEN by " + f.frozen_by + (f.reason ? " (" + f.reason + ")" : "") + " · unfreeze approvals: " + f.unfreeze_approvals
+    : "Signing is running.";
+  $("freeze-state").className = f.frozen ? "fail" : "ok";
+  const can = session.passkey !== null;
+  const wire = (id, prepared, what) => {
+    const b = $(id);
+    b.hidden = !prepared;
+    b.disabled = !can;
+    b.onclick = prepared ? () => govern(prepared, what, session).catch((e) => status(e.message, true)) : null;
+  };
+  wire("freeze-button", f.freeze, "freeze");
+  wire("unfreeze-button", f.unfreeze, "unfreeze");
+  wire("veto-unfreeze-button", f.veto_unfreeze, "veto unfreeze");
+  $("proposal-review").onclick = () => review(session).catch((e) => status(e.message, true));
+}
+
+async function review(session) {
+  const p = await api("/api/proposal", { id: $("proposal-id").value.trim() });
+  $("proposal").hidden = false;
+  $("proposal-summary").textContent = "Proposal " + p.id + " by " + p.proposed_by + " · " + p.state + " · " + p.approvals + " · new policy hash (computed here) " + p.policy_hash;
+  $("proposal-diff").textContent = p.diff;
+  $("proposal-approve").disabled = session.passkey === null;
+  $("proposal-veto").disabled = session.passkey === null;
+  $("proposal-approve").onclick = () => govern(p.approve, "approve policy " + p.policy_hash.slice(0, 12), session).catch((e) => status(e.message, true));
+  $("proposal-veto").onclick = () => govern(p.veto, "veto policy " + p.policy_hash.slice(0, 12), session).catch((e) => status(e.message, true));
+}
+
 async function vote(req, verdict, session) {
   status("Waiting for your passkey (" + verdict + " " + req.id + ")…");
   const cred = await navigator.credentials.get({
@@ -116,6 +171,7 @@ async function load() {
     $("enrol-officer").textContent = session.officer;
     $("enrol-button").onclick = () => enrol(session).catch((e) => status(e.message, true));
     render(session);
+    renderSigning(session);
   } catch (e) {
     status(e.message, true);
   }

@@ -75,6 +75,7 @@ pub(crate) struct ConsoleArgs {
 struct Console {
     officer: String,
     policy: Policy,
+    policy_text: String,
     connect: Connect,
     origin: String,
     hosts: Vec<String>,
@@ -84,6 +85,9 @@ struct Console {
     valid_for: i64,
     /// The approval messages this console built, by (request id, verdict): only these are sent.
     issued: Mutex<HashMap<(String, bool), Vec<u8>>>,
+    /// The governance messages this console built (freeze, unfreeze, policy install), by
+    /// message: their subject ids. Only these are sent.
+    issued_governance: Mutex<HashMap<Vec<u8>, String>>,
 }
 
 fn sri(data: &str) -> String {
@@ -333,6 +337,201 @@ impl Console {
         })
     }
 
+    /// A governance message for `subject` and `verdict`, kept as issued; with its challenge.
+    fn governance_message(
+        &self,
+        subject: Subject,
+        verdict: Verdict,
+    ) -> Result<serde_json::Value, String> {
+        let now = jiff::Timestamp::now().as_second();
+        let id = subject.request_id().to_string();
+        let msg = ApprovalMessage {
+            policy_hash: self.policy.hash(),
+            subject,
+            officer_id: self.officer.clone(),
+            verdict,
+            issued_at: now,
+            expires_at: now
+                .checked_add(self.valid_for.min(1800))
+                .ok_or("expiry overflows")?,
+        };
+        let bytes = msg.to_bytes().map_err(|e| e.to_string())?;
+        self.issued_governance
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(bytes.clone(), id);
+        Ok(json!({
+            "message": hex::encode(&bytes),
+            "challenge": URL_SAFE_NO_PAD.encode(kinko_policy::webauthn::challenge(&bytes)),
+        }))
+    }
+
+    /// The freeze state, with the messages for the actions it allows.
+    async fn freeze_view(&self) -> Result<serde_json::Value, String> {
+        let mut c =
+            pb::admin_service_client::AdminServiceClient::new(self.connect.channel().await?);
+        let f = c
+            .get_freeze_state(pb::ListKeysRequest {})
+            .await
+            .map_err(crate::client::show_status)?
+            .into_inner();
+        let mut v = json!({
+            "frozen": f.frozen,
+            "frozen_by": f.frozen_by,
+            "reason": f.reason,
+            "unfreeze_approvals": f.unfreeze_approvals,
+        });
+        if !f.frozen {
+            v["freeze"] = self.governance_message(
+                Subject::Freeze {
+                    request_id: crate::governance::random_id("freeze")?,
+                },
+                Verdict::Approve,
+            )?;
+        } else if let Ok(freeze_id) = <[u8; 32]>::try_from(f.freeze_id.as_slice()) {
+            let request_id = if f.unfreeze_request_id.is_empty() {
+                crate::governance::random_id("unfreeze")?
+            } else {
+                f.unfreeze_request_id.clone()
+            };
+            let subject = Subject::Unfreeze {
+                request_id,
+                freeze_id: kinko_policy::FreezeId(freeze_id),
+            };
+            v["unfreeze"] = self.governance_message(subject.clone(), Verdict::Approve)?;
+            if !f.unfreeze_request_id.is_empty() {
+                v["veto_unfreeze"] = self.governance_message(subject, Verdict::Reject)?;
+            }
+        }
+        Ok(v)
+    }
+
+    /// A policy proposal as the officer reviews it: checked against the officer's policy in
+    /// force, hashed here, and shown as a diff against the officer's own copy.
+    async fn proposal(&self, id: &str) -> Result<serde_json::Value, String> {
+        let mut c =
+            pb::admin_service_client::AdminServiceClient::new(self.connect.channel().await?);
+        let p = c
+            .get_policy_proposal(pb::ProposalId {
+                proposal_id: id.to_string(),
+            })
+            .await
+            .map_err(crate::client::show_status)?
+            .into_inner();
+        if p.proposal_id != id {
+            return Err(format!(
+                "asked for proposal {id} but the daemon answered with {}",
+                p.proposal_id
+            ));
+        }
+        let new_hash = crate::policy::check_proposal(&p, &self.policy, p.policy_text.as_bytes())?;
+        let new = Policy::from_toml(p.policy_text.as_bytes()).map_err(|e| e.to_string())?;
+        let diff =
+            crate::policy::change_summary(&self.policy, &self.policy_text, &new, &p.policy_text);
+        let subject = Subject::InstallPolicy {
+            request_id: p.proposal_id.clone(),
+            new_policy_hash: new_hash,
+        };
+        Ok(json!({
+            "id": p.proposal_id,
+            "state": p.state,
+            "proposed_by": p.proposed_by,
+            "approvals": format!("{} of {}", p.approvals_counted, p.approvals_required),
+            "policy_hash": new_hash.to_hex(),
+            "diff": diff,
+            "approve": self.governance_message(subject.clone(), Verdict::Approve)?,
+            "veto": self.governance_message(subject, Verdict::Reject)?,
+        }))
+    }
+
+    /// Sends a governance vote the page's passkey signed over a message this console built.
+    async fn governance(&self, body: &[u8]) -> Result<serde_json::Value, String> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Vote {
+            message: String,
+            authenticator_data: String,
+            client_data_json: String,
+            signature: String,
+        }
+        let v: Vote = serde_json::from_slice(body).map_err(|e| format!("bad request: {e}"))?;
+        let message = hex::decode(&v.message).map_err(|_| "bad message")?;
+        let subject_id = self
+            .issued_governance
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&message)
+            .cloned()
+            .ok_or("this console did not prepare that message: reload the page")?;
+        let msg = ApprovalMessage::from_bytes(&message).map_err(|e| e.to_string())?;
+        let b = |s: &str| {
+            URL_SAFE_NO_PAD
+                .decode(s)
+                .map_err(|_| "bad base64url".to_string())
+        };
+        let assertion = Assertion {
+            authenticator_data: b(&v.authenticator_data)?,
+            client_data_json: b(&v.client_data_json)?,
+            signature: b(&v.signature)?,
+        };
+        let key = self
+            .passkey()
+            .ok_or("your policy lists no passkey for you")?;
+        kinko_policy::webauthn::verify(key, &message, &assertion)
+            .map_err(|e| format!("the passkey's answer does not verify here: {e}"))?;
+        let approval = pb::GovernanceApproval {
+            subject_id,
+            officer_id: self.officer.clone(),
+            message,
+            signature: assertion.to_bytes(),
+        };
+        let mut c =
+            pb::admin_service_client::AdminServiceClient::new(self.connect.channel().await?);
+        let text = match msg.subject {
+            Subject::Freeze { .. } => {
+                let f = c
+                    .freeze(approval)
+                    .await
+                    .map_err(crate::client::show_status)?
+                    .into_inner();
+                if f.frozen {
+                    "signing is frozen".to_string()
+                } else {
+                    "not frozen".to_string()
+                }
+            }
+            Subject::Unfreeze { .. } => {
+                let f = c
+                    .unfreeze(approval)
+                    .await
+                    .map_err(crate::client::show_status)?
+                    .into_inner();
+                format!(
+                    "unfreeze: {} approval(s){}",
+                    f.unfreeze_approvals,
+                    if f.frozen {
+                        ", still frozen"
+                    } else {
+                        ", not frozen"
+                    }
+                )
+            }
+            Subject::InstallPolicy { .. } => {
+                let p = c
+                    .approve_policy(approval)
+                    .await
+                    .map_err(crate::client::show_status)?
+                    .into_inner();
+                format!(
+                    "proposal {}: {} of {} approvals, {}",
+                    p.proposal_id, p.approvals_counted, p.approvals_required, p.state
+                )
+            }
+            Subject::Withdrawal { .. } => return Err("not a governance message".into()),
+        };
+        Ok(json!({ "state": text }))
+    }
+
     async fn pending(&self) -> Result<serde_json::Value, String> {
         let mut client = ApprovalServiceClient::new(self.connect.channel().await?);
         let list = client
@@ -365,6 +564,8 @@ impl Console {
                 "credential_id": URL_SAFE_NO_PAD.encode(&p.credential_id),
             })),
             "requests": requests,
+            // The freeze state comes from the admin service; without it the withdrawals still show.
+            "freeze": self.freeze_view().await.unwrap_or_else(|e| json!({ "error": e })),
         }))
     }
 
@@ -525,6 +726,17 @@ async fn handle(
         (Method::POST, "/api/approve") => c.vote(&body, Verdict::Approve).await,
         (Method::POST, "/api/reject") => c.vote(&body, Verdict::Reject).await,
         (Method::POST, "/api/enrolled") => c.enrolled(&body),
+        (Method::POST, "/api/governance") => c.governance(&body).await,
+        (Method::POST, "/api/proposal") => {
+            #[derive(Deserialize)]
+            struct Id {
+                id: String,
+            }
+            match serde_json::from_slice::<Id>(&body) {
+                Ok(i) => c.proposal(&i.id).await,
+                Err(e) => Err(format!("bad request: {e}")),
+            }
+        }
         _ => return Ok(error(StatusCode::NOT_FOUND, "no such page")),
     };
     Ok(match result {
@@ -543,7 +755,7 @@ pub(crate) async fn run(args: ConsoleArgs) -> Result<(), String> {
         .clone()
         .or_else(|| args.connect.as_principal.clone())
         .ok_or("give --officer (your officer id)")?;
-    let (policy, _) = crate::policy_file::read_policy(&args.policy)?;
+    let (policy, policy_bytes) = crate::policy_file::read_policy(&args.policy)?;
     if policy.officer(&officer).is_none() {
         return Err(format!("officer {officer:?} is not in your policy"));
     }
@@ -558,6 +770,7 @@ pub(crate) async fn run(args: ConsoleArgs) -> Result<(), String> {
     let console = Arc::new(Console {
         officer,
         policy,
+        policy_text: String::from_utf8_lossy(&policy_bytes).into_owned(),
         connect: args.connect,
         hosts: vec![format!("localhost:{port}"), format!("127.0.0.1:{port}")],
         origin: origin.clone(),
@@ -566,6 +779,7 @@ pub(crate) async fn run(args: ConsoleArgs) -> Result<(), String> {
         last_use: Mutex::new(Instant::now()),
         valid_for: args.valid_for.clamp(1, 400 * 24 * 3600),
         issued: Mutex::new(HashMap::new()),
+        issued_governance: Mutex::new(HashMap::new()),
     });
     // One line for whoever started it (the browser tests read the address from it).
     println!("kinko console: open {origin}/?t={token}");

@@ -425,7 +425,12 @@ async fn status(connect: Connect, id: String) -> Result<(), String> {
 }
 
 /// What the officer is shown before approving: both summaries and a line diff.
-fn change_summary(current: &Policy, current_text: &str, new: &Policy, new_text: &str) -> String {
+pub(crate) fn change_summary(
+    current: &Policy,
+    current_text: &str,
+    new: &Policy,
+    new_text: &str,
+) -> String {
     let diff = similar::TextDiff::from_lines(current_text, new_text);
     format!(
         "--- policy in force (your --policy)\n{}\n+++ proposed policy (your --new)\n{}\nchanges, line by line:\n{}",
@@ -439,7 +444,7 @@ fn change_summary(current: &Policy, current_text: &str, new: &Policy, new_text: 
 
 /// Checks a proposal against the officer's files: the proposal's text, the reviewed file and
 /// the proposal's hash agree, and the policy in force is the officer's.
-fn check_proposal(
+pub(crate) fn check_proposal(
     p: &pb::PolicyProposal,
     current: &Policy,
     new_bytes: &[u8],

@@ -4,75 +4,15 @@
 //! compares, and refuses to sign; nothing reaches the daemon.
 
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use alloy_primitives::address;
 use kinko_intent::Chain;
-use kinko_tests::pb::approval_service_client::ApprovalServiceClient;
-use kinko_tests::pb::approval_service_server::{ApprovalService, ApprovalServiceServer};
 use kinko_tests::pb::withdrawal_service_client::WithdrawalServiceClient;
-use kinko_tests::{bin, channel, eth_transfer, free_port, pb, start, submission, unique_label};
-use tonic::transport::{Certificate, Channel, Identity, Server, ServerTlsConfig};
-use tonic::{Request, Response, Status};
-
-#[derive(Clone, Copy)]
-enum Tamper {
-    /// Honest intent and digest, the attacker's payload.
-    Payload,
-    /// Honest payload and intent, the digest of another intent.
-    Digest,
-}
-
-struct Proxy {
-    upstream: ApprovalServiceClient<Channel>,
-    tamper: Tamper,
-    evil_payload: Vec<u8>,
-    forwarded_votes: Arc<AtomicUsize>,
-}
-
-#[tonic::async_trait]
-impl ApprovalService for Proxy {
-    async fn list_pending(
-        &self,
-        req: Request<pb::ListPendingRequest>,
-    ) -> Result<Response<pb::ListPendingResponse>, Status> {
-        self.upstream.clone().list_pending(req.into_inner()).await
-    }
-
-    async fn get_request(
-        &self,
-        req: Request<pb::RequestId>,
-    ) -> Result<Response<pb::Request>, Status> {
-        let mut r = self
-            .upstream
-            .clone()
-            .get_request(req.into_inner())
-            .await?
-            .into_inner();
-        match self.tamper {
-            Tamper::Payload => r.payload = self.evil_payload.clone(),
-            Tamper::Digest => r.intent_digest = vec![0x42; 32],
-        }
-        Ok(Response::new(r))
-    }
-
-    async fn approve(
-        &self,
-        req: Request<pb::SignedApproval>,
-    ) -> Result<Response<pb::Request>, Status> {
-        self.forwarded_votes.fetch_add(1, Ordering::SeqCst);
-        self.upstream.clone().approve(req.into_inner()).await
-    }
-
-    async fn reject(
-        &self,
-        req: Request<pb::SignedApproval>,
-    ) -> Result<Response<pb::Request>, Status> {
-        self.forwarded_votes.fetch_add(1, Ordering::SeqCst);
-        self.upstream.clone().reject(req.into_inner()).await
-    }
-}
+use kinko_tests::{
+    Tamper, bin, channel, eth_transfer, free_port, pb, start, submission, tampering_proxy,
+    unique_label,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_proxy_showing_one_intent_and_serving_another_payload_gets_no_signature() {
@@ -95,31 +35,13 @@ async fn a_proxy_showing_one_intent_and_serving_another_payload_gets_no_signatur
         .into_inner();
     let id = r.request_id;
 
-    for tamper in [Tamper::Payload, Tamper::Digest] {
+    for tamper in [
+        Tamper::Payload(eth_transfer(0, 100_000_000_000_000_000_000, attacker)),
+        Tamper::Digest,
+    ] {
         // The proxy terminates TLS with the server's own certificate (a compromised front end).
-        let read = |p: &str| std::fs::read(dir.join(p)).unwrap();
-        let tls = ServerTlsConfig::new()
-            .identity(Identity::from_pem(
-                read("tls/server.pem"),
-                read("tls/server.key"),
-            ))
-            .client_ca_root(Certificate::from_pem(read("tls/ca.pem")));
-        let forwarded = Arc::new(AtomicUsize::new(0));
-        let proxy = Proxy {
-            upstream: ApprovalServiceClient::new(channel(&d, "alice").await),
-            tamper,
-            evil_payload: eth_transfer(0, 100_000_000_000_000_000_000, attacker),
-            forwarded_votes: Arc::clone(&forwarded),
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy_port = listener.local_addr().unwrap().port();
-        let server = tokio::spawn(
-            Server::builder()
-                .tls_config(tls)
-                .unwrap()
-                .add_service(ApprovalServiceServer::new(proxy))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-        );
+        let proxy = tampering_proxy(&d, "alice", tamper).await;
+        let proxy_port = proxy.port;
         let out = tokio::task::spawn_blocking({
             let dir = dir.clone();
             let id = id.clone();
@@ -140,7 +62,6 @@ async fn a_proxy_showing_one_intent_and_serving_another_payload_gets_no_signatur
         })
         .await
         .unwrap();
-        server.abort();
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -152,7 +73,7 @@ async fn a_proxy_showing_one_intent_and_serving_another_payload_gets_no_signatur
         );
         eprintln!("kinko approve through the proxy: {text}");
         assert!(text.contains("NOT signing"), "the refusal says why: {text}");
-        assert_eq!(forwarded.load(Ordering::SeqCst), 0, "{text}");
+        assert_eq!(proxy.forwarded_votes.load(Ordering::SeqCst), 0, "{text}");
     }
     // The daemon never saw an approval.
     let r = ledger

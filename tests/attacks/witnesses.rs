@@ -91,15 +91,23 @@ fn restore(from: &Path, dir: &Path, pg_backup: &Option<String>) {
     }
 }
 
-/// The old hole: a database and this replica's seen-checkpoint file restored together from a
-/// backup start fine without witnesses. With a witness, kinkod refuses: the witness cosigned a
-/// larger log. And a history forked from the backup (signed while the witness was not asked)
-/// is refused as inconsistent with what it cosigned.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_restored_database_and_its_seen_file_are_refused_against_the_witness() {
+/// A kinkod with one witness (quorum: it), one withdrawal signed, the witness's cosignature
+/// of the newest checkpoint kept in the store.
+struct Witnessed {
+    tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    label: String,
+    port: u16,
+    vkey: String,
+    w: WitnessProcess,
+    d: kinko_tests::Daemon,
+    size: u64,
+}
+
+async fn witnessed(tag: &str) -> Witnessed {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let (label, port) = (unique_label("wit-restore"), free_port());
+    let (label, port) = (unique_label(tag), free_port());
     let d = start(&dir, &label, port, true);
     let vkey = d.vkey.clone();
     drop(d);
@@ -109,9 +117,37 @@ async fn a_restored_database_and_its_seen_file_are_refused_against_the_witness()
     sign_one(&d, 0).await;
     let size = log_size_running(&d).await;
     until_cosigned(&w, origin(&vkey), size).await;
+    until_kept(&dir, size).await;
+    Witnessed {
+        tmp,
+        dir,
+        label,
+        port,
+        vkey,
+        w,
+        d,
+        size,
+    }
+}
+
+/// The old hole: a database and this replica's seen-checkpoint file restored together from a
+/// backup start fine without witnesses. With a witness, kinkod refuses: the witness cosigned a
+/// larger log. And a history forked from the backup (signed while the witness was not asked)
+/// is refused as inconsistent with what it cosigned.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_database_and_its_seen_file_are_refused_against_the_witness() {
     // The backup holds the witness's cosignature of its newest checkpoint: by its own account
     // it is fully witnessed (only the witness knows what came after).
-    until_kept(&dir, size).await;
+    let Witnessed {
+        tmp,
+        dir,
+        label,
+        port,
+        vkey,
+        w,
+        d,
+        size: _,
+    } = witnessed("wit-restore").await;
     // The backup (kinkod stopped): the database and the seen-checkpoint file together.
     drop(d);
     let bk = tmp.path().join("backup");
@@ -367,19 +403,14 @@ fn p(path: &Path) -> &str {
 /// cosignature is removed or the record is altered.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_auditor_requires_the_witness_quorum_and_checks_one_withdrawal_alone() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    let (label, port) = (unique_label("wit-audit"), free_port());
-    let d = start(&dir, &label, port, true);
-    let vkey = d.vkey.clone();
-    drop(d);
-    let w = start_witness(&tmp.path().join("w1"), "witness.test/w1", &vkey);
-    configure_witnesses(&dir, &[("w1", &w)], "quorum w1", 10_000);
-    let d = start(&dir, &label, port, false);
-    sign_one(&d, 0).await;
-    let size = log_size_running(&d).await;
-    until_cosigned(&w, origin(&vkey), size).await;
-    until_kept(&dir, size).await;
+    let Witnessed {
+        tmp,
+        vkey,
+        w,
+        d,
+        size,
+        ..
+    } = witnessed("wit-audit").await;
 
     // The auditor's policy: this log, this witness (no URL needed offline).
     let policy = tmp.path().join("auditor-policy");

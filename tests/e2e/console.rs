@@ -11,22 +11,19 @@
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use alloy_primitives::address;
 use kinko_intent::Chain;
 use kinko_tests::pb::admin_service_client::AdminServiceClient;
 use kinko_tests::pb::approval_service_client::ApprovalServiceClient;
-use kinko_tests::pb::approval_service_server::{ApprovalService, ApprovalServiceServer};
 use kinko_tests::pb::withdrawal_service_client::WithdrawalServiceClient;
 use kinko_tests::webdriver::Browser;
 use kinko_tests::{
-    Daemon, Subject, Verdict, channel, eth_transfer, free_port, governance, init, officer_approval,
-    pb, replace_in, start, submission, unique_label,
+    Daemon, Subject, Tamper, Verdict, channel, eth_transfer, free_port, governance, init,
+    officer_approval, pb, replace_in, start, submission, tampering_proxy, unique_label,
 };
-use tonic::transport::{Certificate, Channel, Identity, Server, ServerTlsConfig};
 
 /// A running `kinko console`; killed when dropped.
 struct Console {
@@ -109,50 +106,6 @@ async fn state(d: &Daemon, id: &str) -> i32 {
         .unwrap()
         .into_inner()
         .state
-}
-
-/// Shows the honest intent but serves another payload (the Bybit pattern); counts votes.
-struct Proxy {
-    upstream: ApprovalServiceClient<Channel>,
-    evil_payload: Vec<u8>,
-    forwarded_votes: Arc<AtomicUsize>,
-}
-
-#[tonic::async_trait]
-impl ApprovalService for Proxy {
-    async fn list_pending(
-        &self,
-        req: tonic::Request<pb::ListPendingRequest>,
-    ) -> Result<tonic::Response<pb::ListPendingResponse>, tonic::Status> {
-        self.upstream.clone().list_pending(req.into_inner()).await
-    }
-    async fn get_request(
-        &self,
-        req: tonic::Request<pb::RequestId>,
-    ) -> Result<tonic::Response<pb::Request>, tonic::Status> {
-        let mut r = self
-            .upstream
-            .clone()
-            .get_request(req.into_inner())
-            .await?
-            .into_inner();
-        r.payload = self.evil_payload.clone();
-        Ok(tonic::Response::new(r))
-    }
-    async fn approve(
-        &self,
-        req: tonic::Request<pb::SignedApproval>,
-    ) -> Result<tonic::Response<pb::Request>, tonic::Status> {
-        self.forwarded_votes.fetch_add(1, Ordering::SeqCst);
-        self.upstream.clone().approve(req.into_inner()).await
-    }
-    async fn reject(
-        &self,
-        req: tonic::Request<pb::SignedApproval>,
-    ) -> Result<tonic::Response<pb::Request>, tonic::Status> {
-        self.forwarded_votes.fetch_add(1, Ordering::SeqCst);
-        self.upstream.clone().reject(req.into_inner()).await
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -272,34 +225,19 @@ async fn an_officer_enrols_a_passkey_through_governance_then_approves_and_reject
     drop(c);
 
     // 5. Through a proxy that serves another payload: the console shows the mismatch, the
-    //    approve button stays disabled, and the API refuses a forced approval.
+    //    approve button stays disabled, and nothing reaches the daemon.
     let third = submit(&d, 2, 3_000_000_000_000_000, hot).await;
-    let read = |p: &str| std::fs::read(dir.join(p)).unwrap();
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(
-            read("tls/server.pem"),
-            read("tls/server.key"),
-        ))
-        .client_ca_root(Certificate::from_pem(read("tls/ca.pem")));
-    let forwarded = Arc::new(AtomicUsize::new(0));
-    let proxy = Proxy {
-        upstream: ApprovalServiceClient::new(channel(&d, "carol").await),
-        evil_payload: eth_transfer(
+    let proxy = tampering_proxy(
+        &d,
+        "carol",
+        Tamper::Payload(eth_transfer(
             2,
             100_000_000_000_000_000_000,
             address!("0x2222222222222222222222222222222222222222"),
-        ),
-        forwarded_votes: Arc::clone(&forwarded),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy_port = listener.local_addr().unwrap().port();
-    let proxy_task = tokio::spawn(
-        Server::builder()
-            .tls_config(tls)
-            .unwrap()
-            .add_service(ApprovalServiceServer::new(proxy))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+        )),
+    )
+    .await;
+    let proxy_port = proxy.port;
     let c = console(
         &d,
         &format!("https://localhost:{proxy_port}"),
@@ -318,9 +256,9 @@ async fn an_officer_enrols_a_passkey_through_governance_then_approves_and_reject
         !browser.enabled(&approve),
         "the approve button is enabled on a mismatch"
     );
-    proxy_task.abort();
     drop(c);
-    assert_eq!(forwarded.load(Ordering::SeqCst), 0);
+    assert_eq!(proxy.forwarded_votes.load(Ordering::SeqCst), 0);
+    drop(proxy);
     assert_eq!(
         state(&d, &third).await,
         pb::RequestState::PendingApproval as i32

@@ -784,3 +784,119 @@ pub fn configure_witnesses(
         std::fs::write(&config, text).unwrap();
     }
 }
+
+/// What a tampering front end changes in the requests it serves (the Bybit pattern).
+#[derive(Clone)]
+pub enum Tamper {
+    /// Serves this payload instead of the request's, with the honest intent and digest.
+    Payload(Vec<u8>),
+    /// Serves the honest payload and intent with the digest of another intent.
+    Digest,
+}
+
+/// A malicious proxy in front of kinkod's approval service: it passes everything through but
+/// tampers with each request it serves, and counts the votes it forwards.
+pub struct TamperingProxy {
+    upstream: pb::approval_service_client::ApprovalServiceClient<Channel>,
+    tamper: Tamper,
+    forwarded_votes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[tonic::async_trait]
+impl pb::approval_service_server::ApprovalService for TamperingProxy {
+    async fn list_pending(
+        &self,
+        req: tonic::Request<pb::ListPendingRequest>,
+    ) -> Result<tonic::Response<pb::ListPendingResponse>, tonic::Status> {
+        self.upstream.clone().list_pending(req.into_inner()).await
+    }
+
+    async fn get_request(
+        &self,
+        req: tonic::Request<pb::RequestId>,
+    ) -> Result<tonic::Response<pb::Request>, tonic::Status> {
+        let mut r = self
+            .upstream
+            .clone()
+            .get_request(req.into_inner())
+            .await?
+            .into_inner();
+        match &self.tamper {
+            Tamper::Payload(p) => r.payload = p.clone(),
+            Tamper::Digest => r.intent_digest = vec![0x42; 32],
+        }
+        Ok(tonic::Response::new(r))
+    }
+
+    async fn approve(
+        &self,
+        req: tonic::Request<pb::SignedApproval>,
+    ) -> Result<tonic::Response<pb::Request>, tonic::Status> {
+        self.forwarded_votes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.upstream.clone().approve(req.into_inner()).await
+    }
+
+    async fn reject(
+        &self,
+        req: tonic::Request<pb::SignedApproval>,
+    ) -> Result<tonic::Response<pb::Request>, tonic::Status> {
+        self.forwarded_votes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.upstream.clone().reject(req.into_inner()).await
+    }
+}
+
+/// A running [`TamperingProxy`]: its port and the votes it forwarded; stopped when dropped.
+pub struct RunningProxy {
+    /// The port on 127.0.0.1 (clients use `https://localhost:PORT`).
+    pub port: u16,
+    /// Votes forwarded to kinkod.
+    pub forwarded_votes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a [`TamperingProxy`] in front of `d`, connected as `officer`, terminating TLS with the
+/// daemon's own certificate (a compromised front end) and asking for client certificates of the
+/// same CA.
+pub async fn tampering_proxy(d: &Daemon, officer: &str, tamper: Tamper) -> RunningProxy {
+    use tonic::transport::{Server, ServerTlsConfig};
+    let read = |p: &str| std::fs::read(d.dir.join(p)).unwrap();
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            read("tls/server.pem"),
+            read("tls/server.key"),
+        ))
+        .client_ca_root(Certificate::from_pem(read("tls/ca.pem")));
+    let forwarded_votes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let proxy = TamperingProxy {
+        upstream: pb::approval_service_client::ApprovalServiceClient::new(
+            channel(d, officer).await,
+        ),
+        tamper,
+        forwarded_votes: std::sync::Arc::clone(&forwarded_votes),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let _ = Server::builder()
+            .tls_config(tls)
+            .unwrap()
+            .add_service(pb::approval_service_server::ApprovalServiceServer::new(
+                proxy,
+            ))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+    });
+    RunningProxy {
+        port,
+        forwarded_votes,
+        task,
+    }
+}

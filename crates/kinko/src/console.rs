@@ -187,6 +187,33 @@ impl Console {
         Ok(())
     }
 
+    /// The page's assertion (base64url fields) over `message`, verified here under the
+    /// officer's passkey before anything is sent.
+    fn checked_assertion(
+        &self,
+        message: &[u8],
+        authenticator_data: &str,
+        client_data_json: &str,
+        signature: &str,
+    ) -> Result<Assertion, String> {
+        let b = |s: &str| {
+            URL_SAFE_NO_PAD
+                .decode(s)
+                .map_err(|_| "bad base64url".to_string())
+        };
+        let assertion = Assertion {
+            authenticator_data: b(authenticator_data)?,
+            client_data_json: b(client_data_json)?,
+            signature: b(signature)?,
+        };
+        let key = self
+            .passkey()
+            .ok_or("your policy lists no passkey for you")?;
+        kinko_policy::webauthn::verify(key, message, &assertion)
+            .map_err(|e| format!("the passkey's answer does not verify here: {e}"))?;
+        Ok(assertion)
+    }
+
     fn passkey(&self) -> Option<&PasskeyKey> {
         self.policy
             .officer(&self.officer)
@@ -464,21 +491,12 @@ impl Console {
             .cloned()
             .ok_or("this console did not prepare that message: reload the page")?;
         let msg = ApprovalMessage::from_bytes(&message).map_err(|e| e.to_string())?;
-        let b = |s: &str| {
-            URL_SAFE_NO_PAD
-                .decode(s)
-                .map_err(|_| "bad base64url".to_string())
-        };
-        let assertion = Assertion {
-            authenticator_data: b(&v.authenticator_data)?,
-            client_data_json: b(&v.client_data_json)?,
-            signature: b(&v.signature)?,
-        };
-        let key = self
-            .passkey()
-            .ok_or("your policy lists no passkey for you")?;
-        kinko_policy::webauthn::verify(key, &message, &assertion)
-            .map_err(|e| format!("the passkey's answer does not verify here: {e}"))?;
+        let assertion = self.checked_assertion(
+            &message,
+            &v.authenticator_data,
+            &v.client_data_json,
+            &v.signature,
+        )?;
         let approval = pb::GovernanceApproval {
             subject_id,
             officer_id: self.officer.clone(),
@@ -590,21 +608,12 @@ impl Console {
         if issued.as_deref() != Some(message.as_slice()) {
             return Err("this console did not prepare that message: reload the page".into());
         }
-        let b = |s: &str| {
-            URL_SAFE_NO_PAD
-                .decode(s)
-                .map_err(|_| "bad base64url".to_string())
-        };
-        let assertion = Assertion {
-            authenticator_data: b(&v.authenticator_data)?,
-            client_data_json: b(&v.client_data_json)?,
-            signature: b(&v.signature)?,
-        };
-        let key = self
-            .passkey()
-            .ok_or("your policy lists no passkey for you")?;
-        kinko_policy::webauthn::verify(key, &message, &assertion)
-            .map_err(|e| format!("the passkey's answer does not verify here: {e}"))?;
+        let assertion = self.checked_assertion(
+            &message,
+            &v.authenticator_data,
+            &v.client_data_json,
+            &v.signature,
+        )?;
         let mut client = ApprovalServiceClient::new(self.connect.channel().await?);
         if verdict == Verdict::Approve {
             // Decode again right before sending: the approval goes out only while this console's

@@ -175,6 +175,41 @@ async fn officers_and_auditors_drive_kinkod_with_the_cli() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let first = r.stdout.lines().next().unwrap();
     assert!(first.ends_with("PENDING_APPROVAL"), "{first}");
+    // A denied submission is not success for a script: exit status 3, and why on stderr.
+    let stranger = tmp.path().join("stranger.hex");
+    std::fs::write(
+        &stranger,
+        hex::encode(eth_transfer(
+            7,
+            one_eth,
+            address!("0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb"),
+        )),
+    )
+    .unwrap();
+    let denied = kinko(
+        &d,
+        "ledger",
+        &[
+            "request",
+            "submit",
+            "--key",
+            "eth-dev",
+            "--chain",
+            "ethereum",
+            "--payload",
+            path(&stranger),
+            "--idempotency-key",
+            "cli-denied",
+            "--requester-key",
+            path(&dir.join("requesters/ledger.key")),
+        ],
+    );
+    assert_eq!(denied.code, 3, "{denied:?}");
+    assert!(
+        denied.stdout.lines().next().unwrap().ends_with("DENIED")
+            && denied.stderr.contains("ended without a signature"),
+        "{denied:?}"
+    );
     let id = first
         .strip_prefix("request ")
         .unwrap()

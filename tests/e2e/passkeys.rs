@@ -67,7 +67,14 @@ async fn a_passkey_approval_counts_is_logged_whole_and_the_auditor_re_verifies_i
         );
         std::fs::write(&path, text).unwrap();
     });
-    let d = start(&dir, &label, port, false);
+    // At info level: the log, written to a pipe, must be plain text (checked by `start`).
+    let d = kinko_tests::start_with_env(
+        &dir,
+        &label,
+        port,
+        false,
+        &[("RUST_LOG", "info,cryptoki=off")],
+    );
     let p = policy(&dir);
     assert!(p.officer("carol").unwrap().passkey.is_some());
 

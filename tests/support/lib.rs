@@ -224,11 +224,12 @@ pub fn start_wrapped(dir: &Path, wrapper: &[&str], addr: &str) -> Daemon {
 }
 
 fn launch(mut cmd: Command, dir: &Path, addr: &str) -> Daemon {
-    let mut child = cmd
-        .env("RUST_LOG", "warn,cryptoki::mechanism=off")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    cmd.stderr(Stdio::piped());
+    // A test may ask for another log level (`start_with_env`); warnings by default.
+    if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+        cmd.env("RUST_LOG", "warn,cryptoki::mechanism=off");
+    }
+    let mut child = cmd.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -236,6 +237,13 @@ fn launch(mut cmd: Command, dir: &Path, addr: &str) -> Daemon {
         let mut keys = HashMap::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!("kinkod| {line}");
+            // The log goes to a pipe, not a terminal: plain text, never colour codes.
+            if line.contains('\u{1b}') {
+                let _ = tx.send(Err(format!(
+                    "terminal escape codes in a non-terminal log: {line:?}"
+                )));
+                return;
+            }
             if let Some(k) = line.strip_prefix("kinkod: audit log key ") {
                 vkey = k.to_string();
             }
@@ -243,13 +251,14 @@ fn launch(mut cmd: Command, dir: &Path, addr: &str) -> Daemon {
                 keys.insert(name, pk);
             }
             if line.contains("kinkod: listening on") {
-                let _ = tx.send((vkey.clone(), keys.clone()));
+                let _ = tx.send(Ok((vkey.clone(), keys.clone())));
             }
         }
     });
     let (vkey, keys) = rx
         .recv_timeout(Duration::from_secs(120))
-        .expect("kinkod did not start listening");
+        .expect("kinkod did not start listening")
+        .unwrap_or_else(|e| panic!("{e}"));
     Daemon {
         child,
         dir: dir.to_path_buf(),
@@ -423,8 +432,9 @@ pub fn start_fails(dir: &Path) -> String {
         .arg(dir.join("kinkod.toml"))
         .env(
             "RUST_LOG",
+            // Info: the log the refusal is read from, as an operator's file would hold it.
             std::env::var("KINKO_TEST_RUST_LOG")
-                .unwrap_or_else(|_| "warn,cryptoki::mechanism=off".into()),
+                .unwrap_or_else(|_| "info,cryptoki::mechanism=off".into()),
         )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -449,6 +459,11 @@ pub fn start_fails(dir: &Path) -> String {
         std::thread::sleep(Duration::from_millis(50));
     };
     let text = reader.join().unwrap();
+    // Its log went to a pipe, not a terminal: plain text, no colour codes.
+    assert!(
+        !text.contains('\u{1b}'),
+        "kinkod wrote terminal escape codes into a non-terminal log:\n{text}"
+    );
     match status {
         Some(s) if !s.success() => text,
         _ => panic!("kinkod started but should not have:\n{text}"),
@@ -637,6 +652,10 @@ pub async fn https_get(d: &Daemon, port: u16, who: &str, path: &str) -> String {
     .with_root_certificates(roots)
     .with_client_auth_cert(certs(&read(&format!("tls/{who}.pem"))), key)
     .unwrap();
+    // As Prometheus and curl do: offer HTTP/1.1 in ALPN (a listener that only speaks h2 refuses
+    // the handshake).
+    let mut config = config;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await

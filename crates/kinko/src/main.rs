@@ -98,11 +98,21 @@ fn block_on(f: impl std::future::Future<Output = Result<(), String>>) -> ExitCod
     }
 }
 
+/// [`block_on`] for a command that chooses its exit status.
+fn block_on_code(f: impl std::future::Future<Output = Result<ExitCode, String>>) -> ExitCode {
+    let mut code = ExitCode::SUCCESS;
+    let r = block_on(async {
+        code = f.await?;
+        Ok(())
+    });
+    if r == ExitCode::SUCCESS { code } else { r }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Intent(cmd) => intent::run(cmd),
-        Command::Request(cmd) => block_on(request::run(cmd)),
+        Command::Request(cmd) => block_on_code(request::run(cmd)),
         Command::Approve(v) => block_on(officer::run(v, kinko_policy::Verdict::Approve)),
         Command::Reject(v) => block_on(officer::run(v, kinko_policy::Verdict::Reject)),
         Command::Audit(cmd) => audit::run(cmd),

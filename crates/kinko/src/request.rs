@@ -171,7 +171,38 @@ pub(crate) fn print_request(r: &pb::Request) {
     }
 }
 
-pub(crate) async fn run(cmd: RequestCommand) -> Result<(), String> {
+/// Exit status of `request submit` and `request watch` when the request ended, or is, without
+/// a signature (denied, rejected, expired, cancelled, failed): scripts must not read it as done.
+pub(crate) const EXIT_NOT_SIGNED: u8 = 3;
+
+/// Whether a request is final without a signature.
+fn ended_unsigned(r: &pb::Request) -> bool {
+    use pb::RequestState as S;
+    matches!(
+        S::try_from(r.state),
+        Ok(S::Denied | S::Rejected | S::Expired | S::Cancelled | S::Failed)
+    )
+}
+
+/// The exit status for a request's state after `submit` or `watch`.
+fn outcome(r: &pb::Request) -> std::process::ExitCode {
+    if ended_unsigned(r) {
+        eprintln!(
+            "kinko: request {} ended without a signature{}",
+            clean(&r.request_id),
+            if r.final_reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", clean(&r.final_reason))
+            }
+        );
+        std::process::ExitCode::from(EXIT_NOT_SIGNED)
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}
+
+pub(crate) async fn run(cmd: RequestCommand) -> Result<std::process::ExitCode, String> {
     match cmd {
         RequestCommand::Submit {
             connect,
@@ -217,7 +248,7 @@ pub(crate) async fn run(cmd: RequestCommand) -> Result<(), String> {
                 .map_err(show_status)?
                 .into_inner();
             print_request(&r);
-            Ok(())
+            Ok(outcome(&r))
         }
         RequestCommand::Show { connect, id } => {
             let mut c = WithdrawalServiceClient::new(connect.channel().await?);
@@ -227,7 +258,7 @@ pub(crate) async fn run(cmd: RequestCommand) -> Result<(), String> {
                 .map_err(show_status)?
                 .into_inner();
             print_request(&r);
-            Ok(())
+            Ok(std::process::ExitCode::SUCCESS)
         }
         RequestCommand::Watch { connect, id } => {
             let mut c = WithdrawalServiceClient::new(connect.channel().await?);
@@ -236,13 +267,15 @@ pub(crate) async fn run(cmd: RequestCommand) -> Result<(), String> {
                 .await
                 .map_err(show_status)?
                 .into_inner();
+            let mut last = None;
             while let Some(ev) = s.message().await.map_err(show_status)? {
                 if let Some(r) = ev.request {
                     print_request(&r);
                     println!();
+                    last = Some(r);
                 }
             }
-            Ok(())
+            Ok(last.map_or(std::process::ExitCode::SUCCESS, |r| outcome(&r)))
         }
         RequestCommand::Cancel {
             connect,
@@ -259,7 +292,7 @@ pub(crate) async fn run(cmd: RequestCommand) -> Result<(), String> {
                 .map_err(show_status)?
                 .into_inner();
             print_request(&r);
-            Ok(())
+            Ok(std::process::ExitCode::SUCCESS)
         }
     }
 }

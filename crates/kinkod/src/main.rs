@@ -126,6 +126,8 @@ fn main() -> ExitCode {
                 }),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: a log file or journald gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -704,9 +706,13 @@ async fn run(config: Config) -> Result<(), String> {
         eprintln!(
             "kinkod: metrics on https://{local}/metrics (client certificate with the metrics or auditor role)"
         );
+        // The same TLS set-up, speaking HTTP/1.1: a scraper (Prometheus, curl) offers
+        // http/1.1 in ALPN, and the gRPC listener's h2-only list would refuse its handshake.
+        let mut metrics_tls = (*tls).clone();
+        metrics_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         tokio::spawn(metrics_listener::serve(
             listener,
-            Arc::clone(&tls),
+            Arc::new(metrics_tls),
             Arc::clone(&principals),
             Arc::clone(&engine),
         ));

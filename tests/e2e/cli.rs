@@ -205,6 +205,25 @@ async fn officers_and_auditors_drive_kinkod_with_the_cli() {
         ],
     );
     assert_eq!(denied.code, 3, "{denied:?}");
+    // A certificate that does not name the server, and a server that is not there: the error
+    // says which, not a bare "transport error".
+    let r = kinko(
+        &d,
+        "ledger",
+        &["request", "show", "x", "--tls-server-name", "kinko.example"],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("certificate") && r.stderr.contains("transport error: "),
+        "{r:?}"
+    );
+    let r = kinko(
+        &d,
+        "ledger",
+        &["request", "show", "x", "--server", "https://localhost:1"],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.to_lowercase().contains("refused"), "{r:?}");
     assert!(
         denied.stdout.lines().next().unwrap().ends_with("DENIED")
             && denied.stderr.contains("ended without a signature"),

@@ -83,8 +83,24 @@ impl Connect {
             .map_err(|e| e.to_string())?
             .connect()
             .await
-            .map_err(|e| format!("cannot reach kinkod at {}: {e}", self.server))
+            .map_err(|e| format!("cannot reach kinkod at {}: {}", self.server, causes(&e)))
     }
+}
+
+/// An error with its causes (tonic's transport error alone says only "transport error"; the
+/// cause says which: a refused connection, a certificate not valid for the name, …).
+pub(crate) fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
 }
 
 /// Reads a hex Ed25519 seed file (mode 600 required).

@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kinko_tests::pb::approval_service_client::ApprovalServiceClient;
-use kinko_tests::{Daemon, Verdict, officer_approval, reason, replace_in, start, start_wrapped};
+use kinko_tests::{
+    Daemon, Verdict, free_port, officer_approval, reason, replace_in, start, start_wrapped,
+};
 
 use crate::faults::{Seen, check, load, one_withdrawal};
 use kinko_store::testing::Cluster;
@@ -88,8 +90,16 @@ async fn postgresql_restarted_under_load_fails_closed_and_kinkod_recovers_by_its
     let pg = Cluster::start(&tmp.path().join("pg"), &[]).unwrap();
     let url = kinko_store::testing::create_database(&pg.url, "restart").unwrap();
     let p = pair_on(tmp.path(), url, "100000", |_| {});
+    // Replica A answers a load balancer's health check (plain HTTP, no certificate).
+    let health_port = free_port();
+    let mut config = std::fs::read_to_string(p.dir_a.join("kinkod.toml")).unwrap();
+    config.push_str(&format!(
+        "\n[health]\nlisten = \"127.0.0.1:{health_port}\"\n"
+    ));
+    std::fs::write(p.dir_a.join("kinkod.toml"), config).unwrap();
     let a = Arc::new(start(&p.dir_a, &p.label, p.port_a, false));
     let b = Arc::new(start(&p.dir_b, &p.label, p.port_b, false));
+    assert_eq!(health(health_port).await, "HTTP/1.1 200 OK|ok\n");
 
     // Before the outage: a request one approval short of its quorum, and the approval that
     // would complete it, signed by bob ahead (fetching the request needs the database).
@@ -127,6 +137,11 @@ async fn postgresql_restarted_under_load_fails_closed_and_kinkod_recovers_by_its
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
     assert_eq!(reason(&refused), "AUDIT_UNAVAILABLE");
+    // The load balancer takes A out: unavailable, and nothing more said.
+    assert_eq!(
+        health(health_port).await,
+        "HTTP/1.1 503 Service Unavailable|unavailable\n"
+    );
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(
         signed(&seen),
@@ -144,6 +159,7 @@ async fn postgresql_restarted_under_load_fails_closed_and_kinkod_recovers_by_its
     let again_b = until_it_signs(&b, &next_nonce, &seen).await;
     let again_a = until_it_signs(&a, &next_nonce, &seen).await;
     assert!(a.alive() && b.alive(), "a replica exited");
+    assert_eq!(health(health_port).await, "HTTP/1.1 200 OK|ok\n");
     // The approval refused during the outage was not counted; given again, it completes the
     // quorum and the request is signed, once.
     let done = ApprovalServiceClient::new(kinko_tests::channel(&b, "bob").await)
@@ -395,4 +411,24 @@ async fn a_replica_partitioned_from_postgresql_signs_nothing_and_the_other_keeps
     let vkey = b.vkey.clone();
     drop((a, b));
     verify_offline(&p.dir_b, &tmp.path().join("exported"), &vkey);
+}
+
+/// `GET /healthz` on kinkod's health listener: "status line|body".
+async fn health(port: u16) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: lb\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await;
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    // Nothing beyond the status: no version, no server name, no state.
+    assert!(
+        !head.to_ascii_lowercase().contains("server:") && !body.contains("kinko"),
+        "{out}"
+    );
+    format!("{}|{body}", head.lines().next().unwrap_or(""))
 }

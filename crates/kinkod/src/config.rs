@@ -15,6 +15,9 @@ pub(crate) struct Config {
     /// The Prometheus listener (optional).
     #[serde(default)]
     pub(crate) metrics: Option<MetricsConfig>,
+    /// The health listener for load balancers (optional; plain HTTP, no client certificate).
+    #[serde(default)]
+    pub(crate) health: Option<HealthConfig>,
     /// TLS files.
     pub(crate) tls: TlsConfig,
     /// Certificate subjects and their roles.
@@ -64,6 +67,15 @@ fn default_witness_wait() -> u64 {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ServerConfig {
     /// gRPC listener (TLS 1.3, client certificates required).
+    pub(crate) listen: SocketAddr,
+}
+
+/// `[health]`: `GET /healthz` for a load balancer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HealthConfig {
+    /// Plain HTTP, no client certificate: it answers `200 ok` or `503 unavailable` and nothing
+    /// else (no version, no state, no reason). Bind it where only the load balancer reaches.
     pub(crate) listen: SocketAddr,
 }
 

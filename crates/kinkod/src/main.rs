@@ -717,6 +717,17 @@ async fn run(config: Config) -> Result<(), String> {
             Arc::clone(&engine),
         ));
     }
+    if let Some(h) = &config.health {
+        let listener = tls::bind(h.listen).await?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        eprintln!(
+            "kinkod: health on http://{local}/healthz (no client certificate; ok or unavailable, nothing else)"
+        );
+        tokio::spawn(metrics_listener::serve_health(
+            listener,
+            Arc::clone(&engine),
+        ));
+    }
     let listener = tls::bind(config.server.listen).await?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%local, "kinkod listening (TLS 1.3, client certificates required)");

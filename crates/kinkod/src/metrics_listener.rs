@@ -100,3 +100,58 @@ pub(crate) async fn serve(
         });
     }
 }
+
+/// Serves `GET /healthz` in plain HTTP without a client certificate, for a load balancer:
+/// `200 ok` when the store answers within 2 s and no witness conflict stopped signing,
+/// `503 unavailable` otherwise. It says nothing else: no version, no state, no reason (those
+/// are on the authenticated metrics listener and in the log).
+pub(crate) async fn serve_health(
+    listener: tokio::net::TcpListener,
+    engine: Arc<crate::engine::Engine>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(64));
+    loop {
+        let (mut tcp, _) = crate::tls::accept(&listener).await;
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            continue;
+        };
+        let engine = Arc::clone(&engine);
+        tokio::spawn(async move {
+            let work = async {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 512];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = tcp.read(&mut buf).await.ok()?;
+                    if n == 0 || head.len() + n > MAX_HEAD {
+                        return None;
+                    }
+                    head.extend_from_slice(buf.get(..n)?);
+                }
+                let (code, body) = if head.starts_with(b"GET /healthz ") {
+                    let store = Arc::clone(engine.store());
+                    let probe = tokio::task::spawn_blocking(move || store.freeze_state().is_ok());
+                    let store_ok = matches!(
+                        tokio::time::timeout(std::time::Duration::from_secs(2), probe).await,
+                        Ok(Ok(true))
+                    );
+                    let conflict = engine.witnessing().is_some_and(|w| w.conflict().is_some());
+                    if store_ok && !conflict {
+                        ("200 OK", "ok\n")
+                    } else {
+                        ("503 Service Unavailable", "unavailable\n")
+                    }
+                } else {
+                    ("404 Not Found", "not found\n")
+                };
+                let response = format!(
+                    "HTTP/1.1 {code}\r\ncontent-type: text/plain\r\ncache-control: no-store\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                tcp.write_all(response.as_bytes()).await.ok()?;
+                tcp.shutdown().await.ok()
+            };
+            let _ = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, work).await;
+            drop(permit);
+        });
+    }
+}

@@ -492,6 +492,8 @@ fn write_fuzz_seeds() {
 
 /// Writes the seeds of the `tlog_policy` and `bundle` targets:
 /// `cargo test -p kinko-audit --test fuzz_corpus -- --ignored write_witness_seeds`.
+/// Ignored because it rewrites committed files; what CI checks is that the committed seeds
+/// replay (`tlog_policy_corpus_replays`, `bundle_corpus_replays` above).
 #[test]
 #[ignore = "regenerates committed seed files"]
 fn write_witness_seeds() {

@@ -473,16 +473,7 @@ impl Console {
 
     /// Sends a governance vote the page's passkey signed over a message this console built.
     async fn governance(&self, body: &[u8]) -> Result<serde_json::Value, String> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Vote {
-            message: String,
-            authenticator_data: String,
-            client_data_json: String,
-            signature: String,
-        }
-        let v: Vote = serde_json::from_slice(body).map_err(|e| format!("bad request: {e}"))?;
-        let message = hex::decode(&v.message).map_err(|_| "bad message")?;
+        let (v, message) = PageVote::parse(body)?;
         let subject_id = self
             .issued_governance
             .lock()
@@ -588,22 +579,13 @@ impl Console {
     }
 
     async fn vote(&self, body: &[u8], verdict: Verdict) -> Result<serde_json::Value, String> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Vote {
-            request_id: String,
-            message: String,
-            authenticator_data: String,
-            client_data_json: String,
-            signature: String,
-        }
-        let v: Vote = serde_json::from_slice(body).map_err(|e| format!("bad request: {e}"))?;
-        let message = hex::decode(&v.message).map_err(|_| "bad message")?;
+        let (v, message) = PageVote::parse(body)?;
+        let request_id = v.request_id.clone().ok_or("bad request: no request_id")?;
         let issued = self
             .issued
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&(v.request_id.clone(), verdict == Verdict::Approve))
+            .get(&(request_id.clone(), verdict == Verdict::Approve))
             .cloned();
         if issued.as_deref() != Some(message.as_slice()) {
             return Err("this console did not prepare that message: reload the page".into());
@@ -620,7 +602,7 @@ impl Console {
             // decode and the daemon's digest agree.
             let req = client
                 .get_request(pb::RequestId {
-                    request_id: v.request_id.clone(),
+                    request_id: request_id.clone(),
                 })
                 .await
                 .map_err(crate::client::show_status)?
@@ -633,7 +615,7 @@ impl Console {
             }
         }
         let m = pb::SignedApproval {
-            request_id: v.request_id,
+            request_id,
             officer_id: self.officer.clone(),
             message,
             signature: assertion.to_bytes(),
@@ -689,6 +671,27 @@ fn p256_point_of_spki(spki: &[u8]) -> Option<&[u8]> {
     ];
     let point = spki.strip_prefix(PREFIX.as_slice())?;
     (point.len() == 65 && point.first() == Some(&0x04)).then_some(point)
+}
+
+/// A vote the page sends: the message this console prepared (hex) and the passkey's
+/// assertion over it (base64url fields); withdrawals name their request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageVote {
+    #[serde(default)]
+    request_id: Option<String>,
+    message: String,
+    authenticator_data: String,
+    client_data_json: String,
+    signature: String,
+}
+
+impl PageVote {
+    fn parse(body: &[u8]) -> Result<(PageVote, Vec<u8>), String> {
+        let v: PageVote = serde_json::from_slice(body).map_err(|e| format!("bad request: {e}"))?;
+        let message = hex::decode(&v.message).map_err(|_| "bad message")?;
+        Ok((v, message))
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

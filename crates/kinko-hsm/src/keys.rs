@@ -124,6 +124,7 @@ fn templates(label: &str, id: &[u8], kind: KeyKind) -> (Vec<Attribute>, Vec<Attr
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
         Attribute::Sign(true),
+        Attribute::SignRecover(false),
         Attribute::Decrypt(false),
         Attribute::Unwrap(false),
         Attribute::Derive(false),
@@ -227,7 +228,12 @@ fn check_private_kind(session: &Session, h: ObjectHandle, label: &str) -> Result
     }
 }
 
-/// Refuses a private key that is extractable, not sensitive, or not a signing key of `kind`.
+/// Refuses a private key that is extractable, not sensitive, not a signing key of `kind`, or
+/// that the token would also use for anything but signing: decryption, unwrapping other keys,
+/// key derivation (ECDH) or signatures with recovery. Also refuses a key that the token reports
+/// was once extractable or not sensitive (`CKA_NEVER_EXTRACTABLE` / `CKA_ALWAYS_SENSITIVE`
+/// false): a copy of it may exist outside the HSM. An attribute the token does not report for
+/// this key type counts as not granted.
 fn check_private(
     session: &Session,
     h: ObjectHandle,
@@ -241,6 +247,12 @@ fn check_private(
             AttributeType::Extractable,
             AttributeType::Sign,
             AttributeType::EcParams,
+            AttributeType::Decrypt,
+            AttributeType::Unwrap,
+            AttributeType::Derive,
+            AttributeType::SignRecover,
+            AttributeType::AlwaysSensitive,
+            AttributeType::NeverExtractable,
         ],
     )?;
     let unsafe_key = |reason: &str| -> OpError {
@@ -251,12 +263,20 @@ fn check_private(
         .into()
     };
     let (mut sensitive, mut extractable, mut sign, mut params) = (None, None, None, None);
+    let mut more = Vec::new();
+    let (mut always_sensitive, mut never_extractable) = (None, None);
     for a in attrs {
         match a {
             Attribute::Sensitive(v) => sensitive = Some(v),
             Attribute::Extractable(v) => extractable = Some(v),
             Attribute::Sign(v) => sign = Some(v),
             Attribute::EcParams(v) => params = Some(v),
+            Attribute::Decrypt(true) => more.push("CKA_DECRYPT"),
+            Attribute::Unwrap(true) => more.push("CKA_UNWRAP"),
+            Attribute::Derive(true) => more.push("CKA_DERIVE"),
+            Attribute::SignRecover(true) => more.push("CKA_SIGN_RECOVER"),
+            Attribute::AlwaysSensitive(v) => always_sensitive = Some(v),
+            Attribute::NeverExtractable(v) => never_extractable = Some(v),
             _ => {}
         }
     }
@@ -268,6 +288,23 @@ fn check_private(
     }
     if sign != Some(true) {
         return Err(unsafe_key("CKA_SIGN is not true"));
+    }
+    if !more.is_empty() {
+        return Err(unsafe_key(&format!(
+            "{} is true: the key may be used for more than signing (make it again with \
+             `kinkod create-key`, which sets only CKA_SIGN)",
+            more.join(", ")
+        )));
+    }
+    if never_extractable == Some(false) {
+        return Err(unsafe_key(
+            "CKA_NEVER_EXTRACTABLE is false: the key was extractable once, so a copy may exist outside the HSM",
+        ));
+    }
+    if always_sensitive == Some(false) {
+        return Err(unsafe_key(
+            "CKA_ALWAYS_SENSITIVE is false: the key was readable once, so a copy may exist outside the HSM",
+        ));
     }
     let ok_params = match (kind, params.as_deref()) {
         (KeyKind::Secp256k1, Some(p)) => p == SECP256K1_OID_DER,

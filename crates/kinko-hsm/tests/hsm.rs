@@ -416,6 +416,96 @@ async fn extractable_or_non_sensitive_keys_are_refused() {
     }
 }
 
+/// A key the token would also decrypt, unwrap or derive with (what `pkcs11-tool --keypairgen`
+/// makes unless told otherwise) is refused, each permission named; so is a key that was once
+/// extractable. The same key made with only CKA_SIGN is accepted.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_that_allow_more_than_signing_are_refused() {
+    let token = TestToken::new().unwrap();
+    let hsm = token.open(1).await.unwrap();
+    let s = common::raw_session(&token);
+    let params = vec![0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a];
+    let cases: [(&str, Vec<Attribute>, Option<&str>); 6] = [
+        (
+            "decrypts",
+            vec![Attribute::Decrypt(true)],
+            Some("CKA_DECRYPT is true"),
+        ),
+        (
+            "unwraps",
+            vec![Attribute::Unwrap(true)],
+            Some("CKA_UNWRAP is true"),
+        ),
+        (
+            "derives",
+            vec![Attribute::Derive(true)],
+            Some("CKA_DERIVE is true"),
+        ),
+        (
+            "all-three",
+            vec![
+                Attribute::Decrypt(true),
+                Attribute::Unwrap(true),
+                Attribute::Derive(true),
+            ],
+            Some("CKA_DECRYPT, CKA_UNWRAP, CKA_DERIVE is true"),
+        ),
+        (
+            "was-extractable",
+            vec![Attribute::Extractable(true)],
+            Some("CKA_NEVER_EXTRACTABLE is false"),
+        ),
+        ("sign-only", vec![], None),
+    ];
+    for (label, extra, why) in cases {
+        let public = vec![
+            Attribute::Token(true),
+            Attribute::Verify(true),
+            Attribute::EcParams(params.clone()),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ];
+        let mut private = vec![
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Sign(true),
+            Attribute::SignRecover(false),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ];
+        for flag in [
+            Attribute::Extractable(false),
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
+        ] {
+            if !extra
+                .iter()
+                .any(|a| std::mem::discriminant(a) == std::mem::discriminant(&flag))
+            {
+                private.push(flag);
+            }
+        }
+        private.extend(extra);
+        let (_, priv_h) = s
+            .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+            .unwrap();
+        if label == "was-extractable" {
+            // Made extractable, then locked: the token remembers it once was.
+            s.update_attributes(priv_h, &[Attribute::Extractable(false)])
+                .unwrap();
+        }
+        let got = hsm.sign_secp256k1_prehash(label, [1; 32]).await;
+        match (why, got) {
+            (None, Ok(_)) => {}
+            (Some(why), Err(HsmError::UnsafeKey { label: l, reason })) => {
+                assert_eq!(l, label);
+                assert!(reason.starts_with(why), "{label}: {reason}");
+            }
+            (why, other) => panic!("{label}: expected {why:?}, got {other:?}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_probe_reports_both_curves() {
     let token = TestToken::new().unwrap();

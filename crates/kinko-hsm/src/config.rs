@@ -22,6 +22,9 @@ pub enum PinSource {
     File(PathBuf),
     /// An environment variable holding the PIN.
     Env(String),
+    /// A systemd credential: the file of this name in `$CREDENTIALS_DIRECTORY`, which systemd
+    /// fills from `LoadCredential=` (or `LoadCredentialEncrypted=`) for this service only.
+    Credential(String),
 }
 
 /// How to reach the token. `Debug` is safe: the PIN itself is never part of the config.
@@ -48,6 +51,19 @@ impl PinSource {
     pub fn load(&self) -> Result<SecretString, HsmError> {
         let raw = match self {
             PinSource::File(path) => read_pin_file(path)?,
+            PinSource::Credential(name) => {
+                if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                    return Err(HsmError::PinSource(format!(
+                        "credential {name:?} is not a credential name"
+                    )));
+                }
+                let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                    HsmError::PinSource(format!(
+                        "pin = {{ credential = {name:?} }} needs CREDENTIALS_DIRECTORY: run kinkod under systemd with LoadCredential={name}:FILE"
+                    ))
+                })?;
+                read_pin_file(&Path::new(&dir).join(name))?
+            }
             PinSource::Env(var) => Zeroizing::new(std::env::var(var).map_err(|_| {
                 HsmError::PinSource(format!(
                     "environment variable {var} is not set or not UTF-8"

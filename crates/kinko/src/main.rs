@@ -34,6 +34,9 @@ enum Command {
     /// Officer keys: make one (passphrase-encrypted), print its public key.
     #[command(subcommand)]
     Officer(officer_key::OfficerCommand),
+    /// Requester keys (the withdrawal pipeline's): make one, print its public key.
+    #[command(subcommand)]
+    Requester(request::RequesterCommand),
     /// Stop all signing at once (one officer with a freeze role; signed with your officer key).
     Freeze(governance::Signer),
     /// Approve lifting the freeze (a quorum, then a delay), or veto it.
@@ -116,6 +119,13 @@ fn main() -> ExitCode {
         Command::Approve(v) => block_on(officer::run(v, kinko_policy::Verdict::Approve)),
         Command::Reject(v) => block_on(officer::run(v, kinko_policy::Verdict::Reject)),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Requester(cmd) => match request::run_requester(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kinko: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Officer(cmd) => match officer_key::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -296,3 +296,61 @@ pub(crate) async fn run(cmd: RequestCommand) -> Result<std::process::ExitCode, S
         }
     }
 }
+
+/// `kinko requester …`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum RequesterCommand {
+    /// Make a new requester Ed25519 key for the withdrawal pipeline.
+    ///
+    /// Writes FILE (64 hex digits, mode 600, never overwrites) and prints the public key, as
+    /// the policy's [[requesters]] public_key takes it. The pipeline signs every submission
+    /// with it (`kinko request submit --requester-key FILE`); keep it in the pipeline's secret
+    /// store, and replace it through governance if it leaks.
+    #[command(verbatim_doc_comment)]
+    Keygen {
+        /// Where to write the key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the public key of a requester key file.
+    PublicKey {
+        /// The key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
+}
+
+/// Runs a requester key command.
+pub(crate) fn run_requester(cmd: RequesterCommand) -> Result<(), String> {
+    match cmd {
+        RequesterCommand::Keygen { out } => {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+            getrandom::fill(&mut *seed).map_err(|e| e.to_string())?;
+            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+            let text = zeroize::Zeroizing::new(hex::encode(*seed) + "\n");
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+            f.write_all(text.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+            let pk = hex::encode(key.verifying_key().to_bytes());
+            eprintln!(
+                "kinko: wrote {} (mode 600). In the policy's [[requesters]]:\n  public_key = \"{pk}\"",
+                out.display()
+            );
+            println!("{pk}");
+            Ok(())
+        }
+        RequesterCommand::PublicKey { key } => {
+            let k = crate::client::read_ed25519_seed(&key)?;
+            println!("{}", hex::encode(k.verifying_key().to_bytes()));
+            Ok(())
+        }
+    }
+}

@@ -37,6 +37,31 @@ pub(crate) struct Config {
     /// Witnesses that cosign the log's checkpoints (optional; docs/witness.md).
     #[serde(default)]
     pub(crate) witness: Option<WitnessConfig>,
+    /// kinkod's own log (standard error).
+    #[serde(default)]
+    pub(crate) log: LogConfig,
+}
+
+/// `[log]`: how kinkod writes its own log lines to standard error.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogConfig {
+    /// `text` (the default; colour codes only on a terminal) or `json`: one JSON object per
+    /// line, with `timestamp`, `level`, `target` and the event's fields, for journald or a log
+    /// shipper. `RUST_LOG` still chooses what is logged.
+    #[serde(default)]
+    pub(crate) format: LogFormat,
+}
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `[witness]`: who cosigns the log's checkpoints, and how long to wait for them.

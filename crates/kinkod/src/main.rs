@@ -25,6 +25,7 @@ mod metrics_listener;
 mod rate;
 mod rebuild;
 mod service;
+mod setup;
 mod status;
 mod tls;
 mod witnessing;
@@ -86,6 +87,55 @@ enum Command {
         #[arg(long)]
         store_postgres: Option<String>,
     },
+    /// Write a commented production configuration (DIR/kinkod.toml, every key listed) and a
+    /// starting policy (STATE_DIR/policy.toml: deny by default, placeholders for the officers
+    /// and the requester). Never overwrites. Next: docs/install.md.
+    Init {
+        /// Where to write kinkod.toml.
+        #[arg(long, default_value = "/etc/kinko")]
+        dir: PathBuf,
+        /// Where kinkod keeps its state: the SQLite store, the newest checkpoint seen and the
+        /// policy file (rewritten by governance).
+        #[arg(long, default_value = "/var/lib/kinko")]
+        state_dir: PathBuf,
+        /// The audit log's name in its checkpoints, e.g. kinko.example.com/log.
+        #[arg(long)]
+        origin: String,
+        /// The gRPC listen address.
+        #[arg(long, default_value = "0.0.0.0:7443")]
+        listen: std::net::SocketAddr,
+        /// The PKCS#11 module of the HSM.
+        #[arg(long)]
+        module: PathBuf,
+        /// The label of the token the keys live on.
+        #[arg(long)]
+        token_label: String,
+    },
+    /// Check the configuration, the policy, the TLS files, the PIN's permissions, the token (a
+    /// capability probe with session keys), the log key and every signing key, and say what to
+    /// fix; starts nothing, creates nothing. Exit status 1 when anything fails.
+    CheckConfig,
+    /// Make a key on the configured token, with only CKA_SIGN (sensitive, never extractable):
+    /// the audit-log key (--log-key), or a signing key, printed as the policy's [[keys]] block.
+    /// Only before the first start: afterwards keys are created through governance, so that the
+    /// log records who approved them.
+    CreateKey {
+        /// Make the audit-log key ([audit] log_key_label, Ed25519); prints its verifier key.
+        #[arg(long, conflicts_with_all = ["name", "chain", "network", "hsm_label"])]
+        log_key: bool,
+        /// The key's name in the policy.
+        #[arg(long, required_unless_present = "log_key")]
+        name: Option<String>,
+        /// ethereum, bitcoin or solana.
+        #[arg(long, required_unless_present = "log_key")]
+        chain: Option<kinko_intent::Chain>,
+        /// The network: an EIP-155 chain id, bitcoin/testnet/signet/regtest, mainnet-beta/devnet.
+        #[arg(long, required_unless_present = "log_key")]
+        network: Option<String>,
+        /// The object label on the token (default kinko-NAME).
+        #[arg(long)]
+        hsm_label: Option<String>,
+    },
     /// Print the policy in force as installed (from the store) to standard output.
     InstalledPolicy,
     /// Write the audit log held in the store as the documented files (one segment and
@@ -116,20 +166,33 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // cryptoki logs an ERROR for every vendor mechanism it has no name for while
-                // listing mechanisms; kinko-hsm reports real failures itself.
-                .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new("info,cryptoki::mechanism=off")
-                }),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal: a log file or journald gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let args = Args::parse();
+    // `[log] format` from the configuration, when it loads; a configuration that does not load
+    // is reported below, in text.
+    let format = args
+        .config
+        .as_deref()
+        .and_then(|p| Config::load(p).ok())
+        .map(|c| c.log.format)
+        .unwrap_or_default();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        // cryptoki logs an ERROR for every vendor mechanism it has no name for while listing
+        // mechanisms; kinko-hsm reports real failures itself.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,cryptoki::mechanism=off"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        // Colour codes only on a terminal: a log file or journald gets plain text.
+        config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -155,6 +218,52 @@ fn main() -> ExitCode {
                     return Ok(());
                 }
                 path
+            }
+            Some(Command::Init {
+                dir,
+                state_dir,
+                origin,
+                listen,
+                module,
+                token_label,
+            }) => {
+                return setup::init(&setup::InitOptions {
+                    dir,
+                    state_dir,
+                    origin,
+                    listen,
+                    module,
+                    token_label,
+                });
+            }
+            Some(Command::CheckConfig) => {
+                let path = args.config.ok_or("give --config FILE")?;
+                return if setup::check_config(&path).await {
+                    Ok(())
+                } else {
+                    Err(String::new())
+                };
+            }
+            Some(Command::CreateKey {
+                log_key,
+                name,
+                chain,
+                network,
+                hsm_label,
+            }) => {
+                let config = Config::load(&args.config.ok_or("give --config FILE")?)?;
+                let what = if log_key {
+                    setup::NewKey::Log
+                } else {
+                    let name = name.ok_or("give --name")?;
+                    setup::NewKey::Signing {
+                        hsm_label: hsm_label.unwrap_or_else(|| format!("kinko-{name}")),
+                        name,
+                        chain: chain.ok_or("give --chain")?,
+                        network: network.ok_or("give --network")?,
+                    }
+                };
+                return setup::create_key(&config, what).await;
             }
             Some(Command::InstalledPolicy) => {
                 let config = Config::load(&args.config.ok_or("give --config FILE")?)?;
@@ -227,7 +336,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kinkod: {e}");
+            if !e.is_empty() {
+                eprintln!("kinkod: {e}");
+            }
             ExitCode::FAILURE
         }
     }

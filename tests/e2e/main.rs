@@ -8,5 +8,6 @@ mod chains;
 mod cli;
 mod console;
 mod governance;
+mod install;
 mod passkeys;
 mod walkthrough;

@@ -1,37 +1,37 @@
 #!/usr/bin/env bash
 # Every check and every test, as CI runs them. Installs SoftHSM2, promtool, Chromium with
-# chromedriver, and PostgreSQL when missing (Debian), and starts a throwaway PostgreSQL
+# chromedriver, systemd-analyze, openssl, and PostgreSQL when missing (Debian), and starts a throwaway PostgreSQL
 # cluster of its own (initdb/pg_ctl in a temporary directory, as an unprivileged user; stopped
 # at exit).
 # Tests make their own SoftHSM2 tokens under target/tmp/softhsm2-test (see .cargo/config.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hsm-config/softhsm2/install.sh
-# promtool (Debian's prometheus package) tests the alert rules in docs/alerts.
-if ! command -v promtool >/dev/null 2>&1; then
+# need COMMAND PACKAGE...: installs the Debian packages when COMMAND is missing.
+need() {
+  local cmd="$1"; shift
+  command -v "$cmd" >/dev/null 2>&1 && return 0
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "promtool is missing and this is not a Debian-like system: install Prometheus's promtool" >&2
+    echo "$cmd is missing and this is not a Debian-like system: install $*" >&2
     exit 1
   fi
-  sudo=""
+  local sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  echo "installing prometheus for promtool (apt-get)..." >&2
+  echo "installing $* for $cmd (apt-get)..." >&2
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+# promtool (Debian's prometheus package) tests the alert rules in docs/alerts.
+need promtool prometheus
 # Headless Chromium and chromedriver drive the officer's console in the browser tests
 # (tests/e2e/console.rs), with Chromium's virtual WebAuthn authenticator.
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "chromium and chromedriver are missing and this is not a Debian-like system: install them" >&2
-    exit 1
-  fi
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  echo "installing chromium and chromium-driver (apt-get)..." >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
-fi
+need chromium chromium chromium-driver
+need chromedriver chromium chromium-driver
+# systemd-analyze rates the shipped unit's sandbox (tests/e2e/operations.rs); openssl makes the
+# install guide's CA (tests/e2e/install.rs runs docs/install.md); dpkg-deb builds the package.
+need systemd-analyze systemd
+need openssl openssl
+need dpkg-deb dpkg
 promtool check rules docs/alerts/kinko.rules.yml
 promtool test rules docs/alerts/kinko.rules.test.yml
 rm -rf target/tmp/softhsm2-test

@@ -50,10 +50,9 @@ impl Drop for KillPidFile {
 
 #[test]
 fn the_install_guide_runs_as_written_to_a_first_signed_withdrawal() {
-    let page = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/install.md"),
-    )
-    .unwrap();
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/install.md"))
+            .unwrap();
     let (setup, first_use) = tested_blocks(&page);
     // The steps that matter are in the tested part, not only in untested blocks.
     for step in [
@@ -65,10 +64,20 @@ fn the_install_guide_runs_as_written_to_a_first_signed_withdrawal() {
         "kinko requester keygen",
         "check-config",
     ] {
-        assert!(setup.contains(step), "docs/install.md no longer runs {step:?}");
+        assert!(
+            setup.contains(step),
+            "docs/install.md no longer runs {step:?}"
+        );
     }
-    for step in ["kinko request submit", "kinko approve", "kinko audit verify"] {
-        assert!(first_use.contains(step), "docs/install.md no longer runs {step:?}");
+    for step in [
+        "kinko request submit",
+        "kinko approve",
+        "kinko audit verify",
+    ] {
+        assert!(
+            first_use.contains(step),
+            "docs/install.md no longer runs {step:?}"
+        );
     }
 
     let kinkod = support::bin("kinkod");

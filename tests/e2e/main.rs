@@ -9,5 +9,6 @@ mod cli;
 mod console;
 mod governance;
 mod install;
+mod operations;
 mod passkeys;
 mod walkthrough;

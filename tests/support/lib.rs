@@ -89,6 +89,12 @@ impl Daemon {
             .unwrap_or(false)
     }
 
+    /// The exit code once the process has exited (None while it runs, or when a signal ended
+    /// it).
+    pub fn exit_code(&mut self) -> Option<i32> {
+        self.child.try_wait().ok().flatten().and_then(|s| s.code())
+    }
+
     /// `kill -9`, and wait for the process to be gone.
     pub fn kill9(mut self) {
         let _ = self.child.kill();

@@ -24,13 +24,8 @@ pub(crate) struct Principal {
 /// Pinned certificates → principals, and each principal's call rate.
 #[derive(Debug, Default)]
 pub(crate) struct Principals {
-    /// SHA-256 of a certificate's DER (lowercase hex) → the principal and the common name it
-    /// must carry.
-    by_fingerprint: HashMap<String, (String, Principal)>,
-    /// Common names of configured principals (to say why an unpinned certificate is refused).
-    cns: HashMap<String, String>,
-    /// Revoked certificates (SHA-256 of the DER, lowercase hex).
-    revoked: std::collections::HashSet<String>,
+    /// The pins and the revocation list; replaced whole by a reload (SIGHUP).
+    pins: std::sync::RwLock<Arc<Pins>>,
     /// Calls per second per principal (0: unlimited) and the burst allowed.
     rate: f64,
     burst: f64,
@@ -38,7 +33,63 @@ pub(crate) struct Principals {
     metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
+/// Pinned certificates and revoked ones, as the configuration lists them.
+#[derive(Debug, Default)]
+struct Pins {
+    /// SHA-256 of a certificate's DER (lowercase hex) → the principal and the common name it
+    /// must carry.
+    by_fingerprint: HashMap<String, (String, Principal)>,
+    /// Common names of configured principals (to say why an unpinned certificate is refused).
+    cns: HashMap<String, String>,
+    /// Revoked certificates (SHA-256 of the DER, lowercase hex).
+    revoked: std::collections::HashSet<String>,
+}
+
+impl Pins {
+    fn new(list: &[PrincipalConfig], revoked: &[String]) -> Pins {
+        let mut by_fingerprint = HashMap::new();
+        let mut cns = HashMap::new();
+        for p in list {
+            cns.insert(p.certificate_cn.clone(), p.name.clone());
+            for f in &p.certificate_sha256 {
+                by_fingerprint.insert(
+                    f.to_ascii_lowercase(),
+                    (
+                        p.certificate_cn.clone(),
+                        Principal {
+                            name: p.name.clone(),
+                            roles: p.roles.clone(),
+                        },
+                    ),
+                );
+            }
+        }
+        Pins {
+            by_fingerprint,
+            cns,
+            revoked: revoked.iter().map(|f| f.to_ascii_lowercase()).collect(),
+        }
+    }
+}
+
 impl Principals {
+    /// Replaces the pinned certificates and the revocation list (a reload): every later call,
+    /// on new connections and on connections already open, is identified with the new ones.
+    pub(crate) fn reload(&self, list: &[PrincipalConfig], revoked: &[String]) {
+        let pins = Arc::new(Pins::new(list, revoked));
+        match self.pins.write() {
+            Ok(mut p) => *p = pins,
+            Err(poisoned) => *poisoned.into_inner() = pins,
+        }
+    }
+
+    fn pins(&self) -> Arc<Pins> {
+        match self.pins.read() {
+            Ok(p) => Arc::clone(&p),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
     /// With a per-principal rate limit of `rate` calls per second (bursts of `burst`).
     pub(crate) fn with_rate_limit(
         mut self,
@@ -79,17 +130,18 @@ impl Principals {
             use sha2::Digest as _;
             hex::encode(sha2::Sha256::digest(leaf.as_ref()))
         };
-        if self.revoked.contains(&fingerprint) {
+        let pins = self.pins();
+        if pins.revoked.contains(&fingerprint) {
             return Err(format!("certificate {fingerprint} is revoked"));
         }
         let cn = crate::tls::peer_common_name(certs).unwrap_or_default();
-        match self.by_fingerprint.get(&fingerprint) {
+        match pins.by_fingerprint.get(&fingerprint) {
             Some((want_cn, p)) if *want_cn == cn => Ok(p.clone()),
             Some((want_cn, p)) => Err(format!(
                 "certificate {fingerprint} is pinned to {} but names {cn:?}, not {want_cn:?}",
                 p.name
             )),
-            None => Err(match self.cns.get(&cn) {
+            None => Err(match pins.cns.get(&cn) {
                 Some(name) => format!(
                     "certificate {fingerprint} names {cn:?} but is not a pinned certificate of principal {name}"
                 ),
@@ -101,27 +153,8 @@ impl Principals {
     }
 
     pub(crate) fn new(list: &[PrincipalConfig], revoked: &[String]) -> Self {
-        let mut by_fingerprint = HashMap::new();
-        let mut cns = HashMap::new();
-        for p in list {
-            cns.insert(p.certificate_cn.clone(), p.name.clone());
-            for f in &p.certificate_sha256 {
-                by_fingerprint.insert(
-                    f.to_ascii_lowercase(),
-                    (
-                        p.certificate_cn.clone(),
-                        Principal {
-                            name: p.name.clone(),
-                            roles: p.roles.clone(),
-                        },
-                    ),
-                );
-            }
-        }
         Principals {
-            by_fingerprint,
-            cns,
-            revoked: revoked.iter().map(|f| f.to_ascii_lowercase()).collect(),
+            pins: std::sync::RwLock::new(Arc::new(Pins::new(list, revoked))),
             ..Default::default()
         }
     }

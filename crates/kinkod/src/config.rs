@@ -410,3 +410,122 @@ mod tests {
         assert!(missing.location().unwrap_err().contains("nope.pem"));
     }
 }
+
+#[cfg(test)]
+mod reference {
+    use std::collections::BTreeSet;
+
+    use serde::de::DeserializeOwned;
+
+    /// The keys a section's type accepts, read from serde's own refusal of an unknown key
+    /// ("unknown field `…`, expected one of `a`, `b`").
+    fn keys_of<T: DeserializeOwned + std::fmt::Debug>() -> BTreeSet<String> {
+        let err = toml::from_str::<T>("kinko_no_such_key = 1\n")
+            .expect_err("an unknown key was accepted")
+            .to_string();
+        let expected = err
+            .split_once("expected")
+            .unwrap_or_else(|| panic!("no list of keys in {err:?}"))
+            .1;
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `docs/config.md`: the keys of each `## \`[section]\`` table.
+    fn documented() -> std::collections::BTreeMap<String, BTreeSet<String>> {
+        let page = include_str!("../../../docs/config.md");
+        let mut out = std::collections::BTreeMap::new();
+        let mut section = None;
+        for line in page.lines() {
+            if let Some(h) = line.strip_prefix("## `") {
+                section = h.split('`').next().map(str::to_string);
+            } else if let (Some(s), Some(row)) = (&section, line.strip_prefix("| `")) {
+                let key = row.split('`').next().unwrap_or_default().to_string();
+                out.entry(s.clone())
+                    .or_insert_with(BTreeSet::new)
+                    .insert(key);
+            }
+        }
+        out
+    }
+
+    /// Every key kinkod accepts is documented, and every documented key is accepted, section
+    /// by section, and the sections are the configuration's.
+    #[test]
+    fn the_reference_lists_every_key() {
+        let types: Vec<(&str, BTreeSet<String>)> = vec![
+            ("[server]", keys_of::<super::ServerConfig>()),
+            ("[tls]", keys_of::<super::TlsConfig>()),
+            ("[[principals]]", keys_of::<super::PrincipalConfig>()),
+            ("[hsm]", keys_of::<kinko_hsm::HsmConfig>()),
+            ("[store]", keys_of::<super::StoreConfig>()),
+            ("[audit]", keys_of::<super::AuditConfig>()),
+            ("[policy]", keys_of::<super::PolicyConfig>()),
+            ("[metrics]", keys_of::<super::MetricsConfig>()),
+            ("[health]", keys_of::<super::HealthConfig>()),
+            ("[limits]", keys_of::<super::Limits>()),
+            ("[witness]", keys_of::<super::WitnessConfig>()),
+            ("[log]", keys_of::<super::LogConfig>()),
+        ];
+        let docs = documented();
+        let sections: BTreeSet<String> = keys_of::<super::Config>()
+            .into_iter()
+            .map(|s| {
+                if s == "principals" {
+                    "[[principals]]".to_string()
+                } else {
+                    format!("[{s}]")
+                }
+            })
+            .collect();
+        let listed: BTreeSet<String> = types.iter().map(|(s, _)| s.to_string()).collect();
+        assert_eq!(sections, listed, "a section of Config is not checked here");
+        for (section, keys) in &types {
+            let doc = docs
+                .get(*section)
+                .unwrap_or_else(|| panic!("docs/config.md has no {section} section"));
+            let missing: Vec<_> = keys.difference(doc).collect();
+            let unknown: Vec<_> = doc.difference(keys).collect();
+            assert!(
+                missing.is_empty() && unknown.is_empty(),
+                "docs/config.md {section}: not documented {missing:?}, documented but unknown {unknown:?}"
+            );
+        }
+        assert_eq!(docs.len(), types.len(), "docs/config.md has extra sections");
+    }
+
+    /// The commented configuration `kinkod init` writes names only keys kinkod accepts: each
+    /// commented `key = value` line, uncommented into its section, parses.
+    #[test]
+    fn the_init_template_names_only_real_keys() {
+        let docs = documented();
+        let text = crate::setup::config_template_for_tests();
+        let mut section = String::new();
+        let mut checked = 0;
+        for line in text.lines() {
+            let l = line.trim_start_matches('#').trim();
+            if l.starts_with('[') && !l.contains('=') {
+                section = l.split_whitespace().next().unwrap_or_default().to_string();
+                continue;
+            }
+            if let Some((key, _)) = l.split_once(" = ")
+                && !key.is_empty()
+                && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                && !section.is_empty()
+                && line.starts_with(|c: char| c == '#' || c.is_ascii_lowercase())
+            {
+                let known = docs.get(&section).is_some_and(|k| k.contains(key));
+                assert!(
+                    known,
+                    "kinkod init writes {key:?} in {section}, which docs/config.md does not list"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 35, "only {checked} keys found in the template");
+    }
+}

@@ -22,6 +22,7 @@ mod engine;
 mod failpoint;
 mod metrics;
 mod metrics_listener;
+mod notify;
 mod rate;
 mod rebuild;
 mod service;
@@ -327,7 +328,7 @@ fn main() -> ExitCode {
                 .config
                 .ok_or("give --config FILE, or run `kinkod dev` for a development set-up")?,
         };
-        run(Config::load(&config_path)?).await
+        run(Config::load(&config_path)?, &config_path).await
     });
     // Every task (and every HSM handle it held) is gone once the runtime is; then the module is
     // finalized before the exit handlers run (see `finalize_modules`).
@@ -474,7 +475,7 @@ impl CheckpointSigner for HsmCheckpointSigner {
     }
 }
 
-async fn run(config: Config) -> Result<(), String> {
+async fn run(config: Config, config_path: &std::path::Path) -> Result<(), String> {
     let policy_path = config.policy.path.clone();
     let mut policy_text =
         std::fs::read(&policy_path).map_err(|e| format!("{}: {e}", policy_path.display()))?;
@@ -810,20 +811,16 @@ async fn run(config: Config) -> Result<(), String> {
         .build_v1()
         .map_err(|e| e.to_string())?;
     let limit = config.limits.max_message_bytes;
-    let tls = tls::server_config(&config.tls)?;
+    let tls = Arc::new(tls::LiveTls::load(&config.tls)?);
     if let Some(m) = &config.metrics {
         let listener = tls::bind(m.listen).await?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         eprintln!(
             "kinkod: metrics on https://{local}/metrics (client certificate with the metrics or auditor role)"
         );
-        // The same TLS set-up, speaking HTTP/1.1: a scraper (Prometheus, curl) offers
-        // http/1.1 in ALPN, and the gRPC listener's h2-only list would refuse its handshake.
-        let mut metrics_tls = (*tls).clone();
-        metrics_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         tokio::spawn(metrics_listener::serve(
             listener,
-            Arc::new(metrics_tls),
+            Arc::clone(&tls),
             Arc::clone(&principals),
             Arc::clone(&engine),
         ));
@@ -843,6 +840,13 @@ async fn run(config: Config) -> Result<(), String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%local, "kinkod listening (TLS 1.3, client certificates required)");
     eprintln!("kinkod: listening on {local}");
+    notify::notify(&format!("READY=1\nSTATUS=serving on {local}"));
+    notify::spawn_watchdog();
+    spawn_reloader(
+        config_path.to_path_buf(),
+        Arc::clone(&tls),
+        Arc::clone(&principals),
+    );
     tonic::transport::Server::builder()
         .timeout(std::time::Duration::from_secs(
             config.limits.request_timeout_secs,
@@ -865,9 +869,78 @@ async fn run(config: Config) -> Result<(), String> {
         .add_service(
             pb::audit_service_server::AuditServiceServer::new(api).max_decoding_message_size(limit),
         )
-        .serve_with_incoming_shutdown(tls::incoming(listener, tls), async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .serve_with_incoming_shutdown(tls::incoming(listener, tls), shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+/// SIGINT or SIGTERM (what systemd sends): stop accepting, finish the calls in flight, exit.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: no new calls; calls in flight finish");
+    eprintln!("kinkod: shutting down");
+    notify::notify("STOPPING=1");
+}
+
+/// SIGHUP (`systemctl reload kinkod`): re-reads the configuration file and replaces the TLS
+/// certificate, key and client CA, the pinned principals and the revocation list. Connections
+/// and calls in flight are untouched; a configuration that does not load, or TLS files that do
+/// not, change nothing and are logged. Other settings take effect at the next start.
+fn spawn_reloader(config_path: PathBuf, tls: Arc<tls::LiveTls>, principals: Arc<auth::Principals>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP: reloads need a restart");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            notify::notify("RELOADING=1");
+            let result = Config::load(&config_path).and_then(|c| {
+                tls.reload(&c.tls)?;
+                principals.reload(&c.principals, &c.tls.revoked_sha256);
+                Ok(c)
+            });
+            match result {
+                Ok(c) => {
+                    tracing::info!(
+                        config = %config_path.display(),
+                        principals = c.principals.len(),
+                        revoked = c.tls.revoked_sha256.len(),
+                        "reloaded TLS files, principals and revocations (other settings need a restart)"
+                    );
+                    eprintln!(
+                        "kinkod: reloaded TLS and principals from {}",
+                        config_path.display()
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(
+                        config = %config_path.display(),
+                        error = e,
+                        "reload refused: the configuration in use stays"
+                    );
+                    eprintln!("kinkod: reload refused, nothing changed: {e}");
+                }
+            }
+            notify::notify("READY=1");
+        }
+    });
 }

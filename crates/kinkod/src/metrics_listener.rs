@@ -15,11 +15,10 @@ const MAX_HEAD: usize = 8 * 1024;
 /// Serves `/metrics` over TLS with client certificates until the process ends.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<crate::tls::LiveTls>,
     principals: Arc<Principals>,
     engine: Arc<crate::engine::Engine>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     // The same limits as the gRPC listener: per peer and in all, each connection for a bounded
     // time; accept errors back off instead of spinning.
     let gate = crate::tls::Gate::new();
@@ -29,11 +28,8 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, principals, engine) = (
-            acceptor.clone(),
-            Arc::clone(&principals),
-            Arc::clone(&engine),
-        );
+        let (acceptor, principals, engine) =
+            (tls.http1(), Arc::clone(&principals), Arc::clone(&engine));
         tokio::spawn(async move {
             let evicted = Arc::clone(&ticket.evicted);
             let mut ticket = Some(ticket);

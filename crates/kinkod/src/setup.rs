@@ -563,6 +563,19 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The configuration `kinkod init` writes, with example options (for the reference test).
+#[cfg(test)]
+pub(crate) fn config_template_for_tests() -> String {
+    config_template(&InitOptions {
+        dir: PathBuf::from("/etc/kinko"),
+        state_dir: PathBuf::from("/var/lib/kinko"),
+        origin: "kinko.example.com/log".into(),
+        listen: SocketAddr::from(([0, 0, 0, 0], 7443)),
+        module: PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"),
+        token_label: "kinko".into(),
+    })
+}
+
 fn config_template(o: &InitOptions) -> String {
     let mut s = String::new();
     let state = o.state_dir.display();

@@ -67,6 +67,60 @@ pub(crate) fn server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>
     Ok(Arc::new(server))
 }
 
+/// The listeners' TLS configurations, replaced whole by a reload (SIGHUP): new handshakes use
+/// the new certificate, key and client CA; connections already open keep their session.
+pub(crate) struct LiveTls {
+    /// gRPC (ALPN h2) and HTTP/1.1 (the metrics listener), built from the same files.
+    current: std::sync::RwLock<(Arc<rustls::ServerConfig>, Arc<rustls::ServerConfig>)>,
+}
+
+impl LiveTls {
+    /// Reads the files.
+    pub(crate) fn load(cfg: &TlsConfig) -> Result<LiveTls, String> {
+        Ok(LiveTls {
+            current: std::sync::RwLock::new(Self::build(cfg)?),
+        })
+    }
+
+    fn build(
+        cfg: &TlsConfig,
+    ) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls::ServerConfig>), String> {
+        let grpc = server_config(cfg)?;
+        // The same set-up speaking HTTP/1.1: a scraper (Prometheus, curl) offers http/1.1 in
+        // ALPN, and the gRPC listener's h2-only list would refuse its handshake.
+        let mut http1 = (*grpc).clone();
+        http1.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok((grpc, Arc::new(http1)))
+    }
+
+    /// Re-reads the files; on any error the configuration in use stays.
+    pub(crate) fn reload(&self, cfg: &TlsConfig) -> Result<(), String> {
+        let new = Self::build(cfg)?;
+        match self.current.write() {
+            Ok(mut c) => *c = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+        Ok(())
+    }
+
+    fn get(&self) -> (Arc<rustls::ServerConfig>, Arc<rustls::ServerConfig>) {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// An acceptor for a new gRPC connection.
+    pub(crate) fn grpc(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.get().0)
+    }
+
+    /// An acceptor for a new metrics (HTTP/1.1) connection.
+    pub(crate) fn http1(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.get().1)
+    }
+}
+
 /// TLS handshakes allowed in flight at once, in all.
 const MAX_HANDSHAKES: usize = 1024;
 /// TLS handshakes allowed in flight at once from one IP address.
@@ -198,10 +252,9 @@ pub(crate) async fn accept(listener: &TcpListener) -> (TcpStream, std::net::Sock
 /// dropped.
 pub(crate) fn incoming(
     listener: TcpListener,
-    config: Arc<rustls::ServerConfig>,
+    tls: Arc<LiveTls>,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let acceptor = TlsAcceptor::from(config);
     let gate = Gate::new();
     tokio::spawn(async move {
         loop {
@@ -214,7 +267,7 @@ pub(crate) fn incoming(
             let Some(ticket) = gate.admit(peer.ip()) else {
                 continue;
             };
-            let acceptor = acceptor.clone();
+            let acceptor = tls.grpc();
             let tx = tx.clone();
             tokio::spawn(async move {
                 let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));

@@ -371,3 +371,132 @@ fn the_systemd_unit_keeps_its_sandbox() {
         "{report}"
     );
 }
+
+/// `[log] format = "json"`: every line kinkod writes through its logger is one JSON object, and
+/// every audit record committed has its line (target `kinko::audit`) with the record's
+/// sequence number: the refusal with its code, the decisions, the approvals, the signature
+/// with its transaction id, and the freeze.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_have_one_line_per_signature_refusal_and_freeze() {
+    use kinko_policy::Subject;
+    use pb::admin_service_client::AdminServiceClient;
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("kinko");
+    let label = unique_label("jsonlog");
+    let port = free_port();
+    drop(start(&dir, &label, port, true));
+    let config = dir.join("kinkod.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[log]\nformat = \"json\"\n");
+    std::fs::write(&config, text).unwrap();
+    let d = start_with_env(
+        &dir,
+        &label,
+        port,
+        false,
+        &[("RUST_LOG", "info,cryptoki::mechanism=off")],
+    );
+    let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+    let hot = address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
+    let stranger = address!("0x00000000000000000000000000000000000000aa");
+    let denied = ledger
+        .submit_withdrawal(kinko_tests::submission(
+            &dir,
+            "eth-dev",
+            Chain::Ethereum,
+            eth_transfer(0, 1_000_000_000_000_000_000, stranger),
+            "json-denied",
+        ))
+        .await;
+    assert!(
+        denied.is_err()
+            || denied
+                .as_ref()
+                .is_ok_and(|r| r.get_ref().state == pb::RequestState::Denied as i32),
+        "{denied:?}"
+    );
+    let id = ledger
+        .submit_withdrawal(kinko_tests::submission(
+            &dir,
+            "eth-dev",
+            Chain::Ethereum,
+            eth_transfer(0, 1_000_000_000_000_000_000, hot),
+            "json-signed",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .request_id;
+    for officer in ["alice", "bob"] {
+        let a = officer_approval(&d, officer, &id, Verdict::Approve).await;
+        ApprovalServiceClient::new(channel(&d, officer).await)
+            .approve(a)
+            .await
+            .unwrap();
+    }
+    AdminServiceClient::new(channel(&d, "carol").await)
+        .freeze(kinko_tests::governance(
+            &d,
+            "carol",
+            Subject::Freeze {
+                request_id: "json-freeze".into(),
+            },
+            Verdict::Approve,
+        ))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Lines from the logger (not kinkod's own "kinkod: …" banner lines) are JSON objects.
+    let lines = d.log_lines();
+    let mut records = Vec::new();
+    for line in lines.iter().filter(|l| !l.starts_with("kinkod: ")) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON object ({e}): {line}"));
+        assert!(
+            v["timestamp"].is_string() && v["level"].is_string(),
+            "{line}"
+        );
+        if v["target"] == "kinko::audit" {
+            records.push(v);
+        }
+    }
+    let with = |event: &str| -> Vec<&serde_json::Value> {
+        records.iter().filter(|r| r["event"] == event).collect()
+    };
+    let signed = with("signature_produced");
+    assert_eq!(signed.len(), 1, "{records:#?}");
+    assert_eq!(signed[0]["request"], id.as_str());
+    assert!(
+        signed[0]["transaction"].as_str().unwrap().starts_with("0x"),
+        "{:?}",
+        signed[0]
+    );
+    let decisions = with("decision");
+    assert!(
+        decisions.iter().any(|r| r["outcome"] != "allow"),
+        "{decisions:#?}"
+    );
+    assert_eq!(with("approval").len(), 2, "{records:#?}");
+    let freezes = with("freeze");
+    assert_eq!(freezes.len(), 1, "{records:#?}");
+    assert_eq!(freezes[0]["level"], "WARN");
+    // Each line names its record, and the records are the log's, in order, none twice.
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let log = kinko_tests::audit_records(&d).await;
+    for r in &records {
+        let seq = r["seq"].as_u64().unwrap() as usize;
+        assert_eq!(
+            kinko_tests::event_type(&log[seq]),
+            r["event"].as_str().unwrap(),
+            "{r}"
+        );
+    }
+    // No payload, signature or policy text in the daemon's log.
+    let all = lines.join("\n");
+    assert!(
+        !all.contains("policy_text") && !all.contains("signed_payload"),
+        "{all}"
+    );
+}

@@ -72,6 +72,8 @@ pub struct Daemon {
     /// Signing keys by policy name, as `kinkod dev` printed them on first start
     /// ("NAME: CHAIN NETWORK, public key HEX").
     pub keys: HashMap<String, Vec<u8>>,
+    /// Every line kinkod wrote to standard error so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Daemon {
@@ -87,6 +89,14 @@ impl Daemon {
             .ok()
             .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
             .unwrap_or(false)
+    }
+
+    /// The lines kinkod has written to standard error so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The exit code once the process has exited (None while it runs, or when a signal ended
@@ -238,11 +248,17 @@ fn launch(mut cmd: Command, dir: &Path, addr: &str) -> Daemon {
     let mut child = cmd.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log_lines = std::sync::Arc::clone(&log);
     std::thread::spawn(move || {
         let mut vkey = String::new();
         let mut keys = HashMap::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!("kinkod| {line}");
+            log_lines
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(line.clone());
             // The log goes to a pipe, not a terminal: plain text, never colour codes.
             if line.contains('\u{1b}') {
                 let _ = tx.send(Err(format!(
@@ -271,6 +287,7 @@ fn launch(mut cmd: Command, dir: &Path, addr: &str) -> Daemon {
         addr: addr.to_string(),
         vkey,
         keys,
+        log,
     }
 }
 

@@ -499,6 +499,8 @@ pub struct Store {
     /// The audit log's tree and newest checkpoint, once [`Store::open_log`] has checked them.
     /// Updated only under `conn`, after a commit.
     view: RwLock<Option<log::View>>,
+    /// Told of every record once its commit is durable (kinkod logs one line per record).
+    observer: RwLock<Option<log::Observer>>,
 }
 
 /// The connection and, once the log is open, what appends to it.
@@ -750,6 +752,15 @@ impl Store {
             batches: std::sync::atomic::AtomicU64::new(0),
             batched_steps: std::sync::atomic::AtomicU64::new(0),
             view: RwLock::new(None),
+            observer: RwLock::new(None),
+        }
+    }
+
+    /// Calls `f` with every record this store appends, once its commit is durable, in order,
+    /// on the committing thread (keep it quick: it holds the store).
+    pub fn on_committed(&self, f: impl Fn(&log::Appended) + Send + Sync + 'static) {
+        if let Ok(mut o) = self.observer.write() {
+            *o = Some(std::sync::Arc::new(f));
         }
     }
 

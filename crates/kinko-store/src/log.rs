@@ -56,7 +56,12 @@ pub struct Appended {
     /// The signed checkpoint committed with it, when its step made one (always for events
     /// that need one: every signature produced).
     pub checkpoint: Option<Arc<str>>,
+    /// The record as written (its canonical JSON line).
+    pub line: Arc<str>,
 }
+
+/// What [`Store::on_committed`] calls.
+pub(crate) type Observer = Arc<dyn Fn(&Appended) + Send + Sync>;
 
 /// A [`CheckpointSigner`] with its error type erased, so the store can own any signer.
 trait Sign: Send {
@@ -208,6 +213,7 @@ impl Store {
         type Slot<T> = Arc<Mutex<Option<Result<(T, Vec<Appended>), StoreError>>>>;
         let slot: Slot<T> = Arc::new(Mutex::new(None));
         let principal = principal.to_string();
+        let observer = self.observer.read().ok().and_then(|o| o.clone());
         let job: Job = {
             let slot = Arc::clone(&slot);
             Box::new(move |input: JobInput<'_>| {
@@ -238,6 +244,13 @@ impl Store {
                             view.last_policy = policy;
                         }
                         let deliver: Deliver = Box::new(move |committed| {
+                            if committed.is_ok()
+                                && let Some(o) = &observer
+                            {
+                                for a in &appended {
+                                    o(a);
+                                }
+                            }
                             if let Ok(mut s) = slot.lock() {
                                 *s = Some(committed.map(|()| (value, appended)));
                             }
@@ -807,6 +820,7 @@ fn append(
         .map_err(StoreError::Log)?;
         let line = String::from_utf8(line).map_err(|e| corrupt(e.to_string()))?;
         let hash = leaf_hash(line.as_bytes());
+        let shared: Arc<str> = Arc::from(line.as_str());
         c.exec(
             "INSERT INTO log_records (seq, time_ms, leaf_hash, line) VALUES (?1, ?2, ?3, ?4)",
             &[
@@ -821,6 +835,7 @@ fn append(
             seq,
             leaf_hash: hash,
             checkpoint: None,
+            line: shared,
         });
     }
     let due = writer.last_cp_at.elapsed() >= writer.interval;

@@ -19,6 +19,7 @@ mod committed;
 mod config;
 mod dev;
 mod engine;
+mod events;
 mod failpoint;
 mod metrics;
 mod metrics_listener;
@@ -579,6 +580,8 @@ async fn run(config: Config, config_path: &std::path::Path) -> Result<(), String
             ));
         }
     }
+    // One log line per record committed from here on (the audit log is the record).
+    store.on_committed(events::log_record);
     // The log lives in the store: every record re-read and checked against its newest signed
     // checkpoint before anything else.
     {

@@ -32,6 +32,13 @@ need chromedriver chromium chromium-driver
 need systemd-analyze systemd
 need openssl openssl
 need dpkg-deb dpkg
+# cargo-deny checks licenses, banned crates and sources (deny.toml; docs/supply-chain.md says how
+# release engineers also check advisories against a copy of the RustSec database).
+if ! cargo deny --version >/dev/null 2>&1; then
+  echo "installing cargo-deny (cargo install)..." >&2
+  cargo install --locked cargo-deny --version 0.20.2 >/dev/null
+fi
+cargo deny --locked check licenses bans sources
 promtool check rules docs/alerts/kinko.rules.yml
 promtool test rules docs/alerts/kinko.rules.test.yml
 rm -rf target/tmp/softhsm2-test

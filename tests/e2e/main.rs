@@ -10,5 +10,6 @@ mod console;
 mod governance;
 mod install;
 mod operations;
+mod packaging;
 mod passkeys;
 mod walkthrough;

@@ -12,4 +12,5 @@ mod install;
 mod operations;
 mod packaging;
 mod passkeys;
+mod upgrade;
 mod walkthrough;

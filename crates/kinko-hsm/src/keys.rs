@@ -230,7 +230,9 @@ fn check_private_kind(session: &Session, h: ObjectHandle, label: &str) -> Result
 
 /// Refuses a private key that is extractable, not sensitive, not a signing key of `kind`, or
 /// that the token would also use for anything but signing: decryption, unwrapping other keys,
-/// key derivation (ECDH) or signatures with recovery. Also refuses a key that the token reports
+/// or key derivation (ECDH). (`CKA_SIGN_RECOVER` is set false on new keys but not checked: no
+/// EC mechanism signs with message recovery, and keys made by earlier Kinko versions carry
+/// SoftHSM2's default, true.) Also refuses a key that the token reports
 /// was once extractable or not sensitive (`CKA_NEVER_EXTRACTABLE` / `CKA_ALWAYS_SENSITIVE`
 /// false): a copy of it may exist outside the HSM. An attribute the token does not report for
 /// this key type counts as not granted.
@@ -250,7 +252,6 @@ fn check_private(
             AttributeType::Decrypt,
             AttributeType::Unwrap,
             AttributeType::Derive,
-            AttributeType::SignRecover,
             AttributeType::AlwaysSensitive,
             AttributeType::NeverExtractable,
         ],
@@ -274,7 +275,6 @@ fn check_private(
             Attribute::Decrypt(true) => more.push("CKA_DECRYPT"),
             Attribute::Unwrap(true) => more.push("CKA_UNWRAP"),
             Attribute::Derive(true) => more.push("CKA_DERIVE"),
-            Attribute::SignRecover(true) => more.push("CKA_SIGN_RECOVER"),
             Attribute::AlwaysSensitive(v) => always_sensitive = Some(v),
             Attribute::NeverExtractable(v) => never_extractable = Some(v),
             _ => {}

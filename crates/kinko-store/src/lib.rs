@@ -633,6 +633,45 @@ impl Store {
         Ok(Store::with_db(Db::Sqlite(conn)))
     }
 
+    /// A consistent copy of the SQLite database at `db` written to `out` (which must not
+    /// exist), while kinkod runs: `VACUUM INTO` from a read-only connection reads one snapshot
+    /// (WAL readers never block the writer), then the copy is synced and checked with
+    /// `PRAGMA integrity_check`. Returns the number of audit records the copy holds.
+    pub fn sqlite_backup(db: &Path, out: &Path) -> Result<u64, StoreError> {
+        if out.exists() {
+            return Err(StoreError::Corrupt(format!(
+                "{} exists: a backup never overwrites",
+                out.display()
+            )));
+        }
+        let src = rusqlite::Connection::open_with_flags(
+            db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        src.busy_timeout(std::time::Duration::from_secs(30))?;
+        let target = out
+            .to_str()
+            .ok_or_else(|| StoreError::Corrupt(format!("{} is not UTF-8", out.display())))?;
+        src.execute("VACUUM INTO ?1", [target])?;
+        drop(src);
+        std::fs::File::open(out)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", out.display())))?;
+        let copy = rusqlite::Connection::open_with_flags(
+            out,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let check: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        if check != "ok" {
+            return Err(StoreError::Corrupt(format!(
+                "the backup {} does not pass integrity_check: {check}",
+                out.display()
+            )));
+        }
+        let records: i64 = copy.query_row("SELECT count(*) FROM log_records", [], |r| r.get(0))?;
+        Ok(u64::try_from(records).unwrap_or(0))
+    }
+
     /// Connects to the PostgreSQL database at `url` and applies migrations.
     pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
         Store::open_postgres_tls(url, None)

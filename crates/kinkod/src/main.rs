@@ -138,6 +138,14 @@ enum Command {
         #[arg(long)]
         hsm_label: Option<String>,
     },
+    /// Write a consistent copy of the SQLite store (state and audit log) to a new file, while
+    /// kinkod runs or not; checks the copy's integrity and prints how many records it holds.
+    /// (PostgreSQL: pg_dump or pg_basebackup, docs/ha.md.)
+    Backup {
+        /// The file to write (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print the policy in force as installed (from the store) to standard output.
     InstalledPolicy,
     /// Write the audit log held in the store as the documented files (one segment and
@@ -266,6 +274,22 @@ fn main() -> ExitCode {
                     }
                 };
                 return setup::create_key(&config, what).await;
+            }
+            Some(Command::Backup { out }) => {
+                let config = Config::load(&args.config.ok_or("give --config FILE")?)?;
+                let kinko_store::Location::Sqlite(db) = config.store.location()? else {
+                    return Err(
+                        "kinkod backup copies an SQLite store; back up PostgreSQL with pg_dump or pg_basebackup (docs/ha.md, \"Backup and restore\")".into(),
+                    );
+                };
+                let records = kinko_store::Store::sqlite_backup(&db, &out)
+                    .map_err(|e| format!("backing up {}: {e}", db.display()))?;
+                eprintln!(
+                    "kinkod: wrote {} ({records} audit records; integrity ok). Do not copy {} with it",
+                    out.display(),
+                    config.store.seen_checkpoint.display()
+                );
+                return Ok(());
             }
             Some(Command::InstalledPolicy) => {
                 let config = Config::load(&args.config.ok_or("give --config FILE")?)?;

@@ -12,5 +12,6 @@ mod install;
 mod operations;
 mod packaging;
 mod passkeys;
+mod prometheus;
 mod upgrade;
 mod walkthrough;

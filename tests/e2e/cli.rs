@@ -495,3 +495,111 @@ async fn officers_and_auditors_drive_kinkod_with_the_cli() {
     );
     assert!(r.stdout.contains("result:         FAILED"), "{}", r.stdout);
 }
+
+/// Scripts get JSON with stable fields and exit statuses that say what happened:
+/// `request submit/show/watch --json`, a denial exiting 3 with `"state": "denied"`, and
+/// `kinko health` exiting 0 while kinkod serves and 1 once it is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn scripts_read_json_and_exit_statuses_and_check_health() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = start(&dir, &unique_label("clijson"), free_port(), true);
+    let requester_key = dir.join("requesters/ledger.key");
+    let submit = |nonce: u64, to: alloy_primitives::Address, idem: &str| {
+        let payload = format!(
+            "0x{}",
+            hex::encode(eth_transfer(nonce, 1_000_000_000_000_000_000, to))
+        );
+        kinko(
+            &d,
+            "ledger",
+            &[
+                "request",
+                "submit",
+                "--json",
+                "--requester-key",
+                path(&requester_key),
+                "--key",
+                "eth-dev",
+                "--chain",
+                "ethereum",
+                "--payload",
+                &payload,
+                "--idempotency-key",
+                idem,
+            ],
+        )
+    };
+    let json = |r: &Run| -> serde_json::Value {
+        serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {:?}", r.stdout))
+    };
+    let r = submit(0, HOT_WALLET, "json-1");
+    assert_eq!(r.code, 0, "{r:?}");
+    let v = json(&r);
+    assert_eq!(v["state"], "pending_approval", "{v:#}");
+    assert_eq!(v["key"], "eth-dev");
+    assert_eq!(v["rule"], "eth-hot-refill");
+    assert_eq!(v["approvals_required"], 2);
+    assert_eq!(v["intent"]["chain"], "ethereum", "{v:#}");
+    assert_eq!(v["signed_transaction"], "");
+    let id = v["request_id"].as_str().unwrap().to_string();
+
+    // A denial: exit 3 and the JSON says so.
+    let stranger = address!("0x00000000000000000000000000000000000000aa");
+    let r = submit(1, stranger, "json-denied");
+    assert_eq!(r.code, 3, "{r:?}");
+    let v = json(&r);
+    assert_eq!(v["state"], "denied", "{v:#}");
+    assert!(!v["reason"].as_str().unwrap().is_empty(), "{v:#}");
+
+    for officer in ["alice", "bob"] {
+        let r = kinko(
+            &d,
+            officer,
+            &[
+                "approve",
+                &id,
+                "--officer-key",
+                path(&dir.join(format!("officers/{officer}.key"))),
+                "--policy",
+                path(&dir.join("policy.toml")),
+                "--yes",
+            ],
+        );
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    let r = kinko(&d, "ledger", &["request", "show", &id, "--json"]);
+    let v = json(&r);
+    assert_eq!(v["state"], "signed", "{v:#}");
+    assert!(
+        v["signed_transaction"]
+            .as_str()
+            .unwrap()
+            .starts_with("0x02"),
+        "{v:#}"
+    );
+    assert_eq!(v["approvals"].as_array().unwrap().len(), 2);
+    let r = kinko(&d, "ledger", &["request", "watch", &id, "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let last = r.stdout.lines().last().unwrap();
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(v["state"], "signed");
+
+    let r = kinko(&d, "auditor", &["health"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("serving"), "{r:?}");
+    let r = kinko(&d, "auditor", &["health", "--json"]);
+    assert_eq!(json(&r)["serving"], true);
+    let (addr, dev) = (d.addr.clone(), d.dir.clone());
+    drop(d);
+    let out = Command::new(kinko_bin())
+        .args(["health", "--json"])
+        .env("KINKO_SERVER", &addr)
+        .env("KINKO_DEV_DIR", &dev)
+        .env("KINKO_AS", "auditor")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["serving"], false);
+}

@@ -47,6 +47,16 @@ enum Command {
         #[arg(long)]
         veto: bool,
     },
+    /// Is kinkod serving? Asks its gRPC health service over mTLS with your certificate.
+    /// Exit status 0 serving, 1 not serving or unreachable (the cause on stderr); for
+    /// monitoring scripts and a container's health check.
+    Health {
+        #[command(flatten)]
+        connect: client::Connect,
+        /// Print {"server": …, "serving": true|false} instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
     /// Whether signing is frozen, and the unfreeze in progress.
     FreezeStatus {
         #[command(flatten)]
@@ -79,6 +89,46 @@ mod officer_key;
 mod policy;
 mod policy_file;
 mod request;
+
+/// `kinko health`: the gRPC health of kinkod's withdrawal service.
+async fn health(connect: client::Connect, json: bool) -> Result<ExitCode, String> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let server = connect.server.clone();
+    let answer = async {
+        let mut c = tonic_health::pb::health_client::HealthClient::new(connect.channel().await?);
+        let r = c
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "kinko.v1.WithdrawalService".into(),
+            })
+            .await
+            .map_err(client::show_status)?
+            .into_inner();
+        Ok::<bool, String>(r.status == ServingStatus::Serving as i32)
+    }
+    .await;
+    let serving = match &answer {
+        Ok(s) => *s,
+        Err(e) => {
+            eprintln!("kinko: {e}");
+            false
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "server": server, "serving": serving })
+        );
+    } else if serving {
+        println!("kinkod at {server}: serving");
+    } else {
+        println!("kinkod at {server}: NOT serving");
+    }
+    Ok(if serving {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
 
 /// Runs an async command on a small runtime; errors print and exit 1.
 fn block_on(f: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
@@ -136,6 +186,7 @@ fn main() -> ExitCode {
         Command::Freeze(signer) => block_on(governance::freeze(signer)),
         Command::Unfreeze { signer, veto } => block_on(governance::unfreeze(signer, veto)),
         Command::FreezeStatus { connect } => block_on(governance::freeze_status(connect)),
+        Command::Health { connect, json } => block_on_code(health(connect, json)),
         Command::Keys { connect, policy } => block_on(governance::keys(connect, policy)),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Console(args) => block_on(console::run(args)),

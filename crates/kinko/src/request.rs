@@ -38,6 +38,9 @@ pub(crate) enum RequestCommand {
         /// The requester id in the policy (defaults to --as).
         #[arg(long)]
         requester: Option<String>,
+        /// Print the request as one JSON object (docs/operations.md, "The kinko CLI").
+        #[arg(long)]
+        json: bool,
     },
     /// Show a request.
     Show {
@@ -45,6 +48,9 @@ pub(crate) enum RequestCommand {
         connect: Connect,
         /// The request id.
         id: String,
+        /// Print the request as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Follow a request until it is final.
     Watch {
@@ -52,6 +58,9 @@ pub(crate) enum RequestCommand {
         connect: Connect,
         /// The request id.
         id: String,
+        /// Print each state as one JSON object per line.
+        #[arg(long)]
+        json: bool,
     },
     /// Cancel a pending request.
     Cancel {
@@ -62,6 +71,9 @@ pub(crate) enum RequestCommand {
         /// Why.
         #[arg(long, default_value = "")]
         reason: String,
+        /// Print the request as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -111,6 +123,59 @@ pub(crate) fn payload_from_bytes(raw: Vec<u8>) -> Result<Vec<u8>, String> {
             }
         }
         None => Ok(raw),
+    }
+}
+
+/// A request as one JSON object, for scripts. The field names are stable: `request_id`,
+/// `state` (lowercase: `received`, `pending_approval`, `approved`, `signing`, `signed`,
+/// `denied`, `rejected`, `expired`, `cancelled`, `failed`), `key`, `network`, `requester`,
+/// `reference`, `intent` (the decoded intent), `intent_digest` and `policy_hash` (hex), `rule`,
+/// `approvals_required`, `approvals` (`officer`, `verdict`, `counts`, `note`), `reason`,
+/// `transaction_id`, `signed_transaction` (0x-hex; empty until signed).
+pub(crate) fn request_json(r: &pb::Request) -> serde_json::Value {
+    let state = pb::RequestState::try_from(r.state)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("REQUEST_STATE_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|_| "unknown".into());
+    let intent: serde_json::Value =
+        serde_json::from_str(&r.intent_json).unwrap_or(serde_json::Value::Null);
+    serde_json::json!({
+        "request_id": r.request_id,
+        "state": state,
+        "key": r.key_name,
+        "network": r.network,
+        "requester": r.requester,
+        "reference": r.reference,
+        "intent": intent,
+        "intent_digest": hex::encode(&r.intent_digest),
+        "policy_hash": hex::encode(&r.policy_hash),
+        "rule": r.decision.as_ref().map(|d| d.rule.clone()),
+        "approvals_required": r.decision.as_ref().map(|d| d.approvals_required),
+        "approvals": r.approvals.iter().map(|a| serde_json::json!({
+            "officer": a.officer_id,
+            "verdict": if a.verdict == pb::Verdict::Approve as i32 { "approve" } else { "reject" },
+            "counts": a.counts,
+            "note": a.note,
+        })).collect::<Vec<_>>(),
+        "reason": r.final_reason,
+        "transaction_id": r.transaction_id,
+        "signed_transaction": if r.signed_transaction.is_empty() {
+            String::new()
+        } else {
+            format!("0x{}", hex::encode(&r.signed_transaction))
+        },
+    })
+}
+
+/// Prints a request as text, or as one JSON line.
+fn show(r: &pb::Request, json: bool) {
+    if json {
+        println!("{}", request_json(r));
+    } else {
+        print_request(r);
     }
 }
 
@@ -213,6 +278,7 @@ pub(crate) async fn run(cmd: RequestCommand) -> Result<std::process::ExitCode, S
             reference,
             requester_key,
             requester,
+            json,
         } => {
             let payload = read_payload(&payload)?;
             let requester = requester
@@ -247,20 +313,20 @@ pub(crate) async fn run(cmd: RequestCommand) -> Result<std::process::ExitCode, S
                 .await
                 .map_err(show_status)?
                 .into_inner();
-            print_request(&r);
+            show(&r, json);
             Ok(outcome(&r))
         }
-        RequestCommand::Show { connect, id } => {
+        RequestCommand::Show { connect, id, json } => {
             let mut c = WithdrawalServiceClient::new(connect.channel().await?);
             let r = c
                 .get_request(pb::RequestId { request_id: id })
                 .await
                 .map_err(show_status)?
                 .into_inner();
-            print_request(&r);
+            show(&r, json);
             Ok(std::process::ExitCode::SUCCESS)
         }
-        RequestCommand::Watch { connect, id } => {
+        RequestCommand::Watch { connect, id, json } => {
             let mut c = WithdrawalServiceClient::new(connect.channel().await?);
             let mut s = c
                 .watch_request(pb::RequestId { request_id: id })
@@ -270,8 +336,10 @@ pub(crate) async fn run(cmd: RequestCommand) -> Result<std::process::ExitCode, S
             let mut last = None;
             while let Some(ev) = s.message().await.map_err(show_status)? {
                 if let Some(r) = ev.request {
-                    print_request(&r);
-                    println!();
+                    show(&r, json);
+                    if !json {
+                        println!();
+                    }
                     last = Some(r);
                 }
             }
@@ -281,6 +349,7 @@ pub(crate) async fn run(cmd: RequestCommand) -> Result<std::process::ExitCode, S
             connect,
             id,
             reason,
+            json,
         } => {
             let mut c = WithdrawalServiceClient::new(connect.channel().await?);
             let r = c
@@ -291,7 +360,7 @@ pub(crate) async fn run(cmd: RequestCommand) -> Result<std::process::ExitCode, S
                 .await
                 .map_err(show_status)?
                 .into_inner();
-            print_request(&r);
+            show(&r, json);
             Ok(std::process::ExitCode::SUCCESS)
         }
     }

@@ -619,3 +619,103 @@ async fn backup_while_serving_and_restore_refuses_an_older_copy() {
         .into_inner();
     assert_eq!(r.state, pb::RequestState::Signed as i32, "{r:?}");
 }
+
+fn archive(dir: &Path, to: &Path) -> std::process::Output {
+    Command::new(kinko_tests::bin("kinkod"))
+        .arg("--config")
+        .arg(dir.join("kinkod.toml"))
+        .args(["archive-log", "--dir"])
+        .arg(to)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn verify_dir(dir: &Path, vkey: &str) -> std::process::Output {
+    Command::new(kinko_tests::bin("kinko"))
+        .args(["audit", "verify"])
+        .arg(dir)
+        .args(["--log-key", vkey])
+        .output()
+        .unwrap()
+}
+
+/// `kinkod archive-log` archives the log incrementally while kinkod runs: each run adds a
+/// segment of the new records and never rewrites one; the archive verifies alone; an archive
+/// whose old segment was altered is refused (and fails verification).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_is_archived_in_segments_that_verify_and_are_never_rewritten() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("kinko");
+    let d = start(&dir, &unique_label("archive"), free_port(), true);
+    let vkey = d.vkey.clone();
+    let arch = data.path().join("archive");
+    let o = archive(&dir, &arch);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let segment_0 = arch.join("segment-00000000000000000000.jsonl");
+    let first = std::fs::read(&segment_0).unwrap();
+    assert!(!first.is_empty());
+
+    // More records, then a second run: a second segment, the first untouched.
+    let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+    let hot = address!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
+    ledger
+        .submit_withdrawal(kinko_tests::submission(
+            &dir,
+            "eth-dev",
+            Chain::Ethereum,
+            eth_transfer(0, 1_000_000_000_000_000_000, hot),
+            "archive-1",
+        ))
+        .await
+        .unwrap();
+    let o = archive(&dir, &arch);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let segments: Vec<String> = {
+        let mut v: Vec<String> = std::fs::read_dir(&arch)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with("segment-"))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(segments.len(), 2, "{segments:?}");
+    let lines_0 = first.iter().filter(|b| **b == b'\n').count();
+    assert_eq!(segments[1], format!("segment-{lines_0:020}.jsonl"));
+    assert_eq!(std::fs::read(&segment_0).unwrap(), first);
+    // Nothing new: no new segment.
+    assert!(archive(&dir, &arch).status.success());
+    assert_eq!(
+        std::fs::read_dir(&arch)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("segment-"))
+            .count(),
+        2
+    );
+    let v = verify_dir(&arch, &vkey);
+    assert!(
+        v.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+
+    // An archived record altered: the next run refuses, and the archive no longer verifies.
+    let altered = String::from_utf8(first).unwrap().replacen(
+        "\"principal\":\"kinkod\"",
+        "\"principal\":\"mallory\"",
+        1,
+    );
+    std::fs::write(&segment_0, altered).unwrap();
+    let o = archive(&dir, &arch);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("differs from the store's"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!verify_dir(&arch, &vkey).status.success());
+}

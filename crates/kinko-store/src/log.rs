@@ -664,6 +664,135 @@ impl Store {
         Ok((records, count))
     }
 
+    /// Archives the log incrementally into `dir` (the documented layout, for write-once
+    /// storage): the records not archived yet go into a new segment file
+    /// `segment-<first seq>.jsonl`, and `checkpoints.jsonl` is replaced by every checkpoint
+    /// (with its cosignatures). Segments already in `dir` are never rewritten; each of their
+    /// records is first compared with the store's, and any difference (an archive of another
+    /// log, or a store rewritten since) is refused. Files are written to a temporary name,
+    /// synced, then renamed. Returns the records archived now and in all.
+    pub fn archive_log(&self, dir: &Path) -> Result<(u64, u64), StoreError> {
+        let io = |what: &str, e: std::io::Error| StoreError::Io(format!("{what}: {e}"));
+        std::fs::create_dir_all(dir).map_err(|e| io("create directory", e))?;
+        // The segments already archived, in order, and their records.
+        let mut segments: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(dir)
+            .map_err(|e| io(&dir.display().to_string(), e))?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let first = name
+                    .strip_prefix("segment-")?
+                    .strip_suffix(".jsonl")?
+                    .parse::<u64>()
+                    .ok()?;
+                Some((first, e.path()))
+            })
+            .collect();
+        segments.sort();
+        let mut archived: Vec<String> = Vec::new();
+        for (first, path) in &segments {
+            if *first != archived.len() as u64 {
+                return Err(corrupt(format!(
+                    "{} starts at record {first}, but the segments before it hold {}",
+                    path.display(),
+                    archived.len()
+                )));
+            }
+            let text =
+                std::fs::read_to_string(path).map_err(|e| io(&path.display().to_string(), e))?;
+            if !text.is_empty() && !text.ends_with('\n') {
+                return Err(corrupt(format!("{} ends in a torn line", path.display())));
+            }
+            archived.extend(text.lines().map(str::to_string));
+        }
+        let already = archived.len() as u64;
+        let mut guard = self.conn()?;
+        let (new_lines, notes) = guard.db.transaction(false, |c| {
+            // The archive must be this store's log, record for record.
+            let mut at = 0u64;
+            while at < already {
+                let lines = read_lines(c, at, PAGE)?;
+                if lines.is_empty() {
+                    return Err(corrupt(format!(
+                        "the archive holds {already} records but the store's log only {at}: it is not this store's log, or the store lost records"
+                    )));
+                }
+                for line in lines {
+                    if at < already && archived.get(at as usize) != Some(&line) {
+                        return Err(corrupt(format!(
+                            "record {at} in the archive differs from the store's: it is not this log, or one of them was rewritten"
+                        )));
+                    }
+                    at += 1;
+                }
+            }
+            let mut new_lines = Vec::new();
+            let mut from = already;
+            loop {
+                let lines = read_lines(c, from, PAGE)?;
+                if lines.is_empty() {
+                    break;
+                }
+                from += lines.len() as u64;
+                new_lines.extend(lines);
+            }
+            let mut cosigs: std::collections::HashMap<i64, String> = Default::default();
+            for r in c.query(
+                "SELECT size, line FROM log_cosignatures ORDER BY size, witness",
+                &[],
+            )? {
+                cosigs.entry(r.int(0)?).or_default().push_str(&r.text(1)?);
+            }
+            let mut notes = Vec::new();
+            for r in c.query("SELECT size, note FROM log_checkpoints ORDER BY size", &[])? {
+                let mut note = r.text(1)?;
+                if let Some(lines) = cosigs.get(&r.int(0)?) {
+                    note.push_str(lines);
+                }
+                notes.push(note);
+            }
+            Ok((new_lines, notes))
+        })?;
+        drop(guard);
+        let write_atomically = |path: &Path, lines: &mut dyn Iterator<Item = Vec<u8>>| {
+            let tmp = path.with_extension("tmp");
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(&tmp).map_err(|e| io(&tmp.display().to_string(), e))?,
+            );
+            for l in lines {
+                f.write_all(&l)
+                    .and_then(|()| f.write_all(b"\n"))
+                    .map_err(|e| io(&tmp.display().to_string(), e))?;
+            }
+            f.into_inner()
+                .map_err(|e| io(&tmp.display().to_string(), e.into_error()))?
+                .sync_all()
+                .map_err(|e| io(&tmp.display().to_string(), e))?;
+            std::fs::rename(&tmp, path).map_err(|e| io(&path.display().to_string(), e))?;
+            Ok::<(), StoreError>(())
+        };
+        let count = new_lines.len() as u64;
+        if count > 0 {
+            let seg = dir.join(kinko_audit::log::segment_name(already));
+            write_atomically(&seg, &mut new_lines.into_iter().map(String::into_bytes))?;
+        }
+        let mut cps = Vec::with_capacity(notes.len());
+        for note in notes {
+            cps.push(
+                kinko_intent::to_canonical_json(&serde_json::json!({ "note": note }))
+                    .map_err(|e| corrupt(format!("checkpoint line: {e}")))?,
+            );
+        }
+        write_atomically(
+            &dir.join(kinko_audit::log::CHECKPOINTS_FILE),
+            &mut cps.into_iter(),
+        )?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io(&dir.display().to_string(), e))?;
+        Ok((count, already + count))
+    }
+
     /// Imports a log kept in files by an earlier kinkod: its record lines in order and its
     /// signed checkpoint notes, as they are, in one transaction. The store's log must be empty
     /// and the log not open; [`Store::open_log`] then verifies everything as for any history.

@@ -156,6 +156,16 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Archive the audit log incrementally into DIR, for write-once storage: the records not
+    /// archived yet become a new segment file (existing segments are never rewritten, and are
+    /// first compared with the store's records: a mismatch is refused), and checkpoints.jsonl is
+    /// replaced. Run it daily with kinkod running or stopped; `kinko audit verify DIR` checks
+    /// the archive alone.
+    ArchiveLog {
+        /// The archive directory (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Rebuild the state from the audit log alone into a NEW database (the log outranks the
     /// store): requests, verdicts, claims, velocity, signed transactions, the freeze, governance
     /// and installed policies, replayed record by record. Run with kinkod stopped; swap the new
@@ -312,6 +322,19 @@ fn main() -> ExitCode {
                 eprintln!(
                     "kinkod: wrote {records} records and {checkpoints} checkpoints to {}",
                     out.display()
+                );
+                return Ok(());
+            }
+            Some(Command::ArchiveLog { dir }) => {
+                let config = Config::load(&args.config.ok_or("give --config FILE")?)?;
+                let store = kinko_store::Store::open_at(&config.store.location()?)
+                    .map_err(|e| format!("{}: {e}", config.store.describe()))?;
+                let (now, total) = store
+                    .archive_log(&dir)
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                eprintln!(
+                    "kinkod: archived {now} new records into {} ({total} in all)",
+                    dir.display()
                 );
                 return Ok(());
             }

@@ -719,3 +719,69 @@ async fn the_log_is_archived_in_segments_that_verify_and_are_never_rewritten() {
     );
     assert!(!verify_dir(&arch, &vkey).status.success());
 }
+
+/// The audit log says which build signed: a `daemon_started` record with the executable's
+/// SHA-256 (as SHA256SUMS lists it) when a build first starts on the log, none when the same
+/// build restarts, a new one when another build starts; `kinko audit verify` lists them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_records_each_build_that_starts_on_it() {
+    use sha2::Digest as _;
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("kinko");
+    let label = unique_label("build");
+    let port = free_port();
+    let exe = kinko_tests::bin("kinkod");
+    let hash = |p: &Path| hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap()));
+    let builds = |records: &[serde_json::Value]| -> Vec<String> {
+        records
+            .iter()
+            .filter(|r| kinko_tests::event_type(r) == "daemon_started")
+            .map(|r| r["event"]["binary_sha256"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let d = start(&dir, &label, port, true);
+    let first = builds(&kinko_tests::audit_records(&d).await);
+    assert_eq!(first, vec![hash(&exe)]);
+    drop(d);
+    let d = start(&dir, &label, port, false);
+    assert_eq!(
+        builds(&kinko_tests::audit_records(&d).await),
+        first,
+        "same build: no record"
+    );
+    drop(d);
+
+    // Another build: the same program with a byte appended (the loader ignores it).
+    let other = data.path().join("kinkod-other");
+    let mut bytes = std::fs::read(&exe).unwrap();
+    bytes.push(0);
+    std::fs::write(&other, &bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = kinko_tests::start_executable(&other, &dir, &format!("https://localhost:{port}"));
+    let records = kinko_tests::audit_records(&d).await;
+    assert_eq!(builds(&records), vec![hash(&exe), hash(&other)]);
+    let last = records
+        .iter()
+        .rev()
+        .find(|r| kinko_tests::event_type(r) == "daemon_started")
+        .unwrap();
+    assert_eq!(last["event"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(!last["event"]["replica"].as_str().unwrap().is_empty());
+    drop(d);
+
+    let out = data.path().join("audit");
+    kinko_tests::export_log(&dir, &out);
+    let vkey = std::fs::read_to_string(dir.join("audit-log.vkey")).unwrap();
+    let v = verify_dir(&out, vkey.trim());
+    let report = String::from_utf8_lossy(&v.stdout);
+    assert!(v.status.success(), "{report}");
+    assert!(
+        report.contains(&format!("sha256 {}", hash(&exe))),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("sha256 {}", hash(&other))),
+        "{report}"
+    );
+}

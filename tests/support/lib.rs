@@ -239,6 +239,14 @@ pub fn start_wrapped(dir: &Path, wrapper: &[&str], addr: &str) -> Daemon {
     launch(cmd, dir, addr)
 }
 
+/// Starts an initialized daemon from another kinkod executable (`exe`), reached at `addr`.
+pub fn start_executable(exe: &Path, dir: &Path, addr: &str) -> Daemon {
+    kinko_hsm::testing::ensure_softhsm2_conf().unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.arg("--config").arg(dir.join("kinkod.toml"));
+    launch(cmd, dir, addr)
+}
+
 fn launch(mut cmd: Command, dir: &Path, addr: &str) -> Daemon {
     cmd.stderr(Stdio::piped());
     // A test may ask for another log level (`start_with_env`); warnings by default.

@@ -296,6 +296,20 @@ pub struct Cancelled {
     pub reason: String,
 }
 
+/// A kinkod build started on this log: recorded when the running binary differs from the last
+/// one recorded, so that every later signature is attributable to the build that made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonStarted {
+    /// The version kinkod reports (`kinkod --version`).
+    pub version: String,
+    /// SHA-256 of the kinkod executable, as `sha256sum` prints it and the release's
+    /// SHA256SUMS lists it.
+    pub binary_sha256: HexBytes,
+    /// The replica that started it.
+    pub replica: String,
+}
+
 /// Signing was unfrozen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -400,6 +414,8 @@ pub enum Event {
     /// A request was cancelled.
     #[serde(rename = "request_cancelled")]
     Cancelled(Cancelled),
+    /// A kinkod build started.
+    DaemonStarted(DaemonStarted),
 }
 
 impl Event {
@@ -420,6 +436,7 @@ impl Event {
             Event::PolicyProposed(_) => "policy_proposed",
             Event::GovernanceVote(_) => "governance_vote",
             Event::Cancelled(_) => "request_cancelled",
+            Event::DaemonStarted(_) => "daemon_started",
         }
     }
 

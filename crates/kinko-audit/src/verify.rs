@@ -156,6 +156,9 @@ pub struct Report {
     pub authorizations: u64,
     /// `policy_installed` records.
     pub policies: u64,
+    /// `daemon_started` records: (sequence number, version, SHA-256 of the binary) of each
+    /// kinkod build that started on the log, in order.
+    pub builds: Vec<(u64, String, String)>,
     /// Officers seen in approvals.
     pub officers: BTreeSet<String>,
     /// The root of all records read.
@@ -215,6 +218,12 @@ impl fmt::Display for Report {
         writeln!(f, "signatures:     {}", self.signatures)?;
         writeln!(f, "authorizations: {}", self.authorizations)?;
         writeln!(f, "policies:       {}", self.policies)?;
+        for (seq, version, sha) in &self.builds {
+            writeln!(
+                f,
+                "build:          kinkod {version} sha256 {sha} (from record {seq})"
+            )?;
+        }
         let officers: Vec<&str> = self.officers.iter().map(String::as_str).collect();
         writeln!(
             f,
@@ -509,6 +518,7 @@ pub fn verify_dir(
     report.signatures = state.signatures;
     report.authorizations = state.authorizations;
     report.policies = state.policies;
+    report.builds = std::mem::take(&mut state.builds);
     report.officers = state.officers;
     report.root = Some(range.root());
     Ok(report)
@@ -574,6 +584,7 @@ struct SemanticState {
     signatures: u64,
     authorizations: u64,
     policies: u64,
+    builds: Vec<(u64, String, String)>,
     officers: BTreeSet<String>,
 }
 
@@ -681,6 +692,16 @@ impl SemanticState {
                     ));
                 }
                 self.cancelled.insert(e.request_id.clone());
+            }
+            Event::DaemonStarted(e) => {
+                if e.binary_sha256.0.len() != 32 {
+                    fail(format!(
+                        "daemon_started: binary_sha256 has {} bytes, not 32",
+                        e.binary_sha256.0.len()
+                    ));
+                }
+                self.builds
+                    .push((seq, e.version.clone(), hex::encode(&e.binary_sha256.0)));
             }
             Event::PolicyProposed(e) => {
                 if let Some(a) = auth

@@ -768,7 +768,7 @@ async fn run(config: Config, config_path: &std::path::Path) -> Result<(), String
     // One read of the log at start: recovery, then the store checked against it.
     // Log and state read at one instant: no other replica commits meanwhile.
     let started_checks = Arc::clone(engine.store());
-    let (restored, failed) = started_checks
+    let ((restored, failed), last_build) = started_checks
         .exclusively(|| -> Result<_, String> {
             let facts = engine.read_log().map_err(|e| e.to_string())?;
             let recovered = engine.recover(&facts).map_err(|e| e.to_string())?;
@@ -777,9 +777,11 @@ async fn run(config: Config, config_path: &std::path::Path) -> Result<(), String
             engine
                 .check_store_against_log(&facts)
                 .map_err(|e| e.to_string())?;
-            Ok(recovered)
+            Ok((recovered, facts.last_build.clone()))
         })
         .map_err(|e| e.to_string())??;
+    // Which build signs from here: recorded before serving when it is not the last recorded.
+    record_build(engine.store(), engine.replica(), last_build).await?;
     if restored > 0 {
         tracing::warn!(
             restored,
@@ -922,6 +924,53 @@ async fn run(config: Config, config_path: &std::path::Path) -> Result<(), String
         .serve_with_incoming_shutdown(tls::incoming(listener, tls), shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Appends a `daemon_started` record (version, SHA-256 of this executable, replica) when this
+/// executable is not the build the log last recorded, so that an auditor sees which build
+/// made every later signature (compare with the release's SHA256SUMS).
+async fn record_build(
+    store: &Arc<kinko_store::Store>,
+    replica: &str,
+    last: Option<Vec<u8>>,
+) -> Result<(), String> {
+    let digest = tokio::task::spawn_blocking(|| -> Result<Vec<u8>, String> {
+        use sha2::Digest as _;
+        let mut f = std::fs::File::open("/proc/self/exe")
+            .map_err(|e| format!("reading this executable to record its hash: {e}"))?;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut f, &mut buf)
+                .map_err(|e| format!("reading this executable to record its hash: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            h.update(buf.get(..n).unwrap_or_default());
+        }
+        Ok(h.finalize().to_vec())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    tracing::info!(
+        binary_sha256 = hex::encode(&digest),
+        version = env!("CARGO_PKG_VERSION"),
+        "this build"
+    );
+    if last.as_deref() == Some(digest.as_slice()) {
+        return Ok(());
+    }
+    let event = Event::DaemonStarted(rec::DaemonStarted {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        binary_sha256: rec::HexBytes(digest),
+        replica: replica.to_string(),
+    });
+    let s = Arc::clone(store);
+    tokio::task::spawn_blocking(move || s.commit("kinkod", move |_| Ok(((), vec![event]))))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot record this build in the audit log: {e}"))?;
+    Ok(())
 }
 
 /// SIGINT or SIGTERM (what systemd sends): stop accepting, finish the calls in flight, exit.

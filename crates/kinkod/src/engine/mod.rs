@@ -290,6 +290,11 @@ impl Engine {
         self.changes.subscribe()
     }
 
+    /// This replica's name (in claims and in `daemon_started` records).
+    pub(crate) fn replica(&self) -> &str {
+        &self.replica
+    }
+
     pub(crate) fn store(&self) -> &Arc<Store> {
         &self.store
     }

@@ -434,6 +434,7 @@ impl Engine {
                             Some((from, kinko_audit::merkle::leaf_hash(line.as_bytes())));
                     }
                     Event::Unfreeze(_) => facts.frozen = None,
+                    Event::DaemonStarted(b) => facts.last_build = Some(b.binary_sha256.0),
                     Event::RequestReceived(r) => {
                         facts.requests.entry(r.request_id).or_default();
                     }
@@ -675,6 +676,8 @@ pub(crate) struct LogFacts {
     governance_votes: std::collections::HashSet<(String, String, Vec<u8>)>,
     /// Each officer's last logged verdict per request: (governance, request, officer) → message.
     last_verdicts: HashMap<(bool, String, String), Vec<u8>>,
+    /// The SHA-256 of the last kinkod build recorded (`daemon_started`).
+    pub(crate) last_build: Option<Vec<u8>>,
 }
 
 /// What the log shows of one request.

@@ -168,47 +168,51 @@ async fn a_log_edited_truncated_or_replaced_offline_is_refused_and_named() {
     drop_triggers(&dir);
     const WONT_START: &str = "kinkod will not start on a history that does not verify";
 
-    // 1. Record 5 edited so that it no longer decodes: kinkod names the record and why.
-    let original = line(&dir, 5);
+    // 1. The first decision record (N) edited so that it no longer decodes: kinkod names the
+    //    record and why.
+    let n: u64 = (0..total)
+        .find(|&i| line(&dir, i).contains("\"type\":\"decision\""))
+        .expect("a decision record");
+    let original = line(&dir, n);
     assert!(
         original.contains("\"explanation\""),
-        "record 5 is a decision: {original}"
+        "record {n} is a decision: {original}"
     );
     set_line(
         &dir,
-        5,
+        n,
         &original.replace("\"explanation\"", "\"explanati0n\""),
     );
     let err = start_fails(&dir);
     assert!(
-        err.contains(
-            "the audit log in the store does not verify: record 5: record encoding: unknown field `explanati0n`"
-        ) && err.contains(WONT_START),
+        err.contains(&format!(
+            "the audit log in the store does not verify: record {n}: record encoding: unknown field `explanati0n`"
+        )) && err.contains(WONT_START),
         "{err}"
     );
     let (code, out) = verify(&export("edited-1"), &vkey, None);
     assert_eq!(code, 2, "{out}");
     assert!(
-        out.contains("record 5"),
+        out.contains(&format!("record {n}")),
         "the first bad record is named: {out}"
     );
 
-    // 1b. One character of record 5's request id changed (leaf hash column updated too): the
+    // 1b. One character of record N's request id changed (leaf hash column updated too): the
     //     record still decodes, but the log no longer hashes to the checkpoints kinkod signed.
     let at = original
         .find("\"request_id\":\"req-")
-        .expect("record 5 names its request")
+        .expect("record N names its request")
         + 19;
     let mut edited = original.clone().into_bytes();
     edited[at] = if edited[at] == b'0' { b'1' } else { b'0' };
-    set_line(&dir, 5, &String::from_utf8(edited).unwrap());
+    set_line(&dir, n, &String::from_utf8(edited).unwrap());
     let err = start_fails(&dir);
     assert!(
         err.contains("records do not hash to the root of the checkpoint signed at that size")
             && err.contains(WONT_START),
         "{err}"
     );
-    // The verifier narrows it down to the records between two checkpoints, record 5 among them.
+    // The verifier narrows it down to the records between two checkpoints, record N among them.
     let (code, out) = verify(&export("edited-1b"), &vkey, None);
     assert_eq!(code, 2, "{out}");
     let (from, to) = out
@@ -219,8 +223,8 @@ async fn a_log_edited_truncated_or_replaced_offline_is_refused_and_named() {
         .and_then(|(r, _)| r.split_once("..="))
         .unwrap_or_else(|| panic!("no altered range named: {out}"));
     let range = from.parse::<u64>().unwrap()..=to.parse::<u64>().unwrap();
-    assert!(range.contains(&5), "{range:?}: {out}");
-    set_line(&dir, 5, &original);
+    assert!(range.contains(&n), "{range:?}: {out}");
+    set_line(&dir, n, &original);
     drop(start(&dir, &label, port, false));
 
     // 2. Truncated consistently at an earlier signed checkpoint: records and checkpoints both cut,

@@ -386,10 +386,17 @@ async fn signing_racing_freezes_and_installs_never_outruns_the_controls() {
                 + &format!("# round {round}\n");
             crate::drill::install(&d, &text).await;
             signers.await.unwrap();
-            assert_eq!(
-                std::fs::read_to_string(dir.join("policy.toml")).unwrap(),
-                text
-            );
+            // The file is rewritten just after the installation commits (the proposal reads
+            // "installed" from the commit): wait for it, briefly.
+            let mut on_disk = String::new();
+            for _ in 0..50 {
+                on_disk = std::fs::read_to_string(dir.join("policy.toml")).unwrap();
+                if on_disk == text {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            assert_eq!(on_disk, text);
         }
     }
     let records = audit_records(&d).await;

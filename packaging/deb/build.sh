@@ -21,8 +21,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 bins="kinkod kinko kinko-witness"
+case "$profile" in debug) profile=dev ;; esac
 if [ "$build" = 1 ]; then
-  cargo build --locked --profile "$profile" -p kinkod -p kinko -p kinko-witness
+  # Paths of this checkout and of Cargo's home are remapped so that a rebuild elsewhere gives
+  # the same binaries (docs/supply-chain.md, scripts/repro-check.sh).
+  RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$PWD=/build/kinko --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo" \
+    cargo build --locked --profile "$profile" -p kinkod -p kinko -p kinko-witness
+  cargo build --locked --profile "$profile" -p kinko-release
 fi
 case "$profile" in dev|debug) dir=target/debug ;; *) dir="target/$profile" ;; esac
 version="$(cargo metadata --format-version 1 --no-deps --locked \

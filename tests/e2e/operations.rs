@@ -785,3 +785,24 @@ async fn the_log_records_each_build_that_starts_on_it() {
         "{report}"
     );
 }
+
+/// A seen-checkpoint file kinkod cannot write (the unit makes everything but /var/lib/kinko
+/// read-only) is refused at start, not discovered after a restore went unnoticed.
+#[test]
+fn an_unwritable_seen_checkpoint_is_refused_at_start() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("kinko");
+    drop(start(&dir, &unique_label("seen"), free_port(), true));
+    let config = dir.join("kinkod.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "[store]\n",
+        "[store]\nseen_checkpoint = \"/proc/kinko-no-such-directory/seen-checkpoint.note\"\n",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let err = kinko_tests::start_fails(&dir);
+    assert!(
+        err.contains("seen_checkpoint") && err.contains("cannot write"),
+        "{err}"
+    );
+}

@@ -62,7 +62,7 @@ impl PinSource {
                         "pin = {{ credential = {name:?} }} needs CREDENTIALS_DIRECTORY: run kinkod under systemd with LoadCredential={name}:FILE"
                     ))
                 })?;
-                read_pin_file(&Path::new(&dir).join(name))?
+                read_pin_file_with(&Path::new(&dir).join(name), CREDENTIAL_MODE_MASK)?
             }
             PinSource::Env(var) => Zeroizing::new(std::env::var(var).map_err(|_| {
                 HsmError::PinSource(format!(
@@ -78,7 +78,18 @@ impl PinSource {
     }
 }
 
+/// Group or other bits refused on a PIN file.
+const PIN_MODE_MASK: u32 = 0o077;
+/// In `$CREDENTIALS_DIRECTORY` (systemd's private, read-only mount for this service), systemd
+/// 254 and later make a credential group-readable with an ACL for the service's user: the
+/// group read bit is allowed there, nothing else.
+const CREDENTIAL_MODE_MASK: u32 = 0o037;
+
 fn read_pin_file(path: &Path) -> Result<Zeroizing<String>, HsmError> {
+    read_pin_file_with(path, PIN_MODE_MASK)
+}
+
+fn read_pin_file_with(path: &Path, refused_bits: u32) -> Result<Zeroizing<String>, HsmError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path)
         .map_err(|e| HsmError::PinSource(format!("{}: {e}", path.display())))?;
@@ -90,7 +101,7 @@ fn read_pin_file(path: &Path) -> Result<Zeroizing<String>, HsmError> {
     }
     let mode = meta.permissions().mode();
     // Only the owner: a PIN readable by a group is readable by everyone in it.
-    if mode & 0o077 != 0 {
+    if mode & refused_bits != 0 {
         return Err(HsmError::PinSource(format!(
             "{} is accessible to users other than its owner (mode {:o}); run chmod 600 on it",
             path.display(),

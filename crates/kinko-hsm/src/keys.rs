@@ -296,14 +296,16 @@ fn check_private(
             more.join(", ")
         )));
     }
-    if never_extractable == Some(false) {
+    // Both are defined for every private key (PKCS#11 §4.9): one the token does not report is
+    // refused like one that is false.
+    if never_extractable != Some(true) {
         return Err(unsafe_key(
-            "CKA_NEVER_EXTRACTABLE is false: the key was extractable once, so a copy may exist outside the HSM",
+            "CKA_NEVER_EXTRACTABLE is not true: the key may have been extractable once, so a copy may exist outside the HSM",
         ));
     }
-    if always_sensitive == Some(false) {
+    if always_sensitive != Some(true) {
         return Err(unsafe_key(
-            "CKA_ALWAYS_SENSITIVE is false: the key was readable once, so a copy may exist outside the HSM",
+            "CKA_ALWAYS_SENSITIVE is not true: the key may have been readable once, so a copy may exist outside the HSM",
         ));
     }
     let ok_params = match (kind, params.as_deref()) {

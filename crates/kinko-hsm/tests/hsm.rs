@@ -453,7 +453,7 @@ async fn keys_that_allow_more_than_signing_are_refused() {
         (
             "was-extractable",
             vec![Attribute::Extractable(true)],
-            Some("CKA_NEVER_EXTRACTABLE is false"),
+            Some("CKA_NEVER_EXTRACTABLE is not true"),
         ),
         ("sign-only", vec![], None),
     ];

@@ -654,6 +654,11 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt(format!("{} is not UTF-8", out.display())))?;
         src.execute("VACUUM INTO ?1", [target])?;
         drop(src);
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", out.display())))?;
+        }
         std::fs::File::open(out)
             .and_then(|f| f.sync_all())
             .map_err(|e| StoreError::Corrupt(format!("{}: {e}", out.display())))?;

@@ -329,6 +329,11 @@ impl Config {
         {
             *p = base.join(&*p);
         }
+        // A module given by a relative path (with a directory part) is relative to the file
+        // too; a bare library name is left to the dynamic loader's search path.
+        if c.hsm.module.is_relative() && c.hsm.module.components().count() > 1 {
+            c.hsm.module = base.join(&c.hsm.module);
+        }
         let mut seen = std::collections::HashSet::new();
         let mut pinned = std::collections::HashSet::new();
         let fingerprint_ok = |f: &str| f.len() == 64 && f.bytes().all(|b| b.is_ascii_hexdigit());

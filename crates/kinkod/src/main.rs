@@ -441,6 +441,25 @@ fn check_seen_checkpoint(
     Ok(cp.size)
 }
 
+/// Refuses to start when the seen-checkpoint file cannot be written: the check against an older
+/// restored database would silently stop (under the systemd unit only /var/lib/kinko is
+/// writable).
+fn seen_checkpoint_writable(path: &std::path::Path) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let probe = dir.join(format!(".kinkod-write-test-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "[store] seen_checkpoint {}: kinkod cannot write in {} ({e}); without this file a database restored from an older backup would not be caught. Point seen_checkpoint at kinkod's state directory (e.g. /var/lib/kinko/seen-checkpoint.note)",
+            path.display(),
+            dir.display()
+        )),
+    }
+}
+
 /// Whether `dir` holds segments of a file log (an earlier kinkod's).
 fn has_segments(dir: &std::path::Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|rd| {
@@ -651,6 +670,7 @@ async fn run(config: Config, config_path: &std::path::Path) -> Result<(), String
     let audit = Arc::clone(&store);
     let verifier_key = audit.verifier_key().map_err(|e| e.to_string())?;
     let seen_size = check_seen_checkpoint(&config, &store, &verifier_key)?;
+    seen_checkpoint_writable(&config.store.seen_checkpoint)?;
     // Auditors need this verifier key (out of band) to check checkpoints.
     eprintln!("kinkod: audit log key {verifier_key}");
     match audit.last_policy_installed() {
@@ -760,9 +780,19 @@ async fn run(config: Config, config_path: &std::path::Path) -> Result<(), String
     .with_seen_checkpoint(config.store.seen_checkpoint.clone(), seen_size)
     .with_witnessing(witnessing)
     .with_replica(&config.store.replica.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into());
+        // /proc/sys is hidden by the unit's ProcSubset=pid; /etc/hostname is readable there.
+        let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+            .iter()
+            .find_map(|p| {
+                std::fs::read_to_string(p)
+                    .ok()
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+            })
+            .unwrap_or_else(|| {
+                tracing::warn!("no host name readable: set [store] replica");
+                "localhost".into()
+            });
         format!("{host}:{}", config.server.listen.port())
     }));
     // One read of the log at start: recovery, then the store checked against it.

@@ -615,7 +615,7 @@ module = "{module}"
 token_label = "{token}"
 # The user PIN: a file readable by kinkod alone (mode 600), an environment variable
 # (pin = {{ env = "KINKO_HSM_PIN" }}), or a systemd credential (pin = {{ credential = "hsm-pin" }},
-# with LoadCredential=hsm-pin:/etc/kinko/hsm-pin in the unit).
+# with LoadCredential=hsm-pin:/etc/kinko/credentials/hsm-pin in the unit).
 pin = {{ credential = "hsm-pin" }}
 # pool_size = 4                  # sessions kept open
 

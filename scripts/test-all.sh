@@ -39,6 +39,10 @@ if ! cargo deny --version >/dev/null 2>&1; then
   cargo install --locked cargo-deny --version 0.20.2 >/dev/null
 fi
 cargo deny --locked check licenses bans sources
+# A second PKCS#11 implementation beside SoftHSM2: Kryoptic, built from crates.io sources with a
+# static OpenSSL 3.6 (crates/kinko-hsm/tests/second_token.rs; docs/hsm-profiles.md).
+KINKO_SECOND_PKCS11_MODULE="$(hsm-config/kryoptic/build.sh)"
+export KINKO_SECOND_PKCS11_MODULE
 promtool check rules docs/alerts/kinko.rules.yml
 promtool test rules docs/alerts/kinko.rules.test.yml
 rm -rf target/tmp/softhsm2-test

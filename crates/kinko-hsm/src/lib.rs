@@ -183,11 +183,17 @@ fn mechanism_name(m: MechanismType) -> String {
 impl Capabilities {
     /// An error naming what is missing, if anything Kinko needs is.
     pub fn require_all(&self) -> Result<(), HsmError> {
+        self.require(&[KeyKind::Secp256k1, KeyKind::Ed25519])
+    }
+
+    /// An error naming what is missing of `kinds` (a token without secp256k1 can still hold
+    /// the log key and Solana keys).
+    pub fn require(&self, kinds: &[KeyKind]) -> Result<(), HsmError> {
         let mut missing = Vec::new();
-        if !self.secp256k1_ecdsa {
+        if kinds.contains(&KeyKind::Secp256k1) && !self.secp256k1_ecdsa {
             missing.push("secp256k1 ECDSA (CKM_EC_KEY_PAIR_GEN with OID 1.3.132.0.10, CKM_ECDSA)");
         }
-        if !self.ed25519 {
+        if kinds.contains(&KeyKind::Ed25519) && !self.ed25519 {
             missing.push("Ed25519 (CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA)");
         }
         if missing.is_empty() {

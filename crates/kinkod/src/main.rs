@@ -607,7 +607,7 @@ async fn run(config: Config, config_path: &std::path::Path) -> Result<(), String
     hsm.probe()
         .await
         .map_err(|e| e.to_string())?
-        .require_all()
+        .require(&setup::needed_kinds(&policy))
         .map_err(|e| e.to_string())?;
     for k in policy.keys() {
         engine::check_not_log_key(k, &config.audit.log_key_label)?;

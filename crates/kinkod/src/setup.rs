@@ -134,6 +134,22 @@ fn keys_block(
     )
 }
 
+/// The key kinds the token must support for `policy`: Ed25519 always (the log key), secp256k1
+/// when the policy has an Ethereum or Bitcoin key. (Governance that later adds such a key to a
+/// token without secp256k1 fails to create it, by name.)
+pub(crate) fn needed_kinds(policy: &Policy) -> Vec<kinko_hsm::KeyKind> {
+    let mut kinds = vec![kinko_hsm::KeyKind::Ed25519];
+    if policy.keys().any(|k| {
+        matches!(
+            k.chain,
+            kinko_intent::Chain::Ethereum | kinko_intent::Chain::Bitcoin
+        )
+    }) {
+        kinds.push(kinko_hsm::KeyKind::Secp256k1);
+    }
+    kinds
+}
+
 /// One line of the `check-config` report.
 #[derive(Default)]
 struct Report {
@@ -312,10 +328,16 @@ async fn check_into(path: &Path, r: &mut Report) -> bool {
         }
     };
     match hsm.probe().await {
-        Ok(caps) => match caps.require_all() {
-            Ok(()) => r.ok(
-                "HSM capability probe: secp256k1 ECDSA and Ed25519 each generated a session key, signed, and verified in software",
-            ),
+        Ok(caps) => match caps.require(&policy.as_ref().map_or_else(
+            || vec![KeyKind::Ed25519, KeyKind::Secp256k1],
+            needed_kinds,
+        )) {
+            Ok(()) => r.ok(format!(
+                "HSM capability probe: {} generated a session key, signed, and verified in software (secp256k1 {}, Ed25519 {})",
+                "each kind the policy needs",
+                if caps.secp256k1_ecdsa { "works" } else { "MISSING" },
+                if caps.ed25519 { "works" } else { "MISSING" },
+            )),
             Err(e) => r.fail(format!(
                 "HSM capability probe: {e} (mechanisms listed: {})",
                 caps.mechanisms.join(" ")
@@ -752,6 +774,25 @@ mod tests {
             );
         let p = Policy::from_toml(filled.as_bytes()).unwrap();
         assert_eq!(p.officers().count(), 3);
+        // A Solana-only policy needs only Ed25519 of the token (Kryoptic, say, has no
+        // secp256k1); an Ethereum key adds secp256k1.
+        assert_eq!(needed_kinds(&p), vec![KeyKind::Ed25519]);
+        let with_eth = filled.replace("\"sol-cold\"]", "\"sol-cold\", \"eth-cold\"]")
+            + &keys_block(
+                "eth-cold",
+                Chain::Ethereum,
+                "1",
+                "kinko-eth-cold",
+                // The secp256k1 generator, compressed: a valid point.
+                &hex::decode("0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
+                    .unwrap(),
+                "",
+            );
+        let p2 = Policy::from_toml(with_eth.as_bytes()).unwrap();
+        assert_eq!(
+            needed_kinds(&p2),
+            vec![KeyKind::Ed25519, KeyKind::Secp256k1]
+        );
         assert!(Policy::from_toml(POLICY_TEMPLATE.as_bytes()).is_err());
     }
 }

@@ -1,0 +1,2 @@
+//! Nothing: the build script is the point.
+fn main() {}

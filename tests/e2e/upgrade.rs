@@ -1,8 +1,9 @@
 //! An upgrade: a store, audit log and token written by an earlier kinkod
 //! (`tests/fixtures/upgrade-*`, made by `scripts/make-upgrade-fixture.sh` at the revision its
 //! FIXTURE file names) open under this one. Its schema is migrated, its log verifies, the
-//! withdrawal it signed is still signed, the one waiting for a second approval is signed by
-//! this kinkod, and the auditor verifies the whole history, old records and new.
+//! withdrawal it signed is still signed, the one it left pending (with an approval that has
+//! since expired) is approved again and signed by this kinkod, and the auditor verifies the
+//! whole history, old records and new. Nothing here depends on when the fixture was made.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -80,6 +81,11 @@ async fn a_store_and_log_written_by_the_previous_release_open_and_keep_signing()
             "listen = \"127.0.0.1:47555\"",
             &format!("listen = \"127.0.0.1:{port}\""),
         );
+        // The fixture is older than a day: without this its pending request would expire at
+        // the first tick (an operator upgrading within the day keeps the default).
+        let mut config = std::fs::read_to_string(data.join("kinkod.toml")).unwrap();
+        config.push_str("\n[limits]\npending_expiry_secs = 3153600000\n");
+        std::fs::write(data.join("kinkod.toml"), config).unwrap();
         let (signed, pending) = (
             fixture_field(root, "signed"),
             fixture_field(root, "pending"),
@@ -120,7 +126,14 @@ async fn a_store_and_log_written_by_the_previous_release_open_and_keep_signing()
         assert_eq!(waiting.state, pb::RequestState::PendingApproval as i32);
         assert_eq!(waiting.approvals.len(), 1, "{waiting:?}");
 
-        // The approval given under the old release counts; bob's makes the quorum here.
+        // The approval given under the old release is still recorded (it stopped counting
+        // once its rule's 4 h lifetime passed); alice approves again and bob makes the quorum,
+        // and the new release signs the request the old one left pending.
+        let a = officer_approval(&d, "alice", &pending, Verdict::Approve).await;
+        ApprovalServiceClient::new(channel(&d, "alice").await)
+            .approve(a)
+            .await
+            .unwrap();
         let b = officer_approval(&d, "bob", &pending, Verdict::Approve).await;
         let r = ApprovalServiceClient::new(channel(&d, "bob").await)
             .approve(b)

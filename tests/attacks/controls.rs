@@ -386,17 +386,10 @@ async fn signing_racing_freezes_and_installs_never_outruns_the_controls() {
                 + &format!("# round {round}\n");
             crate::drill::install(&d, &text).await;
             signers.await.unwrap();
-            // The file is rewritten just after the installation commits (the proposal reads
-            // "installed" from the commit): wait for it, briefly.
-            let mut on_disk = String::new();
-            for _ in 0..50 {
-                on_disk = std::fs::read_to_string(dir.join("policy.toml")).unwrap();
-                if on_disk == text {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            assert_eq!(on_disk, text);
+            assert_eq!(
+                std::fs::read_to_string(dir.join("policy.toml")).unwrap(),
+                text
+            );
         }
     }
     let records = audit_records(&d).await;
@@ -656,12 +649,20 @@ async fn identities_are_pinned_certificates_and_officers_are_never_locked_out() 
 }
 
 /// A proposer backdates a new allowlisted address (`added_at` a year ago) to skip its
-/// cool-down. The entry counts from the moment kinkod installed the policy: a withdrawal to it
-/// right after the installation is denied, and the offline verifier agrees.
+/// cool-down. The entry counts from the moment kinkod installed the policy — the second of the
+/// installation's log record, the time the offline verifier counts from, even when the commit
+/// is slow (held 8 s here before it): a withdrawal to it right after the installation is
+/// denied until exactly that record's time plus the cool-down, and the offline verifier agrees.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backdated_allowlist_entry_still_waits_out_its_cool_down() {
     let (_tmp, dir, label, port) = quick_governance("backdate");
-    let d = start(&dir, &label, port, false);
+    let d = kinko_tests::start_with_env(
+        &dir,
+        &label,
+        port,
+        false,
+        &[("KINKO_FAILPOINT", "pause:before_install_commit")],
+    );
     const NEW: alloy_primitives::Address =
         alloy_primitives::address!("0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359");
     let text = std::fs::read_to_string(dir.join("policy.toml")).unwrap().replacen(
@@ -690,9 +691,18 @@ async fn a_backdated_allowlist_entry_still_waits_out_its_cool_down() {
         .into_inner();
     assert_eq!(r.state, pb::RequestState::Denied as i32, "{r:?}");
     let explanation = r.decision.unwrap().explanation_json;
+    let records = kinko_tests::audit_records(&d).await;
+    let installed = records
+        .iter()
+        .rfind(|r| kinko_tests::event_type(r) == "policy_installed")
+        .expect("the installation is in the log");
+    let usable_from = jiff::Timestamp::from_second(
+        i64::try_from(installed["time_ms"].as_u64().unwrap() / 1000).unwrap() + 72 * 3600,
+    )
+    .unwrap();
     assert!(
         explanation.contains(&format!(
-            "{NEW} (new wallet, backdated) is in its cool-down until"
+            "{NEW} (new wallet, backdated) is in its cool-down until {usable_from}"
         )),
         "{explanation}"
     );

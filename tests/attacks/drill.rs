@@ -25,7 +25,9 @@ async fn admin(d: &Daemon, who: &str) -> AdminServiceClient<tonic::transport::Ch
 }
 
 /// Proposes `text`, has alice (treasury) and carol (risk) approve it, and waits until kinkod
-/// installs it after the time-lock.
+/// installs it after the time-lock and has rewritten its policy file with it. (The proposal
+/// reads "installed" from the store's commit; the file is rewritten just after, so a caller
+/// reading the file as soon as the proposal is installed could still see the old text.)
 pub(crate) async fn install(d: &Daemon, text: &str) {
     let p = admin(d, "admin")
         .await
@@ -56,7 +58,18 @@ pub(crate) async fn install(d: &Daemon, text: &str) {
             .unwrap()
             .into_inner();
         if s.state == "installed" {
-            return;
+            let file = d.dir.join("policy.toml");
+            for _ in 0..100 {
+                if std::fs::read_to_string(&file).unwrap() == text {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!(
+                "proposal {} was installed but {} never held its text",
+                p.proposal_id,
+                file.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

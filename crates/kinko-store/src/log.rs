@@ -53,6 +53,8 @@ pub struct Appended {
     pub seq: u64,
     /// Its leaf hash.
     pub leaf_hash: Hash,
+    /// Its time (`time_ms`: milliseconds since the Unix epoch, never decreasing).
+    pub time_ms: u64,
     /// The signed checkpoint committed with it, when its step made one (always for events
     /// that need one: every signature produced).
     pub checkpoint: Option<Arc<str>>,
@@ -963,6 +965,7 @@ fn append(
         out.push(Appended {
             seq,
             leaf_hash: hash,
+            time_ms,
             checkpoint: None,
             line: shared,
         });

@@ -14,16 +14,18 @@
 //! | `after_signing_authorized` | the claim (nonces, digests, velocity) and `signing_authorized` are committed (one transaction); the HSM has not been asked |
 //! | `after_hsm_signed` | the HSM signed and the transaction is finalized; nothing of it is committed |
 //! | `after_signature_produced` | `signature_produced` and the signed state are committed (one transaction); the client has no answer yet |
+//! | `before_install_commit` | a policy installation (governance) is about to commit its records and the installation; nothing of it is committed |
 
 use std::sync::OnceLock;
 
-/// The crash point names, in the order a signing reaches them.
-pub(crate) const POINTS: [&str; 5] = [
+/// The crash point names, in the order a signing reaches them, then the others.
+pub(crate) const POINTS: [&str; 6] = [
     "before_claim",
     "in_claim_transaction",
     "after_signing_authorized",
     "after_hsm_signed",
     "after_signature_produced",
+    "before_install_commit",
 ];
 
 /// Aborts the process if `name` is the configured crash point; with `KINKO_FAILPOINT=pause:NAME`

@@ -652,23 +652,33 @@ impl Engine {
             policy_text: proposal.policy_text.clone(),
             approvals: evidence_list,
         }));
-        let installed_at = now();
-        let installed = kinko_store::InstalledPolicy {
+        let mut installed = kinko_store::InstalledPolicy {
             policy_hash: proposal.policy_hash.clone(),
             policy_text: proposal.policy_text.clone(),
             proposal_id: Some(proposal.id.clone()),
-            installed_at: unix(installed_at),
+            installed_at: 0,
         };
-        // The keys' records, the installation's record and the installation: one commit.
-        self.commit("kinkod", move |tx| {
-            tx.install_policy(&installed)?;
-            Ok(((), events))
-        })
-        .await?;
-        // Entries it adds to address books count from now, whatever `added_at` they claim.
+        // The keys' records, the installation's record and the installation: one commit. The
+        // installation time is its record's (whole seconds), the time the offline verifier
+        // counts new address-book entries from; a clock read before the commit could fall in
+        // the second before it.
+        crate::failpoint::hit("before_install_commit");
+        let (installed_at, _) = self
+            .commit_with(
+                "kinkod",
+                move |_| Ok((0, events)),
+                move |tx, installed_at, placed| {
+                    let record = placed.last().ok_or(StoreError::LogClosed)?;
+                    *installed_at = i64::try_from(record.time_ms / 1000).unwrap_or(i64::MAX);
+                    installed.installed_at = *installed_at;
+                    tx.install_policy(&installed)
+                },
+            )
+            .await?;
+        // Entries it adds to address books count from then, whatever `added_at` they claim.
         policy.settle_added_at(
             Some(&live.policy),
-            Timestamp::from_second(unix(installed_at)).unwrap_or(installed_at),
+            Timestamp::from_second(installed_at).unwrap_or(Timestamp::MAX),
         );
         let new = Arc::new(Live {
             policy: Arc::new(policy),

@@ -633,22 +633,7 @@ impl Store {
                 }
             }
             let mut count = 0u64;
-            // Each checkpoint with the witnesses' cosignatures kept for it (docs/witness.md).
-            let mut cosigs: std::collections::HashMap<i64, String> = Default::default();
-            for r in c.query(
-                "SELECT size, line FROM log_cosignatures ORDER BY size, witness",
-                &[],
-            )? {
-                cosigs.entry(r.int(0)?).or_default().push_str(&r.text(1)?);
-            }
-            for r in c.query("SELECT size, note FROM log_checkpoints ORDER BY size", &[])? {
-                let mut note = r.text(1)?;
-                if let Some(lines) = cosigs.get(&r.int(0)?) {
-                    note.push_str(lines);
-                }
-                let value = serde_json::json!({ "note": note });
-                let line = kinko_intent::to_canonical_json(&value)
-                    .map_err(|e| corrupt(format!("checkpoint line: {e}")))?;
+            for line in checkpoint_lines(c)? {
                 cps.write_all(&line)
                     .and_then(|()| cps.write_all(b"\n"))
                     .map_err(|e| io("write checkpoints", e))?;
@@ -709,7 +694,7 @@ impl Store {
         }
         let already = archived.len() as u64;
         let mut guard = self.conn()?;
-        let (new_lines, notes) = guard.db.transaction(false, |c| {
+        let (new_lines, cps) = guard.db.transaction(false, |c| {
             // The archive must be this store's log, record for record.
             let mut at = 0u64;
             while at < already {
@@ -738,22 +723,7 @@ impl Store {
                 from += lines.len() as u64;
                 new_lines.extend(lines);
             }
-            let mut cosigs: std::collections::HashMap<i64, String> = Default::default();
-            for r in c.query(
-                "SELECT size, line FROM log_cosignatures ORDER BY size, witness",
-                &[],
-            )? {
-                cosigs.entry(r.int(0)?).or_default().push_str(&r.text(1)?);
-            }
-            let mut notes = Vec::new();
-            for r in c.query("SELECT size, note FROM log_checkpoints ORDER BY size", &[])? {
-                let mut note = r.text(1)?;
-                if let Some(lines) = cosigs.get(&r.int(0)?) {
-                    note.push_str(lines);
-                }
-                notes.push(note);
-            }
-            Ok((new_lines, notes))
+            Ok((new_lines, checkpoint_lines(c)?))
         })?;
         drop(guard);
         let write_atomically = |path: &Path, lines: &mut dyn Iterator<Item = Vec<u8>>| {
@@ -777,13 +747,6 @@ impl Store {
         if count > 0 {
             let seg = dir.join(kinko_audit::log::segment_name(already));
             write_atomically(&seg, &mut new_lines.into_iter().map(String::into_bytes))?;
-        }
-        let mut cps = Vec::with_capacity(notes.len());
-        for note in notes {
-            cps.push(
-                kinko_intent::to_canonical_json(&serde_json::json!({ "note": note }))
-                    .map_err(|e| corrupt(format!("checkpoint line: {e}")))?,
-            );
         }
         write_atomically(
             &dir.join(kinko_audit::log::CHECKPOINTS_FILE),
@@ -1137,6 +1100,31 @@ fn check_checkpoints(
         }
     }
     Ok(Some((opened.size, Arc::from(newest.as_str()))))
+}
+
+/// Every signed checkpoint, oldest first, as the lines of the documented `checkpoints.jsonl`:
+/// each note with the witnesses' cosignatures kept for it appended (docs/witness.md), in
+/// canonical JSON `{"note": ...}`.
+fn checkpoint_lines(c: &dyn Conn) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut cosigs: std::collections::HashMap<i64, String> = Default::default();
+    for r in c.query(
+        "SELECT size, line FROM log_cosignatures ORDER BY size, witness",
+        &[],
+    )? {
+        cosigs.entry(r.int(0)?).or_default().push_str(&r.text(1)?);
+    }
+    let mut out = Vec::new();
+    for r in c.query("SELECT size, note FROM log_checkpoints ORDER BY size", &[])? {
+        let mut note = r.text(1)?;
+        if let Some(lines) = cosigs.get(&r.int(0)?) {
+            note.push_str(lines);
+        }
+        out.push(
+            kinko_intent::to_canonical_json(&serde_json::json!({ "note": note }))
+                .map_err(|e| corrupt(format!("checkpoint line: {e}")))?,
+        );
+    }
+    Ok(out)
 }
 
 fn read_lines(c: &dyn Conn, from: u64, max: usize) -> Result<Vec<String>, StoreError> {

@@ -465,3 +465,164 @@ async fn solana_transfer_signed_and_verified_with_ed25519_dalek() {
     assert!(vk.verify_strict(&other, &sig).is_err());
     assert_eq!(signed.transaction_id, bitcoin::base58::encode(&sig_bytes));
 }
+
+// ---------------------------------------------------------------------------------------------
+// A second PKCS#11 implementation: the whole daemon on Kryoptic
+// ---------------------------------------------------------------------------------------------
+
+/// Kryoptic, built by `hsm-config/kryoptic/build.sh` and named by `KINKO_SECOND_PKCS11_MODULE`
+/// (the README's test command sets it), or `None` when `KINKO_ALLOW_SKIP` names `second_token`.
+fn second_module() -> Option<String> {
+    if let Ok(m) = std::env::var("KINKO_SECOND_PKCS11_MODULE") {
+        return Some(m);
+    }
+    assert!(
+        std::env::var("KINKO_ALLOW_SKIP")
+            .is_ok_and(|v| v == "1" || v.split(',').any(|s| s.trim() == "second_token")),
+        "KINKO_SECOND_PKCS11_MODULE is not set: build Kryoptic with hsm-config/kryoptic/build.sh, \
+         or set KINKO_ALLOW_SKIP=second_token to skip knowingly"
+    );
+    eprintln!("SKIPPED (KINKO_ALLOW_SKIP): no second PKCS#11 module");
+    None
+}
+
+/// The whole signing path on a token that is not SoftHSM2: `kinkod dev` on Kryoptic (which has
+/// Ed25519 but no secp256k1) makes a Solana-only set-up and says what it left out; kinkod
+/// starts on it (token login, the session pool, the log key signing checkpoints), a Solana
+/// withdrawal is approved by two officers and signed by Kryoptic, the signature verifies with
+/// ed25519-dalek, an Ethereum request is refused for want of a key, and the auditor's offline
+/// verification of the log — checkpoints signed by Kryoptic — passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_signing_path_runs_on_kryoptic_with_solana_only() {
+    let Some(module) = second_module() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("kryoptic.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[slots]]\nslot = 3\ndbtype = \"sqlite\"\ndbargs = \"{}\"\n",
+            tmp.path().join("token.sql").display()
+        ),
+    )
+    .unwrap();
+    let dir = tmp.path().join("data");
+    let port = free_port();
+    let d = kinko_tests::start_with_env(
+        &dir,
+        &unique_label("kryoptic"),
+        port,
+        true,
+        &[
+            ("KINKO_PKCS11_MODULE", module.as_str()),
+            ("KRYOPTIC_CONF", conf.to_str().unwrap()),
+        ],
+    );
+    let config = std::fs::read_to_string(dir.join("kinkod.toml")).unwrap();
+    assert!(
+        config.contains(&format!("module = \"{module}\"")),
+        "{config}"
+    );
+    assert!(!d.keys.contains_key("eth-dev") && !d.keys.contains_key("btc-dev"));
+    let lines = d.log_lines().join("\n");
+    assert!(
+        lines.contains("eth-dev: left out, the token has no secp256k1 ECDSA"),
+        "{lines}"
+    );
+    let policy = Policy::from_toml(&std::fs::read(dir.join("policy.toml")).unwrap()).unwrap();
+    assert_eq!(
+        policy.key("sol-dev").and_then(|k| k.public_key.clone()),
+        Some(d.keys["sol-dev"].clone())
+    );
+    assert!(policy.key("eth-dev").is_none());
+
+    let key: [u8; 32] = d.keys["sol-dev"].as_slice().try_into().unwrap();
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&key).unwrap();
+    let hot = sol_key(SOL_HOT_WALLET);
+    let mut ledger = WithdrawalServiceClient::new(channel(&d, "ledger").await);
+    let message = sol_transfer_message(key, hot, 0, 1, 2_000_000_000, [9; 32]);
+    let r = ledger
+        .submit_withdrawal(submission(
+            &dir,
+            "sol-dev",
+            Chain::Solana,
+            message.clone(),
+            "kryoptic-1",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.state, pb::RequestState::PendingApproval as i32, "{r:?}");
+    let signed = approve_twice(&d, &r.request_id, "sol-dev", Chain::Solana, "devnet").await;
+    assert_eq!(
+        signed.state,
+        pb::RequestState::Signed as i32,
+        "{}",
+        signed.final_reason
+    );
+    let tx = signed.signed_transaction.as_slice();
+    assert_eq!(tx.len(), 1 + 64 + message.len());
+    assert_eq!(&tx[65..], message.as_slice());
+    let sig = ed25519_dalek::Signature::from_bytes(&tx[1..65].try_into().unwrap());
+    vk.verify_strict(&message, &sig)
+        .expect("Kryoptic's signature verifies under the sol-dev key");
+
+    // No Ethereum key on this token: refused, typed.
+    let err = ledger
+        .submit_withdrawal(submission(
+            &dir,
+            "eth-dev",
+            Chain::Ethereum,
+            vec![0xc0],
+            "kryoptic-eth",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+
+    // The auditor fetches the log over gRPC and verifies it offline: the checkpoints were
+    // signed by Kryoptic's Ed25519 log key.
+    let copy = tmp.path().join("audit-copy");
+    let kinko = |args: &[&str]| {
+        let o = std::process::Command::new(kinko_tests::bin("kinko"))
+            .args(args)
+            .env("KINKO_DEV_DIR", &dir)
+            .output()
+            .unwrap();
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "kinko {args:?}: {out}");
+        out
+    };
+    kinko(&[
+        "audit",
+        "fetch",
+        "--server",
+        &d.addr,
+        "--as",
+        "auditor",
+        "--out",
+        copy.to_str().unwrap(),
+    ]);
+    let out = kinko(&[
+        "audit",
+        "verify",
+        copy.to_str().unwrap(),
+        "--log-key",
+        &d.vkey,
+    ]);
+    for expected in [
+        "signatures:     1",
+        "anomalies:      0",
+        "result:         OK",
+    ] {
+        assert!(
+            out.lines().any(|l| l.trim_end() == expected),
+            "{expected}: {out}"
+        );
+    }
+}

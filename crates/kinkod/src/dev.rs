@@ -24,29 +24,58 @@ pub(crate) const OFFICERS: [(&str, &str, &str); 3] = [
 /// The development requester.
 pub(crate) const REQUESTER: &str = "ledger";
 
-/// Signing keys: policy name, chain, network, HSM label, kind.
-const KEYS: [(&str, &str, &str, &str, KeyKind); 3] = [
-    (
-        "eth-dev",
-        "ethereum",
-        "11155111",
-        "kinko-eth-dev",
-        KeyKind::Secp256k1,
-    ),
-    (
-        "btc-dev",
-        "bitcoin",
-        "testnet",
-        "kinko-btc-dev",
-        KeyKind::Secp256k1,
-    ),
-    (
-        "sol-dev",
-        "solana",
-        "devnet",
-        "kinko-sol-dev",
-        KeyKind::Ed25519,
-    ),
+/// One chain of the development set-up: its signing key, and the allowlisted hot wallet its
+/// refill rule sends to.
+struct DevChain {
+    /// The key's policy name.
+    name: &'static str,
+    chain: &'static str,
+    network: &'static str,
+    hsm_label: &'static str,
+    kind: KeyKind,
+    /// The address book and the hot wallet in it.
+    book: &'static str,
+    hot: &'static str,
+    /// The refill rule's asset, and its limits and approvals (TOML lines).
+    asset: &'static str,
+    limits: &'static str,
+}
+
+/// The development chains, in the order their keys are made.
+const CHAINS: [DevChain; 3] = [
+    DevChain {
+        name: "eth-dev",
+        chain: "ethereum",
+        network: "11155111",
+        hsm_label: "kinko-eth-dev",
+        kind: KeyKind::Secp256k1,
+        book: "eth-hot",
+        hot: "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        asset: "ETH",
+        limits: "max_amount = \"100\"\nmax_fee = \"0.01\"\napprovals = { count = 2, roles = [\"approver\"], lifetime = \"4h\" }\nvelocity = [{ window = \"24h\", max_total = \"500\", max_count = 50 }]\n",
+    },
+    DevChain {
+        name: "btc-dev",
+        chain: "bitcoin",
+        network: "testnet",
+        hsm_label: "kinko-btc-dev",
+        kind: KeyKind::Secp256k1,
+        book: "btc-hot",
+        hot: "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx",
+        asset: "BTC",
+        limits: "max_amount = \"10\"\nmax_fee = \"0.001\"\napprovals = { count = 2, roles = [\"approver\"], lifetime = \"4h\" }\n",
+    },
+    DevChain {
+        name: "sol-dev",
+        chain: "solana",
+        network: "devnet",
+        hsm_label: "kinko-sol-dev",
+        kind: KeyKind::Ed25519,
+        book: "sol-hot",
+        hot: "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM",
+        asset: "SOL",
+        limits: "max_amount = \"1000\"\nmax_fee = \"0.001\"\napprovals = { count = 2, roles = [\"approver\"], lifetime = \"4h\" }\n",
+    },
 ];
 const LOG_KEY: &str = "kinko-log";
 /// The development log's origin (checkpoint name).
@@ -89,14 +118,28 @@ pub(crate) async fn ensure(
         );
         return Ok(config_path);
     }
-    let conf = std::env::var_os("SOFTHSM2_CONF").ok_or(
-        "kinkod dev needs SOFTHSM2_CONF pointing at a SoftHSM2 configuration of its own; run scripts/dev.sh",
-    )?;
-    if Path::new(&conf).starts_with("/etc") {
-        return Err(
-            "kinkod dev refuses the system-wide SoftHSM2 configuration; run scripts/dev.sh".into(),
-        );
-    }
+    let module = std::env::var_os("KINKO_PKCS11_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"));
+    // SoftHSM2 keeps its tokens where SOFTHSM2_CONF says: never in the system's own store.
+    // (Another module, e.g. Kryoptic with KRYOPTIC_CONF, is configured by its own variables.)
+    let softhsm = module
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().contains("softhsm"));
+    let token_place = if softhsm {
+        let conf = std::env::var_os("SOFTHSM2_CONF").ok_or(
+            "kinkod dev needs SOFTHSM2_CONF pointing at a SoftHSM2 configuration of its own; run scripts/dev.sh",
+        )?;
+        if Path::new(&conf).starts_with("/etc") {
+            return Err(
+                "kinkod dev refuses the system-wide SoftHSM2 configuration; run scripts/dev.sh"
+                    .into(),
+            );
+        }
+        format!("SoftHSM2, SOFTHSM2_CONF={}", Path::new(&conf).display())
+    } else {
+        format!("module {}", module.display())
+    };
     mkdir(dir)?;
     let dir = dir
         .canonicalize()
@@ -106,9 +149,6 @@ pub(crate) async fn ensure(
     }
 
     // The token and its keys.
-    let module = std::env::var_os("KINKO_PKCS11_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"));
     let pin_path = dir.join("hsm/user.pin");
     let user_pin = random_hex(16)?;
     let so_pin = random_hex(16)?;
@@ -122,7 +162,7 @@ pub(crate) async fn ensure(
         })
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| format!("creating SoftHSM2 token {token_label}: {e}"))?;
+        .map_err(|e| format!("creating token {token_label} ({token_place}): {e}"))?;
     }
     let hsm_config = kinko_hsm::HsmConfig {
         module: module.clone(),
@@ -131,19 +171,36 @@ pub(crate) async fn ensure(
         pool_size: 4,
     };
     let hsm = Hsm::open(&hsm_config).await.map_err(|e| e.to_string())?;
+    // Keys only of the kinds the token can make: a token without secp256k1 (Kryoptic, some
+    // cloud HSMs) gets a Solana-only set-up, and kinkod says so.
+    let caps = hsm.probe().await.map_err(|e| e.to_string())?;
+    if !caps.ed25519 {
+        return Err(format!(
+            "token {token_label} ({token_place}) cannot make Ed25519 keys, which the audit log needs"
+        ));
+    }
     let mut key_lines = String::new();
-    let mut pinned = Vec::new();
-    for (name, chain, network, label, kind) in KEYS {
+    let mut made = Vec::new();
+    for c in &CHAINS {
+        if c.kind == KeyKind::Secp256k1 && !caps.secp256k1_ecdsa {
+            let _ = writeln!(
+                key_lines,
+                "{}: left out, the token has no secp256k1 ECDSA",
+                c.name
+            );
+            continue;
+        }
         let pk = hsm
-            .generate_key(label, kind)
+            .generate_key(c.hsm_label, c.kind)
             .await
             .map_err(|e| e.to_string())?;
-        pinned.push(hex::encode(pk.to_bytes()));
+        let pk = hex::encode(pk.to_bytes());
         let _ = writeln!(
             key_lines,
-            "{name}: {chain} {network}, public key {}",
-            hex::encode(pk.to_bytes())
+            "{}: {} {}, public key {pk}",
+            c.name, c.chain, c.network
         );
+        made.push((c, pk));
     }
     let kinko_hsm::PublicKey::Ed25519(log_pk) = hsm
         .generate_key(LOG_KEY, KeyKind::Ed25519)
@@ -230,7 +287,7 @@ pub(crate) async fn ensure(
     }
     let requester_vk = new_ed25519_key(&dir.join(format!("requesters/{REQUESTER}.key")))?;
 
-    let policy = dev_policy(&officers, &requester_vk, &pinned);
+    let policy = dev_policy(&officers, &requester_vk, &made);
     write_public(&dir.join("policy.toml"), policy.as_bytes())?;
     kinko_policy::Policy::from_toml(policy.as_bytes())
         .map_err(|e| format!("the generated development policy does not load: {e}"))?;
@@ -256,19 +313,18 @@ pub(crate) async fn ensure(
     write_public(&config_path, config.as_bytes())?;
     eprintln!(
         "\n*** DEVELOPMENT SET-UP — NOT FOR PRODUCTION ***\n\
-         Keys live in a SoftHSM2 software token whose PIN is in a file, the CA is local, and the\n\
+         Keys live in a software token whose PIN is in a file, the CA is local, and the\n\
          officers' keys are plain files. Made in {dir}:\n  \
          config          {dir}/kinkod.toml\n  \
          policy          {dir}/policy.toml\n  \
          TLS             {dir}/tls/ (ca.pem, server, ledger, alice, bob, carol, auditor, admin)\n  \
          officer keys    {dir}/officers/*.key\n  \
          requester key   {dir}/requesters/{REQUESTER}.key\n  \
-         HSM token       {token_label} (SOFTHSM2_CONF={conf}), PIN {dir}/hsm/user.pin\n  \
+         HSM token       {token_label} ({token_place}), PIN {dir}/hsm/user.pin\n  \
          store and log   {dir}/kinko.db (log key {LOG_KEY}; verifier key in {dir}/audit-log.vkey;\n                  \
          files for auditors: kinkod --config {dir}/kinkod.toml export-log --out DIR)\n  \
          signing keys:\n    {keys}\n",
         dir = dir.display(),
-        conf = Path::new(&conf).display(),
         keys = key_lines.trim_end().replace('\n', "\n    "),
     );
     Ok(config_path)
@@ -289,10 +345,35 @@ fn zeroize_seed() -> Result<[u8; 32], String> {
     Ok(seed)
 }
 
-/// The development policy; `pinned` holds the signing keys' public keys (hex) in `KEYS` order.
-fn dev_policy(officers: &str, requester_vk: &str, pinned: &[String]) -> String {
-    let pk = |i: usize| pinned.get(i).map_or("", String::as_str);
-    let (eth_pk, btc_pk, sol_pk) = (pk(0), pk(1), pk(2));
+/// The development policy for the chains made (`made`: each with its key's public key, hex).
+fn dev_policy(officers: &str, requester_vk: &str, made: &[(&DevChain, String)]) -> String {
+    let names: Vec<String> = made
+        .iter()
+        .map(|(c, _)| format!("\"{}\"", c.name))
+        .collect();
+    let mut keys = String::new();
+    let mut books = String::new();
+    let mut rules = String::new();
+    for (c, pk) in made {
+        let _ = write!(
+            keys,
+            "\n[[keys]]\nname = \"{}\"\nchain = \"{}\"\nnetwork = \"{}\"\nhsm_label = \"{}\"\npublic_key = \"{pk}\"\n",
+            c.name, c.chain, c.network, c.hsm_label
+        );
+        let _ = write!(
+            books,
+            "\n[[address_books]]\nname = \"{}\"\nchain = \"{}\"\ncool_down = \"72h\"\n\n[[address_books.entries]]\naddress = \"{}\"\nlabel = \"development hot wallet\"\nadded_at = \"2026-01-01T00:00:00Z\"\n",
+            c.book, c.chain, c.hot
+        );
+        let _ = write!(
+            rules,
+            "\n[[rules]]\nname = \"{book}-refill\"\nchain = \"{}\"\nasset = \"{}\"\nkinds = [\"transfer\"]\ndestination_book = \"{book}\"\n{}",
+            c.chain,
+            c.asset,
+            c.limits,
+            book = c.book
+        );
+    }
     format!(
         r#"# Development policy made by `kinkod dev`. NOT FOR PRODUCTION.
 version = 1
@@ -302,95 +383,13 @@ description = "Development: refills of allowlisted hot wallets need 2 approvers;
 [[requesters]]
 id = "{REQUESTER}"
 public_key = "{requester_vk}"
-keys = ["eth-dev", "btc-dev", "sol-dev"]
-
-[[keys]]
-name = "eth-dev"
-chain = "ethereum"
-network = "11155111"
-hsm_label = "kinko-eth-dev"
-public_key = "{eth_pk}"
-
-[[keys]]
-name = "btc-dev"
-chain = "bitcoin"
-network = "testnet"
-hsm_label = "kinko-btc-dev"
-public_key = "{btc_pk}"
-
-[[keys]]
-name = "sol-dev"
-chain = "solana"
-network = "devnet"
-hsm_label = "kinko-sol-dev"
-public_key = "{sol_pk}"
-
-[[address_books]]
-name = "eth-hot"
-chain = "ethereum"
-cool_down = "72h"
-
-[[address_books.entries]]
-address = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
-label = "development hot wallet"
-added_at = "2026-01-01T00:00:00Z"
-
-[[address_books]]
-name = "btc-hot"
-chain = "bitcoin"
-cool_down = "72h"
-
-[[address_books.entries]]
-address = "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx"
-label = "development hot wallet"
-added_at = "2026-01-01T00:00:00Z"
-
-[[address_books]]
-name = "sol-hot"
-chain = "solana"
-cool_down = "72h"
-
-[[address_books.entries]]
-address = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM"
-label = "development hot wallet"
-added_at = "2026-01-01T00:00:00Z"
-
+keys = [{names}]
+{keys}{books}
 [[rules]]
 name = "deny-contract-calls"
 kinds = ["token_approve", "contract_call", "safe_delegate_call", "safe_self_call"]
 deny = "contract calls and token approvals are never signed"
-
-[[rules]]
-name = "eth-hot-refill"
-chain = "ethereum"
-asset = "ETH"
-kinds = ["transfer"]
-destination_book = "eth-hot"
-max_amount = "100"
-max_fee = "0.01"
-approvals = {{ count = 2, roles = ["approver"], lifetime = "4h" }}
-velocity = [{{ window = "24h", max_total = "500", max_count = 50 }}]
-
-[[rules]]
-name = "btc-hot-refill"
-chain = "bitcoin"
-asset = "BTC"
-kinds = ["transfer"]
-destination_book = "btc-hot"
-max_amount = "10"
-max_fee = "0.001"
-approvals = {{ count = 2, roles = ["approver"], lifetime = "4h" }}
-
-[[rules]]
-name = "sol-hot-refill"
-chain = "solana"
-asset = "SOL"
-kinds = ["transfer"]
-destination_book = "sol-hot"
-max_amount = "1000"
-max_fee = "0.001"
-approvals = {{ count = 2, roles = ["approver"], lifetime = "4h" }}
-
+{rules}
 [governance.install]
 quorum = {{ count = 2, roles = ["admin"], distinct_groups = 2, lifetime = "72h" }}
 time_lock = "1h"
@@ -403,6 +402,52 @@ lifetime = "1h"
 [governance.unfreeze]
 quorum = {{ count = 2, roles = ["admin"], distinct_groups = 2, lifetime = "24h" }}
 delay = "1h"
-"#
+"#,
+        names = names.join(", "),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFICERS_TOML: &str = "[[officers]]\nid = \"alice\"\nname = \"alice\"\nroles = [\"approver\", \"admin\", \"freezer\"]\ngroup = \"treasury\"\npublic_key = \"d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\"\n\n[[officers]]\nid = \"carol\"\nname = \"carol\"\nroles = [\"approver\", \"admin\", \"freezer\"]\ngroup = \"risk\"\npublic_key = \"3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c\"\n";
+    const REQUESTER_VK: &str = "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025";
+    const SECP: &str = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
+    const ED: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
+    /// The development policy loads with every chain, and with Solana only (a token without
+    /// secp256k1): then it names no Ethereum or Bitcoin key, book or rule.
+    #[test]
+    fn the_dev_policy_loads_with_every_chain_and_with_solana_only() {
+        let all: Vec<(&DevChain, String)> = CHAINS
+            .iter()
+            .map(|c| {
+                let pk = if c.kind == KeyKind::Secp256k1 {
+                    SECP
+                } else {
+                    ED
+                };
+                (c, pk.to_string())
+            })
+            .collect();
+        let p = kinko_policy::Policy::from_toml(
+            dev_policy(OFFICERS_TOML, REQUESTER_VK, &all).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(p.keys().count(), 3);
+
+        let solana: Vec<(&DevChain, String)> = all
+            .into_iter()
+            .filter(|(c, _)| c.kind == KeyKind::Ed25519)
+            .collect();
+        let text = dev_policy(OFFICERS_TOML, REQUESTER_VK, &solana);
+        let p = kinko_policy::Policy::from_toml(text.as_bytes()).unwrap();
+        let names: Vec<&str> = p.keys().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["sol-dev"]);
+        for absent in ["eth-", "btc-", "ethereum", "bitcoin"] {
+            assert!(!text.contains(absent), "{absent} in {text}");
+        }
+        assert!(text.contains("name = \"sol-hot-refill\""), "{text}");
+    }
 }

@@ -99,6 +99,34 @@ async fn a_store_and_log_written_by_the_previous_release_open_and_keep_signing()
             .unwrap()
         };
 
+        // Reading the old store with this kinkod's read-only commands migrates nothing: they
+        // refuse, say why, and leave the file as the old release wrote it.
+        let version = || {
+            rusqlite::Connection::open(data.join("kinko.db"))
+                .unwrap()
+                .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+                .unwrap()
+        };
+        let old_version = version();
+        let export = root.join("export-before");
+        let o = Command::new(kinko_tests::bin("kinkod"))
+            .arg("--config")
+            .arg(data.join("kinkod.toml"))
+            .args(["export-log", "--out"])
+            .arg(&export)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{revision}: {stderr}");
+        assert!(stderr.contains("written by an earlier kinkod"), "{stderr}");
+        assert_eq!(
+            version(),
+            old_version,
+            "{revision}: export-log migrated the store"
+        );
+        assert!(!export.exists());
+
         let conf_s = conf.to_str().unwrap().to_string();
         let d = start_with_env(
             &data,

@@ -42,6 +42,9 @@ pub enum StoreError {
         /// Highest version this build knows.
         supported: i64,
     },
+    /// [`Store::open_existing`] found no store, or one this build would have to migrate.
+    #[error("{0}")]
+    NotOpenable(String),
     /// No request with this id.
     #[error("no request {0}")]
     NotFound(String),
@@ -778,6 +781,67 @@ impl Store {
             }
             Ok(problems)
         })
+    }
+
+    /// Opens the store at `location` for reading only, as the operator's and auditor's
+    /// commands need (`export-log`, `archive-log`, `installed-policy`, `rebuild`): it must exist
+    /// (nothing is created at a mistyped path) and already be at this build's schema (nothing
+    /// is migrated: a backup copy stays as it was taken), and every write through it fails
+    /// (SQLite opened read-only; PostgreSQL sessions read-only).
+    pub fn open_existing(location: &Location) -> Result<Store, StoreError> {
+        let stale = |found: i64, supported: i64| {
+            if found > supported {
+                StoreError::SchemaTooNew { found, supported }
+            } else {
+                StoreError::NotOpenable(format!(
+                    "the store is at schema version {found}, this kinkod's is {supported}: it was written by an earlier kinkod. Start this kinkod on it once (it migrates), or run this command with the kinkod that wrote it"
+                ))
+            }
+        };
+        match location {
+            Location::Sqlite(path) => {
+                if !path.is_file() {
+                    return Err(StoreError::NotOpenable(format!(
+                        "no store at {}",
+                        path.display()
+                    )));
+                }
+                let conn = rusqlite::Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+                if found == 0 {
+                    return Err(StoreError::NotOpenable(format!(
+                        "{} is not a Kinko store (no schema)",
+                        path.display()
+                    )));
+                }
+                if found != migrations::CURRENT {
+                    return Err(stale(found, migrations::CURRENT));
+                }
+                Ok(Store::with_db(Db::Sqlite(conn)))
+            }
+            Location::Postgres(url) | Location::PostgresTls { url, .. } => {
+                let tls = match location {
+                    Location::PostgresTls { ca_pem, .. } => Some(db::tls_config(ca_pem)?),
+                    _ => None,
+                };
+                let pg = db::Pg::connect(url, tls)?;
+                pg.batch("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")?;
+                let found = migrations::postgres_version(&pg)?;
+                let supported = migrations::PG_MIGRATIONS.len() as i64;
+                match found {
+                    None | Some(0) => Err(StoreError::NotOpenable(
+                        "the database holds no Kinko store (no kinko_schema)".into(),
+                    )),
+                    Some(v) if v != supported => Err(stale(v, supported)),
+                    Some(_) => Ok(Store::with_db(Db::Postgres(Box::new(pg)))),
+                }
+            }
+        }
     }
 
     /// Opens the store at `location`.

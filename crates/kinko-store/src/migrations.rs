@@ -323,6 +323,31 @@ pub(crate) const PG_MIGRATIONS: &[&str] = &[
         FOR EACH STATEMENT EXECUTE FUNCTION kinko_append_only()",
 ];
 
+/// The PostgreSQL schema version recorded in `kinko_schema`, or `None` without that table.
+/// Reads only.
+pub(crate) fn postgres_version(pg: &Pg) -> Result<Option<i64>, StoreError> {
+    let conn = PgConn {
+        aux: &pg.aux,
+        c: &pg.client,
+    };
+    let exists = conn
+        .query_opt(
+            "SELECT (to_regclass('kinko_schema') IS NOT NULL)::int::bigint",
+            &[],
+        )?
+        .map(|r| r.int(0))
+        .transpose()?;
+    if exists != Some(1) {
+        return Ok(None);
+    }
+    Ok(Some(
+        conn.query_opt("SELECT version FROM kinko_schema", &[])?
+            .map(|r| r.int(0))
+            .transpose()?
+            .unwrap_or(0),
+    ))
+}
+
 /// The session-level advisory lock replicas take while migrating, one at a time.
 const PG_MIGRATION_LOCK: i64 = 0x6b69_6e6b_6f00_0002;
 

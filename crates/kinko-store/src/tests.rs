@@ -359,6 +359,91 @@ fn a_newer_schema_is_refused() {
     ));
 }
 
+/// The operator's read-only commands open a store with [`Store::open_existing`]: a mistyped
+/// path creates nothing, an empty database or an older schema is refused (a backup copy is
+/// never migrated by reading it), and a write through it fails and changes nothing; reading
+/// works. Both backends.
+#[test]
+fn open_existing_reads_only_and_never_creates_or_migrates() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo.db");
+    let err = Store::open_existing(&Location::Sqlite(missing.clone())).unwrap_err();
+    assert!(err.to_string().contains("no store at"), "{err}");
+    assert!(
+        !missing.exists(),
+        "a store was created at the mistyped path"
+    );
+
+    let path = dir.path().join("kinko.db");
+    let s = Store::open(&path).unwrap();
+    s.insert_request(&new_request("r-1", "key-1", b"payload"))
+        .unwrap();
+    drop(s);
+    let ro = Store::open_existing(&Location::Sqlite(path.clone())).unwrap();
+    assert_eq!(ro.get_request("r-1").unwrap().new.idempotency_key, "key-1");
+    assert!(
+        ro.insert_request(&new_request("r-2", "key-2", b"payload"))
+            .is_err(),
+        "a write through a read-only store succeeded"
+    );
+    drop(ro);
+    assert!(matches!(
+        Store::open(&path).unwrap().get_request("r-2"),
+        Err(StoreError::NotFound(_))
+    ));
+
+    // An older schema: refused, and left at its version.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", migrations::CURRENT - 1)
+        .unwrap();
+    drop(conn);
+    let err = Store::open_existing(&Location::Sqlite(path.clone())).unwrap_err();
+    assert!(
+        err.to_string().contains("written by an earlier kinkod"),
+        "{err}"
+    );
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, migrations::CURRENT - 1, "the store was migrated");
+
+    // A file that is no store.
+    let empty = dir.path().join("empty.db");
+    drop(rusqlite::Connection::open(&empty).unwrap());
+    let err = Store::open_existing(&Location::Sqlite(empty)).unwrap_err();
+    assert!(err.to_string().contains("not a Kinko store"), "{err}");
+
+    let Some(base) = crate::testing::postgres_url() else {
+        return pg_required();
+    };
+    let _ = base;
+    let blank = crate::testing::fresh_database("blank").unwrap();
+    let err = Store::open_existing(&Location::Postgres(blank.clone())).unwrap_err();
+    assert!(err.to_string().contains("no Kinko store"), "{err}");
+    let url = crate::testing::fresh_database("existing").unwrap();
+    Store::open_postgres(&url)
+        .unwrap()
+        .insert_request(&new_request("r-1", "key-1", b"payload"))
+        .unwrap();
+    let ro = Store::open_existing(&Location::Postgres(url.clone())).unwrap();
+    assert_eq!(ro.get_request("r-1").unwrap().new.idempotency_key, "key-1");
+    assert!(
+        ro.insert_request(&new_request("r-2", "key-2", b"payload"))
+            .is_err()
+    );
+    drop(ro);
+    let supported = migrations::PG_MIGRATIONS.len() as i64;
+    crate::testing::sql(&url, "UPDATE kinko_schema SET version = 1").unwrap();
+    if supported > 1 {
+        let err = Store::open_existing(&Location::Postgres(url.clone())).unwrap_err();
+        assert!(
+            err.to_string().contains("written by an earlier kinkod"),
+            "{err}"
+        );
+    }
+}
+
 /// Counting a requester's denials of the last day (at every submission) reads the index
 /// alone: a store holding years of denied requests does not make each submission slower.
 #[test]

@@ -304,7 +304,7 @@ fn main() -> ExitCode {
             Some(Command::InstalledPolicy) => {
                 let config = Config::load(&args.config.ok_or("give --config FILE")?)?;
                 let store =
-                    kinko_store::Store::open_at(&config.store.location()?).map_err(|e| format!("{}: {e}", config.store.describe()))?;
+                    kinko_store::Store::open_existing(&config.store.location()?).map_err(|e| format!("{}: {e}", config.store.describe()))?;
                 let p = store
                     .installed_policy()
                     .map_err(|e| e.to_string())?
@@ -315,7 +315,7 @@ fn main() -> ExitCode {
             Some(Command::ExportLog { out }) => {
                 let config = Config::load(&args.config.ok_or("give --config FILE")?)?;
                 let store =
-                    kinko_store::Store::open_at(&config.store.location()?).map_err(|e| format!("{}: {e}", config.store.describe()))?;
+                    kinko_store::Store::open_existing(&config.store.location()?).map_err(|e| format!("{}: {e}", config.store.describe()))?;
                 let (records, checkpoints) = store
                     .export_log(&out)
                     .map_err(|e| format!("{}: {e}", out.display()))?;
@@ -327,7 +327,7 @@ fn main() -> ExitCode {
             }
             Some(Command::ArchiveLog { dir }) => {
                 let config = Config::load(&args.config.ok_or("give --config FILE")?)?;
-                let store = kinko_store::Store::open_at(&config.store.location()?)
+                let store = kinko_store::Store::open_existing(&config.store.location()?)
                     .map_err(|e| format!("{}: {e}", config.store.describe()))?;
                 let (now, total) = store
                     .archive_log(&dir)

@@ -181,7 +181,7 @@ impl From<kinko_store::StoreError> for Refused {
                     "the history (state and audit log) cannot be written or read; nothing was changed or signed",
                 )
             }
-            E::SchemaTooNew { .. } | E::Corrupt(_) | E::LogCorrupt(_) => {
+            E::SchemaTooNew { .. } | E::NotOpenable(_) | E::Corrupt(_) | E::LogCorrupt(_) => {
                 Refused::internal("store failure", e)
             }
         }

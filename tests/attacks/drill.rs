@@ -4,8 +4,6 @@
 //! old one retired; the new key is pinned by a second proposal; signing resumes only after the
 //! unfreeze quorum and its delay. Delays are shortened to seconds in this drill's policy.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use alloy_primitives::address;
@@ -14,7 +12,7 @@ use kinko_tests::pb::admin_service_client::AdminServiceClient;
 use kinko_tests::pb::approval_service_client::ApprovalServiceClient;
 use kinko_tests::pb::withdrawal_service_client::WithdrawalServiceClient;
 use kinko_tests::{
-    Daemon, Policy, Subject, Verdict, bin, channel, eth_transfer, free_port, governance, init,
+    Daemon, Policy, Subject, Verdict, channel, eth_transfer, free_port, governance, init,
     officer_approval, pb, reason, replace_in, start, submission, unique_label,
 };
 
@@ -85,50 +83,7 @@ async fn frozen(d: &Daemon) -> pb::FreezeState {
         .into_inner()
 }
 
-pub(crate) fn cli(args: &[&str], dir: &Path) -> (bool, String) {
-    let out = Command::new(bin("kinko"))
-        .args(args)
-        .env("KINKO_DEV_DIR", dir)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-/// The auditor's step: `kinko audit fetch` into `copy`, then `kinko audit verify` offline.
-pub(crate) fn fetch_and_verify(d: &Daemon, server: &str, copy: &Path, dir: &Path) {
-    let (ok, out) = cli(
-        &[
-            "audit",
-            "fetch",
-            "--server",
-            server,
-            "--as",
-            "auditor",
-            "--out",
-            copy.to_str().unwrap(),
-        ],
-        dir,
-    );
-    assert!(ok, "{out}");
-    let (ok, out) = cli(
-        &[
-            "audit",
-            "verify",
-            copy.to_str().unwrap(),
-            "--log-key",
-            &d.vkey,
-        ],
-        dir,
-    );
-    assert!(ok, "{out}");
-}
+pub(crate) use kinko_tests::{cli, fetch_and_verify};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_incident_response_runbook_works_end_to_end() {

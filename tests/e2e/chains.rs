@@ -470,22 +470,6 @@ async fn solana_transfer_signed_and_verified_with_ed25519_dalek() {
 // A second PKCS#11 implementation: the whole daemon on Kryoptic
 // ---------------------------------------------------------------------------------------------
 
-/// Kryoptic, built by `hsm-config/kryoptic/build.sh` and named by `KINKO_SECOND_PKCS11_MODULE`
-/// (the README's test command sets it), or `None` when `KINKO_ALLOW_SKIP` names `second_token`.
-fn second_module() -> Option<String> {
-    if let Ok(m) = std::env::var("KINKO_SECOND_PKCS11_MODULE") {
-        return Some(m);
-    }
-    assert!(
-        std::env::var("KINKO_ALLOW_SKIP")
-            .is_ok_and(|v| v == "1" || v.split(',').any(|s| s.trim() == "second_token")),
-        "KINKO_SECOND_PKCS11_MODULE is not set: build Kryoptic with hsm-config/kryoptic/build.sh, \
-         or set KINKO_ALLOW_SKIP=second_token to skip knowingly"
-    );
-    eprintln!("SKIPPED (KINKO_ALLOW_SKIP): no second PKCS#11 module");
-    None
-}
-
 /// The whole signing path on a token that is not SoftHSM2: `kinkod dev` on Kryoptic (which has
 /// Ed25519 but no secp256k1) makes a Solana-only set-up and says what it left out; kinkod
 /// starts on it (token login, the session pool, the log key signing checkpoints), a Solana
@@ -494,9 +478,10 @@ fn second_module() -> Option<String> {
 /// verification of the log — checkpoints signed by Kryoptic — passes.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_whole_signing_path_runs_on_kryoptic_with_solana_only() {
-    let Some(module) = second_module() else {
+    let Some(module) = kinko_hsm::testing::second_module() else {
         return;
     };
+    let module = module.to_str().unwrap().to_string();
     let tmp = tempfile::tempdir().unwrap();
     let conf = tmp.path().join("kryoptic.conf");
     std::fs::write(
@@ -583,38 +568,7 @@ async fn the_whole_signing_path_runs_on_kryoptic_with_solana_only() {
 
     // The auditor fetches the log over gRPC and verifies it offline: the checkpoints were
     // signed by Kryoptic's Ed25519 log key.
-    let copy = tmp.path().join("audit-copy");
-    let kinko = |args: &[&str]| {
-        let o = std::process::Command::new(kinko_tests::bin("kinko"))
-            .args(args)
-            .env("KINKO_DEV_DIR", &dir)
-            .output()
-            .unwrap();
-        let out = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(o.status.success(), "kinko {args:?}: {out}");
-        out
-    };
-    kinko(&[
-        "audit",
-        "fetch",
-        "--server",
-        &d.addr,
-        "--as",
-        "auditor",
-        "--out",
-        copy.to_str().unwrap(),
-    ]);
-    let out = kinko(&[
-        "audit",
-        "verify",
-        copy.to_str().unwrap(),
-        "--log-key",
-        &d.vkey,
-    ]);
+    let out = kinko_tests::fetch_and_verify(&d, &d.addr, &tmp.path().join("audit-copy"), &dir);
     for expected in [
         "signatures:     1",
         "anomalies:      0",

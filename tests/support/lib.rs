@@ -950,3 +950,52 @@ pub async fn tampering_proxy(d: &Daemon, officer: &str, tamper: Tamper) -> Runni
         task,
     }
 }
+
+/// `kinko ARGS` with the development set-up in `dir` (`KINKO_DEV_DIR`): whether it succeeded,
+/// and what it printed (standard output, then standard error).
+pub fn cli(args: &[&str], dir: &Path) -> (bool, String) {
+    let out = Command::new(bin("kinko"))
+        .args(args)
+        .env("KINKO_DEV_DIR", dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The auditor's step: `kinko audit fetch` into `copy`, then `kinko audit verify` offline;
+/// returns what the verification printed.
+pub fn fetch_and_verify(d: &Daemon, server: &str, copy: &Path, dir: &Path) -> String {
+    let (ok, out) = cli(
+        &[
+            "audit",
+            "fetch",
+            "--server",
+            server,
+            "--as",
+            "auditor",
+            "--out",
+            copy.to_str().unwrap(),
+        ],
+        dir,
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = cli(
+        &[
+            "audit",
+            "verify",
+            copy.to_str().unwrap(),
+            "--log-key",
+            &d.vkey,
+        ],
+        dir,
+    );
+    assert!(ok, "{out}");
+    out
+}

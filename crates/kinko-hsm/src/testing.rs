@@ -20,6 +20,24 @@ pub fn module_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
 }
 
+/// The second PKCS#11 implementation the tests also run on (Kryoptic, built by
+/// `hsm-config/kryoptic/build.sh`; the README's test command sets `KINKO_SECOND_PKCS11_MODULE`),
+/// or `None` when `KINKO_ALLOW_SKIP` names `second_token` (or is `1`): a test skips knowingly,
+/// and says so. Without either it panics: the test would otherwise pass having tested nothing.
+pub fn second_module() -> Option<PathBuf> {
+    if let Some(m) = std::env::var_os("KINKO_SECOND_PKCS11_MODULE") {
+        return Some(PathBuf::from(m));
+    }
+    assert!(
+        std::env::var("KINKO_ALLOW_SKIP")
+            .is_ok_and(|v| v == "1" || v.split(',').any(|s| s.trim() == "second_token")),
+        "KINKO_SECOND_PKCS11_MODULE is not set: build Kryoptic with hsm-config/kryoptic/build.sh \
+         (scripts/test-all.sh does), or set KINKO_ALLOW_SKIP=second_token to skip knowingly"
+    );
+    eprintln!("SKIPPED (KINKO_ALLOW_SKIP): no second PKCS#11 module");
+    None
+}
+
 /// Writes the SoftHSM2 configuration named by `SOFTHSM2_CONF` if it does not exist yet, and
 /// refuses to run against the system-wide configuration.
 pub fn ensure_softhsm2_conf() -> Result<PathBuf, String> {

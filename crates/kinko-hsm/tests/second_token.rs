@@ -11,8 +11,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::path::PathBuf;
-
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::Attribute;
 use cryptoki::session::UserType;
@@ -20,27 +18,9 @@ use ed25519_dalek::Verifier as _;
 use kinko_hsm::{Hsm, HsmError, KeyKind, PublicKey};
 use secrecy::SecretString;
 
-/// The module, or `None` when skipping knowingly.
-fn module() -> Option<PathBuf> {
-    match std::env::var_os("KINKO_SECOND_PKCS11_MODULE") {
-        Some(m) => Some(PathBuf::from(m)),
-        None => {
-            let allowed = std::env::var("KINKO_ALLOW_SKIP")
-                .is_ok_and(|v| v == "1" || v.split(',').any(|s| s.trim() == "second_token"));
-            assert!(
-                allowed,
-                "KINKO_SECOND_PKCS11_MODULE is not set: build Kryoptic with hsm-config/kryoptic/build.sh \
-                 (scripts/test-all.sh does), or set KINKO_ALLOW_SKIP=second_token to skip knowingly"
-            );
-            eprintln!("SKIPPED (KINKO_ALLOW_SKIP): no second PKCS#11 module");
-            None
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn kinkos_ed25519_paths_work_on_kryoptic_and_the_probe_names_what_it_lacks() {
-    let Some(module) = module() else {
+    let Some(module) = kinko_hsm::testing::second_module() else {
         return;
     };
     // Kryoptic reads its configuration (which names its token's SQLite file) from

@@ -1178,14 +1178,33 @@ pub mod testing {
         pub url: String,
     }
 
-    fn cluster_script() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-cluster.sh")
+    /// `scripts/pg-cluster.sh`, found upwards from the running test's package (cargo sets
+    /// `CARGO_MANIFEST_DIR` for the tests it runs) or the working directory. Found at run time:
+    /// a path compiled in (`env!`) would put the build directory into every kinkod binary's
+    /// code and make builds in different places differ (docs/supply-chain.md).
+    fn cluster_script() -> Result<std::path::PathBuf, StoreError> {
+        let starts = [
+            std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from),
+            std::env::current_dir().ok(),
+        ];
+        starts
+            .iter()
+            .flatten()
+            .flat_map(|start| start.ancestors())
+            .map(|dir| dir.join("scripts/pg-cluster.sh"))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                StoreError::Io(
+                    "scripts/pg-cluster.sh not found above CARGO_MANIFEST_DIR or the working directory"
+                        .into(),
+                )
+            })
     }
 
     impl Cluster {
         /// Starts a cluster in `dir` (a new directory).
         pub fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Result<Cluster, StoreError> {
-            let out = std::process::Command::new(cluster_script())
+            let out = std::process::Command::new(cluster_script()?)
                 .arg("start")
                 .arg(dir)
                 .envs(env.iter().copied())
@@ -1205,7 +1224,7 @@ pub mod testing {
 
         /// `pg-cluster.sh stop` or `resume` on this cluster.
         pub fn run(&self, cmd: &str) -> Result<(), StoreError> {
-            let status = std::process::Command::new(cluster_script())
+            let status = std::process::Command::new(cluster_script()?)
                 .arg(cmd)
                 .arg(&self.dir)
                 .status()
@@ -1220,10 +1239,12 @@ pub mod testing {
 
     impl Drop for Cluster {
         fn drop(&mut self) {
-            let _ = std::process::Command::new(cluster_script())
-                .arg("stop")
-                .arg(&self.dir)
-                .status();
+            if let Ok(script) = cluster_script() {
+                let _ = std::process::Command::new(script)
+                    .arg("stop")
+                    .arg(&self.dir)
+                    .status();
+            }
         }
     }
 

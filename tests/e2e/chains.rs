@@ -483,15 +483,7 @@ async fn the_whole_signing_path_runs_on_kryoptic_with_solana_only() {
     };
     let module = module.to_str().unwrap().to_string();
     let tmp = tempfile::tempdir().unwrap();
-    let conf = tmp.path().join("kryoptic.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[[slots]]\nslot = 3\ndbtype = \"sqlite\"\ndbargs = \"{}\"\n",
-            tmp.path().join("token.sql").display()
-        ),
-    )
-    .unwrap();
+    let conf = kinko_hsm::testing::write_kryoptic_conf(tmp.path()).unwrap();
     let dir = tmp.path().join("data");
     let port = free_port();
     let d = kinko_tests::start_with_env(

@@ -38,6 +38,21 @@ pub fn second_module() -> Option<PathBuf> {
     None
 }
 
+/// Writes a Kryoptic configuration in `dir` with one slot whose token is the SQLite file
+/// `dir/token.sql`, and returns its path (what `KRYOPTIC_CONF` must name for the process that
+/// loads the module).
+pub fn write_kryoptic_conf(dir: &std::path::Path) -> std::io::Result<PathBuf> {
+    let conf = dir.join("kryoptic.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[slots]]\nslot = 7\ndbtype = \"sqlite\"\ndbargs = \"{}\"\n",
+            dir.join("token.sql").display()
+        ),
+    )?;
+    Ok(conf)
+}
+
 /// Writes the SoftHSM2 configuration named by `SOFTHSM2_CONF` if it does not exist yet, and
 /// refuses to run against the system-wide configuration.
 pub fn ensure_softhsm2_conf() -> Result<PathBuf, String> {

@@ -28,15 +28,7 @@ async fn kinkos_ed25519_paths_work_on_kryoptic_and_the_probe_names_what_it_lacks
     // 2024, so the test runs itself again in a child process with the variable set.
     if std::env::var_os("KRYOPTIC_CONF").is_none() {
         let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("kryoptic.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "[[slots]]\nslot = 7\ndbtype = \"sqlite\"\ndbargs = \"{}\"\n",
-                dir.path().join("token.sql").display()
-            ),
-        )
-        .unwrap();
+        let conf = kinko_hsm::testing::write_kryoptic_conf(dir.path()).unwrap();
         let status = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
